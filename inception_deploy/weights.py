@@ -1,0 +1,241 @@
+"""Checkpoint loading: every format users actually have, strict fit, errors that say what to do.
+
+Reads raw state_dicts, ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, DataParallel
+(``module.``) and torch.compile (``_orig_mod.``) prefixes, .pth/.pt/.bin through
+``torch.load(weights_only=True)`` and .safetensors; downloads published checkpoints with a hash
+check into a cache folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import WeightsError
+from .models.registry import ArchSpec, PretrainedWeights, spec_for_model
+
+log = logging.getLogger(__name__)
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+_PREFIXES = ("module.", "_orig_mod.")
+_SHOWN = 5  # how many keys of each kind an error lists
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file into a flat {name: tensor} dict, unwrapped and de-prefixed."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: checkpoint file is empty")
+    if path.suffix == ".safetensors":
+        state = _read_safetensors(path)
+    else:
+        state = _read_torch(path)
+    for key in _WRAPPER_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors, "
+                           f"optionally under 'state_dict' or 'model')")
+    for prefix in _PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _read_torch(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        text = str(e)
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            raise WeightsError(f"{path}: holds a pickled Python object ({refused.group(1)}) that weights_only "
+                               f"loading refuses; save model.state_dict() instead of the whole model") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+        first = detail.group(1) if detail else (text.strip().splitlines() or [type(e).__name__])[0]
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first.strip()})") from None
+
+
+def _read_safetensors(path: Path):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int | None = None) -> nn.Module:
+    """Load ``path`` into ``model`` strictly, or raise a WeightsError saying what does not fit.
+
+    Auxiliary-head keys are dropped (one log line) when the model was built without aux heads.
+    ``label_offset`` drops that many leading classifier rows (TensorFlow ports carry a
+    background class); by default it is applied when the checkpoint has exactly that many extra
+    classes and the architecture's published weights are known to carry them.
+    """
+    state = read_checkpoint(path)
+    spec = spec_for_model(model)
+    expected = model.state_dict()
+    if spec is not None:
+        state = _drop_aux(state, spec, expected, path)
+        state = _drop_background_class(state, spec, expected, path, label_offset)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise WeightsError(_mismatch_message(path, spec, state, expected, missing, unexpected, mismatched))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _drop_aux(state, spec: ArchSpec, expected, path):
+    aux_prefixes = tuple(f"{m}." for m in spec.aux_modules)
+    if not aux_prefixes or any(k.startswith(aux_prefixes) for k in expected):
+        return state
+    kept = {k: v for k, v in state.items() if not k.startswith(aux_prefixes)}
+    if len(kept) != len(state):
+        log.info("%s: dropped %d auxiliary-head entries (%s): the model has no aux heads",
+                 path, len(state) - len(kept), ", ".join(spec.aux_modules))
+    return kept
+
+
+def _drop_background_class(state, spec: ArchSpec, expected, path, label_offset):
+    offset = label_offset
+    if offset is None:
+        offset = spec.pretrained.label_offset if spec.pretrained else 0
+    weight_key, bias_key = f"{spec.classifier}.weight", f"{spec.classifier}.bias"
+    if not offset or weight_key not in state or weight_key not in expected:
+        return state
+    if state[weight_key].shape[0] != expected[weight_key].shape[0] + offset:
+        return state
+    log.info("%s: dropped %d leading background class(es) from %s", path, offset, spec.classifier)
+    state = dict(state)
+    state[weight_key] = state[weight_key][offset:]
+    if bias_key in state:
+        state[bias_key] = state[bias_key][offset:]
+    return state
+
+
+def _mismatch_message(path, spec, state, expected, missing, unexpected, mismatched) -> str:
+    def first(items):
+        more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+        return ", ".join(items[:_SHOWN]) + more
+
+    arch = f"arch {spec.name} ({spec.reference} layout)" if spec else "the model"
+    parts = [f"{path}: checkpoint does not fit {arch}"]
+    if missing:
+        parts.append(f"missing {len(missing)} keys: {first(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys: {first(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} shape mismatches: {first(mismatched)}")
+    hint = _hint(spec, state, expected, missing, unexpected)
+    if hint:
+        parts.append(f"hint: {hint}")
+    return "; ".join(parts)
+
+
+def _hint(spec, state, expected, missing, unexpected) -> str:
+    if spec is None:
+        return ""
+    weight_key = f"{spec.classifier}.weight"
+    if weight_key in state and weight_key in expected:
+        have, want = state[weight_key].shape[0], expected[weight_key].shape[0]
+        if have != want:
+            return f"checkpoint has {have} classes: pass num_classes={have}"
+    aux_prefixes = tuple(f"{m}." for m in spec.aux_modules)
+    if aux_prefixes and missing and all(k.startswith(aux_prefixes) for k in missing):
+        return "checkpoint has no auxiliary heads: build the model with aux_logits=False"
+    if len(missing) == len(expected) and unexpected:
+        return f"no key matches; is this a {spec.reference} checkpoint of another architecture?"
+    return ""
+
+
+def cache_dir() -> Path:
+    """Where downloads go: $INCEPTION_DEPLOY_CACHE, else $XDG_CACHE_HOME/inception-deploy."""
+    if os.environ.get("INCEPTION_DEPLOY_CACHE"):
+        return Path(os.environ["INCEPTION_DEPLOY_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inception-deploy"
+
+
+def expected_digest(source: PretrainedWeights) -> str | None:
+    """Full sha256 when published, else the prefix in a torch.hub-style name (``x-1378be20.pth``)."""
+    if source.sha256:
+        return source.sha256.lower()
+    match = re.search(r"-([0-9a-f]{8,})\.[A-Za-z]+$", source.url.rsplit("/", 1)[-1])
+    return match.group(1) if match else None
+
+
+def download(source: PretrainedWeights, *, directory: str | os.PathLike | None = None,
+             progress: bool = True) -> Path:
+    """Fetch ``source.url`` into the cache (once) and check its hash; return the local path.
+
+    The file is streamed into a temporary file beside its final name and renamed only after
+    the hash matched, so an interrupted or corrupt download never poses as a checkpoint.
+    """
+    directory = Path(directory) if directory is not None else cache_dir()
+    dest = directory / source.url.rsplit("/", 1)[-1]
+    expected = expected_digest(source)
+    if dest.is_file():
+        if expected is None or _sha256(dest).startswith(expected):
+            return dest
+        log.warning("%s: cached file does not match its hash; downloading again", dest)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WeightsError(f"{directory}: cannot create the download folder ({e.strerror})") from None
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch(source.url, out, progress)
+        if expected is not None and not digest.startswith(expected):
+            raise WeightsError(f"{source.url}: sha256 {digest[:16]}... does not match the published "
+                               f"{expected}; the download is corrupt or the file was replaced")
+        if expected is None:
+            log.warning("%s: no published hash to check against; sha256 of the download is %s", source.url, digest)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _fetch(url: str, out, progress: bool) -> str:
+    from tqdm import tqdm
+
+    sha = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+                      desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+                while chunk := response.read(1 << 20):
+                    sha.update(chunk)
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise WeightsError(f"could not download {url} ({reason}); download it on a connected machine "
+                           f"and pass the local file instead (weights=PATH / --weights FILE)") from None
+    return sha.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()

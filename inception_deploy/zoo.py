@@ -1,0 +1,45 @@
+"""``create_model``: registry + weights + batch-norm calibration, the one way models are made."""
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from .errors import InceptionDeployError
+from .models.batchnorm import calibrate_batchnorm
+from .models.registry import ArchSpec, get_arch
+from .preprocess import normalize, synthetic_images
+from .weights import download, load_weights
+
+PRETRAINED = "pretrained"
+
+
+def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
+                 weights: str | os.PathLike | None = None) -> nn.Module:
+    """Build ``arch`` in eval mode.
+
+    ``weights``: None (random init, batch-norm statistics set from synthetic images so logits
+    have a realistic size), a checkpoint path, or ``"pretrained"`` (the reference's published
+    checkpoint, downloaded once with a hash check).
+    """
+    spec = get_arch(arch)
+    if num_classes < 1:
+        raise InceptionDeployError(f"num_classes must be at least 1, not {num_classes}")
+    model = spec.build(num_classes, aux_logits)
+    if weights is None:
+        calibrate_batchnorm(model, [synthetic_batch(spec)])
+    elif str(weights) == PRETRAINED:
+        if spec.pretrained is None:
+            raise InceptionDeployError(f"arch {spec.name} has no published checkpoint: pass a file")
+        load_weights(model, download(spec.pretrained), label_offset=spec.pretrained.label_offset)
+    else:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def synthetic_batch(spec: ArchSpec, count: int = 4, seed: int = 0, input_size: int | None = None):
+    """``count`` synthetic images, preprocessed for ``spec``, as a torch tensor."""
+    import torch
+
+    size = input_size or spec.preprocess.input_size
+    return torch.from_numpy(normalize(synthetic_images(count, size, seed), spec.preprocess))

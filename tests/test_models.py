@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from inception_deploy import InceptionDeployError, calibrate_batchnorm, create_model, list_archs
+from inception_deploy.errors import UnknownArchError
+from inception_deploy.models import check_input_size, get_arch
+from inception_deploy.zoo import synthetic_batch
+
+ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+
+# shared/DESIGN.md: parameters / state_dict entries of each reference layout, 1000 classes
+REFERENCE_SIZES = {
+    ("v1", True): (13_004_888, 364),
+    ("v1", False): (6_624_904, 344),
+    ("v2", False): (11_295_240, 485),
+    ("v3", True): (27_161_264, 580),
+    ("v3", False): (23_834_568, 566),
+    ("v4", False): (42_679_816, 896),
+    ("resnet-v1", False): (23_995_624, 716),
+    ("resnet-v2", False): (55_843_464, 1306),
+    ("xception", False): (22_855_952, 276),
+}
+
+
+def test_registry_names_and_aliases():
+    assert list_archs() == ARCHS
+    assert get_arch("googlenet").name == "v1"
+    assert get_arch("BN-Inception").name == "v2"
+    assert get_arch("inception-resnet-v2").name == "resnet-v2"
+    with pytest.raises(UnknownArchError, match=r"unknown arch 'v5'; choose one of: v1 \(googlenet"):
+        get_arch("v5")
+
+
+@pytest.mark.parametrize("arch,aux", sorted(REFERENCE_SIZES))
+def test_parameter_and_entry_counts_match_reference(arch, aux):
+    model = get_arch(arch).build(1000, aux_logits=aux)
+    params, entries = REFERENCE_SIZES[(arch, aux)]
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert len(model.state_dict()) == entries
+
+
+def test_aux_heads_only_where_the_architecture_has_them():
+    with pytest.raises(InceptionDeployError, match="v4 has no auxiliary heads"):
+        create_model("v4", aux_logits=True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_eval_gives_finite_logits_of_realistic_size(arch, built_models):
+    model = built_models(arch)
+    assert not model.training
+    with torch.no_grad():
+        logits = model(synthetic_batch(get_arch(arch), count=2, seed=5))
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 1000)
+    assert torch.isfinite(logits).all()
+    # far from the ~1e11 of uncalibrated batch norm, and not collapsed to a constant
+    assert 1e-2 < logits.abs().max() < 100
+    assert logits.std(dim=1).min() > 1e-3
+
+
+@pytest.mark.parametrize("arch,size", [("v1", 75), ("v2", 64), ("v2", 256), ("v3", 75), ("v4", 75),
+                                       ("resnet-v1", 160), ("resnet-v2", 75), ("xception", 75)])
+def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
+    model = built_models(arch)
+    check_input_size(get_arch(arch), size)
+    x = synthetic_batch(get_arch(arch), count=3, seed=1, input_size=size)
+    with torch.no_grad():
+        batched = model(x)
+        single = model(x[1:2])
+    assert batched.shape == (3, 1000) and torch.isfinite(batched).all()
+    # eval mode: each image's logits do not depend on its batch mates
+    torch.testing.assert_close(single[0], batched[1], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch,size", [("v3", 74), ("v2", 299), ("v1", 14)])
+def test_unsupported_input_size_is_one_clear_error(arch, size):
+    with pytest.raises(InceptionDeployError, match=f"input size {size} is not supported by arch {arch}"):
+        check_input_size(get_arch(arch), size)
+
+
+def test_v1_train_mode_returns_both_aux_outputs():
+    model = create_model("v1", num_classes=10, aux_logits=True).train()
+    out = model(synthetic_batch(get_arch("v1"), count=2))
+    assert out._fields == ("logits", "aux_logits2", "aux_logits1")
+    assert [t.shape for t in out] == [(2, 10)] * 3
+    assert isinstance(model.eval()(synthetic_batch(get_arch("v1"), count=2)), torch.Tensor)
+
+
+def test_v3_train_mode_returns_aux_logits():
+    model = create_model("v3", num_classes=7, aux_logits=True).train()
+    out = model(synthetic_batch(get_arch("v3"), count=2))
+    assert out._fields == ("logits", "aux_logits")
+    assert out.logits.shape == out.aux_logits.shape == (2, 7)
+    with torch.no_grad():
+        assert model.eval()(synthetic_batch(get_arch("v3"), count=2)).shape == (2, 7)
+
+
+def test_calibrate_batchnorm_tames_random_init_and_restores_state():
+    spec = get_arch("v3")
+    model = spec.build().eval()
+    x = synthetic_batch(spec, count=2)
+    with torch.no_grad():
+        raw = model(x)
+    # BN statistics 0/1 with PyTorch's default init: activations fade layer after layer until
+    # the logits no longer depend on the image (with torchvision's init they explode instead)
+    assert (raw[0] - raw[1]).abs().max() < 1e-3 * raw.abs().max()
+    bn = model.Mixed_5b.branch1x1.bn
+    calibrate_batchnorm(model, [x])
+    with torch.no_grad():
+        calibrated = model(x)
+    assert calibrated.abs().max() < 100
+    assert (calibrated[0] - calibrated[1]).abs().max() > 0.05 * calibrated.abs().max()
+    assert not model.training and not bn.training and bn.momentum == 0.1
+    assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+    with pytest.raises(ValueError, match="at least one batch"):
+        calibrate_batchnorm(model, [])

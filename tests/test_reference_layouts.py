@@ -1,0 +1,66 @@
+"""Our networks against the reference implementations themselves, where those are installed.
+
+The reference libraries (torchvision, timm, Cadene's pretrainedmodels, facenet-pytorch) are not
+dependencies and cannot be installed on the CPU CI machines (no CPU torchvision build), so each
+case skips with a reason there. Where they import, this is the strongest check we have: the
+reference's own state_dict loads strictly into our module and both give the same logits.
+"""
+import importlib
+
+import pytest
+import torch
+
+from inception_deploy.models import calibrate_batchnorm, get_arch
+from inception_deploy.zoo import synthetic_batch
+
+
+def _torchvision(name, **kw):
+    models = pytest.importorskip("torchvision.models", reason="torchvision not installed")
+    return getattr(models, name)(weights=None, init_weights=True, transform_input=False, **kw)
+
+
+def _timm(name):
+    timm = pytest.importorskip("timm", reason="timm not installed")
+    return timm.create_model(name, pretrained=False)
+
+
+def _attr(module, name, **kw):
+    mod = pytest.importorskip(module, reason=f"{module.split('.')[0]} not installed")
+    return getattr(mod, name)(**kw)
+
+
+REFERENCES = {
+    ("v1", False): lambda: _torchvision("googlenet", aux_logits=False),
+    ("v1", True): lambda: _torchvision("googlenet", aux_logits=True),
+    ("v2", False): lambda: _attr("pretrainedmodels.models.bninception", "BNInception", num_classes=1000),
+    ("v3", False): lambda: _torchvision("inception_v3", aux_logits=False),
+    ("v3", True): lambda: _torchvision("inception_v3", aux_logits=True),
+    ("v4", False): lambda: _timm("inception_v4"),
+    ("resnet-v1", False): lambda: _attr("facenet_pytorch.models.inception_resnet_v1", "InceptionResnetV1",
+                                        classify=True, num_classes=1000),
+    ("resnet-v2", False): lambda: _timm("inception_resnet_v2"),
+    ("xception", False): lambda: _timm("legacy_xception"),
+}
+
+
+@pytest.mark.parametrize("arch,aux", sorted(REFERENCES), ids=lambda v: str(v))
+def test_reference_state_dict_loads_and_logits_match(arch, aux):
+    reference = REFERENCES[(arch, aux)]()
+    spec = get_arch(arch)
+    ours = spec.build(1000, aux_logits=aux)
+    ref_sd, our_sd = reference.state_dict(), ours.state_dict()
+    assert set(ref_sd) == set(our_sd)
+    assert {k: tuple(v.shape) for k, v in ref_sd.items()} == {k: tuple(v.shape) for k, v in our_sd.items()}
+
+    # give the reference realistic BN statistics, then copy everything into ours
+    x = synthetic_batch(spec, count=4, seed=3)
+    reference.eval()
+    calibrate_batchnorm(reference, [x])
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    ours.eval()
+    with torch.no_grad():
+        expected, got = reference(x), ours(x)
+    scale = expected.abs().max()
+    assert torch.isfinite(expected).all()
+    assert (got - expected).abs().max() <= 1e-5 * scale
+    assert torch.equal(got.argmax(1), expected.argmax(1))
