@@ -13,6 +13,7 @@ _LAZY = {
     "calibrate_batchnorm": "inception_deploy.models.batchnorm",
     "create_model": "inception_deploy.zoo",
     "load_weights": "inception_deploy.weights",
+    "export_onnx": "inception_deploy.export",
     "PreprocessConfig": "inception_deploy.preprocess",
     "InceptionDeployError": "inception_deploy.errors",
 }

@@ -11,3 +11,7 @@ class UnknownArchError(InceptionDeployError, ValueError):
 
 class WeightsError(InceptionDeployError, ValueError):
     """A checkpoint could not be read, downloaded or did not fit the model."""
+
+
+class ConfigError(InceptionDeployError, ValueError):
+    """An invalid option value (preprocessing, batch sizes, ...)."""

@@ -8,10 +8,13 @@ torch so the ONNX runtime path never needs it.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from .errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,6 +22,8 @@ INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+_PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "lanczos": Image.LANCZOS}
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,13 @@ class PreprocessConfig:
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+            raise ConfigError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
         if self.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be RGB or BGR, not {self.channel_order!r}")
+            raise ConfigError(f"channel_order must be RGB or BGR, not {self.channel_order!r}")
         if self.resize_size < self.input_size:
-            raise ValueError(f"resize_size {self.resize_size} is smaller than the crop {self.input_size}")
+            raise ConfigError(f"resize size {self.resize_size} is smaller than the crop {self.input_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std > 0")
+            raise ConfigError("mean and std need three values each, std > 0")
 
     @property
     def crop_pct(self) -> float:
@@ -74,6 +79,54 @@ def normalize(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:
         x = x[..., ::-1]
     x = (x - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: EXIF orientation applied, alpha composited on white,
+    16/32-bit grayscale scaled down (not clipped), CMYK / palette / grayscale converted."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
+    """Shorter side to ``resize_size`` (longer side truncated, as torchvision's Resize does),
+    then the center ``input_size`` square (offsets rounded as torchvision's CenterCrop does)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = config.resize_size, int(config.resize_size * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if size != image.size:
+        image = image.resize(size, _PIL_FILTERS[config.interpolation])
+    crop = config.input_size
+    left = int(round((size[0] - crop) / 2.0))
+    top = int(round((size[1] - crop) / 2.0))
+    return image.crop((left, top, left + crop, top + crop))
+
+
+def load_image(source: str | os.PathLike | Image.Image, config: PreprocessConfig) -> np.ndarray:
+    """Decode, convert and crop one image: H x W x 3 float32 RGB in [0, 1]."""
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        with Image.open(source) as opened:
+            opened.load()
+            image = opened
+    return np.asarray(resize_and_crop(to_rgb(image), config), np.float32) / np.float32(255)
+
+
+def preprocess(sources, config: PreprocessConfig) -> np.ndarray:
+    """Files or PIL images -> the N x 3 x H x W float32 batch the network takes."""
+    return normalize(np.stack([load_image(s, config) for s in sources]), config)
 
 
 def synthetic_images(count: int, size: int, seed: int = 0) -> np.ndarray:

@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .errors import WeightsError
+from .fileio import atomic_path, sha256_file
 from .models.registry import ArchSpec, PretrainedWeights, spec_for_model
 
 log = logging.getLogger(__name__)
@@ -190,26 +190,17 @@ def download(source: PretrainedWeights, *, directory: str | os.PathLike | None =
     dest = directory / source.url.rsplit("/", 1)[-1]
     expected = expected_digest(source)
     if dest.is_file():
-        if expected is None or _sha256(dest).startswith(expected):
+        if expected is None or sha256_file(dest).startswith(expected):
             return dest
         log.warning("%s: cached file does not match its hash; downloading again", dest)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WeightsError(f"{directory}: cannot create the download folder ({e.strerror})") from None
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
             digest = _fetch(source.url, out, progress)
         if expected is not None and not digest.startswith(expected):
             raise WeightsError(f"{source.url}: sha256 {digest[:16]}... does not match the published "
                                f"{expected}; the download is corrupt or the file was replaced")
         if expected is None:
             log.warning("%s: no published hash to check against; sha256 of the download is %s", source.url, digest)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -230,12 +221,4 @@ def _fetch(url: str, out, progress: bool) -> str:
         reason = getattr(e, "reason", None) or e
         raise WeightsError(f"could not download {url} ({reason}); download it on a connected machine "
                            f"and pass the local file instead (weights=PATH / --weights FILE)") from None
-    return sha.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
     return sha.hexdigest()

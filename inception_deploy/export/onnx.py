@@ -1,0 +1,272 @@
+"""torch -> ONNX: aux heads stripped, graph checked, metadata written, parity verified.
+
+The file is written beside its destination under a temporary name and renamed into place
+only once complete, so an existing model is never replaced by half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InceptionDeployError
+from ..fileio import atomic_path, sha256_file
+from ..labels import labels_digest, resolve_labels
+from ..metadata import METADATA_KEY, SCHEMA_VERSION
+from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
+from ..parity import ParityReport, check_backend
+from ..preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "input", "logits", "batch"
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter cannot write less (it silently writes 18 instead)
+LEGACY_MIN_OPSET = 9
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    arch: str
+    opset: int
+    exporter: str
+    input_name: str
+    input_shape: list
+    output_name: str
+    output_shape: list
+    metadata: dict
+    parity: ParityReport | None
+    seconds: float
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weights=None,
+                num_classes: int = 1000, opset: int | None = None, batch: int | None = None,
+                max_batch: int = 64, input_size: int | None = None, simplify: bool = True,
+                check_parity: bool = True, labels: str | os.PathLike | None = None,
+                preprocess: PreprocessConfig | None = None) -> ExportResult:
+    """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
+
+    ``batch``: a static batch size; None gives a dynamic ``batch`` dimension up to ``max_batch``.
+    ``preprocess`` overrides the architecture's preprocessing (checkpoints trained otherwise).
+    """
+    start = time.perf_counter()
+    spec, model, weights_info = _resolve_model(arch_or_model, weights, num_classes)
+    num_classes = getattr(model, spec.classifier).out_features
+    config = (preprocess or spec.preprocess)
+    if input_size is not None:
+        config = config.with_input_size(input_size)
+    check_input_size(spec, config.input_size)
+    _check_batch(batch, max_batch)
+    exporter = _choose_exporter(opset)
+    label_names, label_source = resolve_labels(labels, num_classes)
+    output = Path(output if output is not None else f"{spec.file_stem}.onnx")
+    with atomic_path(output) as tmp:
+        proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
+        written = _opset_of(proto)
+        if opset is not None and written != opset:
+            raise InceptionDeployError(f"asked for opset {opset} but the {exporter} exporter wrote {written}")
+        _name_io(proto, dynamic=batch is None)
+        metadata = {
+            "schema": SCHEMA_VERSION,
+            "arch": spec.name,
+            "reference": spec.reference,
+            "num_classes": num_classes,
+            "precision": "fp32",
+            "batch": batch,
+            "max_batch": batch or max_batch,
+            "preprocess": config.to_dict(),
+            "labels": {"source": label_source, "sha256": labels_digest(label_names), "names": label_names},
+            "weights": weights_info,
+            "exporter": exporter,
+            "opset": written,
+            "versions": _versions(),
+        }
+        _set_metadata(proto, metadata)
+        _check(proto, output, num_classes)
+        _save(proto, tmp)
+        report = None
+        if check_parity:
+            report = _parity(model, tmp, config, batch, max_batch)
+            metadata["parity"] = report.to_dict()
+            _set_metadata(proto, metadata)
+            _save(proto, tmp)
+    graph = proto.graph
+    return ExportResult(output, spec.name, written, exporter, INPUT_NAME, _shape(graph.input[0]), OUTPUT_NAME,
+                        _shape(graph.output[0]), metadata, report, time.perf_counter() - start)
+
+
+def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, object, dict]:
+    from ..weights import download
+    from ..zoo import PRETRAINED, create_model
+
+    if not isinstance(arch_or_model, str):
+        spec = spec_for_model(arch_or_model)
+        if spec is None:
+            raise InceptionDeployError(f"{type(arch_or_model).__name__} is not a model of this zoo; "
+                                       f"build it with inception_deploy.create_model")
+        return spec, _without_aux(arch_or_model.eval(), spec), {"file": None, "note": "in-memory model"}
+    spec = get_arch(arch_or_model)
+    if weights is not None and str(weights) == PRETRAINED:
+        if spec.pretrained is None:
+            raise InceptionDeployError(f"arch {spec.name} has no published checkpoint: pass a file")
+        weights = download(spec.pretrained)
+    model = create_model(spec.name, num_classes, weights=weights)
+    if weights is None:
+        info = {"file": None, "note": "random init; batch-norm statistics from synthetic images"}
+    else:
+        info = {"file": Path(weights).name, "sha256": sha256_file(weights)}
+    return spec, model, info
+
+
+def _without_aux(model, spec: ArchSpec):
+    """A copy without auxiliary heads (they only run in training, but their parameters would
+    otherwise travel into the graph as initializers)."""
+    if not any(getattr(model, name, None) is not None for name in spec.aux_modules):
+        return model
+    model = copy.deepcopy(model)
+    for name in spec.aux_modules:
+        setattr(model, name, None)
+    return model
+
+
+def _check_batch(batch, max_batch):
+    if batch is not None and batch < 1:
+        raise InceptionDeployError(f"--batch must be at least 1, not {batch}")
+    if batch is None and max_batch < 1:
+        raise InceptionDeployError(f"--max-batch must be at least 1, not {max_batch}")
+
+
+def _choose_exporter(opset: int | None) -> str:
+    """torch's dynamo exporter writes opset 18 and up; below that only the legacy TorchScript
+    exporter can, and asking dynamo for less silently gives 18 (REFERENCE.md)."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None or DYNAMO_MIN_OPSET <= opset <= newest:
+        return "dynamo"
+    if LEGACY_MIN_OPSET <= opset < DYNAMO_MIN_OPSET:
+        return "torchscript"
+    raise InceptionDeployError(f"opset {opset} cannot be written: supported are {LEGACY_MIN_OPSET}-{newest} "
+                               f"({DYNAMO_MIN_OPSET} and up with the dynamo exporter)")
+
+
+def _export(model, path: Path, size: int, batch, max_batch, opset, exporter, simplify):
+    import onnx
+    import torch
+
+    example = torch.zeros(batch or min(2, max_batch), 3, size, size)
+    kwargs = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset, verbose=False)
+    if exporter == "dynamo":
+        kwargs.update(dynamo=True, external_data=False, optimize=simplify)
+        if batch is None:
+            # torch.export treats 1 as a special size: trace with 2 and allow 1..max_batch
+            kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim(BATCH_DIM, min=1, max=max(2, max_batch))}}
+    else:
+        kwargs.update(dynamo=False, do_constant_folding=simplify)
+        if batch is None:
+            kwargs["dynamic_axes"] = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}}
+    with _quiet():
+        try:
+            torch.onnx.export(model, (example,), str(path), **kwargs)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InceptionDeployError(f"torch.onnx.export ({exporter}) failed: {first}") from None
+    return onnx.load(str(path))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print progress and warn about optional torchvision ops; keep the CLI's
+    output to what the user asked for (errors still raise)."""
+    torch_log = logging.getLogger("torch.onnx")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_log.setLevel(level)
+
+
+def _opset_of(proto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _name_io(proto, dynamic: bool):
+    """One input ``input`` and one output ``logits``, batch dimension named ``batch``."""
+    graph = proto.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise InceptionDeployError(f"exported graph has {len(graph.input)} inputs and {len(graph.output)} "
+                                   f"outputs; expected one each (aux heads left in?)")
+    if dynamic:
+        for value in (graph.input[0], graph.output[0]):
+            dim = value.type.tensor_type.shape.dim[0]
+            dim.ClearField("dim_value")
+            dim.dim_param = BATCH_DIM
+
+
+def _set_metadata(proto, metadata: dict):
+    """Merge our key into metadata_props (onnx.helper.set_model_props would drop the others)."""
+    value = json.dumps(metadata, separators=(",", ":"))
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = value
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, value
+
+
+def _check(proto, output: Path, num_classes: int):
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise InceptionDeployError(f"{output}: exported graph fails the ONNX checker: "
+                                   f"{str(e).strip().splitlines()[0]}") from None
+    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in proto.graph.initializer):
+        raise InceptionDeployError(f"{output}: exported graph refers to external data; expected one file")
+    classes = _shape(inferred.graph.output[0])[-1]
+    if classes != num_classes:
+        raise InceptionDeployError(f"{output}: output has {classes} classes, expected {num_classes}")
+
+
+def _save(proto, path: Path):
+    import onnx
+
+    onnx.save(proto, str(path))
+
+
+def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch) -> ParityReport:
+    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(path, max_batch=batch or max_batch)
+    sizes = (batch,) if batch else tuple(sorted({1, min(8, max_batch)}))
+    return check_backend(model, backend, config, sizes, "fp32", "onnxruntime-cpu")
+
+
+def _shape(value) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"inception_deploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}

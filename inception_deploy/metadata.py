@@ -1,0 +1,32 @@
+"""The one JSON document every artifact carries (ONNX metadata_props, engine sidecar).
+
+Reading it needs neither torch nor onnx: ONNX Runtime exposes metadata_props as
+``custom_metadata_map``, so the runtime gets preprocessing and labels from here.
+"""
+from __future__ import annotations
+
+import json
+
+from .errors import InceptionDeployError
+from .preprocess import PreprocessConfig
+
+METADATA_KEY = "inception_deploy"
+SCHEMA_VERSION = 1
+
+
+def parse_metadata(props: dict[str, str], source: str) -> dict:
+    """The toolkit's metadata from an artifact's key/value props, validated."""
+    if METADATA_KEY not in props:
+        raise InceptionDeployError(
+            f"{source}: no {METADATA_KEY!r} metadata (not exported by inception-export); "
+            f"pass --arch to supply the preprocessing")
+    try:
+        meta = json.loads(props[METADATA_KEY])
+        PreprocessConfig.from_dict(meta["preprocess"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InceptionDeployError(f"{source}: corrupt {METADATA_KEY!r} metadata ({e})") from None
+    return meta
+
+
+def preprocess_of(meta: dict) -> PreprocessConfig:
+    return PreprocessConfig.from_dict(meta["preprocess"])
