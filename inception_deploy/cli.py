@@ -1,8 +1,9 @@
 """Command line: a thin layer over the Python API.
 
-Exit codes: 0 success; 1 the artifact was written but failed its parity check (kept for
-inspection); 2 bad input (unknown arch, unreadable weights, bad option values, unwritable
-output), reported on one line.
+Exit codes: 0 success; 1 partly failed: an exported artifact failed its parity check (it is
+kept for inspection) or some images could not be classified (each reported); 2 bad input
+(unknown arch, unreadable weights or model, bad option values, unwritable output), reported on
+one line.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import click
 
 from .errors import ConfigError, InceptionDeployError
 
-EXIT_PARITY_FAILED = 1
+EXIT_PARTLY_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -129,7 +130,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
         if not result.parity.passed:
             click.echo(f"warning: parity FAILED against eager PyTorch; {result.path} is kept for inspection",
                        err=True)
-            sys.exit(EXIT_PARITY_FAILED)
+            sys.exit(EXIT_PARTLY_FAILED)
 
 
 def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolation):
@@ -144,9 +145,75 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
     return replace(config, **changes) if changes else config
 
 
+@click.command("run", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
+@option("--topk", type=click.IntRange(min=1), default=5, group="Output", help="Classes to show per image.")
+@option("--json", "as_json", is_flag=True, group="Output",
+        help="One JSON object per image and line: file, labels, indices, probabilities (or error).")
+@option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
+@option("--labels", type=click.Path(dir_okay=False), group="Model", help="Class names, one per line, "
+        "instead of those stored in the model.")
+@option("--arch", metavar="NAME", group="Model",
+        help="Preprocessing and labels for a model exported without inception-deploy metadata.")
+@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", group="Backend",
+        help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available). Engines run on TensorRT.")
+@option("--batch-size", type=click.IntRange(min=1), group="Backend",
+        help="Images per inference call.  [default: 8, or the model's limit]")
+@option("--workers", type=click.IntRange(min=1), group="Backend",
+        help="Decoding threads.  [default: min(4, CPU count)]")
+@_one_line_errors
+def run_command(model, inputs, topk, as_json, no_progress, labels, arch, device, batch_size, workers):
+    """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
+
+    Preprocessing and labels are read from the model. Exit code 1 when any image could not be
+    used (each is reported on stderr), 2 when the model cannot be used.
+    """
+    import json
+    import warnings
+
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .runtime.predictor import Predictor, expand_inputs
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
+    files = expand_inputs(inputs)
+    if not files:
+        raise InceptionDeployError(f"no images found in {' '.join(inputs)}")
+    predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers)
+    click.echo(f"{model}: {predictor.backend.describe()}", err=True)
+    failed, rows = 0, []
+    show_bar = not no_progress and len(files) > predictor.batch_size
+    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar, leave=False) as bar:
+        for p in predictor.iter_predict(files, topk=topk):
+            bar.update(1)
+            if p.error is not None:
+                failed += 1
+                bar.write(f"error: {p.file}: {p.error}", file=sys.stderr)
+            if as_json:
+                click.echo(json.dumps(p.to_dict()))
+            elif p.error is None:
+                rows += [(p.file if rank == 0 else "", rank + 1, label, f"{prob:.2%}", index)
+                         for rank, (label, prob, index) in enumerate(zip(p.labels, p.probabilities, p.indices))]
+    if rows:
+        from tabulate import tabulate
+
+        click.echo(tabulate(rows, headers=("file", "#", "label", "probability", "index"), disable_numparse=True))
+    if failed:
+        click.echo(f"{failed} of {len(files)} images failed", err=True)
+        sys.exit(EXIT_PARTLY_FAILED)
+
+
 main.add_command(export_command)
+main.add_command(run_command)
 
 
 def export_main():
     """Console script ``inception-export``."""
     export_command(prog_name="inception-export")
+
+
+def run_main():
+    """Console script ``inception-run``."""
+    run_command(prog_name="inception-run")

@@ -6,6 +6,7 @@ Reading it needs neither torch nor onnx: ONNX Runtime exposes metadata_props as
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .errors import InceptionDeployError
 from .preprocess import PreprocessConfig
@@ -30,3 +31,21 @@ def parse_metadata(props: dict[str, str], source: str) -> dict:
 
 def preprocess_of(meta: dict) -> PreprocessConfig:
     return PreprocessConfig.from_dict(meta["preprocess"])
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """``model.plan`` -> ``model.plan.json``: the plan stays a plain plan that trtexec loads."""
+    return Path(f"{engine}.json")
+
+
+def read_sidecar(engine: str | Path) -> dict | None:
+    """The engine's sidecar document, or None when there is none."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+        PreprocessConfig.from_dict(meta["preprocess"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise InceptionDeployError(f"{path}: corrupt engine sidecar ({e})") from None
+    return meta

@@ -119,6 +119,11 @@ def load_image(source: str | os.PathLike | Image.Image, config: PreprocessConfig
         image = source
     else:
         with Image.open(source) as opened:
+            # PIL only warns between 1x and 2x its pixel limit; refuse those too, before decoding
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and opened.width * opened.height > limit:
+                raise Image.DecompressionBombError(
+                    f"{opened.width}x{opened.height} pixels exceed the limit of {limit}")
             opened.load()
             image = opened
     return np.asarray(resize_and_crop(to_rgb(image), config), np.float32) / np.float32(255)

@@ -32,7 +32,7 @@ def main():
             result = export_onnx(model, Path(folder) / f"{arch}.onnx", opset=args.opset, check_parity=False)
             export_s = time.perf_counter() - start
             start = time.perf_counter()
-            backend = OnnxRuntimeBackend(result.path, max_batch=64)
+            backend = OnnxRuntimeBackend(result.path, device="cpu")
             report = check_backend(model, backend, preprocess_of(result.metadata), (1, 8))
             parity_s = time.perf_counter() - start
             rows.append((arch, result.exporter, result.opset, f"{export_s:.1f}", f"{parity_s:.1f}",

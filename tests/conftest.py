@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+# tests/reference_transforms.py is imported by tests as a plain module
+sys.path.insert(0, os.path.dirname(__file__))
 # Reference implementations (torchvision, timm, ...) installed aside by scripts/reference_env.sh
 if os.environ.get("INCEPTION_DEPLOY_REFERENCES"):
     sys.path.insert(0, os.environ["INCEPTION_DEPLOY_REFERENCES"])
@@ -24,6 +26,23 @@ def built_models():
     def get(arch):
         if arch not in cache:
             cache[arch] = create_model(arch)
+        return cache[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, built_models):
+    """Every architecture exported once per session with default options (dynamic batch,
+    parity on); tests share these files."""
+    from inception_deploy.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            cache[arch] = export_onnx(built_models(arch), folder / f"{arch}.onnx")
         return cache[arch]
 
     return get

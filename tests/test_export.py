@@ -20,21 +20,6 @@ from inception_deploy.runtime import OnnxRuntimeBackend
 ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, built_models):
-    """Every architecture exported once per session with default options (dynamic batch,
-    parity on); tests share these files."""
-    folder = tmp_path_factory.mktemp("onnx")
-    cache = {}
-
-    def get(arch):
-        if arch not in cache:
-            cache[arch] = export_onnx(built_models(arch), folder / f"{arch}.onnx")
-        return cache[arch]
-
-    return get
-
-
 def _metadata(path):
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return json.loads(props[METADATA_KEY])

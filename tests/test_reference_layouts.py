@@ -1,11 +1,10 @@
 """Our networks against the reference implementations themselves, where those are installed.
 
 The reference libraries (torchvision, timm, Cadene's pretrainedmodels, facenet-pytorch) are not
-dependencies and cannot be installed on the CPU CI machines (no CPU torchvision build), so each
-case skips with a reason there. Where they import, this is the strongest check we have: the
+dependencies; CI installs them aside (scripts/reference_env.sh, pointed to by
+INCEPTION_DEPLOY_REFERENCES) and elsewhere each case skips with a reason. Where they import, this is the strongest check we have: the
 reference's own state_dict loads strictly into our module and both give the same logits.
 """
-import importlib
 
 import pytest
 import torch
@@ -66,50 +65,22 @@ def test_reference_state_dict_loads_and_logits_match(arch, aux):
     assert torch.equal(got.argmax(1), expected.argmax(1))
 
 
-def _photos():
-    from inception_deploy.parity import sample_photos
-
-    return sample_photos()
-
-
-def _reference_transform(arch):
-    """The evaluation transform each reference checkpoint was measured with, from its library."""
-    from PIL import Image
-
-    if arch in ("v1", "v3"):
-        T = pytest.importorskip("torchvision.transforms", reason="torchvision not installed")
-        resize, crop = (256, 224) if arch == "v1" else (342, 299)
-        # torchvision's ImageClassification preset, then transform_input's remap to (x - 0.5) / 0.5
-        transform = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(),
-                               T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-
-        def remapped(image):
-            x = transform(image)
-            mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-            return ((x * std[:, None, None] + mean[:, None, None]) - 0.5) / 0.5
-        return lambda path: remapped(Image.open(path).convert("RGB"))
-    if arch == "v2":
-        utils = pytest.importorskip("pretrainedmodels.utils", reason="pretrainedmodels not installed")
-        from pretrainedmodels.models.bninception import pretrained_settings
-
-        transform = utils.TransformImage(pretrained_settings["bninception"]["imagenet"])
-        return lambda path: transform(Image.open(path).convert("RGB"))
-    timm = pytest.importorskip("timm", reason="timm not installed")
-    from timm.data import create_transform, resolve_data_config
-
-    name = {"v4": "inception_v4", "resnet-v2": "inception_resnet_v2", "xception": "legacy_xception"}[arch]
-    transform = create_transform(**resolve_data_config({}, model=timm.create_model(name)))
-    return lambda path: transform(Image.open(path).convert("RGB"))
-
 
 @pytest.mark.parametrize("arch", ["v1", "v2", "v3", "v4", "resnet-v2", "xception"])
 def test_preprocessing_equals_reference_eval_transform(arch):
-    from inception_deploy.preprocess import preprocess
+    """Live version of tests/test_preprocess.py's stored numbers, on the references themselves."""
+    from PIL import Image
 
-    reference = _reference_transform(arch)
-    photos = _photos()
-    expected = torch.stack([reference(p) for p in photos]).numpy()
+    from inception_deploy.parity import sample_photos
+    from inception_deploy.preprocess import preprocess
+    from reference_transforms import reference_transform
+
+    try:
+        _, full = reference_transform(arch)
+    except ImportError as e:
+        pytest.skip(f"reference library not installed ({e.name})")
+    photos = sample_photos()
+    expected = torch.stack([full(Image.open(p).convert("RGB")) for p in photos]).numpy()
     got = preprocess(photos, get_arch(arch).preprocess)
-    # the same PIL resize on the same bytes: equal up to float rounding of the normalization
     tolerance = 1e-3 if arch == "v2" else 1e-5  # v2 works in 0-255 units
     assert abs(got - expected).max() <= tolerance

@@ -254,7 +254,7 @@ def _save(proto, path: Path):
 def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch) -> ParityReport:
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-    backend = OnnxRuntimeBackend(path, max_batch=batch or max_batch)
+    backend = OnnxRuntimeBackend(path, device="cpu", max_batch=batch or max_batch)
     sizes = (batch,) if batch else tuple(sorted({1, min(8, max_batch)}))
     return check_backend(model, backend, config, sizes, "fp32", "onnxruntime-cpu")
 

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-import torch
-from torch import nn
+from importlib import import_module
 
 from ..errors import InceptionDeployError, UnknownArchError
 from ..preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
-from .bninception import BNInception
-from .googlenet import GoogLeNet
-from .inception_resnet import InceptionResnetV1, InceptionResnetV2
-from .inception_v3 import Inception3
-from .inception_v4 import InceptionV4
-from .xception import Xception
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,7 @@ class PretrainedWeights:
 class ArchSpec:
     name: str
     aliases: tuple[str, ...]
-    model_class: type
+    model_class: str  # "module:Class", imported on first build so the registry needs no torch
     preprocess: PreprocessConfig
     reference: str  # whose state_dict layout this follows
     file_stem: str  # default artifact name, e.g. inception_v3.onnx
@@ -44,12 +37,16 @@ class ArchSpec:
     aux_modules: tuple[str, ...] = ()
     pretrained: PretrainedWeights | None = None
 
-    def build(self, num_classes: int = 1000, aux_logits: bool = False) -> nn.Module:
+    def build(self, num_classes: int = 1000, aux_logits: bool = False):
+        """The bare torch module (random init, BN statistics 0/1); see ``create_model``."""
         if aux_logits and not self.aux_modules:
             raise InceptionDeployError(f"arch {self.name} has no auxiliary heads: drop aux_logits")
         kwargs = {"aux_logits": aux_logits} if self.aux_modules else {}
-        return self.model_class(num_classes=num_classes, **kwargs)
+        return self.resolve_class()(num_classes=num_classes, **kwargs)
 
+    def resolve_class(self) -> type:
+        module, name = self.model_class.split(":")
+        return getattr(import_module(f"inception_deploy.models.{module}"), name)
 
 def _torchvision(input_size: int, resize_size: int) -> PreprocessConfig:
     """torchvision's eval transform for googlenet / inception_v3 with ``transform_input=True``:
@@ -67,29 +64,29 @@ _TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/"
 
 ARCHS: tuple[ArchSpec, ...] = (
     ArchSpec(
-        "v1", ("googlenet", "inception-v1"), GoogLeNet, _torchvision(224, 256),
+        "v1", ("googlenet", "inception-v1"), "googlenet:GoogLeNet", _torchvision(224, 256),
         "torchvision googlenet", "googlenet", "fc", aux_modules=("aux1", "aux2"),
         pretrained=PretrainedWeights(_TORCHVISION + "googlenet-1378be20.pth"),
     ),
     ArchSpec(
-        "v2", ("bn-inception", "bninception", "inception-v2"), BNInception,
+        "v2", ("bn-inception", "bninception", "inception-v2"), "bninception:BNInception",
         PreprocessConfig(224, 256, "bilinear", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0),
                          channel_order="BGR", pixel_scale=255.0),
         "Cadene pretrainedmodels bninception", "bninception", "last_linear",
         pretrained=PretrainedWeights("http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-239d2248.pth"),
     ),
     ArchSpec(
-        "v3", ("inception-v3", "inception_v3"), Inception3, _torchvision(299, 342),
+        "v3", ("inception-v3", "inception_v3"), "inception_v3:Inception3", _torchvision(299, 342),
         "torchvision inception_v3", "inception_v3", "fc", aux_modules=("AuxLogits",),
         pretrained=PretrainedWeights(_TORCHVISION + "inception_v3_google-0cc3c7bd.pth"),
     ),
     ArchSpec(
-        "v4", ("inception-v4", "inception_v4"), InceptionV4, _timm(0.875),
+        "v4", ("inception-v4", "inception_v4"), "inception_v4:InceptionV4", _timm(0.875),
         "timm inception_v4", "inception_v4", "last_linear",
         pretrained=PretrainedWeights(_TIMM + "v0.1-cadene/inceptionv4-8e4777a0.pth", label_offset=1),
     ),
     ArchSpec(
-        "resnet-v1", ("inception-resnet-v1", "inception_resnet_v1"), InceptionResnetV1,
+        "resnet-v1", ("inception-resnet-v1", "inception_resnet_v1"), "inception_resnet:InceptionResnetV1",
         # facenet's fixed_image_standardization: (x - 127.5) / 128 on 0-255 pixels
         PreprocessConfig(299, 299, "bilinear", INCEPTION_MEAN, (128 / 255,) * 3),
         "facenet-pytorch InceptionResnetV1 (classify=True)", "inception_resnet_v1", "logits",
@@ -99,12 +96,12 @@ ARCHS: tuple[ArchSpec, ...] = (
             num_classes=8631),
     ),
     ArchSpec(
-        "resnet-v2", ("inception-resnet-v2", "inception_resnet_v2"), InceptionResnetV2, _timm(0.8975),
+        "resnet-v2", ("inception-resnet-v2", "inception_resnet_v2"), "inception_resnet:InceptionResnetV2", _timm(0.8975),
         "timm inception_resnet_v2", "inception_resnet_v2", "classif",
         pretrained=PretrainedWeights(_TIMM + "v0.1-weights/inception_resnet_v2-940b1cd6.pth", label_offset=1),
     ),
     ArchSpec(
-        "xception", ("legacy-xception", "legacy_xception"), Xception, _timm(0.8975),
+        "xception", ("legacy-xception", "legacy_xception"), "xception:Xception", _timm(0.8975),
         "timm legacy_xception", "xception", "fc",
         pretrained=PretrainedWeights(_TIMM + "v0.1-cadene/xception-43020ad28.pth"),
     ),
@@ -126,10 +123,9 @@ def get_arch(name: str) -> ArchSpec:
         raise UnknownArchError(f"unknown arch {name!r}; choose one of: {choices}") from None
 
 
-def spec_for_model(model: nn.Module) -> ArchSpec | None:
+def spec_for_model(model) -> ArchSpec | None:
     """The spec whose class built ``model``, or None for a model from elsewhere."""
-    return next((s for s in ARCHS if type(model) is s.model_class), None)
-
+    return next((s for s in ARCHS if type(model) is s.resolve_class()), None)
 
 def check_input_size(spec: ArchSpec, size: int) -> None:
     """Raise a one-line error when ``spec``'s network cannot run at ``size`` x ``size``.
@@ -137,6 +133,8 @@ def check_input_size(spec: ArchSpec, size: int) -> None:
     The network is traced on the meta device (shapes only, no memory, milliseconds), so the
     answer is the network's own, not a hand-kept table.
     """
+    import torch
+
     with torch.device("meta"):
         model = spec.build()
         probe = torch.empty(1, 3, size, size)

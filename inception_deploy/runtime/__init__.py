@@ -2,6 +2,8 @@
 
 Importing this package imports neither torch nor TensorRT.
 """
+from .base import Backend, open_backend
 from .onnxruntime_backend import OnnxRuntimeBackend
+from .predictor import Prediction, Predictor
 
-__all__ = ["OnnxRuntimeBackend"]
+__all__ = ["Backend", "OnnxRuntimeBackend", "Prediction", "Predictor", "open_backend"]

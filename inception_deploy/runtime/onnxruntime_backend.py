@@ -1,48 +1,88 @@
 """ONNX Runtime backend: the default, and the one CI checks every artifact with."""
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InceptionDeployError
+from .base import resolve_metadata, split_batches
+
+log = logging.getLogger(__name__)
+
+# ONNX Runtime's providers in the order ``auto`` prefers them
+_PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
 
 
 class OnnxRuntimeBackend:
-    """Runs an ONNX classifier; ``infer`` takes any batch size and splits or pads it to what the
+    """Runs an ONNX classifier. ``infer`` takes any batch size and splits or pads it to what the
     graph accepts (a static batch dimension, or the ``max_batch`` the export recorded)."""
 
-    def __init__(self, path: str | os.PathLike, providers: tuple[str, ...] = ("CPUExecutionProvider",),
-                 max_batch: int | None = None):
+    def __init__(self, path: str | os.PathLike, device: str = "auto", arch: str | None = None,
+                 threads: int | None = None, max_batch: int | None = None):
         import onnxruntime as ort
 
+        self.path = Path(path)
+        self.requested = _requested_providers(device, ort.get_available_providers(), self.path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # ORT's own warnings would break the one-line error contract
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
-        except Exception as e:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            with warnings.catch_warnings():  # ORT warns when it drops a provider; detected below
+                warnings.simplefilter("ignore", UserWarning)
+                self.session = ort.InferenceSession(str(path), options, providers=self.requested)
+        except Exception as e:  # ORT raises its own Fail / InvalidProtobuf / NoSuchFile types
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InceptionDeployError(f"{path}: ONNX Runtime cannot load this model ({first})") from None
-        (inp,), outputs = self.session.get_inputs(), self.session.get_outputs()
-        self.input_name, self.output_name = inp.name, outputs[0].name
-        self.input_shape = tuple(inp.shape)
-        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self.max_batch = self.fixed_batch or max_batch
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4:
+            raise InceptionDeployError(f"{path}: not an image classifier (expected one N x 3 x H x W input, "
+                                       f"found {[(i.name, i.shape) for i in inputs]})")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
+        self.metadata = resolve_metadata(dict(self.session.get_modelmeta().custom_metadata_map) or {},
+                                         self.path, arch, num_classes)
+        fixed = self.input_shape[0]
+        self.min_batch = fixed or 1
+        self.max_batch = fixed or max_batch or self.metadata.get("max_batch")
         self.providers = tuple(self.session.get_providers())
-
-    @property
-    def metadata_props(self) -> dict[str, str]:
-        return dict(self.session.get_modelmeta().custom_metadata_map)
+        self.fell_back = self.providers[0] != self.requested[0]
+        if self.fell_back:
+            log.warning("%s: asked ONNX Runtime for %s but it runs on %s (missing CUDA 13 / cuDNN 9 or TensorRT "
+                        "libraries?)", self.path, self.requested[0], self.providers[0])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 N x 3 x H x W -> N x num_classes logits."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = self.max_batch or len(batch)
-        results = []
-        for start in range(0, len(batch), step):
-            chunk = batch[start:start + step]
-            real = len(chunk)
-            if self.fixed_batch and real < self.fixed_batch:  # pad a static graph's last chunk
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - real, 0)])
-            results.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:real])
-        return np.concatenate(results).astype(np.float32, copy=False)
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        run = lambda chunk: self.session.run([self.output_name], {self.input_name: chunk})[0]  # noqa: E731
+        return split_batches(batch, self.min_batch, self.max_batch, run).astype(np.float32, copy=False)
+
+    def describe(self) -> str:
+        device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
+                  "TensorrtExecutionProvider": "tensorrt"}.get(self.providers[0], self.providers[0])
+        fallback = f" (fell back from {self.requested[0]})" if self.fell_back else ""
+        return (f"onnxruntime {device}{fallback}, providers {', '.join(self.providers)}, "
+                f"precision {self.metadata.get('precision', 'unknown')}")
+
+
+def _requested_providers(device: str, available: list[str], path: Path) -> list[str]:
+    if device == "auto":
+        return [p for p in _PROVIDERS.values() if p in available]
+    wanted = _PROVIDERS[device]
+    if wanted not in available:
+        hint = "pip install onnxruntime-gpu (after uninstalling onnxruntime)" if device != "cpu" else ""
+        raise InceptionDeployError(f"{path}: this ONNX Runtime has no {wanted} (available: "
+                                   f"{', '.join(available)}); {hint}".rstrip("; "))
+    return [wanted] + ([_PROVIDERS["cpu"]] if device != "cpu" else [])

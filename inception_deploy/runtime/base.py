@@ -1,0 +1,82 @@
+"""What every backend offers, and how a model file picks its backend."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import InceptionDeployError
+from ..metadata import parse_metadata
+
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+
+
+class Backend(Protocol):
+    path: Path
+    metadata: dict  # the toolkit's metadata: preprocess, labels, precision, ...
+    input_shape: tuple  # (batch or None, 3, H, W)
+    min_batch: int
+    max_batch: int | None  # None: no limit
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 N x 3 x H x W (any N) -> float32 N x num_classes logits."""
+
+    def describe(self) -> str:
+        """One line: backend, device, providers actually used, precision."""
+
+
+def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None) -> Backend:
+    """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime, .plan/.engine/.trt
+    -> TensorRT. ``arch`` supplies preprocessing and labels for artifacts without metadata."""
+    path = Path(path)
+    if device not in DEVICES:
+        raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    if not path.is_file():
+        raise InceptionDeployError(f"{path}: no such model file")
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, device=device, arch=arch)
+    if suffix in ENGINE_SUFFIXES:
+        if device not in ("auto", "tensorrt"):
+            raise InceptionDeployError(f"{path}: TensorRT engines run on the GPU; --device {device} needs an .onnx")
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, arch=arch)
+    raise InceptionDeployError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx, "
+                               f"or a TensorRT engine (.plan, .engine, .trt)")
+
+
+def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | None, num_classes: int) -> dict:
+    """The artifact's own metadata, or (given ``arch``) one built from the registry.
+
+    The artifact wins when it has metadata: its preprocessing is what it was exported with.
+    """
+    if props is not None and (arch is None or "inception_deploy" in props):
+        return parse_metadata(props, str(source))
+    from ..labels import resolve_labels
+    from ..models.registry import get_arch
+
+    spec = get_arch(arch)
+    names, label_source = resolve_labels(None, num_classes)
+    return {"arch": spec.name, "num_classes": num_classes, "precision": "unknown",
+            "preprocess": spec.preprocess.to_dict(), "labels": {"source": label_source, "names": names}}
+
+
+def split_batches(batch: np.ndarray, min_batch: int, max_batch: int | None, run) -> np.ndarray:
+    """Call ``run`` on chunks the model accepts: at most ``max_batch``, padded up to ``min_batch``
+    by repeating the last image (its extra outputs are dropped)."""
+    step = max_batch or len(batch)
+    outputs = []
+    for start in range(0, len(batch), step):
+        chunk = batch[start:start + step]
+        real = len(chunk)
+        if real < min_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - real, axis=0)])
+        outputs.append(run(chunk)[:real])
+    return np.concatenate(outputs)

@@ -1,0 +1,149 @@
+"""Files or PIL images -> top-k labels, with decoding overlapped with inference.
+
+Decoding (PIL releases the GIL while it decodes and resizes) runs in a thread pool a few
+batches ahead of the model; a bad image becomes an error entry in its place and the rest go on.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InceptionDeployError
+from ..labels import read_labels
+from ..metadata import preprocess_of
+from ..preprocess import load_image, normalize
+from .base import open_backend
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+
+
+@dataclass
+class Prediction:
+    file: str
+    labels: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {k: v for k, v in asdict(self).items() if k != "error"}
+
+
+class Predictor:
+    """``Predictor("model.onnx").predict(["a.jpg", pil_image], topk=5)``.
+
+    Preprocessing and labels come from the artifact; ``arch`` supplies them for an ONNX file
+    or engine exported elsewhere, ``labels`` replaces the label names.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, *, device: str = "auto", arch: str | None = None,
+                 labels: str | os.PathLike | None = None, batch_size: int | None = None,
+                 workers: int | None = None):
+        self.backend = open_backend(model_path, device=device, arch=arch)
+        meta = self.backend.metadata
+        self.config = preprocess_of(meta)
+        self.labels = read_labels(labels) if labels else meta["labels"]["names"]
+        classes = meta.get("num_classes") or len(self.labels)
+        if len(self.labels) != classes:
+            raise InceptionDeployError(f"{labels}: has {len(self.labels)} labels but the model has {classes} classes")
+        limit = self.backend.max_batch or 64
+        self.batch_size = min(batch_size or min(8, limit), limit)
+        if self.batch_size < 1:
+            raise InceptionDeployError(f"batch size must be at least 1, not {batch_size}")
+        self.workers = workers or min(4, os.cpu_count() or 1)
+
+    def predict(self, sources: Iterable, topk: int = 5) -> list[Prediction]:
+        return list(self.iter_predict(sources, topk))
+
+    def iter_predict(self, sources: Iterable, topk: int = 5) -> Iterator[Prediction]:
+        """Predictions in the order of ``sources`` (paths or PIL images), lazily."""
+        topk = max(1, min(topk, len(self.labels)))
+        pending: list[tuple[str, np.ndarray | None, str | None]] = []
+        for item in self._decoded(sources):
+            pending.append(item)
+            if sum(1 for _, image, _ in pending if image is not None) == self.batch_size:
+                yield from self._flush(pending, topk)
+                pending = []
+        if pending:
+            yield from self._flush(pending, topk)
+
+    def _decoded(self, sources: Iterable):
+        """(name, image or None, error or None) in order; at most a few batches in flight."""
+        window = self.batch_size * 2 + self.workers
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
+            in_flight: deque = deque()
+            for source in sources:
+                in_flight.append(pool.submit(self._decode, source))
+                if len(in_flight) >= window:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+
+    def _decode(self, source):
+        name = getattr(source, "filename", None) or "<image>" if isinstance(source, Image.Image) else str(source)
+        try:
+            return name, load_image(source, self.config), None
+        except Exception as e:  # per-image failures are reported, never raised
+            return name, None, describe_image_error(e)
+
+    def _flush(self, pending, topk) -> Iterator[Prediction]:
+        images = [image for _, image, _ in pending if image is not None]
+        logits = self.backend.infer(normalize(np.stack(images), self.config)) if images else None
+        row = 0
+        for name, image, error in pending:
+            if image is None:
+                yield Prediction(name, error=error)
+                continue
+            yield self._top(name, logits[row], topk)
+            row += 1
+
+    def _top(self, name, logits: np.ndarray, topk: int) -> Prediction:
+        shifted = logits.astype(np.float64) - logits.max()
+        probs = np.exp(shifted) / np.exp(shifted).sum()
+        order = np.argsort(-probs, kind="stable")[:topk]
+        return Prediction(name, [self.labels[i] for i in order], [int(i) for i in order],
+                          [float(probs[i]) for i in order])
+
+
+def describe_image_error(e: Exception) -> str:
+    """A short reason for a file that could not be used as an image."""
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, Image.DecompressionBombError):
+        return f"refused: decompression bomb ({e})"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image (or an unsupported format)"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "truncated" in text:
+        return f"truncated or corrupt image ({text})"
+    return f"cannot decode: {text}"
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files as given, folders recursively (image extensions), glob patterns expanded;
+    names that match nothing stay, so they are reported as missing."""
+    import glob
+
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif not path.exists() and glob.has_magic(item):
+            out += sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            out.append(item)
+    return out

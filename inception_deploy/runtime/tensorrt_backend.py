@@ -1,0 +1,181 @@
+"""TensorRT backend for engines built by ``inception-build`` (TensorRT 10.x and 11.x API).
+
+Checks the engine's sidecar against the installed TensorRT and GPU before deserializing (a
+mismatch otherwise fails deep inside TensorRT), addresses I/O by tensor name, and runs with
+pinned host buffers, device buffers and async copies on a stream of its own, the pattern of
+NVIDIA's samples. tensorrt and cuda-python are imported only when an engine is opened.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InceptionDeployError
+from ..metadata import read_sidecar, sidecar_path
+from .base import resolve_metadata, split_batches
+
+log = logging.getLogger(__name__)
+
+
+def import_tensorrt(what: str):
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise InceptionDeployError(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt]' "
+                                   f"on a machine with an NVIDIA GPU") from None
+    return trt
+
+
+def import_cudart(what: str):
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            raise InceptionDeployError(f"{what} needs cuda-python for GPU buffers: pip install cuda-python") from None
+    return cudart
+
+
+def cuda_check(cudart, result):
+    """cuda-python calls return (error, *values): raise on error, return the values."""
+    err, *values = result
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise InceptionDeployError(f"CUDA error: {cudart.cudaGetErrorString(err)[1]}")
+    return values[0] if len(values) == 1 else values
+
+
+def current_gpu(cudart) -> dict:
+    count = cuda_check(cudart, cudart.cudaGetDeviceCount())
+    if count < 1:
+        raise InceptionDeployError("no CUDA GPU is visible")
+    props = cuda_check(cudart, cudart.cudaGetDeviceProperties(0))
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"name": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> None:
+    """Refuse an engine built for another TensorRT or GPU, unless built to be portable."""
+    built = sidecar.get("tensorrt", {})
+    built_gpu = sidecar.get("gpu", {})
+    where = f"built with TensorRT {built.get('version', '?')} on {built_gpu.get('name', '?')} " \
+            f"(compute capability {built_gpu.get('compute_capability', '?')})"
+    if built.get("version") != trt_version and not built.get("version_compatible"):
+        raise InceptionDeployError(f"{path}: {where}, but this machine has TensorRT {trt_version}; rebuild it here "
+                                   f"with inception-build (or build with --version-compatible)")
+    if built_gpu.get("compute_capability") != gpu["compute_capability"] and not built.get("hardware_compatibility"):
+        raise InceptionDeployError(f"{path}: {where}, but this GPU is {gpu['name']} (compute capability "
+                                   f"{gpu['compute_capability']}); rebuild it here with inception-build")
+    if built_gpu.get("name") != gpu["name"]:
+        log.warning("%s: %s; running on %s", path, where, gpu["name"])
+
+
+def make_logger(trt):
+    """A TensorRT logger that keeps errors so failures can be reported in one line."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.debug("TensorRT: %s", msg)
+
+    return _Logger()
+
+
+class _Buffer:
+    """A pinned host array and a device allocation of the same size."""
+
+    def __init__(self, cudart, shape, dtype):
+        self.cudart = cudart
+        self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self.host_ptr = cuda_check(cudart, cudart.cudaMallocHost(self.nbytes))
+        raw = (ctypes.c_byte * self.nbytes).from_address(int(self.host_ptr))
+        self.host = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        self.device = cuda_check(cudart, cudart.cudaMalloc(self.nbytes))
+
+    def free(self):
+        self.cudart.cudaFree(self.device)
+        self.cudart.cudaFreeHost(self.host_ptr)
+
+
+class TensorRTBackend:
+    def __init__(self, path: str | os.PathLike, arch: str | None = None):
+        self.path = Path(path)
+        sidecar = read_sidecar(self.path)
+        if sidecar is None and arch is None:
+            raise InceptionDeployError(
+                f"{self.path}: no sidecar {sidecar_path(self.path).name} beside the engine (inception-build writes "
+                f"it: preprocessing, labels, TensorRT version); rebuild the engine, or pass --arch")
+        trt = self.trt = import_tensorrt(str(self.path))
+        cudart = self.cudart = import_cudart(str(self.path))
+        gpu = current_gpu(cudart)
+        if sidecar is not None:
+            check_compatible(self.path, sidecar, trt.__version__, gpu)
+        self.logger = make_logger(trt)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            reason = self.logger.errors[-1] if self.logger.errors else "unknown reason"
+            raise InceptionDeployError(f"{self.path}: TensorRT cannot deserialize this engine ({reason})")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or not outputs:
+            raise InceptionDeployError(f"{self.path}: not an image classifier engine (inputs {inputs}, outputs {outputs})")
+        self.input_name = inputs[0]
+        self.output_name = "logits" if "logits" in outputs else outputs[0]
+        shape = tuple(self.engine.get_tensor_shape(self.input_name))
+        if shape[0] == -1:
+            low, _, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
+            self.min_batch, self.max_batch = int(low[0]), int(high[0])
+        else:
+            self.min_batch = self.max_batch = int(shape[0])
+        self.input_shape = (None if shape[0] == -1 else shape[0],) + tuple(int(d) for d in shape[1:])
+        self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        num_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
+        self.metadata = sidecar if sidecar is not None else resolve_metadata(None, self.path, arch, num_classes)
+        self.context = self.engine.create_execution_context()
+        self.stream = cuda_check(cudart, cudart.cudaStreamCreate())  # non-default: no implicit device syncs
+        self.gpu = gpu
+        self.inp = _Buffer(cudart, (self.max_batch,) + self.input_shape[1:], self.input_dtype)
+        self.out = _Buffer(cudart, (self.max_batch, num_classes), self.output_dtype)
+
+    def _run(self, chunk: np.ndarray) -> np.ndarray:
+        cudart, n = self.cudart, len(chunk)
+        self.inp.host[:n] = chunk
+        nbytes_in = self.inp.nbytes // self.max_batch * n
+        nbytes_out = self.out.nbytes // self.max_batch * n
+        stream = self.stream
+        cuda_check(cudart, cudart.cudaMemcpyAsync(self.inp.device, self.inp.host_ptr, nbytes_in,
+                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        self.context.set_input_shape(self.input_name, (n,) + self.input_shape[1:])
+        self.context.set_tensor_address(self.input_name, int(self.inp.device))
+        self.context.set_tensor_address(self.output_name, int(self.out.device))
+        if not self.context.execute_async_v3(int(stream)):
+            raise InceptionDeployError(f"{self.path}: TensorRT execution failed ({'; '.join(self.logger.errors[-1:])})")
+        cuda_check(cudart, cudart.cudaMemcpyAsync(self.out.host_ptr, self.out.device, nbytes_out,
+                                                  cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        cuda_check(cudart, cudart.cudaStreamSynchronize(stream))
+        return self.out.host[:n].astype(np.float32)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        return split_batches(batch, self.min_batch, self.max_batch, self._run)
+
+    def describe(self) -> str:
+        return (f"tensorrt {self.trt.__version__} on {self.gpu['name']}, precision "
+                f"{self.metadata.get('precision', 'unknown')}, batch {self.min_batch}-{self.max_batch}")
+
+    def close(self):
+        self.inp.free()
+        self.out.free()
+        self.cudart.cudaStreamDestroy(self.stream)
