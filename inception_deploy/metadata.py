@@ -49,3 +49,22 @@ def read_sidecar(engine: str | Path) -> dict | None:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise InceptionDeployError(f"{path}: corrupt engine sidecar ({e})") from None
     return meta
+
+
+def onnx_metadata(proto) -> dict | None:
+    """The toolkit's metadata of an onnx.ModelProto, or None."""
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            return json.loads(prop.value)
+    return None
+
+
+def set_onnx_metadata(proto, metadata: dict) -> None:
+    """Merge our key into metadata_props (onnx.helper.set_model_props would drop the others)."""
+    value = json.dumps(metadata, separators=(",", ":"))
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = value
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, value

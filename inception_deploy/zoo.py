@@ -12,20 +12,25 @@ from .preprocess import normalize, synthetic_images
 from .weights import download, load_weights
 
 PRETRAINED = "pretrained"
+INIT_SEED = 0  # random init is reproducible: an export and a later parity check build the same model
 
 
 def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
                  weights: str | os.PathLike | None = None) -> nn.Module:
     """Build ``arch`` in eval mode.
 
-    ``weights``: None (random init, batch-norm statistics set from synthetic images so logits
-    have a realistic size), a checkpoint path, or ``"pretrained"`` (the reference's published
-    checkpoint, downloaded once with a hash check).
+    ``weights``: None (random init from a fixed seed, batch-norm statistics set from synthetic
+    images so logits have a realistic size), a checkpoint path, or ``"pretrained"`` (the
+    reference's published checkpoint, downloaded once with a hash check).
     """
+    import torch
+
     spec = get_arch(arch)
     if num_classes < 1:
         raise InceptionDeployError(f"num_classes must be at least 1, not {num_classes}")
-    model = spec.build(num_classes, aux_logits)
+    with torch.random.fork_rng():
+        torch.manual_seed(INIT_SEED)
+        model = spec.build(num_classes, aux_logits)
     if weights is None:
         calibrate_batchnorm(model, [synthetic_batch(spec)])
     elif str(weights) == PRETRAINED:

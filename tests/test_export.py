@@ -13,7 +13,7 @@ from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
 from inception_deploy.fileio import sha256_file
 from inception_deploy.labels import imagenet_labels, labels_digest
-from inception_deploy.metadata import METADATA_KEY
+from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata
 from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 
@@ -73,8 +73,8 @@ def test_metadata_is_merged_not_replaced():
     model = onnx.ModelProto()
     entry = model.metadata_props.add()
     entry.key, entry.value = "author", "someone"
-    onnx_export._set_metadata(model, {"a": 1})
-    onnx_export._set_metadata(model, {"a": 2})
+    set_onnx_metadata(model, {"a": 1})
+    set_onnx_metadata(model, {"a": 2})
     assert {p.key: p.value for p in model.metadata_props} == {"author": "someone", METADATA_KEY: '{"a":2}'}
 
 
@@ -160,7 +160,7 @@ def test_cli_parity_failure_keeps_file_and_exits_1(tmp_path, monkeypatch):
     out = tmp_path / "f.onnx"
     code, stdout, stderr = _cli("--arch", "v1", "-o", str(out), "--batch", "1", "--opset", "17")
     assert code == 1 and out.is_file()
-    assert "FAIL" in stdout and f"parity FAILED against eager PyTorch; {out} is kept" in stderr
+    assert "FAIL" in stdout and f"parity FAILED against eager PyTorch for {out}; kept for inspection" in stderr
 
 
 @pytest.mark.parametrize("args,message", [

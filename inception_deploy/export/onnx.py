@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
 import time
@@ -20,7 +19,7 @@ from .. import __version__
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..labels import labels_digest, resolve_labels
-from ..metadata import METADATA_KEY, SCHEMA_VERSION
+from ..metadata import SCHEMA_VERSION, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..parity import ParityReport, check_backend
 from ..preprocess import PreprocessConfig
@@ -45,6 +44,7 @@ class ExportResult:
     metadata: dict
     parity: ParityReport | None
     seconds: float
+    model: object = None  # the eager torch model exported (FP32 reference of later stages)
 
     @property
     def size_bytes(self) -> int:
@@ -93,23 +93,23 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
             "opset": written,
             "versions": _versions(),
         }
-        _set_metadata(proto, metadata)
+        set_onnx_metadata(proto, metadata)
         _check(proto, output, num_classes)
         _save(proto, tmp)
         report = None
         if check_parity:
             report = _parity(model, tmp, config, batch, max_batch)
             metadata["parity"] = report.to_dict()
-            _set_metadata(proto, metadata)
+            set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
     graph = proto.graph
     return ExportResult(output, spec.name, written, exporter, INPUT_NAME, _shape(graph.input[0]), OUTPUT_NAME,
-                        _shape(graph.output[0]), metadata, report, time.perf_counter() - start)
+                        _shape(graph.output[0]), metadata, report, time.perf_counter() - start, model)
 
 
 def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, object, dict]:
     from ..weights import download
-    from ..zoo import PRETRAINED, create_model
+    from ..zoo import INIT_SEED, PRETRAINED, create_model
 
     if not isinstance(arch_or_model, str):
         spec = spec_for_model(arch_or_model)
@@ -124,7 +124,8 @@ def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, objec
         weights = download(spec.pretrained)
     model = create_model(spec.name, num_classes, weights=weights)
     if weights is None:
-        info = {"file": None, "note": "random init; batch-norm statistics from synthetic images"}
+        info = {"file": None, "init_seed": INIT_SEED,
+                "note": "random init; batch-norm statistics from synthetic images"}
     else:
         info = {"file": Path(weights).name, "sha256": sha256_file(weights)}
     return spec, model, info
@@ -216,17 +217,6 @@ def _name_io(proto, dynamic: bool):
             dim = value.type.tensor_type.shape.dim[0]
             dim.ClearField("dim_value")
             dim.dim_param = BATCH_DIM
-
-
-def _set_metadata(proto, metadata: dict):
-    """Merge our key into metadata_props (onnx.helper.set_model_props would drop the others)."""
-    value = json.dumps(metadata, separators=(",", ":"))
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = value
-            return
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, value
 
 
 def _check(proto, output: Path, num_classes: int):

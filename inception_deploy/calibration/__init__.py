@@ -1,0 +1,12 @@
+"""INT8 calibration: images from a folder -> per-tensor activation ranges (cached) -> Q/DQ ONNX.
+
+One calibration serves both Q/DQ targets (TensorRT: symmetric int8; ONNX Runtime CPU: u8
+activations / s8 weights), because what is cached is each tensor's observed min/max and its
+clipping threshold, from which each target derives its own range.
+"""
+from .cache import CalibrationCache
+from .images import CalibrationImages, find_images
+from .qdq import TARGETS, write_qdq
+from .ranges import METHODS, calibrate
+
+__all__ = ["CalibrationCache", "CalibrationImages", "METHODS", "TARGETS", "calibrate", "find_images", "write_qdq"]

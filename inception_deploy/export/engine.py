@@ -1,0 +1,167 @@
+"""ONNX -> TensorRT engine, written against the TensorRT 10.x and 11.x Python API.
+
+Precision comes from the ONNX graph: the network is created strongly typed wherever TensorRT
+has that flag (always on in 11, where the FP16/INT8 builder flags and calibrators are gone).
+Every API difference is feature-detected by attribute name, never by version string or by a
+hard-coded enum bit. Beside each engine goes ``X.plan.json`` (the ONNX metadata plus TensorRT
+version, GPU, profile and builder options); the plan itself stays a plain plan trtexec loads.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InceptionDeployError
+from ..fileio import atomic_path, sha256_file
+from ..metadata import onnx_metadata, sidecar_path
+
+
+class EngineNotBuilt(InceptionDeployError):
+    """TensorRT or a GPU is missing here: the ONNX is fine, only the engine was skipped."""
+
+
+@dataclass
+class EngineResult:
+    path: Path
+    sidecar: Path
+    seconds: float
+    metadata: dict
+
+
+def engine_unavailable_reason() -> str | None:
+    """Why no engine can be built here, or None when TensorRT and a GPU are present."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'inception-deploy[tensorrt]' on a machine with an NVIDIA GPU)"
+    from ..runtime.tensorrt_backend import current_gpu, import_cudart
+
+    try:
+        current_gpu(import_cudart("building an engine"))
+    except InceptionDeployError as e:
+        return str(e)
+    return None
+
+
+def network_flags(trt) -> tuple[int, bool]:
+    """(creation flags, strongly typed?): STRONGLY_TYPED where it exists (opt-in on 10.x, the
+    only mode on 11.x); EXPLICIT_BATCH only on TensorRT without it (8.x; ignored on 10, gone on 11)."""
+    flags_enum = trt.NetworkDefinitionCreationFlag
+    if hasattr(flags_enum, "STRONGLY_TYPED"):
+        return 1 << int(flags_enum.STRONGLY_TYPED), True
+    if hasattr(flags_enum, "EXPLICIT_BATCH"):
+        return 1 << int(flags_enum.EXPLICIT_BATCH), False
+    return 0, False
+
+
+def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32,
+                 workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
+                 hardware_compatibility: str | None = None) -> EngineResult:
+    """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file."""
+    import onnx
+
+    from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt, make_logger
+
+    start = time.perf_counter()
+    onnx_path = Path(onnx_path)
+    engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".plan")
+    if not onnx_path.is_file():
+        raise InceptionDeployError(f"{onnx_path}: no such ONNX file")
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise InceptionDeployError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
+                                   f"{min_batch}/{opt_batch}/{max_batch}")
+    reason = engine_unavailable_reason()
+    if reason:
+        raise EngineNotBuilt(f"{engine_path} not built: {reason}")
+    metadata = onnx_metadata(onnx.load(str(onnx_path), load_external_data=False))
+    if metadata is None:
+        raise InceptionDeployError(f"{onnx_path}: no inception_deploy metadata; export it with inception-export")
+    trt = import_tensorrt("building an engine")
+    gpu = current_gpu(import_cudart("building an engine"))
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    flags, strongly_typed = network_flags(trt)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise InceptionDeployError(f"{onnx_path}: TensorRT's ONNX parser failed: {parser_errors(parser)}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if hasattr(config, "builder_optimization_level"):
+        config.builder_optimization_level = opt_level
+    if not strongly_typed:  # TensorRT 8.x: precision still needs the (since removed) builder flags
+        precision = metadata.get("precision")
+        for flag in ("FP16",) if precision == "fp16" else ("INT8", "FP16") if precision == "int8" else ():
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if hardware_compatibility:
+        levels = trt.HardwareCompatibilityLevel
+        if not hasattr(levels, hardware_compatibility.upper()):
+            choices = [n for n in dir(levels) if n.isupper()]
+            raise InceptionDeployError(f"unknown hardware compatibility {hardware_compatibility!r}; "
+                                       f"this TensorRT offers: {', '.join(choices)}")
+        config.hardware_compatibility_level = getattr(levels, hardware_compatibility.upper())
+
+    profile_shapes = _add_profile(builder, network, config, min_batch, opt_batch, max_batch)
+    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        errors = "; ".join(logger.errors[-3:]) or "no error logged"
+        raise InceptionDeployError(f"{onnx_path}: TensorRT could not build the engine: {errors}")
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    if timing_cache:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+    sidecar = dict(metadata)
+    sidecar.update(
+        tensorrt={"version": trt.__version__, "strongly_typed": strongly_typed,
+                  "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
+                  "opt_level": opt_level, "workspace_gib": workspace_gib},
+        gpu=gpu,
+        profile=profile_shapes,
+        onnx_file=onnx_path.name,
+        onnx_sha256=sha256_file(onnx_path),
+        max_batch=profile_shapes["max"][0] if profile_shapes else metadata.get("batch"),
+    )
+    sidecar.pop("parity", None)  # the ONNX's parity says nothing about the engine
+    with atomic_path(sidecar_path(engine_path)) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=1))
+    return EngineResult(engine_path, sidecar_path(engine_path), time.perf_counter() - start, sidecar)
+
+
+def _add_profile(builder, network, config, min_batch, opt_batch, max_batch) -> dict | None:
+    """An optimization profile over the batch dimension, when the network's batch is dynamic."""
+    tensor = network.get_input(0)
+    shape = tuple(tensor.shape)
+    if shape[0] != -1:
+        return None
+    rest = tuple(int(d) for d in shape[1:])
+    shapes = {k: (b,) + rest for k, b in (("min", min_batch), ("opt", opt_batch), ("max", max_batch))}
+    profile = builder.create_optimization_profile()
+    profile.set_shape(tensor.name, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+    return {"input": tensor.name, **{k: list(v) for k, v in shapes.items()}}
+
+
+def parser_errors(parser) -> str:
+    """The parser's errors as 'node N (Op name): message', joined."""
+    parts = []
+    for i in range(parser.num_errors):
+        e = parser.get_error(i)
+        detail = " ".join(str(v) for v in (_call(e, "node_operator"), _call(e, "node_name")) if v)
+        parts.append(f"node {_call(e, 'node')}{f' ({detail})' if detail else ''}: {_call(e, 'desc')}")
+    return "; ".join(parts) or "no error reported"
+
+
+def _call(obj, name):
+    attr = getattr(obj, name, None)
+    return attr() if callable(attr) else attr

@@ -1,0 +1,129 @@
+"""FP16 and INT8 ONNX models derived from an exported FP32 ONNX.
+
+TensorRT 11 takes precision from the ONNX graph (strongly typed networks), so precision is
+decided here, once, and checked on the CPU with ONNX Runtime like every other artifact.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ..calibration import CalibrationCache, CalibrationImages, calibrate, write_qdq
+from ..calibration.cache import preprocess_digest
+from ..calibration.qdq import prepare
+from ..errors import InceptionDeployError
+from ..fileio import atomic_path, sha256_file
+from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
+from ..parity import check_backend
+from .onnx import ExportResult, _shape
+
+# Kept in FP32: the classifier (Gemm/MatMul producing the logits). It is a fraction of a
+# percent of the FLOPs, and rounding logits to FP16's 11-bit mantissa alone costs up to 5e-4
+# relative error on every output. ONNX Runtime's converter also keeps the ops it has no FP16
+# kernels for (its DEFAULT_OP_BLOCK_LIST). Everything else (Conv, pooling, Concat, Add, Relu)
+# runs in FP16; BN is already folded into Conv by the exporter.
+FP16_KEEP_FP32 = ("Gemm", "MatMul")
+
+
+def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: bool = False,
+                 reference_model=None) -> ExportResult:
+    """``src`` FP32 ONNX -> FP16 ONNX (float32 input/output unless ``fp16_io``); with
+    ``reference_model`` (the eager model), parity against it with FP16 thresholds."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    start = time.perf_counter()
+    proto = onnx.load(str(src))
+    metadata = fp32_metadata(proto, src)
+    converted = convert_float_to_float16(proto, keep_io_types=not fp16_io,
+                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32))
+    metadata.update(precision="fp16", io_dtype="float16" if fp16_io else "float32",
+                    fp32_ops=list(FP16_KEEP_FP32), source_sha256=sha256_file(src))
+    metadata.pop("parity", None)
+    return _finish(converted, metadata, output, reference_model, "fp16", start)
+
+
+def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: str,
+                  calib_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
+                  method: str = "entropy", images: int = 512, batch: int = 8, percentile: float = 99.99,
+                  reference_model=None, progress: bool = True) -> ExportResult:
+    """``src`` FP32 ONNX -> Q/DQ INT8 ONNX for ``target`` ("tensorrt" or "cpu").
+
+    Ranges come from ``cache`` when it exists and matches this model and preprocessing;
+    otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given).
+    """
+    import onnx
+
+    start = time.perf_counter()
+    proto = onnx.load(str(src))
+    metadata = fp32_metadata(proto, src)
+    config = preprocess_of(metadata)
+    model_sha, pre_sha = sha256_file(src), preprocess_digest(config)
+    with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
+        prepared = Path(folder) / "prepared.onnx"
+        calibration = None
+        if cache is not None and Path(cache).exists():
+            calibration = CalibrationCache.load(cache)
+            calibration.check(cache, model_sha, pre_sha)
+        elif calib_dir is None:
+            raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
+                                       "calibration cache (--calib-cache FILE)")
+        prepare(src, prepared)
+        if calibration is None:
+            calibration = run_calibration(prepared, calib_dir, config, model_sha, pre_sha, method=method,
+                                          images=images, batch=batch, percentile=percentile, progress=progress)
+            if cache is not None:
+                calibration.save(cache)
+        quantized = Path(folder) / "quantized.onnx"
+        write_qdq(prepared, calibration, target, quantized)
+        proto = onnx.load(str(quantized))
+    metadata.update(precision="int8", int8_target=target, source_sha256=model_sha,
+                    calibration={"method": calibration.method, "percentile": calibration.percentile,
+                                 "images": calibration.images, "cache_sha256": calibration.digest})
+    metadata.pop("parity", None)
+    return _finish(proto, metadata, output, reference_model, "int8", start)
+
+
+def run_calibration(prepared, calib_dir, config, model_sha: str, pre_sha: str, *, method: str, images: int,
+                    batch: int, percentile: float, progress: bool) -> CalibrationCache:
+    """Calibrate the prepared graph on a folder of images into a CalibrationCache."""
+    data = CalibrationImages(calib_dir, config, count=images, batch=batch)
+    tensors = calibrate(prepared, data.batches(progress), method, percentile)
+    return CalibrationCache(method, percentile if method == "percentile" else None, data.used, model_sha, pre_sha,
+                            tensors)
+
+
+def fp32_metadata(proto, src) -> dict:
+    metadata = onnx_metadata(proto)
+    if metadata is None:
+        raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
+    if metadata.get("precision", "fp32") != "fp32":
+        raise InceptionDeployError(f"{src}: is already {metadata['precision']}; start from the FP32 export")
+    return metadata
+
+
+def _finish(proto, metadata: dict, output, reference_model, precision: str, start: float) -> ExportResult:
+    """Write atomically with metadata; verify against the eager model when one is given."""
+    import onnx
+
+    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    output = Path(output)
+    report = None
+    with atomic_path(output) as tmp:
+        set_onnx_metadata(proto, metadata)
+        onnx.save(proto, str(tmp))
+        if reference_model is not None:
+            backend = OnnxRuntimeBackend(tmp, device="cpu", max_batch=metadata.get("max_batch"))
+            sizes = (metadata["batch"],) if metadata.get("batch") else (1, 8)
+            report = check_backend(reference_model, backend, preprocess_of(metadata), sizes, precision,
+                                   "onnxruntime-cpu")
+            metadata["parity"] = report.to_dict()
+            set_onnx_metadata(proto, metadata)
+            onnx.save(proto, str(tmp))
+    graph = proto.graph
+    return ExportResult(output, metadata["arch"], metadata["opset"], metadata["exporter"], graph.input[0].name,
+                        _shape(graph.input[0]), graph.output[0].name, _shape(graph.output[0]), metadata, report,
+                        time.perf_counter() - start, reference_model)

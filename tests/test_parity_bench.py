@@ -1,0 +1,131 @@
+"""inception-parity and inception-bench."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from inception_deploy.bench import BenchResult, table
+from inception_deploy.cli import main
+from inception_deploy.export import export_onnx
+from inception_deploy.export.precision import convert_fp16, quantize_int8
+
+
+def _cli(*args):
+    result = CliRunner().invoke(main, [*map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def v1_random(tmp_path_factory):
+    """inception-export --arch v1 with no weights (random init from the fixed seed)."""
+    path = tmp_path_factory.mktemp("parity") / "googlenet.onnx"
+    export_onnx("v1", path, opset=17, check_parity=False)
+    return path
+
+
+def test_parity_passes_for_an_honest_export(v1_random, tmp_path):
+    report = tmp_path / "report.json"
+    code, stdout, _ = _cli("parity", "--arch", "v1", "--onnx", v1_random, "--json", report)
+    assert code == 0, stdout
+    header, _, row = stdout.splitlines()[:3]
+    assert header.split("|")[1].strip() == "artifact" and str(v1_random) in row and "PASS" in row
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["rows"][0]["images"] == 5 + 8
+
+
+def test_parity_catches_one_perturbed_weight(v1_random, tmp_path):
+    model = onnx.load(str(v1_random))
+    fc = next(i for i in model.graph.initializer if list(i.dims) == [1000, 1024])
+    weights = onnx.numpy_helper.to_array(fc).copy()
+    weights[7, 3] += 0.5  # one of 6.6 million parameters
+    fc.CopyFrom(onnx.numpy_helper.from_array(weights, fc.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    code, stdout, _ = _cli("parity", "--arch", "v1", "--onnx", v1_random, "--onnx", broken)
+    assert code == 1
+    rows = {line.split("|")[1].strip(): line for line in stdout.splitlines()[2:]}
+    assert "PASS" in rows[str(v1_random)] and "FAIL" in rows[str(broken)]
+
+
+def test_parity_judges_each_precision_by_its_thresholds(v1_random, tmp_path):
+    fp16 = convert_fp16(v1_random, tmp_path / "fp16.onnx").path
+    code, stdout, _ = _cli("parity", "--arch", "v1", "--onnx", fp16, "--synthetic", "0")
+    assert "| fp16 " in stdout and code in (0, 1)
+    row = stdout.splitlines()[2]
+    cosine = float(row.split("|")[8])
+    assert ("PASS" in row) == (cosine >= 0.999 and "100.0%" in row.split("|")[9])
+
+
+def test_parity_needs_the_weights_the_artifact_was_made_from(tmp_path):
+    import torch
+
+    from inception_deploy import create_model
+
+    weights = tmp_path / "w.pth"
+    torch.save(create_model("v1", num_classes=10).state_dict(), weights)
+    path = export_onnx("v1", tmp_path / "w.onnx", weights=weights, num_classes=10, opset=17, check_parity=False).path
+    code, _, stderr = _cli("parity", "--arch", "v1", "--onnx", path)
+    assert code == 2 and "was exported from w.pth" in stderr and "pass it with --weights" in stderr
+    code, stdout, _ = _cli("parity", "--arch", "v1", "--weights", weights, "--onnx", path)
+    assert code == 0 and "PASS" in stdout
+
+
+def test_parity_bad_input(tmp_path):
+    code, _, stderr = _cli("parity", "--arch", "v1")
+    assert code == 2 and "nothing to check" in stderr
+    code, _, stderr = _cli("parity", "--arch", "v1", "--onnx", tmp_path / "missing.onnx")
+    assert code == 2 and "no such model file" in stderr
+    code, _, stderr = _cli("parity", "--arch", "v1", "--engine", tmp_path / "missing.plan")
+    assert code == 2 and stderr.count("\n") == 1
+
+
+def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
+    out = tmp_path / "bench.json"
+    code, stdout, stderr = _cli("bench", v1_random, "--batch-sizes", "1,2", "--iterations", "2", "--warmup", "1",
+                                "--torch-arch", "v1", "--json", out)
+    assert code == 0, stderr
+    results = json.loads(out.read_text())
+    assert [(r["precision"], r["batch"]) for r in results] == [
+        ("fp32", 1), ("fp32", 2), ("fp32", 1), ("fp32", 2), ("bf16-channels-last", 1), ("bf16-channels-last", 2)]
+    assert all(r["p50_ms"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in results)
+    assert "vs torch fp32" in stdout and "1.00x" in stdout
+
+
+def test_bench_table_ratios():
+    rows = [BenchResult("torch v3", "torch cpu", "fp32", 8, 400.0, 410.0, 420.0, 20.0),
+            BenchResult("m.onnx", "onnxruntime cpu", "int8", 8, 100.0, 110.0, 120.0, 80.0),
+            BenchResult("m.onnx", "onnxruntime cpu", "int8", 32, 300.0, 310.0, 320.0, 106.7)]
+    lines = table(rows).splitlines()
+    assert lines[3].rstrip("| ").endswith("4.00x") and lines[4].rstrip().endswith("|")
+
+
+def test_bench_bad_input(tmp_path):
+    assert _cli("bench", "--torch-arch", "v1", "--batch-sizes", "a,b")[0] == 2
+    code, _, stderr = _cli("bench", tmp_path / "missing.onnx")
+    assert code == 2 and "no such model file" in stderr
+    assert "nothing to benchmark" in _cli("bench")[2]
+
+
+def test_bench_plot(v1_random, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")
+    plot = tmp_path / "latency.png"
+    code, _, stderr = _cli("bench", v1_random, "--batch-sizes", "1,2", "--iterations", "1", "--warmup", "0",
+                           "--plot", plot)
+    assert code == 0, stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
+    from inception_deploy.parity import sample_photos
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for photo in sample_photos():
+        (calib / photo.name).write_bytes(photo.read_bytes())
+    int8 = quantize_int8(v1_random, tmp_path / "int8.onnx", target="cpu", calib_dir=calib, progress=False).path
+    code, stdout, _ = _cli("parity", "--arch", "v1", "--onnx", int8, "--synthetic", "0")
+    row = stdout.splitlines()[2]
+    assert "| int8 " in row
+    assert np.isfinite(float(row.split("|")[8]))

@@ -1,0 +1,212 @@
+"""FP16 and INT8 on a classifier with real decision margins (tests/trained_classifier.py)."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import trained_classifier as tc
+from inception_deploy.calibration import CalibrationCache, CalibrationImages
+from inception_deploy.calibration.ranges import entropy_bin
+from inception_deploy.cli import main
+from inception_deploy.errors import InceptionDeployError
+from inception_deploy.export import export_onnx
+from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.metadata import onnx_metadata
+from inception_deploy.parity import check_backend
+from inception_deploy.preprocess import normalize
+from inception_deploy.runtime import OnnxRuntimeBackend
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("precision")
+    model, config = tc.build()
+    fp32 = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config).path
+    calib = folder / "calib"
+    calib.mkdir()
+    images, _ = tc.learnable_images(320, seed=200)
+    for i, image in enumerate(images):
+        Image.fromarray((image * 255).round().astype(np.uint8)).save(calib / f"{i:03d}.png")
+    test_images, test_labels = tc.learnable_images(1000, seed=999)
+    return dict(model=model, config=config, fp32=fp32, calib=calib, folder=folder,
+                test={"labelled": (normalize(test_images, config), test_labels)})
+
+
+def _accuracy(classifier, path, precision):
+    backend = OnnxRuntimeBackend(path)
+    report = check_backend(classifier["model"], backend, classifier["config"], (8,), precision,
+                           labelled=classifier["test"])
+    row = next(r for r in report.rows if r.inputs.startswith("labelled"))
+    return row, report
+
+
+def test_fp32_reference_accuracy(classifier):
+    row, report = _accuracy(classifier, classifier["fp32"], "fp32")
+    assert report.passed
+    assert row.accuracy == row.reference_accuracy and 0.85 < row.accuracy < 0.99  # real, imperfect task
+
+
+def test_fp16_loses_at_most_a_tenth_of_a_point(classifier):
+    result = convert_fp16(classifier["fp32"], classifier["folder"] / "small_fp16.onnx",
+                          reference_model=classifier["model"])
+    assert result.parity.passed, result.parity.table()
+    row, report = _accuracy(classifier, result.path, "fp16")
+    assert row.accuracy >= row.reference_accuracy - 0.001, report.table()
+    assert row.cosine >= 0.999 and row.top1 >= 0.99
+    assert "accuracy (eager)" in report.table()
+    graph = onnx.load(str(result.path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    initializers = {i.name: i.data_type for i in graph.initializer}
+    conv_weights = [initializers[n.input[1]] for n in graph.node if n.op_type == "Conv" and n.input[1] in initializers]
+    assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}
+    gemm_weights = [initializers[n.input[1]] for n in graph.node if n.op_type == "Gemm"]
+    assert gemm_weights == [onnx.TensorProto.FLOAT]  # the classifier stays FP32
+    meta = onnx_metadata(onnx.load(str(result.path)))
+    assert meta["precision"] == "fp16" and meta["io_dtype"] == "float32" and meta["parity"]["passed"]
+
+
+def test_fp16_io(classifier):
+    result = convert_fp16(classifier["fp32"], classifier["folder"] / "small_fp16io.onnx", fp16_io=True)
+    graph = onnx.load(str(result.path)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    x = classifier["test"]["labelled"][0][:4]
+    assert OnnxRuntimeBackend(result.path).infer(x).dtype == np.float32
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_int8_loses_at_most_one_point(target, classifier):
+    cache = classifier["folder"] / "small.calib.json"
+    result = quantize_int8(classifier["fp32"], classifier["folder"] / f"small_int8_{target}.onnx", target=target,
+                           calib_dir=classifier["calib"], cache=cache, reference_model=classifier["model"])
+    row, report = _accuracy(classifier, result.path, "int8")
+    assert row.accuracy >= row.reference_accuracy - 0.01, report.table()
+    assert row.passed, report.table()  # int8 thresholds on the data it was calibrated for
+    assert len(result.parity.rows) == 4  # photos / synthetic rows are reported (out of distribution here)
+    meta = result.metadata
+    assert meta["precision"] == "int8" and meta["int8_target"] == target
+    assert meta["calibration"]["method"] == "entropy" and meta["calibration"]["images"] == 320
+    assert meta["calibration"]["cache_sha256"] == CalibrationCache.load(cache).digest
+    _check_qdq(onnx.load(str(result.path)).graph, target)
+
+
+def _check_qdq(graph, target):
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    quantize = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert quantize
+    activation_types = {init[n.input[2]].dtype for n in quantize if len(n.input) > 2}
+    assert activation_types == ({np.dtype(np.int8)} if target == "tensorrt" else {np.dtype(np.uint8)})
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        weight_dq = producers[conv.input[1]]
+        assert weight_dq.op_type == "DequantizeLinear"
+        scale = init[weight_dq.input[1]]
+        assert scale.ndim == 1 and scale.size > 1 and (scale > 0).all()  # per output channel
+        assert {a.name: a.i for a in weight_dq.attribute}.get("axis", 1) == 0
+        if target == "tensorrt":
+            assert not init[weight_dq.input[2]].any() if len(weight_dq.input) > 2 else True
+            assert len(conv.input) < 3 or conv.input[2] in init  # bias stays float: no Q/DQ
+    if target == "tensorrt":
+        assert all(not init[n.input[2]].any() for n in quantize if len(n.input) > 2)  # zero points 0
+
+
+def test_cache_is_reused_and_refused_when_stale_or_corrupt(classifier, tmp_path):
+    cache = classifier["folder"] / "small.calib.json"
+    if not cache.exists():
+        quantize_int8(classifier["fp32"], tmp_path / "a.onnx", target="cpu", calib_dir=classifier["calib"], cache=cache)
+    before = cache.read_bytes()
+    result = quantize_int8(classifier["fp32"], tmp_path / "b.onnx", target="cpu", cache=cache)  # no images needed
+    assert result.metadata["calibration"]["cache_sha256"] == CalibrationCache.load(cache).digest
+    assert cache.read_bytes() == before
+    stale = CalibrationCache.load(cache)
+    stale.model_sha256 = "0" * 64
+    stale.save(tmp_path / "stale.json")
+    with pytest.raises(InceptionDeployError, match="stale calibration cache: made for model sha256 000000000000"):
+        quantize_int8(classifier["fp32"], tmp_path / "c.onnx", target="cpu", cache=tmp_path / "stale.json")
+    (tmp_path / "corrupt.json").write_text("{not json")
+    with pytest.raises(InceptionDeployError, match="corrupt calibration cache"):
+        quantize_int8(classifier["fp32"], tmp_path / "d.onnx", target="cpu", cache=tmp_path / "corrupt.json")
+    assert not (tmp_path / "c.onnx").exists() and not (tmp_path / "d.onnx").exists()
+
+
+def test_int8_without_calibration_data(classifier, tmp_path):
+    with pytest.raises(InceptionDeployError, match="INT8 needs calibration images"):
+        quantize_int8(classifier["fp32"], tmp_path / "x.onnx", target="cpu")
+
+
+def test_entropy_clips_outliers_and_keeps_dense_ranges():
+    rng = np.random.default_rng(0)
+    uniform = np.bincount(np.minimum((rng.uniform(0, 1, 100000) * 2048).astype(int), 2047), minlength=2048)
+    assert entropy_bin(uniform) >= 1900  # no outliers: (nearly) the full range
+    values = np.concatenate([np.abs(rng.normal(0, 1, 200000)), [60.0]])  # one far outlier
+    width = 60.0 / 2048
+    counts = np.bincount(np.minimum((values / width).astype(int), 2047), minlength=2048)
+    threshold = (entropy_bin(counts) + 0.5) * width
+    assert 2.0 < threshold < 8.0
+
+
+def test_calibration_methods_order(classifier):
+    from inception_deploy.calibration import calibrate
+    from inception_deploy.calibration.qdq import prepare
+
+    prepared = classifier["folder"] / "prepared.onnx"
+    prepare(classifier["fp32"], prepared)
+    batches = [classifier["test"]["labelled"][0][:64]]
+    results = {m: calibrate(prepared, batches, m) for m in ("minmax", "percentile", "entropy")}
+    for name, mm in results["minmax"].items():
+        top = max(abs(mm["min"]), abs(mm["max"]))
+        assert mm["threshold"] == pytest.approx(top)
+        for method in ("percentile", "entropy"):
+            assert results[method][name]["threshold"] <= top * (1 + 1e-6)
+    clipped = sum(results["entropy"][n]["threshold"] < 0.99 * results["minmax"][n]["threshold"]
+                  for n in results["minmax"])
+    assert clipped > len(results["minmax"]) // 4
+
+
+def test_calibration_folder_problems(tmp_path, classifier, caplog):
+    config = classifier["config"]
+    with pytest.raises(InceptionDeployError, match="no such image folder"):
+        CalibrationImages(tmp_path / "nope", config)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    with pytest.raises(InceptionDeployError, match="no images found"):
+        CalibrationImages(tmp_path / "empty", config)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i in range(6):
+        Image.new("RGB", (100, 100), (i * 40, 0, 0)).save(mixed / f"ok{i}.png")
+    (mixed / "bad.jpg").write_bytes(b"not a jpeg")
+    data = CalibrationImages(mixed, config, batch=4)
+    assert sum(len(b) for b in data.batches(progress=False)) == 6 and data.used == 6
+    assert "skipped 1 unreadable image(s), e.g. bad.jpg" in caplog.text
+    assert "only 6 calibration images (300 or more recommended)" in caplog.text
+    for i in range(8):
+        (mixed / f"bad{i}.jpg").write_bytes(b"")
+    with pytest.raises(InceptionDeployError, match="only 6 of 15 calibration images could be read"):
+        list(CalibrationImages(mixed, config).batches(progress=False))
+
+
+def test_cli_int8_needs_calibration_source_before_exporting(tmp_path):
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --int8 needs calibration images")
+    assert os.listdir(tmp_path) == []
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8",
+                                       "--calib-dir", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "no such image folder" in result.stderr
+
+
+def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
+    cache = tmp_path / "cache.json"
+    result = CliRunner().invoke(main, ["calibrate", str(classifier["fp32"]), "--calib-dir", str(classifier["calib"]),
+                                       "-o", str(cache), "--calib-method", "percentile", "--calib-images", "40"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"wrote {cache}: ") and "(percentile) from 40 images" in result.stdout
+    data = json.loads(cache.read_text())
+    assert data["method"] == "percentile" and data["percentile"] == 99.99 and data["images"] == 40
+    out = quantize_int8(classifier["fp32"], tmp_path / "q.onnx", target="cpu", cache=cache)
+    assert out.metadata["calibration"]["method"] == "percentile"
