@@ -501,31 +501,14 @@ main.add_command(parity_command)
 main.add_command(bench_command)
 
 
-def export_main():
-    """Console script ``inception-export``."""
-    export_command(prog_name="inception-export")
+def _console_script(command):
+    """The entry point of console script ``inception-<command>`` (same command as ``inception <command>``)."""
+    return lambda: command(prog_name=f"inception-{command.name}")
 
 
-def build_main():
-    """Console script ``inception-build``."""
-    build_command(prog_name="inception-build")
-
-
-def run_main():
-    """Console script ``inception-run``."""
-    run_command(prog_name="inception-run")
-
-
-def calibrate_main():
-    """Console script ``inception-calibrate``."""
-    calibrate_command(prog_name="inception-calibrate")
-
-
-def parity_main():
-    """Console script ``inception-parity``."""
-    parity_command(prog_name="inception-parity")
-
-
-def bench_main():
-    """Console script ``inception-bench``."""
-    bench_command(prog_name="inception-bench")
+export_main = _console_script(export_command)
+build_main = _console_script(build_command)
+run_main = _console_script(run_command)
+calibrate_main = _console_script(calibrate_command)
+parity_main = _console_script(parity_command)
+bench_main = _console_script(bench_command)

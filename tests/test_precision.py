@@ -55,7 +55,7 @@ def test_fp16_loses_at_most_a_tenth_of_a_point(classifier):
                           reference_model=classifier["model"])
     assert result.parity.passed, result.parity.table()
     row, report = _accuracy(classifier, result.path, "fp16")
-    assert row.accuracy >= row.reference_accuracy - 0.001, report.table()
+    assert row.accuracy >= row.reference_accuracy - 0.001 - 1e-9, report.table()  # 1 image in 1000
     assert row.cosine >= 0.999 and row.top1 >= 0.99
     assert "accuracy (eager)" in report.table()
     graph = onnx.load(str(result.path)).graph
@@ -84,7 +84,7 @@ def test_int8_loses_at_most_one_point(target, classifier):
     result = quantize_int8(classifier["fp32"], classifier["folder"] / f"small_int8_{target}.onnx", target=target,
                            calib_dir=classifier["calib"], cache=cache, reference_model=classifier["model"])
     row, report = _accuracy(classifier, result.path, "int8")
-    assert row.accuracy >= row.reference_accuracy - 0.01, report.table()
+    assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9, report.table()
     assert row.passed, report.table()  # int8 thresholds on the data it was calibrated for
     assert len(result.parity.rows) == 4  # photos / synthetic rows are reported (out of distribution here)
     meta = result.metadata
