@@ -155,6 +155,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     if fp16_io and not fp16:
         raise ConfigError("--fp16-io needs --fp16")
     output = Path(output or f"{spec.file_stem}.onnx")
+    own_cache = calib_cache is None  # the default cache beside the output is ours to replace when stale
     calib_cache = Path(calib_cache) if calib_cache else output.with_suffix(".calib.json")
     if int8:
         _check_calibration_source(calib_dir, calib_cache)
@@ -174,6 +175,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     if int8:
         from .export.precision import quantize_int8
 
+        if own_cache and calib_dir is not None:
+            _drop_stale_cache(calib_cache, output)
         results.append(quantize_int8(output, _beside(output, f"_int8_{int8_target}"), target=int8_target,
                                      calib_dir=calib_dir, cache=calib_cache, method=calib_method,
                                      images=calib_images, batch=calib_batch, percentile=percentile,
@@ -250,6 +253,28 @@ def _check_calibration_source(calib_dir, calib_cache):
         raise ConfigError("--int8 needs calibration images: pass --calib-dir DIR (or an existing --calib-cache)")
     if calib_dir is not None:
         find_images(calib_dir)
+
+
+def _drop_stale_cache(cache, model) -> None:
+    """Delete the default cache when it was made for another model or preprocessing (an explicit
+    --calib-cache is never replaced: it is refused with a message instead)."""
+    from .calibration import CalibrationCache
+    from .calibration.cache import preprocess_digest
+    from .fileio import sha256_file
+    from .metadata import preprocess_of
+
+    if not cache.exists():
+        return
+    try:
+        import onnx
+
+        from .export.precision import fp32_metadata
+
+        config = preprocess_of(fp32_metadata(onnx.load(str(model), load_external_data=False), model))
+        CalibrationCache.load(cache).check(cache, sha256_file(model), preprocess_digest(config))
+    except InceptionDeployError as e:
+        click.echo(f"note: recalibrating: {e}", err=True)
+        cache.unlink()
 
 
 def _default_int8_target() -> str:

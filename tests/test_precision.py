@@ -210,3 +210,25 @@ def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
     assert data["method"] == "percentile" and data["percentile"] == 99.99 and data["images"] == 40
     out = quantize_int8(classifier["fp32"], tmp_path / "q.onnx", target="cpu", cache=cache)
     assert out.metadata["calibration"]["method"] == "percentile"
+
+
+def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    images, _ = tc.learnable_images(12, seed=5)
+    for i, image in enumerate(images):
+        Image.fromarray((image * 255).astype(np.uint8)).save(calib / f"{i}.png")
+    out = tmp_path / "m.onnx"
+    args = ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1", "--input-size", "96",
+            "--no-parity", "--engine", "no", "--int8", "--int8-target", "cpu", "--calib-dir", str(calib),
+            "--calib-method", "minmax"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    cache = tmp_path / "m.calib.json"
+    first = CalibrationCache.load(cache)
+    result = CliRunner().invoke(main, args + ["--num-classes", "10"])  # another model, same default cache path
+    assert result.exit_code == 0, result.stderr
+    assert "note: recalibrating: " in result.stderr and "stale calibration cache" in result.stderr
+    assert CalibrationCache.load(cache).model_sha256 != first.model_sha256
+    explicit = args + ["--num-classes", "1000", "--calib-cache", str(cache)]
+    result = CliRunner().invoke(main, explicit)
+    assert result.exit_code == 2 and "stale calibration cache" in result.stderr

@@ -83,20 +83,37 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    model_input = session.get_inputs()[0]
+    fixed = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
     outputs = [o.name for o in session.get_outputs()]
     stats = {name: _Histogram() for name in names}
     with_histogram = method != "minmax"
     seen = 0
     for batch in batches:
-        for name, value in zip(outputs, session.run(outputs, {input_name: batch})):
-            if name in stats and value.size:
-                stats[name].add(value, with_histogram)
+        for chunk, real in _chunks(batch, fixed):
+            for name, value in zip(outputs, session.run(outputs, {model_input.name: chunk})):
+                if name in stats and value.size:
+                    stats[name].add(value[:real] if value.ndim and value.shape[0] == len(chunk) else value,
+                                    with_histogram)
         seen += len(batch)
     if seen == 0:
         raise InceptionDeployError("no calibration images")
     return {name: _result(h, method, percentile) for name, h in stats.items() if h.counts is not None or
             np.isfinite(h.minimum)}
+
+
+def _chunks(batch: np.ndarray, fixed: int | None):
+    """(chunk, real images in it) pairs a graph with a static batch of ``fixed`` accepts; the
+    last chunk is padded by repeating its last image, and only the real rows are counted."""
+    if not fixed:
+        yield batch, len(batch)
+        return
+    for start in range(0, len(batch), fixed):
+        chunk = batch[start:start + fixed]
+        real = len(chunk)
+        if real < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
+        yield chunk, real
 
 
 def _result(h: _Histogram, method: str, percentile: float) -> dict:

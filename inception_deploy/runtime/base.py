@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InceptionDeployError
-from ..metadata import parse_metadata
+from ..metadata import METADATA_KEY, parse_metadata
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -57,7 +57,7 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
 
     The artifact wins when it has metadata: its preprocessing is what it was exported with.
     """
-    if props is not None and (arch is None or "inception_deploy" in props):
+    if props is not None and (arch is None or METADATA_KEY in props):
         return parse_metadata(props, str(source))
     from ..labels import resolve_labels
     from ..models.registry import get_arch

@@ -53,7 +53,7 @@ class OnnxRuntimeBackend:
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
-        self.metadata = resolve_metadata(dict(self.session.get_modelmeta().custom_metadata_map) or {},
+        self.metadata = resolve_metadata(dict(self.session.get_modelmeta().custom_metadata_map),
                                          self.path, arch, num_classes)
         fixed = self.input_shape[0]
         self.min_batch = fixed or 1
