@@ -14,6 +14,7 @@ _LAZY = {
     "create_model": "inception_deploy.zoo",
     "load_weights": "inception_deploy.weights",
     "export_onnx": "inception_deploy.export",
+    "Predictor": "inception_deploy.runtime",
     "PreprocessConfig": "inception_deploy.preprocess",
     "InceptionDeployError": "inception_deploy.errors",
 }

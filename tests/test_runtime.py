@@ -220,3 +220,11 @@ def test_cli_run_needs_neither_torch_nor_tensorrt(v1_onnx, tmp_path):
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "labels" in json.loads(result.stdout)
+
+
+def test_importing_the_runtime_imports_neither_torch_nor_tensorrt():
+    code = ("import sys, inception_deploy, inception_deploy.runtime; inception_deploy.Predictor; "
+            "from inception_deploy.models import get_arch; get_arch('v3'); "
+            "print(sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
