@@ -103,8 +103,9 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
     graph = proto.graph
-    return ExportResult(output, spec.name, written, exporter, INPUT_NAME, _shape(graph.input[0]), OUTPUT_NAME,
-                        _shape(graph.output[0]), metadata, report, time.perf_counter() - start, model)
+    return ExportResult(output, spec.name, written, exporter, INPUT_NAME, value_shape(graph.input[0]),
+                        OUTPUT_NAME, value_shape(graph.output[0]), metadata, report, time.perf_counter() - start,
+                        model)
 
 
 def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, object, dict]:
@@ -230,7 +231,7 @@ def _check(proto, output: Path, num_classes: int):
                                    f"{str(e).strip().splitlines()[0]}") from None
     if any(init.data_location == onnx.TensorProto.EXTERNAL for init in proto.graph.initializer):
         raise InceptionDeployError(f"{output}: exported graph refers to external data; expected one file")
-    classes = _shape(inferred.graph.output[0])[-1]
+    classes = value_shape(inferred.graph.output[0])[-1]
     if classes != num_classes:
         raise InceptionDeployError(f"{output}: output has {classes} classes, expected {num_classes}")
 
@@ -249,7 +250,8 @@ def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch) -> Pa
     return check_backend(model, backend, config, sizes, "fp32", "onnxruntime-cpu")
 
 
-def _shape(value) -> list:
+def value_shape(value) -> list:
+    """Dimensions of an ONNX value: ints, or the names of symbolic ones (e.g. "batch")."""
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 

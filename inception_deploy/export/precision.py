@@ -17,7 +17,7 @@ from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
 from ..parity import check_backend
-from .onnx import ExportResult, _shape
+from .onnx import ExportResult, value_shape
 
 # Kept in FP32: the classifier (Gemm/MatMul producing the logits). It is a fraction of a
 # percent of the FLOPs, and rounding logits to FP16's 11-bit mantissa alone costs up to 5e-4
@@ -125,5 +125,5 @@ def _finish(proto, metadata: dict, output, reference_model, precision: str, star
             onnx.save(proto, str(tmp))
     graph = proto.graph
     return ExportResult(output, metadata["arch"], metadata["opset"], metadata["exporter"], graph.input[0].name,
-                        _shape(graph.input[0]), graph.output[0].name, _shape(graph.output[0]), metadata, report,
-                        time.perf_counter() - start, reference_model)
+                        value_shape(graph.input[0]), graph.output[0].name, value_shape(graph.output[0]), metadata,
+                        report, time.perf_counter() - start, reference_model)
