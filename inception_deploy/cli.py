@@ -50,6 +50,26 @@ def option(*decls, group: str, **kwargs):
     return click.option(*decls, cls=_Option, group=group, show_default=True, **kwargs)
 
 
+def _calibration_options(group: str):
+    """--calib-images, --calib-batch, --calib-method, --percentile: shared by export and calibrate."""
+    options = [
+        option("--calib-images", type=click.IntRange(min=1), default=512, group=group,
+               help="Calibration images to use (spread evenly over the folder)."),
+        option("--calib-batch", type=click.IntRange(min=1), default=8, group=group, help="Calibration batch size."),
+        option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
+               group=group, help="How activation ranges are clipped."),
+        option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, group=group,
+               help="With --calib-method percentile."),
+    ]
+
+    def apply(fn):
+        for decorate in reversed(options):
+            fn = decorate(fn)
+        return fn
+
+    return apply
+
+
 def _one_line_errors(fn):
     """Our errors become one line on stderr and exit code 2, never a traceback."""
 
@@ -120,13 +140,7 @@ def main():
         help="tensorrt: symmetric int8 for TensorRT; cpu: u8/s8 for ONNX Runtime.  "
              "[default: tensorrt where TensorRT is installed, else cpu]")
 @option("--calib-dir", type=click.Path(), group="Precision", help="Calibration images (searched recursively).")
-@option("--calib-images", type=click.IntRange(min=1), default=512, group="Precision",
-        help="Calibration images to use (spread evenly over the folder).")
-@option("--calib-batch", type=click.IntRange(min=1), default=8, group="Precision", help="Calibration batch size.")
-@option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
-        group="Precision", help="How activation ranges are clipped.")
-@option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, group="Precision",
-        help="With --calib-method percentile.")
+@_calibration_options("Precision")
 @option("--calib-cache", type=click.Path(dir_okay=False), group="Precision",
         help="Calibration cache: reused when it matches the model, written otherwise.  "
              "[default: <output>.calib.json]")
@@ -360,13 +374,7 @@ def run_command(model, inputs, topk, as_json, no_progress, labels, arch, device,
         help="Calibration images (searched recursively).")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Calibration",
         help="Cache file to write.  [default: <model>.calib.json]")
-@option("--calib-images", type=click.IntRange(min=1), default=512, group="Calibration",
-        help="Calibration images to use (spread evenly over the folder).")
-@option("--calib-batch", type=click.IntRange(min=1), default=8, group="Calibration", help="Batch size.")
-@option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
-        group="Calibration", help="How activation ranges are clipped.")
-@option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, group="Calibration",
-        help="With --calib-method percentile.")
+@_calibration_options("Calibration")
 @_one_line_errors
 def calibrate_command(model, calib_dir, output, calib_images, calib_batch, calib_method, percentile):
     """Calibrate an FP32 ONNX export on a folder of images into a reusable cache (per-tensor
