@@ -185,9 +185,6 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
 def _photo_files(folder, samples: int) -> list:
     if folder is None:
         return sample_photos()
-    from .calibration.images import find_images
+    from .calibration.images import find_images, spread
 
-    files = find_images(folder)
-    if len(files) > samples:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, samples).round().astype(int)]
-    return files
+    return spread(find_images(folder), samples)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InceptionDeployError
 from ..preprocess import PreprocessConfig, load_image, normalize
-from ..runtime.predictor import IMAGE_SUFFIXES, describe_image_error
+from ..runtime.predictor import IMAGE_SUFFIXES, describe_image_error, images_in
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,18 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InceptionDeployError(f"{folder}: no such image folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = images_in(folder)
     if not files:
         raise InceptionDeployError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def spread(files: list, count: int) -> list:
+    """At most ``count`` of ``files``, evenly spread over the list (a folder sorted by class is
+    sampled across classes)."""
+    if len(files) <= count:
+        return files
+    return [files[i] for i in np.linspace(0, len(files) - 1, count).round().astype(int)]
 
 
 class CalibrationImages:
@@ -35,10 +43,7 @@ class CalibrationImages:
     def __init__(self, folder: str | os.PathLike, config: PreprocessConfig, count: int = 512, batch: int = 8):
         if count < 1 or batch < 1:
             raise InceptionDeployError("calibration image count and batch size must be at least 1")
-        files = find_images(folder)
-        if len(files) > count:
-            picks = np.linspace(0, len(files) - 1, count).round().astype(int)
-            files = [files[i] for i in picks]
+        files = spread(find_images(folder), count)
         self.folder, self.files, self.config, self.batch = Path(folder), files, config, batch
         self.used = 0
         self.skipped: list[tuple[Path, str]] = []

@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InceptionDeployError
+from ..runtime.base import padded_chunks
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
     with_histogram = method != "minmax"
     seen = 0
     for batch in batches:
-        for chunk, real in _chunks(batch, fixed):
+        for chunk, real in padded_chunks(batch, fixed, fixed or 1):
             for name, value in zip(outputs, session.run(outputs, {model_input.name: chunk})):
                 if name in stats and value.size:
                     stats[name].add(value[:real] if value.ndim and value.shape[0] == len(chunk) else value,
@@ -100,20 +101,6 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
         raise InceptionDeployError("no calibration images")
     return {name: _result(h, method, percentile) for name, h in stats.items() if h.counts is not None or
             np.isfinite(h.minimum)}
-
-
-def _chunks(batch: np.ndarray, fixed: int | None):
-    """(chunk, real images in it) pairs a graph with a static batch of ``fixed`` accepts; the
-    last chunk is padded by repeating its last image, and only the real rows are counted."""
-    if not fixed:
-        yield batch, len(batch)
-        return
-    for start in range(0, len(batch), fixed):
-        chunk = batch[start:start + fixed]
-        real = len(chunk)
-        if real < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-        yield chunk, real
 
 
 def _result(h: _Histogram, method: str, percentile: float) -> dict:

@@ -68,15 +68,19 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
             "preprocess": spec.preprocess.to_dict(), "labels": {"source": label_source, "names": names}}
 
 
-def split_batches(batch: np.ndarray, min_batch: int, max_batch: int | None, run) -> np.ndarray:
-    """Call ``run`` on chunks the model accepts: at most ``max_batch``, padded up to ``min_batch``
-    by repeating the last image (its extra outputs are dropped)."""
-    step = max_batch or len(batch)
-    outputs = []
+def padded_chunks(batch: np.ndarray, step: int | None, min_batch: int = 1):
+    """(chunk, real rows) pairs of at most ``step`` rows (None: all at once), each padded up to
+    ``min_batch`` by repeating its last image; only the first ``real`` rows are genuine."""
+    step = step or len(batch)
     for start in range(0, len(batch), step):
         chunk = batch[start:start + step]
         real = len(chunk)
         if real < min_batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - real, axis=0)])
-        outputs.append(run(chunk)[:real])
-    return np.concatenate(outputs)
+        yield chunk, real
+
+
+def split_batches(batch: np.ndarray, min_batch: int, max_batch: int | None, run) -> np.ndarray:
+    """Call ``run`` on chunks the model accepts (at most ``max_batch``, padded up to ``min_batch``)
+    and keep the outputs of the real images only."""
+    return np.concatenate([run(chunk)[:real] for chunk, real in padded_chunks(batch, max_batch, min_batch)])

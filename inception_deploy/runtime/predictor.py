@@ -24,6 +24,11 @@ from .base import open_backend
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 
 
+def images_in(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 @dataclass
 class Prediction:
     file: str
@@ -141,7 +146,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            out += [str(p) for p in images_in(path)]
         elif not path.exists() and glob.has_magic(item):
             out += sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
         else:
