@@ -148,11 +148,16 @@ def _torch_modes() -> tuple[str, ...]:
     return TORCH_CPU_MODES + (TORCH_GPU_MODES if torch.cuda.is_available() else ())
 
 
+def _torch_fp32(results: list[BenchResult]) -> dict[int, float]:
+    """Throughput of eager torch FP32 per batch size: the baseline every ratio is taken against."""
+    return {r.batch: r.images_per_s for r in results if r.model.startswith("torch ") and r.precision == "fp32"}
+
+
 def table(results: list[BenchResult]) -> str:
     """One row per (model, batch), with throughput relative to torch fp32 at the same batch."""
     from tabulate import tabulate
 
-    baseline = {r.batch: r.images_per_s for r in results if r.model.startswith("torch ") and r.precision == "fp32"}
+    baseline = _torch_fp32(results)
     rows = []
     for r in results:
         ratio = f"{r.images_per_s / baseline[r.batch]:.2f}x" if r.batch in baseline else ""
@@ -162,31 +167,122 @@ def table(results: list[BenchResult]) -> str:
                                    "images/s", "vs torch fp32"), tablefmt="github", disable_numparse=True)
 
 
-def plot_latency(results: list[BenchResult], path) -> None:
-    """Median latency against batch size, one line per model and precision."""
-    try:
-        import matplotlib
+def machine_name() -> str:
+    """CPU model and core count, e.g. "AMD EPYC, 2 cores": speeds mean nothing without the machine."""
+    import os
+    import platform
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    cpu = cpu or platform.processor() or platform.machine() or "unknown CPU"
+    cores = os.cpu_count()
+    return f"{cpu}, {cores} core{'s' if cores != 1 else ''}" if cores else cpu
+
+
+def _series_name(r: BenchResult) -> str:
+    """Short legend name: the file's basename (or "torch <arch>") and the precision."""
+    import os
+
+    model = r.model if r.model.startswith("torch ") else os.path.basename(r.model)
+    return f"{model} {r.precision}"
+
+
+def bench_figure(results: list[BenchResult], machine: str | None = None, day: str | None = None):
+    """The figure ``plot_latency`` saves, returned so it can be inspected (see that function)."""
+    import datetime
+    from textwrap import fill
+
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
     except ImportError:
         raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
-    from .fileio import atomic_path
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
     series: dict[str, list[BenchResult]] = {}
     for r in results:
-        series.setdefault(f"{r.model} [{r.precision}]", []).append(r)
-    for name, points in series.items():
+        series.setdefault(_series_name(r), []).append(r)
+    for points in series.values():
         points.sort(key=lambda r: r.batch)
-        axes.plot([p.batch for p in points], [p.p50_ms for p in points], marker="o", label=name)
-    axes.set_xlabel("batch size")
-    axes.set_ylabel("median latency (ms)")
-    axes.set_xscale("log", base=2)
-    axes.set_yscale("log")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
+    sizes = sorted({r.batch for r in results})
+    baseline = _torch_fp32(results)
+
+    panels = 3 if baseline else 2
+    figure = Figure(figsize=(4.6 * panels, 4.8), dpi=100, layout="constrained")
+    axes = figure.subplots(1, panels)
+    throughput, latency = axes[0], axes[1]
+    style = {name: dict(color=f"C{i % 10}", label=name) for i, name in enumerate(series)}
+    for name, points in series.items():
+        line = dict(marker="o", markersize=4, linestyle="--" if name.startswith("torch ") else "-")
+        batches = [p.batch for p in points]
+        throughput.plot(batches, [p.images_per_s for p in points], **style[name], **line)
+        latency.plot(batches, [p.p50_ms for p in points], **style[name], **line)
+    throughput.set(ylabel="throughput (images/s)", title="Throughput (higher is better)")
+    throughput.set_ylim(bottom=0)
+    latency.set(ylabel="median latency (ms)", title="Median latency (lower is better)")
+    latency.set_yscale("log")
+    latency.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    latency.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    latency.yaxis.set_minor_locator(NullLocator())
+    for ax in (throughput, latency):
+        # measured batch sizes as plain labels, log-2 spaced: "1 8 32", never "2^0" or "2x10^1"
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(b) for b in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+        if len(sizes) > 1:
+            ax.set_xlim(sizes[0] / 1.25, sizes[-1] * 1.25)
+    if baseline:
+        _speedup_bars(axes[2], series, style, sizes, baseline)
+    for ax in axes:
+        ax.set_xlabel("batch size")
+        ax.title.set_fontsize(10.5)
+        ax.grid(True, alpha=0.3)
+    models = list(dict.fromkeys(name.rsplit(" ", 1)[0] for name in series))
+    title = fill("Inception benchmark: " + ", ".join(models), 110)
+    figure.suptitle(f"{title}\n{machine or machine_name()}, {day or datetime.date.today().isoformat()}",
+                    fontsize=12)
+    figure.legend(*throughput.get_legend_handles_labels(), loc="outside lower center",
+                  ncols=min(len(series), 4), fontsize=8, frameon=False)
+    return figure
+
+
+def _speedup_bars(ax, series, style, sizes, baseline) -> None:
+    """Throughput over torch eager FP32 at the same batch: one group of labelled bars per batch size
+    (bars, so the labels never sit on each other as they would on crossing lines)."""
+    compared = {name: {p.batch: p.images_per_s / baseline[p.batch] for p in points if p.batch in baseline}
+                for name, points in series.items() if not (name.startswith("torch ") and name.endswith(" fp32"))}
+    width = 0.8 / max(len(compared), 1)
+    for i, (name, ratios) in enumerate(compared.items()):
+        slots = [k for k, b in enumerate(sizes) if b in ratios]
+        bars = ax.bar([k - 0.4 + width * (i + 0.5) for k in slots], [ratios[sizes[k]] for k in slots], width,
+                      **style[name])
+        ax.bar_label(bars, [f"{ratios[sizes[k]]:.2f}x" for k in slots], fontsize=8 if len(compared) <= 3 else 7,
+                     padding=2, rotation=0 if len(compared) * len(sizes) <= 12 else 90)
+    reference = next((style[name]["color"] for name in series if name.startswith("torch ") and name.endswith(" fp32")),
+                     "0.3")
+    ax.axhline(1.0, color=reference, linestyle="--", linewidth=1.2)  # torch eager FP32 itself
+    ax.text(0.98, 0.97, "dashed: torch eager FP32 = 1.00x", transform=ax.transAxes, ha="right", va="top",
+            fontsize=8, color=reference)
+    ax.set_xticks(range(len(sizes)), [str(b) for b in sizes])
+    ax.set_ylim(0, max([1.0] + [x for r in compared.values() for x in r.values()]) * 1.25)  # room for the note
+    ax.set(ylabel="throughput / torch eager FP32", title="Speed-up vs torch eager FP32")
+
+
+def plot_latency(results: list[BenchResult], path) -> None:
+    """Throughput, median latency and (with a torch FP32 baseline) speed-up against batch size,
+    one line per model and precision, saved as a PNG (atomically).
+
+    A benchmark is read by comparison, so the figure carries what a bare latency curve hides:
+    throughput next to latency (batching trades one for the other), the ratio to eager torch FP32
+    measured in the same run (absolute speeds differ between these machines and days, ratios
+    from one run do not), plain tick labels at the batch sizes actually measured, and a title
+    naming the models, the CPU, its core count and the date.
+    """
+    from .fileio import atomic_path
+
+    figure = bench_figure(results)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
-    plt.close(figure)
+        figure.savefig(tmp, format="png", dpi=100)

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from inception_deploy.bench import BenchResult, table
+from inception_deploy.bench import BenchResult, bench_figure, plot_latency, table
 from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import convert_fp16, quantize_int8
@@ -115,6 +115,32 @@ def test_bench_plot(v1_random, tmp_path):
                            "--plot", plot)
     assert code == 0, stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot_panels_ticks_and_speedups(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")
+    from PIL import Image
+
+    results = [BenchResult("torch v3", "torch cpu", "fp32", b, 100.0 * b, 0, 0, 10.0) for b in (1, 8, 32)]
+    results += [BenchResult("/far/away/m_int8_cpu.onnx", "onnxruntime cpu", "int8", b, 25.0 * b, 0, 0, 40.0 + b)
+                for b in (32, 1, 8)]
+    figure = bench_figure(results, machine="Test CPU, 2 cores", day="2026-11-23")
+    throughput, latency, speedup = figure.axes
+    for ax in (throughput, latency, speedup):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "8", "32"]
+        assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["torch v3 fp32", "m_int8_cpu.onnx int8"]
+    assert list(throughput.get_lines()[1].get_ydata()) == [41.0, 48.0, 72.0]  # sorted by batch
+    assert [t.get_text() for t in speedup.texts] == ["4.10x", "4.80x", "7.20x", "dashed: torch eager FP32 = 1.00x"]
+    title = figure.get_suptitle()
+    assert "m_int8_cpu.onnx" in title and "torch v3" in title and "Test CPU, 2 cores, 2026-11-23" in title
+
+    assert len(bench_figure(results[3:], machine="x", day="y").axes) == 2  # no baseline, no speed-up panel
+    png = tmp_path / "plot.png"
+    plot_latency(results, png)
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 2 * image.height
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # nothing temporary left
 
 
 def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
