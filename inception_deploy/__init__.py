@@ -15,6 +15,8 @@ _LAZY = {
     "load_weights": "inception_deploy.weights",
     "export_onnx": "inception_deploy.export",
     "Predictor": "inception_deploy.runtime",
+    "deploy": "inception_deploy.pipeline",
+    "DeployResult": "inception_deploy.pipeline",
     "PreprocessConfig": "inception_deploy.preprocess",
     "InceptionDeployError": "inception_deploy.errors",
 }

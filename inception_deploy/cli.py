@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
+import signal
 import sys
 from dataclasses import replace
 
 import click
 
-from .errors import ConfigError, InceptionDeployError
+from . import __version__
+from .errors import ConfigError, InceptionDeployError, printable
+from .metadata import MAX_BATCH, MAX_CLASSES, MAX_INPUT_SIZE, MAX_RESIZE_SIZE
 
 EXIT_PARTLY_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -38,12 +42,25 @@ class _GroupedCommand(click.Command):
     def format_options(self, ctx, formatter):
         sections: dict[str, list] = {}
         for param in self.get_params(ctx):
+            if isinstance(param, click.Argument):  # click lists these under "Positional arguments"
+                continue
             record = param.get_help_record(ctx)
             if record:
                 sections.setdefault(getattr(param, "group", "Options"), []).append(record)
         for name, rows in sections.items():
             with formatter.section(name):
                 formatter.write_dl(rows)
+
+
+def _command(name: str):
+    """A command with grouped help, -h, and --version."""
+
+    def decorate(fn):
+        fn = click.version_option(__version__, "--version", prog_name="inception-deploy")(fn)
+        settings = {"help_option_names": ["-h", "--help"]}
+        return click.command(name, cls=_GroupedCommand, context_settings=settings)(fn)
+
+    return decorate
 
 
 def option(*decls, group: str, **kwargs):
@@ -55,7 +72,8 @@ def _calibration_options(group: str):
     options = [
         option("--calib-images", type=click.IntRange(min=1), default=512, group=group,
                help="Calibration images to use (spread evenly over the folder)."),
-        option("--calib-batch", type=click.IntRange(min=1), default=8, group=group, help="Calibration batch size."),
+        option("--calib-batch", type=click.IntRange(1, MAX_BATCH), default=8, group=group,
+               help="Calibration batch size."),
         option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy",
                group=group, help="How activation ranges are clipped."),
         option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, group=group,
@@ -71,17 +89,71 @@ def _calibration_options(group: str):
 
 
 def _one_line_errors(fn):
-    """Our errors become one line on stderr and exit code 2, never a traceback."""
+    """Our errors become one line on stderr and exit code 2, never a traceback. SIGTERM and
+    SIGHUP act as Ctrl-C does: the work unwinds (temporary files and folders are removed, no
+    destination is touched) and the process exits 128 + the signal number."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        received = []
+
+        def interrupt(signum, frame):
+            if not received:  # a second signal must not cut the cleanup short
+                received.append(signum)
+                raise KeyboardInterrupt
+
+        previous = {sig: signal.signal(sig, interrupt) for sig in _TERMINATING_SIGNALS}
+        _log_to_stderr()
         try:
             return fn(*args, **kwargs)
         except InceptionDeployError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {printable(e)}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            signum = received[0] if received else signal.SIGINT
+            click.echo(f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written",
+                       err=True)
+            sys.exit(128 + signum)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
+
+
+_TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _PrefixedFormatter(logging.Formatter):
+    """``note:`` / ``warning:`` / ``error:`` lines, escaped so each record stays one line."""
+
+    PREFIXES = {logging.DEBUG: "debug", logging.INFO: "note", logging.WARNING: "warning"}
+
+    def format(self, record):
+        return f"{self.PREFIXES.get(record.levelno, 'error')}: {printable(record.getMessage())}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each record (click's test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _log_to_stderr() -> None:
+    """The package's log records (notes and warnings) on stderr, once per process."""
+    logger = logging.getLogger("inception_deploy")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_PrefixedFormatter())
+        logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def _floats3(ctx, param, value):
@@ -99,33 +171,34 @@ def _floats3(ctx, param, value):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="inception-deploy")
 def main():
     """inception-deploy: export, verify and run Inception classifiers."""
 
 
-@click.command("export", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@_command("export")
 @option("--arch", required=True, metavar="NAME", group="Model",
         help="Architecture: v1 (googlenet), v2 (bn-inception), v3, v4, resnet-v1, resnet-v2, xception.")
 @option("--weights", metavar="FILE|pretrained", group="Model",
         help="Checkpoint (.pth/.pt/.bin/.safetensors) or 'pretrained' to download the reference's. "
              "Default: random init with data-driven batch-norm statistics.")
-@option("--num-classes", type=click.IntRange(min=1), default=1000, group="Model", help="Classifier outputs.")
+@option("--num-classes", type=click.IntRange(1, MAX_CLASSES), default=1000, group="Model", help="Classifier outputs.")
 @option("--labels", type=click.Path(dir_okay=False), group="Model",
         help="Class names, one per line. Default: ImageNet-1k names for 1000 classes.")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Output",
         help="ONNX file to write.  [default: <arch name>.onnx, e.g. inception_v3.onnx]")
 @option("--opset", type=int, group="Output",
         help="ONNX opset. Default: the dynamo exporter's own (18+); below 18 uses the TorchScript exporter.")
-@option("--batch", type=click.IntRange(min=1), group="Output", help="Static batch size. Default: dynamic batch.")
-@option("--max-batch", type=click.IntRange(min=1), default=64, group="Output",
+@option("--batch", type=click.IntRange(1, MAX_BATCH), group="Output", help="Static batch size. Default: dynamic batch.")
+@option("--max-batch", type=click.IntRange(1, MAX_BATCH), default=64, group="Output",
         help="Largest batch of the dynamic batch dimension.")
-@option("--input-size", type=click.IntRange(min=1), group="Output",
+@option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), group="Output",
         help="Square input size. Default: the architecture's (224 or 299).")
 @option("--no-simplify", is_flag=True, group="Output", help="Skip graph optimization (constant folding).")
 @option("--mean", callback=_floats3, metavar="R,G,B", group="Preprocessing overrides",
         help="Per-channel mean, in the network's channel order and pixel scale.")
 @option("--std", callback=_floats3, metavar="R,G,B", group="Preprocessing overrides", help="Per-channel std.")
-@option("--resize", type=click.IntRange(min=1), group="Preprocessing overrides",
+@option("--resize", type=click.IntRange(1, MAX_RESIZE_SIZE), group="Preprocessing overrides",
         help="Resize the shorter side to this before the center crop.")
 @option("--crop-pct", type=click.FloatRange(0, 1, min_open=True), group="Preprocessing overrides",
         help="Crop fraction: resize = floor(input size / crop pct) (timm's rule).")
@@ -147,154 +220,72 @@ def main():
 @option("--engine", type=click.Choice(["auto", "yes", "no"]), default="auto", group="TensorRT engine",
         help="Build a TensorRT engine (.plan + .plan.json) of the most reduced precision written. auto: where "
              "TensorRT and a GPU are present (else one line says why not); yes: exit 3 when impossible.")
-@option("--max-engine-batch", type=click.IntRange(min=1), default=32, group="TensorRT engine",
+@option("--max-engine-batch", type=click.IntRange(1, MAX_BATCH), default=32, group="TensorRT engine",
         help="Largest batch of the engine's profile (opt: 8 or less).")
 @option("--timing-cache", type=click.Path(dir_okay=False), group="TensorRT engine",
         help="TensorRT timing cache, loaded and saved back (faster rebuilds).")
 @option("--no-parity", is_flag=True, group="Verification",
         help="Skip the ONNX Runtime vs eager PyTorch parity checks.")
+@option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
                    no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
                    calib_dir, calib_images, calib_batch, calib_method, percentile, calib_cache, engine,
-                   max_engine_batch, timing_cache, no_parity):
+                   max_engine_batch, timing_cache, no_parity, quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
-    optionally FP16 and INT8 models beside it."""
-    from pathlib import Path
-
-    from .export import export_onnx
+    optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .models.registry import get_arch
+    from .pipeline import deploy
 
+    if quiet:
+        logging.getLogger("inception_deploy").setLevel(logging.WARNING)
     spec = get_arch(arch)
-    if fp16_io and not fp16:
-        raise ConfigError("--fp16-io needs --fp16")
-    output = Path(output or f"{spec.file_stem}.onnx")
-    own_cache = calib_cache is None  # the default cache beside the output is ours to replace when stale
-    calib_cache = Path(calib_cache) if calib_cache else output.with_suffix(".calib.json")
-    if int8:
-        _check_calibration_source(calib_dir, calib_cache)
-        int8_target = int8_target or _default_int8_target()
     config = _preprocess_config(spec.preprocess, input_size, mean, std, resize, crop_pct, interpolation)
-    result = export_onnx(spec.name, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
-                         max_batch=max_batch, simplify=not no_simplify, check_parity=not no_parity,
-                         labels=labels, preprocess=config)
-    results = [result]
-    _report(result)
-    reference = None if no_parity else result.model
-    if fp16:
-        from .export.precision import convert_fp16
-
-        results.append(convert_fp16(output, _beside(output, "_fp16"), fp16_io=fp16_io, reference_model=reference))
-        _report(results[-1])
-    if int8:
-        from .export.precision import quantize_int8
-
-        if own_cache and calib_dir is not None:
-            _drop_stale_cache(calib_cache, output)
-        results.append(quantize_int8(output, _beside(output, f"_int8_{int8_target}"), target=int8_target,
-                                     calib_dir=calib_dir, cache=calib_cache, method=calib_method,
-                                     images=calib_images, batch=calib_batch, percentile=percentile,
-                                     reference_model=reference))
-        _report(results[-1])
-    engine_missing, engine_report = False, None
-    if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
-        source = next(r for r in reversed(results) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
-        engine_missing, engine_report = _build_engine_for(source, reference, engine == "yes", max_engine_batch,
-                                                          timing_cache)
-    failed = [r.path for r in results if r.parity is not None and not r.parity.passed]
-    if engine_report is not None and not engine_report.passed:
-        failed.append(source.path.with_suffix(".plan"))
-    if failed:
-        click.echo(f"warning: parity FAILED against eager PyTorch for {', '.join(map(str, failed))}; "
+    result = deploy(spec.name, output, weights=weights, num_classes=num_classes, labels=labels, preprocess=config,
+                    opset=opset, batch=batch, max_batch=max_batch, simplify=not no_simplify, fp16=fp16,
+                    fp16_io=fp16_io, int8=int8, int8_target=int8_target, calib_dir=calib_dir,
+                    calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
+                    calib_method=calib_method, percentile=percentile, engine=engine,
+                    max_engine_batch=max_engine_batch, timing_cache=timing_cache, parity=not no_parity,
+                    progress=None if quiet else _announce)
+    for artifact in result.artifacts:
+        _report(artifact)
+    if result.engine is not None:
+        meta = result.engine.metadata
+        click.echo(f"wrote {printable(result.engine.path)} (+ {result.engine.sidecar.name}, TensorRT "
+                   f"{meta['tensorrt']['version']}, {meta['precision']}) in {result.engine.seconds:.1f} s")
+        if result.engine_parity is not None:
+            click.echo(_safe_lines(result.engine_parity.table()))
+    if result.engine_skipped:
+        click.echo(f"note: {printable(result.engine_skipped)}", err=True)
+    if weights is None and any(r.judged is False for a in result.artifacts if a.parity for r in a.parity.rows):
+        click.echo("note: FP16/INT8 parity is measured but not judged for randomly initialised weights (no "
+                   "decision margins, so reduced precision flips near-ties); pass --weights to judge it", err=True)
+    if result.failed:
+        click.echo(f"warning: parity FAILED against eager PyTorch for {', '.join(map(printable, result.failed))}; "
                    f"kept for inspection", err=True)
-        if result.metadata["weights"]["file"] is None:
-            click.echo("note: randomly initialised weights have no decision margins, so reduced precision "
-                       "flips near-ties; judge FP16/INT8 with real weights", err=True)
         sys.exit(EXIT_PARTLY_FAILED)
-    if engine_missing:
+    if result.engine_skipped and engine == "yes":
         sys.exit(EXIT_NO_ENGINE)
 
 
-def _build_engine_for(result, reference, required: bool, max_batch: int, timing_cache):
-    """Engine beside ``result``'s ONNX -> (missing and required?, engine parity report or None)."""
-    from .export.engine import EngineNotBuilt, build_engine, engine_unavailable_reason
-
-    reason = engine_unavailable_reason()
-    if reason:
-        click.echo(f"note: {result.path.with_suffix('.plan')} not built: {reason}", err=True)
-        return required, None
-    batch = result.metadata.get("batch")
-    try:
-        built = build_engine(result.path, min_batch=batch or 1, opt_batch=batch or min(8, max_batch),
-                             max_batch=batch or max_batch, timing_cache=timing_cache)
-    except EngineNotBuilt as e:
-        click.echo(f"note: {e}", err=True)
-        return required, None
-    click.echo(f"wrote {built.path} (+ {built.sidecar.name}, TensorRT {built.metadata['tensorrt']['version']}, "
-               f"{built.metadata['precision']}) in {built.seconds:.1f} s")
-    if reference is None:
-        return False, None
-    from .metadata import preprocess_of
-    from .parity import check_backend
-    from .runtime.tensorrt_backend import TensorRTBackend
-
-    backend = TensorRTBackend(built.path)
-    sizes = (batch,) if batch else (1, min(8, max_batch))
-    report = check_backend(reference, backend, preprocess_of(result.metadata), sizes,
-                           built.metadata["precision"], "tensorrt")
-    click.echo(report.table())
-    return False, report
+def _announce(line: str) -> None:
+    """A pipeline stage starting, on stderr (stdout keeps the results)."""
+    click.echo(printable(line), err=True)
 
 
 def _report(result):
     shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
-    click.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
+    click.echo(f"wrote {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
                f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
                f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s")
     if result.parity is not None:
-        click.echo(result.parity.table())
+        click.echo(_safe_lines(result.parity.table()))
 
 
-def _beside(output, suffix: str):
-    return output.with_name(f"{output.stem}{suffix}{output.suffix}")
-
-
-def _check_calibration_source(calib_dir, calib_cache):
-    """Fail before the (slow) export when INT8 could not be calibrated anyway."""
-    from .calibration import find_images
-
-    if calib_dir is None and not calib_cache.exists():
-        raise ConfigError("--int8 needs calibration images: pass --calib-dir DIR (or an existing --calib-cache)")
-    if calib_dir is not None:
-        find_images(calib_dir)
-
-
-def _drop_stale_cache(cache, model) -> None:
-    """Delete the default cache when it was made for another model or preprocessing (an explicit
-    --calib-cache is never replaced: it is refused with a message instead)."""
-    from .calibration import CalibrationCache
-    from .calibration.cache import preprocess_digest
-    from .fileio import sha256_file
-    from .metadata import preprocess_of
-
-    if not cache.exists():
-        return
-    try:
-        import onnx
-
-        from .export.precision import fp32_metadata
-
-        config = preprocess_of(fp32_metadata(onnx.load(str(model), load_external_data=False), model))
-        CalibrationCache.load(cache).check(cache, sha256_file(model), preprocess_digest(config))
-    except InceptionDeployError as e:
-        click.echo(f"note: recalibrating: {e}", err=True)
-        cache.unlink()
-
-
-def _default_int8_target() -> str:
-    import importlib.util
-
-    return "tensorrt" if importlib.util.find_spec("tensorrt") else "cpu"
+def _safe_lines(text: str) -> str:
+    """Multi-line output with each line escaped (file names and labels come from users)."""
+    return "\n".join(printable(line) for line in text.splitlines())
 
 
 def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolation):
@@ -309,9 +300,12 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
     return replace(config, **changes) if changes else config
 
 
-@click.command("run", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("inputs", nargs=-1, required=True)
+@_command("run")
+@click.argument("model", type=click.Path(dir_okay=False),
+          help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar.")
+@click.argument("inputs", nargs=-1, help="Image files, folders (searched recursively) and glob patterns.")
+@option("--samples", "use_samples", is_flag=True, group="Output",
+        help="Also classify the photos shipped with the package (a quick check that needs no images).")
 @option("--topk", type=click.IntRange(min=1), default=5, group="Output", help="Classes to show per image.")
 @option("--json", "as_json", is_flag=True, group="Output",
         help="One JSON object per image and line: file, labels, indices, probabilities (or error).")
@@ -322,12 +316,13 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
         help="Preprocessing and labels for a model exported without inception-deploy metadata.")
 @option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", group="Backend",
         help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available). Engines run on TensorRT.")
-@option("--batch-size", type=click.IntRange(min=1), group="Backend",
+@option("--batch-size", type=click.IntRange(1, MAX_BATCH), group="Backend",
         help="Images per inference call.  [default: 8, or the model's limit]")
-@option("--workers", type=click.IntRange(min=1), group="Backend",
+@option("--workers", type=click.IntRange(1, 64), group="Backend",
         help="Decoding threads.  [default: min(4, CPU count)]")
 @_one_line_errors
-def run_command(model, inputs, topk, as_json, no_progress, labels, arch, device, batch_size, workers):
+def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, batch_size,
+                workers):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
@@ -338,38 +333,41 @@ def run_command(model, inputs, topk, as_json, no_progress, labels, arch, device,
     from PIL import Image
     from tqdm import tqdm
 
-    from .runtime.predictor import Predictor, expand_inputs
+    from .inputs import expand_inputs
+    from .parity import sample_photos
+    from .runtime.predictor import Predictor
+
+    if not inputs and not use_samples:
+        raise click.UsageError("give images to classify (files, folders, globs), or --samples")
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
-    files = expand_inputs(inputs)
-    if not files:
-        raise InceptionDeployError(f"no images found in {' '.join(inputs)}")
     predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers)
-    click.echo(f"{model}: {predictor.backend.describe()}", err=True)
+    click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
+    sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
     failed, rows = 0, []
-    show_bar = not no_progress and len(files) > predictor.batch_size
-    with tqdm(total=len(files), unit="img", file=sys.stderr, disable=not show_bar, leave=False) as bar:
-        for p in predictor.iter_predict(files, topk=topk):
+    show_bar = not no_progress and len(sources) > predictor.batch_size
+    with tqdm(total=len(sources), unit="img", file=sys.stderr, disable=not show_bar, leave=False) as bar:
+        for p in predictor.iter_predict(sources, topk=topk):
             bar.update(1)
             if p.error is not None:
                 failed += 1
-                bar.write(f"error: {p.file}: {p.error}", file=sys.stderr)
+                bar.write(f"error: {printable(p.file)}: {p.error}", file=sys.stderr)
             if as_json:
                 click.echo(json.dumps(p.to_dict()))
             elif p.error is None:
-                rows += [(p.file if rank == 0 else "", rank + 1, label, f"{prob:.2%}", index)
+                rows += [(printable(p.file) if rank == 0 else "", rank + 1, printable(label), f"{prob:.2%}", index)
                          for rank, (label, prob, index) in enumerate(zip(p.labels, p.probabilities, p.indices))]
     if rows:
         from tabulate import tabulate
 
         click.echo(tabulate(rows, headers=("file", "#", "label", "probability", "index"), disable_numparse=True))
     if failed:
-        click.echo(f"{failed} of {len(files)} images failed", err=True)
+        click.echo(f"{failed} of {len(sources)} inputs failed", err=True)
         sys.exit(EXIT_PARTLY_FAILED)
 
 
-@click.command("calibrate", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(dir_okay=False))
+@_command("calibrate")
+@click.argument("model", type=click.Path(dir_okay=False), help="The FP32 .onnx file written by inception-export.")
 @option("--calib-dir", type=click.Path(), required=True, group="Calibration",
         help="Calibration images (searched recursively).")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Calibration",
@@ -383,36 +381,33 @@ def calibrate_command(model, calib_dir, output, calib_images, calib_batch, calib
     import time
     from pathlib import Path
 
-    import onnx
-
-    from .calibration.cache import preprocess_digest
+    from .calibration import find_images
+    from .calibration.cache import graph_digest, preprocess_digest
     from .calibration.qdq import prepare
+    from .export.onnx import load_onnx
     from .export.precision import fp32_metadata, run_calibration
-    from .fileio import sha256_file
+    from .fileio import check_writable
     from .metadata import preprocess_of
 
     model = Path(model)
-    if not model.is_file():
-        raise InceptionDeployError(f"{model}: no such model file")
     start = time.perf_counter()
-    try:
-        proto = onnx.load(str(model), load_external_data=False)
-    except Exception as e:
-        raise InceptionDeployError(f"{model}: not a readable ONNX file ({str(e).splitlines()[0]})") from None
+    proto = load_onnx(model)
     config = preprocess_of(fp32_metadata(proto, model))
     output = Path(output) if output else model.with_suffix(".calib.json")
+    check_writable(output)
+    find_images(calib_dir)
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         prepare(model, prepared)
-        cache = run_calibration(prepared, calib_dir, config, sha256_file(model), preprocess_digest(config),
+        cache = run_calibration(prepared, calib_dir, config, graph_digest(proto), preprocess_digest(config),
                                 method=calib_method, images=calib_images, batch=calib_batch, percentile=percentile,
                                 progress=True)
     cache.save(output)
-    click.echo(f"wrote {output}: {len(cache.tensors)} tensor ranges ({calib_method}) from {cache.images} images "
-               f"in {time.perf_counter() - start:.1f} s")
+    click.echo(f"wrote {printable(output)}: {len(cache.tensors)} tensor ranges ({calib_method}) from {cache.images} "
+               f"images in {time.perf_counter() - start:.1f} s")
 
 
-@click.command("parity", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@_command("parity")
 @option("--arch", required=True, metavar="NAME", group="Reference", help="Architecture of the eager reference.")
 @option("--weights", metavar="FILE|pretrained", group="Reference",
         help="Checkpoint of the reference; must be the one the artifacts were exported from.")
@@ -426,8 +421,8 @@ def calibrate_command(model, calib_dir, output, calib_images, calib_batch, calib
         help="Folder of real photos.  [default: the photos shipped with the package]")
 @option("--samples", type=click.IntRange(min=1), default=32, group="Inputs",
         help="Photos taken from --images (spread evenly over the folder).")
-@option("--synthetic", type=click.IntRange(min=0), default=8, group="Inputs", help="Synthetic images added.")
-@option("--batch-size", type=click.IntRange(min=1), default=8, group="Inputs", help="Artifact batch size.")
+@option("--synthetic", type=click.IntRange(0, 1024), default=8, group="Inputs", help="Synthetic images added.")
+@option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Inputs", help="Artifact batch size.")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @_one_line_errors
 def parity_command(arch, weights, onnx_files, engines, device, images, samples, synthetic, batch_size, json_out):
@@ -438,20 +433,30 @@ def parity_command(arch, weights, onnx_files, engines, device, images, samples, 
     artifacts = list(onnx_files) + list(engines)
     if not artifacts:
         raise ConfigError("nothing to check: pass --onnx FILE and/or --engine FILE")
+    if json_out:
+        from .fileio import check_writable
+
+        check_writable(json_out)
     report = check_artifacts(arch, artifacts, weights=weights, device=device, images=images, samples=samples,
                              synthetic=synthetic, batch_size=batch_size)
-    click.echo(report.table(first_column="artifact"))
+    if report.skipped_inputs:
+        name, reason = report.skipped_inputs[0]
+        click.echo(f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}",
+                   err=True)
+    click.echo(_safe_lines(report.table(first_column="artifact")))
     if json_out:
         from .fileio import atomic_path
 
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))
-    if not report.passed:
+    if report.rows and not report.passed:
         sys.exit(EXIT_PARTLY_FAILED)
+    if report.skipped:
+        sys.exit(EXIT_NO_ENGINE)
 
 
-@click.command("bench", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("models", nargs=-1)
+@_command("bench")
+@click.argument("models", nargs=-1, help="Exported .onnx files and TensorRT engines to time.")
 @option("--batch-sizes", default="1,8,32", group="Benchmark", help="Comma-separated batch sizes.")
 @option("--iterations", type=click.IntRange(min=1), default=20, group="Benchmark", help="Timed runs per point.")
 @option("--warmup", type=click.IntRange(min=0), default=3, group="Benchmark", help="Untimed runs first.")
@@ -460,7 +465,7 @@ def parity_command(arch, weights, onnx_files, engines, device, images, samples, 
 @option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", group="Benchmark",
         help="ONNX Runtime provider for ONNX models.")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write results as JSON.")
-@option("--plot", type=click.Path(dir_okay=False), group="Output", help="Latency vs batch size per model (PNG).")
+@option("--plot", type=click.Path(dir_okay=False), group="Output", help="Throughput, latency and speed-up vs batch size per model (PNG).")
 @_one_line_errors
 def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, json_out, plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
@@ -492,13 +497,14 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, j
         plot_latency(results, plot)
 
 
-@click.command("build", cls=_GroupedCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(dir_okay=False))
+@_command("build")
+@click.argument("model", type=click.Path(dir_okay=False),
+          help="An exported .onnx file (FP32, FP16 or INT8 Q/DQ) with inception-deploy metadata.")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Engine",
         help="Engine file.  [default: MODEL with .plan]")
-@option("--min-batch", type=click.IntRange(min=1), default=1, group="Profile", help="Smallest batch.")
-@option("--opt-batch", type=click.IntRange(min=1), default=8, group="Profile", help="Batch tuned for.")
-@option("--max-batch", type=click.IntRange(min=1), default=32, group="Profile", help="Largest batch.")
+@option("--min-batch", type=click.IntRange(1, MAX_BATCH), default=1, group="Profile", help="Smallest batch.")
+@option("--opt-batch", type=click.IntRange(1, MAX_BATCH), default=8, group="Profile", help="Batch tuned for.")
+@option("--max-batch", type=click.IntRange(1, MAX_BATCH), default=32, group="Profile", help="Largest batch.")
 @option("--workspace-gib", type=click.FloatRange(min=0, min_open=True), default=4.0, group="Builder",
         help="Workspace memory limit.")
 @option("--timing-cache", type=click.Path(dir_okay=False), group="Builder",

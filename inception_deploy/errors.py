@@ -1,4 +1,7 @@
 """Errors the toolkit reports to users as one line (the CLI prints them and exits 2)."""
+from __future__ import annotations
+
+import unicodedata
 
 
 class InceptionDeployError(Exception):
@@ -15,3 +18,16 @@ class WeightsError(InceptionDeployError, ValueError):
 
 class ConfigError(InceptionDeployError, ValueError):
     """An invalid option value (preprocessing, batch sizes, ...)."""
+
+
+def printable(text: object) -> str:
+    """``text`` with control, format and line-separator characters escaped (``\\x1b``, ``\\n``,
+    ``\\u202e``): a file name or label from an untrusted source can neither split one error
+    line in two nor send escape sequences to the terminal."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)

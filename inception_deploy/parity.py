@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -46,18 +47,24 @@ class ParityRow:
     passed: bool
     accuracy: float | None = None  # top-1 accuracy of the candidate, where labels are known
     reference_accuracy: float | None = None
+    judged: bool = True  # False: measured and shown, but not held against the thresholds (see check_backend)
 
 
 @dataclass
 class ParityReport:
     rows: list[ParityRow] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (artifact, why it could not run here)
+    skipped_inputs: list[tuple[str, str]] = field(default_factory=list)  # (photo, why it was unusable)
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r.passed for r in self.rows)
+        """Every judged row passes (rows that are only measured do not count)."""
+        return bool(self.rows) and all(r.passed for r in self.rows if r.judged)
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "rows": [asdict(r) for r in self.rows]}
+        return {"passed": self.passed, "rows": [asdict(r) for r in self.rows],
+                "skipped": [{"artifact": a, "reason": r} for a, r in self.skipped],
+                "skipped_inputs": [{"file": str(f), "reason": r} for f, r in self.skipped_inputs]}
 
     def table(self, first_column: str = "inputs") -> str:
         from tabulate import tabulate
@@ -69,9 +76,12 @@ class ParityReport:
                    f"{r.mean_abs:.2e}", f"{r.cosine:.6f}", f"{r.top1:.1%}", f"{r.top5:.1%}"]
             if labelled:
                 row.append("" if r.accuracy is None else f"{r.accuracy:.1%} ({r.reference_accuracy:.1%})")
-            rows.append(row + ["PASS" if r.passed else "FAIL"])
+            verdict = "PASS" if r.passed else "FAIL"
+            rows.append(row + [verdict if r.judged else f"{verdict.lower()}, not judged (random weights)"])
         headers = [first_column, "precision", "backend", "n", "max abs", "max rel", "mean abs", "cosine",
                    "top-1 agree", "top-5 overlap"] + (["accuracy (eager)"] if labelled else []) + ["result"]
+        for artifact, reason in self.skipped:
+            rows.append([artifact] + [""] * (len(headers) - 2) + [f"SKIPPED: {reason}"])
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -111,7 +121,10 @@ def sample_photos() -> list:
     return sorted((p for p in folder.iterdir() if p.name.endswith(".jpg")), key=lambda p: p.name)
 
 
-def parity_inputs(config: PreprocessConfig, synthetic: int = 8) -> dict[str, np.ndarray]:
+SYNTHETIC_IMAGES = 8
+
+
+def parity_inputs(config: PreprocessConfig, synthetic: int = SYNTHETIC_IMAGES) -> dict[str, np.ndarray]:
     """Named input sets: the shipped photos and ``synthetic`` generated images."""
     with_photos = {"photos": preprocess(sample_photos(), config)}
     if synthetic:
@@ -128,9 +141,12 @@ def eager_logits(model, batch: np.ndarray) -> np.ndarray:
 
 def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[int, ...],
                   precision: str = "fp32", backend_name: str = "onnxruntime",
-                  labelled: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> ParityReport:
+                  labelled: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                  judged: bool = True) -> ParityReport:
     """Eager ``model`` vs ``backend.infer`` on every input set at every batch size; ``labelled``
-    adds named (images, labels) sets whose rows also report accuracy."""
+    adds named (images, labels) sets whose rows also report accuracy. ``judged=False`` measures
+    without holding the rows against the thresholds: reduced precision on randomly initialised
+    weights, which have no decision margins, flips near-ties that mean nothing."""
     sets = {name: (images, None) for name, images in parity_inputs(config).items()}
     sets.update(labelled or {})
     report = ParityReport()
@@ -139,26 +155,41 @@ def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[i
         for batch in batch_sizes:
             got = np.concatenate([backend.infer(images[i:i + batch]) for i in range(0, len(images), batch)])
             label = f"{name} b{min(batch, len(images))}"
-            report.rows.append(compare(label, reference, got, precision, backend_name, labels))
+            row = compare(label, reference, got, precision, backend_name, labels)
+            row.judged = judged
+            report.rows.append(row)
     return report
 
 
 def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", images=None, samples: int = 32,
                     synthetic: int = 8, batch_size: int = 8) -> ParityReport:
     """One row per artifact: eager ``arch`` (with ``weights``) vs the artifact on the same
-    images, each preprocessed as that artifact declares, judged by the artifact's precision."""
+    images, each preprocessed as that artifact declares, judged by the artifact's precision.
+
+    ONNX files run on ONNX Runtime's ``device``, engines on TensorRT; an engine that cannot run
+    on this machine (no TensorRT, no GPU) is listed in ``report.skipped`` with the reason.
+    Unusable photos in ``images`` are skipped and listed in ``report.skipped_inputs``."""
     from .errors import InceptionDeployError
     from .fileio import sha256_file
     from .metadata import preprocess_of
     from .runtime import open_backend
+    from .runtime.base import ENGINE_SUFFIXES
+    from .runtime.tensorrt_backend import TensorRTUnavailable
     from .zoo import PRETRAINED, create_model
 
-    backends = [open_backend(path, device=device, arch=arch) for path in artifacts]
+    report = ParityReport()
+    backends = []
+    for path in artifacts:
+        is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES
+        try:
+            backends.append((path, open_backend(path, device="auto" if is_engine else device, arch=arch)))
+        except TensorRTUnavailable as e:
+            report.skipped.append((str(path), str(e)))
     photos = _photo_files(images, samples)
     weights_sha = sha256_file(weights) if weights and str(weights) != PRETRAINED else None
     models: dict[int, object] = {}
-    report = ParityReport()
-    for path, backend in zip(artifacts, backends):
+    decoded_photos: dict[PreprocessConfig, np.ndarray] = {}
+    for path, backend in backends:
         meta = backend.metadata
         recorded = (meta.get("weights") or {}).get("sha256")
         if recorded and weights is None:
@@ -167,18 +198,23 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
         if recorded and weights_sha and recorded != weights_sha:
             raise InceptionDeployError(f"{path}: was exported from other weights ({meta['weights']['file']}, "
                                        f"sha256 {recorded[:12]}...) than {weights}")
-        classes = meta.get("num_classes", 1000)
+        classes = meta["num_classes"]
         if classes not in models:
             models[classes] = create_model(arch, num_classes=classes, weights=weights)
         config = preprocess_of(meta)
-        batch = preprocess(photos, config)
+        if config not in decoded_photos:
+            decoded_photos[config] = _decode_photos(photos, config, report.skipped_inputs, images)
+        batch = decoded_photos[config]
         if synthetic:
             batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
         reference = eager_logits(models[classes], batch)
         got = np.concatenate([backend.infer(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
         precision = meta.get("precision", "fp32")
-        report.rows.append(compare(str(path), reference, got, precision if precision in THRESHOLDS else "fp32",
-                                   backend.describe().split(",")[0]))
+        row = compare(str(path), reference, got, precision if precision in THRESHOLDS else "fp32",
+                      backend.describe().split(",")[0])
+        random_weights = weights is None and not (meta.get("weights") or {}).get("file")
+        row.judged = precision == "fp32" or not random_weights
+        report.rows.append(row)
     return report
 
 
@@ -187,4 +223,20 @@ def _photo_files(folder, samples: int) -> list:
         return sample_photos()
     from .calibration.images import find_images, spread
 
-    return spread(find_images(folder), samples)
+    files, _ = find_images(folder)
+    return spread(files, samples)
+
+
+def _decode_photos(photos, config: PreprocessConfig, skipped: list, folder) -> np.ndarray:
+    """The usable photos as a network batch; unusable ones are added to ``skipped`` (once)."""
+    from .errors import InceptionDeployError
+    from .inputs import decoded
+
+    problems: list = []
+    images = list(decoded(photos, config, problems))
+    skipped += [p for p in problems if p not in skipped]
+    if not images:
+        name, reason = problems[0]
+        raise InceptionDeployError(f"{folder}: no usable photo among {len(photos)} (first: {Path(name).name}: "
+                                   f"{reason})")
+    return normalize(np.stack(images), config)

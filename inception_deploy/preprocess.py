@@ -7,8 +7,10 @@ torch so the ONNX runtime path never needs it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -95,16 +97,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def resized_size(width: int, height: int, config: PreprocessConfig) -> tuple[int, int]:
+    """Shorter side to ``resize_size``, longer side scaled and truncated (torchvision's Resize)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = config.resize_size, int(config.resize_size * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
 def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
     """Shorter side to ``resize_size`` (longer side truncated, as torchvision's Resize does),
     then the center ``input_size`` square (offsets rounded as torchvision's CenterCrop does)."""
-    width, height = image.size
-    short, long = (width, height) if width <= height else (height, width)
-    new_short, new_long = config.resize_size, int(config.resize_size * long / short)
-    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    size = resized_size(*image.size, config)
     if size != image.size:
         image = image.resize(size, _PIL_FILTERS[config.interpolation])
     crop = config.input_size
@@ -113,19 +119,71 @@ def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image
     return image.crop((left, top, left + crop, top + crop))
 
 
+# What all images being decoded at once (the runtime decodes in a thread pool) may hold in
+# memory together. A 48-megapixel photo fits alone; an image that cannot fit is refused.
+DECODE_BUDGET_BYTES = 400 << 20
+
+
+class ImageRefused(ValueError):
+    """An image that would need unreasonable memory to preprocess (refused before decoding)."""
+
+
+class _MemoryBudget:
+    """Bytes that concurrent decodes may hold together; a decode waits until its share is free."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+        self.condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int):
+        with self.condition:
+            self.condition.wait_for(lambda: self.used + nbytes <= self.limit)
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.used -= nbytes
+                self.condition.notify_all()
+
+
+_DECODE_BUDGET = _MemoryBudget(DECODE_BUDGET_BYTES)
+
+
+def decode_cost(width: int, height: int, mode: str, config: PreprocessConfig) -> int:
+    """Bytes preprocessing a ``width`` x ``height`` image of ``mode`` holds at its peak (PIL keeps
+    4 bytes a pixel; conversions and alpha compositing hold copies); ImageRefused beyond the budget.
+
+    Bounding the resized size matters as much as the source size: a 1 x 16000 strip is tiny on
+    disk but would become 342 x 5,472,000 pixels once its short side is resized."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:  # PIL only warns between 1x and 2x its limit: refuse those too
+        raise Image.DecompressionBombError(f"{width}x{height} pixels exceed the limit of {limit}")
+    copies = 4 if mode not in ("RGB", "L", "1", "P", "YCbCr", "CMYK") else 2
+    source = width * height * 4 * copies
+    new_width, new_height = resized_size(width, height, config)
+    resized = new_width * new_height * 4 * 2
+    if source + resized > DECODE_BUDGET_BYTES:
+        what = (f"resizing {width}x{height} to {new_width}x{new_height}" if resized > source
+                else f"decoding {width}x{height} {mode}")
+        raise ImageRefused(f"{what} needs about {(source + resized) / 1e6:,.0f} MB "
+                           f"(limit {DECODE_BUDGET_BYTES / 1e6:.0f} MB)")
+    return source + resized
+
+
 def load_image(source: str | os.PathLike | Image.Image, config: PreprocessConfig) -> np.ndarray:
-    """Decode, convert and crop one image: H x W x 3 float32 RGB in [0, 1]."""
+    """Decode, convert and crop one image: H x W x 3 float32 RGB in [0, 1]. Files are checked
+    against the decode budget from their header before any pixel is decoded."""
     if isinstance(source, Image.Image):
-        image = source
-    else:
-        with Image.open(source) as opened:
-            # PIL only warns between 1x and 2x its pixel limit; refuse those too, before decoding
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and opened.width * opened.height > limit:
-                raise Image.DecompressionBombError(
-                    f"{opened.width}x{opened.height} pixels exceed the limit of {limit}")
+        return _crop_to_array(source, config)
+    with Image.open(source) as opened:
+        with _DECODE_BUDGET.hold(decode_cost(opened.width, opened.height, opened.mode, config)):
             opened.load()
-            image = opened
+            return _crop_to_array(opened, config)
+
+
+def _crop_to_array(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
     return np.asarray(resize_and_crop(to_rgb(image), config), np.float32) / np.float32(255)
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,16 +56,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def _read_torch(path: Path):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise next to a one-line error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        text = str(e)
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if refused:
-            raise WeightsError(f"{path}: holds a pickled Python object ({refused.group(1)}) that weights_only "
-                               f"loading refuses; save model.state_dict() instead of the whole model") from None
-        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
-        first = detail.group(1) if detail else (text.strip().splitlines() or [type(e).__name__])[0]
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({first.strip()})") from None
+        raise WeightsError(f"{path}: {_torch_load_problem(str(e))}") from None
+
+
+def _torch_load_problem(text: str) -> str:
+    """torch.load's error as one line of what is wrong with the file. torch's own text suggests
+    retrying with weights_only=False, i.e. running whatever code the file holds: never repeat that."""
+    refused = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", text, re.IGNORECASE)
+    if refused:
+        return (f"holds a pickled Python object ({refused.group(1).rstrip('.')}) that safe loading refuses, as "
+                f"it could run code; save model.state_dict() instead of the whole model or training state")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)
+    if detail:
+        return f"not a plain tensor checkpoint (safe loading stopped at: {detail.group(1).strip()})"
+    if "weights only load failed" in text.lower():
+        return "not a plain tensor checkpoint (safe loading refused it)"
+    first = (text.strip().splitlines() or ["unknown error"])[0].split(". ")[0].rstrip(".")
+    return f"not a readable PyTorch checkpoint ({first})"
 
 
 def _read_safetensors(path: Path):

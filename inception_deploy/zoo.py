@@ -6,6 +6,7 @@ import os
 from torch import nn
 
 from .errors import InceptionDeployError
+from .metadata import MAX_CLASSES
 from .models.batchnorm import calibrate_batchnorm
 from .models.registry import ArchSpec, get_arch
 from .preprocess import normalize, synthetic_images
@@ -26,8 +27,8 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
     import torch
 
     spec = get_arch(arch)
-    if num_classes < 1:
-        raise InceptionDeployError(f"num_classes must be at least 1, not {num_classes}")
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise InceptionDeployError(f"num_classes must be between 1 and {MAX_CLASSES}, not {num_classes}")
     with torch.random.fork_rng():
         torch.manual_seed(INIT_SEED)
         model = spec.build(num_classes, aux_logits)

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from inception_deploy.parity import sample_photos
+from inception_deploy.inputs import expand_inputs
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import Predictor
-from inception_deploy.runtime.predictor import expand_inputs
 
 
 def make_images(folder: Path, count: int) -> list[str]:
@@ -51,7 +51,7 @@ def main():
 
             model = str(export_onnx("v3", Path(tmp) / "inception_v3.onnx", check_parity=False).path)
         if args.images:
-            files = expand_inputs([args.images])
+            files = [f for f in expand_inputs([args.images]) if isinstance(f, str)]
         else:
             os.mkdir(Path(tmp) / "images")
             files = make_images(Path(tmp) / "images", args.count)

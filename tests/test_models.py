@@ -4,11 +4,12 @@ import torch
 from inception_deploy import InceptionDeployError, calibrate_batchnorm, create_model, list_archs
 from inception_deploy.errors import UnknownArchError
 from inception_deploy.models import check_input_size, get_arch
+from inception_deploy.models.registry import ARCHS as SPECS
 from inception_deploy.zoo import synthetic_batch
 
 ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
 
-# shared/DESIGN.md: parameters / state_dict entries of each reference layout, 1000 classes
+# parameters / state_dict entries of each reference layout, 1000 classes (README's architecture table)
 REFERENCE_SIZES = {
     ("v1", True): (13_004_888, 364),
     ("v1", False): (6_624_904, 344),
@@ -71,10 +72,29 @@ def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
     torch.testing.assert_close(single[0], batched[1], rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("arch,size", [("v3", 74), ("v2", 299), ("v1", 14)])
-def test_unsupported_input_size_is_one_clear_error(arch, size):
-    with pytest.raises(InceptionDeployError, match=f"input size {size} is not supported by arch {arch}"):
+@pytest.mark.parametrize("arch,size,message", [
+    ("v3", 74, "arch v3 needs an input of at least 75 pixels, not 74"),
+    ("v1", 14, "arch v1 needs an input of at least 15 pixels, not 14"),
+    ("v2", 299, "input size 299 is not supported by arch v2"),
+    ("v3", 100000, "input size 100000 is above the limit of 4096 pixels"),
+])
+def test_unsupported_input_size_is_one_clear_error(arch, size, message):
+    with pytest.raises(InceptionDeployError, match=message):
         check_input_size(get_arch(arch), size)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_stated_minimum_input_size_is_the_networks_own(spec):
+    """The registry's min_input_size runs and one pixel less does not (traced on the meta device)."""
+    def runs(size):
+        with torch.device("meta"):
+            try:
+                spec.build().eval()(torch.empty(1, 3, size, size))
+                return True
+            except RuntimeError:
+                return False
+
+    assert runs(spec.min_input_size) and not runs(spec.min_input_size - 1)
 
 
 def test_v1_train_mode_returns_both_aux_outputs():

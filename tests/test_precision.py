@@ -66,7 +66,7 @@ def test_fp16_loses_at_most_a_tenth_of_a_point(classifier):
     assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}
     gemm_weights = [initializers[n.input[1]] for n in graph.node if n.op_type == "Gemm"]
     assert gemm_weights == [onnx.TensorProto.FLOAT]  # the classifier stays FP32
-    meta = onnx_metadata(onnx.load(str(result.path)))
+    meta = onnx_metadata(onnx.load(str(result.path)), result.path)
     assert meta["precision"] == "fp16" and meta["io_dtype"] == "float32" and meta["parity"]["passed"]
 
 
@@ -124,9 +124,9 @@ def test_cache_is_reused_and_refused_when_stale_or_corrupt(classifier, tmp_path)
     assert result.metadata["calibration"]["cache_sha256"] == CalibrationCache.load(cache).digest
     assert cache.read_bytes() == before
     stale = CalibrationCache.load(cache)
-    stale.model_sha256 = "0" * 64
+    stale.graph_sha256 = "0" * 64
     stale.save(tmp_path / "stale.json")
-    with pytest.raises(InceptionDeployError, match="stale calibration cache: made for model sha256 000000000000"):
+    with pytest.raises(InceptionDeployError, match="stale calibration cache: made for graph sha256 000000000000"):
         quantize_int8(classifier["fp32"], tmp_path / "c.onnx", target="cpu", cache=tmp_path / "stale.json")
     (tmp_path / "corrupt.json").write_text("{not json")
     with pytest.raises(InceptionDeployError, match="corrupt calibration cache"):
@@ -183,7 +183,7 @@ def test_calibration_folder_problems(tmp_path, classifier, caplog):
     (mixed / "bad.jpg").write_bytes(b"not a jpeg")
     data = CalibrationImages(mixed, config, batch=4)
     assert sum(len(b) for b in data.batches(progress=False)) == 6 and data.used == 6
-    assert "skipped 1 unreadable image(s), e.g. bad.jpg" in caplog.text
+    assert "skipped 1 unusable image(s) or folder(s), e.g. bad.jpg" in caplog.text
     assert "only 6 calibration images (300 or more recommended)" in caplog.text
     for i in range(8):
         (mixed / f"bad{i}.jpg").write_bytes(b"")
@@ -193,7 +193,7 @@ def test_calibration_folder_problems(tmp_path, classifier, caplog):
 
 def test_cli_int8_needs_calibration_source_before_exporting(tmp_path):
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8"])
-    assert result.exit_code == 2 and result.stderr.startswith("error: --int8 needs calibration images")
+    assert result.exit_code == 2 and result.stderr.startswith("error: INT8 needs calibration images")
     assert os.listdir(tmp_path) == []
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8",
                                        "--calib-dir", str(tmp_path / "missing")])
@@ -228,7 +228,7 @@ def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
     result = CliRunner().invoke(main, args + ["--num-classes", "10"])  # another model, same default cache path
     assert result.exit_code == 0, result.stderr
     assert "note: recalibrating: " in result.stderr and "stale calibration cache" in result.stderr
-    assert CalibrationCache.load(cache).model_sha256 != first.model_sha256
+    assert CalibrationCache.load(cache).graph_sha256 != first.graph_sha256
     explicit = args + ["--num-classes", "1000", "--calib-cache", str(cache)]
     result = CliRunner().invoke(main, explicit)
     assert result.exit_code == 2 and "stale calibration cache" in result.stderr

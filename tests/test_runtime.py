@@ -94,14 +94,14 @@ def test_bad_images_are_reported_and_the_rest_still_run(v1_onnx, tmp_path):
     assert code == 1
     results = {os.path.basename(json.loads(l)["file"]): json.loads(l) for l in stdout.splitlines()}
     assert "labels" in results["good.jpg"]
-    assert results["missing.jpg"]["error"] == "no such file"
+    assert results["missing.jpg"]["error"] == "no such file or folder"
     assert results["text.jpg"]["error"].startswith("not an image")
     assert results["empty.jpg"]["error"].startswith("not an image")
     assert results["truncated.jpg"]["error"].startswith("truncated or corrupt image")
     assert "error" in results["garbage.png"]
     errors = [l for l in stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 5 and "Traceback" not in stderr
-    assert stderr.rstrip().endswith("5 of 6 images failed")
+    assert stderr.rstrip().endswith("5 of 6 inputs failed")
 
 
 def test_decompression_bomb_is_refused(v1_onnx, tmp_path, monkeypatch):
@@ -158,8 +158,10 @@ def test_onnx_without_metadata_needs_arch(v1_onnx, tmp_path):
 def test_engine_needs_tensorrt(tmp_path):
     engine = tmp_path / "m.plan"
     engine.write_bytes(b"plan")
-    (tmp_path / "m.plan.json").write_text(json.dumps({"preprocess": {
-        "input_size": 224, "resize_size": 256, "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}}))
+    (tmp_path / "m.plan.json").write_text(json.dumps({"num_classes": 2, "labels": {"names": ["a", "b"]},
+                                                      "preprocess": {"input_size": 224, "resize_size": 256,
+                                                                     "interpolation": "bilinear", "mean": [0.5] * 3,
+                                                                     "std": [0.5] * 3}}))
     try:
         import tensorrt  # noqa: F401
         pytest.skip("TensorRT is installed here")

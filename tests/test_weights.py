@@ -131,8 +131,9 @@ class _NotATensor:
 @pytest.mark.parametrize("content,expected", [
     (None, "no such checkpoint file"),
     (b"", "checkpoint file is empty"),
-    (b"\x00garbage that is not a zip nor a pickle" * 10, "not a readable PyTorch checkpoint"),
-    ("pickle", r"pickled Python object \(test_weights._NotATensor\) that weights_only loading refuses"),
+    (b"\x00garbage that is not a zip nor a pickle" * 10, "not a plain tensor checkpoint"),
+    (b"PK\x03\x04truncated zip", "not a readable PyTorch checkpoint"),
+    ("pickle", r"pickled Python object \(test_weights._NotATensor\) that safe loading refuses"),
     ("no-tensors", "not a state_dict"),
 ])
 def test_unreadable_checkpoints(content, expected, tmp_path):

@@ -1,6 +1,6 @@
 """Q/DQ ONNX from an FP32 ONNX and a calibration cache, for one of two targets.
 
-- ``tensorrt``: what TensorRT's explicit quantization accepts (REFERENCE.md): symmetric int8
+- ``tensorrt``: what TensorRT's explicit quantization accepts (docs/REFERENCE.md): symmetric int8
   activations and weights, zero points 0, per-channel weights on axis 0, no bias Q/DQ.
 - ``cpu``: what ONNX Runtime's CPU kernels run fastest: u8 activations (asymmetric), s8
   per-channel weights (all Conv become QLinearConv; symmetric s8s8 gave no speed-up).

@@ -9,7 +9,7 @@ memory stays constant. Clipping thresholds then come from that histogram:
 - ``entropy``: the threshold whose 128-level quantized distribution has the smallest KL
   divergence from the observed one (TensorRT's entropy calibration). ONNX Runtime's
   quantize_static with CalibrationMethod.Entropy uses 128 bins = 128 levels and so always picks
-  the full range (REFERENCE.md); this is the real thing over 2048 bins.
+  the full range (docs/REFERENCE.md); this is the real thing over 2048 bins.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 METHODS = ("entropy", "minmax", "percentile")
 NUM_BINS = 2048
 NUM_LEVELS = 128  # int8 magnitudes
+MIN_THRESHOLD = 1e-12
 
 
 class _Histogram:
@@ -99,12 +100,15 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
         seen += len(batch)
     if seen == 0:
         raise InceptionDeployError("no calibration images")
-    return {name: _result(h, method, percentile) for name, h in stats.items() if h.counts is not None or
+    return {name: _result(name, h, method, percentile) for name, h in stats.items() if h.counts is not None or
             np.isfinite(h.minimum)}
 
 
-def _result(h: _Histogram, method: str, percentile: float) -> dict:
+def _result(name: str, h: _Histogram, method: str, percentile: float) -> dict:
     top = max(abs(h.minimum), abs(h.maximum))
+    if not np.isfinite(top):
+        raise InceptionDeployError(f"tensor {name!r} takes non-finite values (inf or NaN) on the calibration "
+                                   f"images; the model cannot be quantized")
     if method == "minmax" or h.counts is None or h.counts.sum() == 0:
         threshold = top
     elif method == "percentile":
@@ -112,7 +116,8 @@ def _result(h: _Histogram, method: str, percentile: float) -> dict:
         threshold = (int(np.searchsorted(cumulative, percentile / 100)) + 1) * h.width
     else:
         threshold = (entropy_bin(h.counts) + 0.5) * h.width
-    return {"min": h.minimum, "max": h.maximum, "threshold": float(min(threshold, top))}
+    # a tensor that is zero on every image still needs a positive range (quantization scale)
+    return {"min": h.minimum, "max": h.maximum, "threshold": max(float(min(threshold, top)), MIN_THRESHOLD)}
 
 
 def entropy_bin(counts: np.ndarray, levels: int = NUM_LEVELS) -> int:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import atomic_path, sha256_file
+from ..fileio import atomic_path, check_writable, sha256_file
 from ..metadata import onnx_metadata, sidecar_path
+from .onnx import load_onnx
 
 
 class EngineNotBuilt(InceptionDeployError):
@@ -60,24 +61,23 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
                  workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
                  hardware_compatibility: str | None = None) -> EngineResult:
     """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file."""
-    import onnx
-
     from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt, make_logger
 
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".plan")
-    if not onnx_path.is_file():
-        raise InceptionDeployError(f"{onnx_path}: no such ONNX file")
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise InceptionDeployError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
                                    f"{min_batch}/{opt_batch}/{max_batch}")
+    metadata = onnx_metadata(load_onnx(onnx_path), onnx_path)
+    if metadata is None:
+        raise InceptionDeployError(f"{onnx_path}: no inception_deploy metadata; export it with inception-export")
+    for path in (engine_path, timing_cache):
+        if path:
+            check_writable(path)
     reason = engine_unavailable_reason()
     if reason:
         raise EngineNotBuilt(f"{engine_path} not built: {reason}")
-    metadata = onnx_metadata(onnx.load(str(onnx_path), load_external_data=False))
-    if metadata is None:
-        raise InceptionDeployError(f"{onnx_path}: no inception_deploy metadata; export it with inception-export")
     trt = import_tensorrt("building an engine")
     gpu = current_gpu(import_cudart("building an engine"))
     logger = make_logger(trt)

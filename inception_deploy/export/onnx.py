@@ -55,12 +55,14 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
                 num_classes: int = 1000, opset: int | None = None, batch: int | None = None,
                 max_batch: int = 64, input_size: int | None = None, simplify: bool = True,
                 check_parity: bool = True, labels: str | os.PathLike | None = None,
-                preprocess: PreprocessConfig | None = None) -> ExportResult:
+                preprocess: PreprocessConfig | None = None, progress=None) -> ExportResult:
     """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
 
     ``batch``: a static batch size; None gives a dynamic ``batch`` dimension up to ``max_batch``.
     ``preprocess`` overrides the architecture's preprocessing (checkpoints trained otherwise).
+    ``progress``: called with one line as each slow step starts.
     """
+    say = progress or (lambda line: None)
     start = time.perf_counter()
     spec, model, weights_info = _resolve_model(arch_or_model, weights, num_classes)
     num_classes = getattr(model, spec.classifier).out_features
@@ -73,6 +75,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
     label_names, label_source = resolve_labels(labels, num_classes)
     output = Path(output if output is not None else f"{spec.file_stem}.onnx")
     with atomic_path(output) as tmp:
+        say(f"exporting {spec.name} ({config.input_size}x{config.input_size}) with torch's {exporter} exporter...")
         proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
         written = _opset_of(proto)
         if opset is not None and written != opset:
@@ -98,7 +101,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
         _save(proto, tmp)
         report = None
         if check_parity:
-            report = _parity(model, tmp, config, batch, max_batch)
+            report = _parity(model, tmp, config, batch, max_batch, say)
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
@@ -152,7 +155,7 @@ def _check_batch(batch, max_batch):
 
 def _choose_exporter(opset: int | None) -> str:
     """torch's dynamo exporter writes opset 18 and up; below that only the legacy TorchScript
-    exporter can, and asking dynamo for less silently gives 18 (REFERENCE.md)."""
+    exporter can, and asking dynamo for less silently gives 18 (docs/REFERENCE.md)."""
     import onnx
 
     newest = onnx.defs.onnx_opset_version()
@@ -242,12 +245,35 @@ def _save(proto, path: Path):
     onnx.save(proto, str(path))
 
 
-def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch) -> ParityReport:
+def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch, say) -> ParityReport:
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, device="cpu", max_batch=batch or max_batch)
     sizes = (batch,) if batch else tuple(sorted({1, min(8, max_batch)}))
+    say(parity_announcement(sizes))
     return check_backend(model, backend, config, sizes, "fp32", "onnxruntime-cpu")
+
+
+def parity_announcement(sizes) -> str:
+    from ..parity import SYNTHETIC_IMAGES, sample_photos
+
+    images = len(sample_photos()) + SYNTHETIC_IMAGES
+    return (f"checking parity against eager PyTorch on {images} images at batch size"
+            f"{'s' if len(sizes) > 1 else ''} {', '.join(map(str, sizes))}...")
+
+
+def load_onnx(path: str | os.PathLike):
+    """An ONNX file as a ModelProto (external data not loaded), or one line saying why not."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InceptionDeployError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError, OSError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first})") from None
 
 
 def value_shape(value) -> list:

@@ -5,19 +5,22 @@ decided here, once, and checked on the CPU with ONNX Runtime like every other ar
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from ..calibration import CalibrationCache, CalibrationImages, calibrate, write_qdq
-from ..calibration.cache import preprocess_digest
+from ..calibration.cache import graph_digest, preprocess_digest
 from ..calibration.qdq import prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
 from ..parity import check_backend
-from .onnx import ExportResult, value_shape
+from .onnx import ExportResult, load_onnx, value_shape
+
+log = logging.getLogger(__name__)
 
 # Kept in FP32: the classifier (Gemm/MatMul producing the logits). It is a fraction of a
 # percent of the FLOPs, and rounding logits to FP16's 11-bit mantissa alone costs up to 5e-4
@@ -28,75 +31,119 @@ FP16_KEEP_FP32 = ("Gemm", "MatMul")
 
 
 def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: bool = False,
-                 reference_model=None) -> ExportResult:
+                 reference_model=None, judge_parity: bool = True, progress=None) -> ExportResult:
     """``src`` FP32 ONNX -> FP16 ONNX (float32 input/output unless ``fp16_io``); with
-    ``reference_model`` (the eager model), parity against it with FP16 thresholds."""
-    import onnx
+    ``reference_model`` (the eager model), parity against it with FP16 thresholds (measured
+    only, when not ``judge_parity``: see parity.check_backend)."""
+    say = progress or (lambda line: None)
+    say(f"converting {src} to FP16...")
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     start = time.perf_counter()
-    proto = onnx.load(str(src))
+    proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
     converted = convert_float_to_float16(proto, keep_io_types=not fp16_io,
                                          op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32))
     metadata.update(precision="fp16", io_dtype="float16" if fp16_io else "float32",
                     fp32_ops=list(FP16_KEEP_FP32), source_sha256=sha256_file(src))
     metadata.pop("parity", None)
-    return _finish(converted, metadata, output, reference_model, "fp16", start)
+    return _finish(converted, metadata, output, reference_model, "fp16", start, judge_parity, say)
 
 
 def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: str,
                   calib_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
-                  method: str = "entropy", images: int = 512, batch: int = 8, percentile: float = 99.99,
-                  reference_model=None, progress: bool = True) -> ExportResult:
+                  replace_stale_cache: bool = False, method: str = "entropy", images: int = 512, batch: int = 8,
+                  percentile: float = 99.99, reference_model=None, judge_parity: bool = True,
+                  progress=None) -> ExportResult:
     """``src`` FP32 ONNX -> Q/DQ INT8 ONNX for ``target`` ("tensorrt" or "cpu").
 
-    Ranges come from ``cache`` when it exists and matches this model and preprocessing;
-    otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given).
+    Ranges come from ``cache`` when it exists and matches this graph and preprocessing;
+    otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given). A
+    stale cache is refused, or recalibrated over when ``replace_stale_cache`` (the default
+    cache beside the output is the toolkit's own; a cache the user named is not). ``progress``:
+    called with one line as each slow step starts; with it, calibration also shows a bar.
     """
     import onnx
 
+    say = progress or (lambda line: None)
+
     start = time.perf_counter()
-    proto = onnx.load(str(src))
+    proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
     config = preprocess_of(metadata)
-    model_sha, pre_sha = sha256_file(src), preprocess_digest(config)
+    graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
+    calibration = cached_calibration(cache, graph_sha, pre_sha, replace_stale_cache and calib_dir is not None)
+    if calibration is None and calib_dir is None:
+        raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
+                                   "calibration cache (--calib-cache FILE)")
     with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
-        calibration = None
-        if cache is not None and Path(cache).exists():
-            calibration = CalibrationCache.load(cache)
-            calibration.check(cache, model_sha, pre_sha)
-        elif calib_dir is None:
-            raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
-                                       "calibration cache (--calib-cache FILE)")
+        say(f"preparing {src} for quantization (shape inference, graph optimization)...")
         prepare(src, prepared)
         if calibration is None:
-            calibration = run_calibration(prepared, calib_dir, config, model_sha, pre_sha, method=method,
-                                          images=images, batch=batch, percentile=percentile, progress=progress)
+            say(f"calibrating on up to {images} images of {calib_dir} ({method})...")
+            calibration = run_calibration(prepared, calib_dir, config, graph_sha, pre_sha, method=method,
+                                          images=images, batch=batch, percentile=percentile,
+                                          progress=progress is not None)
             if cache is not None:
                 calibration.save(cache)
         quantized = Path(folder) / "quantized.onnx"
+        say(f"writing INT8 Q/DQ nodes for the {target} target...")
         write_qdq(prepared, calibration, target, quantized)
         proto = onnx.load(str(quantized))
-    metadata.update(precision="int8", int8_target=target, source_sha256=model_sha,
+    metadata.update(precision="int8", int8_target=target, source_sha256=sha256_file(src),
                     calibration={"method": calibration.method, "percentile": calibration.percentile,
                                  "images": calibration.images, "cache_sha256": calibration.digest})
     metadata.pop("parity", None)
-    return _finish(proto, metadata, output, reference_model, "int8", start)
+    return _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
 
 
-def run_calibration(prepared, calib_dir, config, model_sha: str, pre_sha: str, *, method: str, images: int,
+def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool) -> CalibrationCache | None:
+    """The ranges in ``cache`` when it exists and was made for this graph and preprocessing;
+    None when there is none (or it is stale and ``replace_stale``); otherwise an error."""
+    if cache is None or not Path(cache).exists():
+        return None
+    calibration = CalibrationCache.load(cache)
+    try:
+        calibration.check(cache, graph_sha, pre_sha)
+    except InceptionDeployError as e:
+        if not replace_stale:
+            raise
+        log.info("recalibrating: %s", e)
+        return None
+    log.info("reusing calibration cache %s (%d images, %s)", cache, calibration.images, calibration.method)
+    return calibration
+
+
+def check_calibration_source(calib_dir, cache) -> None:
+    """Fail before a slow export when INT8 could not be calibrated anyway: no images and no
+    cache, an image folder without images, a corrupt cache, a cache that cannot be written."""
+    from ..calibration import find_images
+    from ..fileio import check_writable
+
+    cache_exists = cache is not None and Path(cache).exists()
+    if calib_dir is None and not cache_exists:
+        raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR (or an existing "
+                                   "--calib-cache)")
+    if cache_exists:
+        CalibrationCache.load(cache)
+    if calib_dir is not None:
+        find_images(calib_dir)
+        if cache is not None:
+            check_writable(cache)
+
+
+def run_calibration(prepared, calib_dir, config, graph_sha: str, pre_sha: str, *, method: str, images: int,
                     batch: int, percentile: float, progress: bool) -> CalibrationCache:
     """Calibrate the prepared graph on a folder of images into a CalibrationCache."""
     data = CalibrationImages(calib_dir, config, count=images, batch=batch)
     tensors = calibrate(prepared, data.batches(progress), method, percentile)
-    return CalibrationCache(method, percentile if method == "percentile" else None, data.used, model_sha, pre_sha,
+    return CalibrationCache(method, percentile if method == "percentile" else None, data.used, graph_sha, pre_sha,
                             tensors)
 
 
 def fp32_metadata(proto, src) -> dict:
-    metadata = onnx_metadata(proto)
+    metadata = onnx_metadata(proto, src)
     if metadata is None:
         raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
     if metadata.get("precision", "fp32") != "fp32":
@@ -104,11 +151,13 @@ def fp32_metadata(proto, src) -> dict:
     return metadata
 
 
-def _finish(proto, metadata: dict, output, reference_model, precision: str, start: float) -> ExportResult:
+def _finish(proto, metadata: dict, output, reference_model, precision: str, start: float, judge: bool,
+            say) -> ExportResult:
     """Write atomically with metadata; verify against the eager model when one is given."""
     import onnx
 
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from .onnx import parity_announcement
 
     output = Path(output)
     report = None
@@ -118,8 +167,9 @@ def _finish(proto, metadata: dict, output, reference_model, precision: str, star
         if reference_model is not None:
             backend = OnnxRuntimeBackend(tmp, device="cpu", max_batch=metadata.get("max_batch"))
             sizes = (metadata["batch"],) if metadata.get("batch") else (1, 8)
+            say(parity_announcement(sizes))
             report = check_backend(reference_model, backend, preprocess_of(metadata), sizes, precision,
-                                   "onnxruntime-cpu")
+                                   "onnxruntime-cpu", judged=judge)
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             onnx.save(proto, str(tmp))

@@ -36,6 +36,7 @@ class ArchSpec:
     classifier: str  # module name of the final Linear layer
     aux_modules: tuple[str, ...] = ()
     pretrained: PretrainedWeights | None = None
+    min_input_size: int = 75  # smallest square input the network runs at (tests check it on the network)
 
     def build(self, num_classes: int = 1000, aux_logits: bool = False):
         """The bare torch module (random init, BN statistics 0/1); see ``create_model``."""
@@ -65,14 +66,14 @@ _TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/"
 ARCHS: tuple[ArchSpec, ...] = (
     ArchSpec(
         "v1", ("googlenet", "inception-v1"), "googlenet:GoogLeNet", _torchvision(224, 256),
-        "torchvision googlenet", "googlenet", "fc", aux_modules=("aux1", "aux2"),
+        "torchvision googlenet", "googlenet", "fc", aux_modules=("aux1", "aux2"), min_input_size=15,
         pretrained=PretrainedWeights(_TORCHVISION + "googlenet-1378be20.pth"),
     ),
     ArchSpec(
         "v2", ("bn-inception", "bninception", "inception-v2"), "bninception:BNInception",
         PreprocessConfig(224, 256, "bilinear", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0),
                          channel_order="BGR", pixel_scale=255.0),
-        "Cadene pretrainedmodels bninception", "bninception", "last_linear",
+        "Cadene pretrainedmodels bninception", "bninception", "last_linear", min_input_size=31,
         pretrained=PretrainedWeights("http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-239d2248.pth"),
     ),
     ArchSpec(
@@ -102,7 +103,7 @@ ARCHS: tuple[ArchSpec, ...] = (
     ),
     ArchSpec(
         "xception", ("legacy-xception", "legacy_xception"), "xception:Xception", _timm(0.8975),
-        "timm legacy_xception", "xception", "fc",
+        "timm legacy_xception", "xception", "fc", min_input_size=7,
         pretrained=PretrainedWeights(_TIMM + "v0.1-cadene/xception-43020ad28.pth"),
     ),
 )
@@ -130,11 +131,18 @@ def spec_for_model(model) -> ArchSpec | None:
 def check_input_size(spec: ArchSpec, size: int) -> None:
     """Raise a one-line error when ``spec``'s network cannot run at ``size`` x ``size``.
 
-    The network is traced on the meta device (shapes only, no memory, milliseconds), so the
-    answer is the network's own, not a hand-kept table.
+    Beyond the stated bounds, the network is traced on the meta device (shapes only, no memory,
+    milliseconds), so the answer is the network's own, not a hand-kept table.
     """
     import torch
 
+    from ..metadata import MAX_INPUT_SIZE
+
+    if size < spec.min_input_size:
+        raise InceptionDeployError(f"arch {spec.name} needs an input of at least {spec.min_input_size} pixels, "
+                                   f"not {size}")
+    if size > MAX_INPUT_SIZE:
+        raise InceptionDeployError(f"input size {size} is above the limit of {MAX_INPUT_SIZE} pixels")
     with torch.device("meta"):
         model = spec.build()
         probe = torch.empty(1, 3, size, size)

@@ -63,6 +63,9 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
     from ..models.registry import get_arch
 
     spec = get_arch(arch)
+    if num_classes < 1:
+        raise InceptionDeployError(f"{source}: the output's class count is not fixed in the graph; "
+                                   f"cannot supply labels for it")
     names, label_source = resolve_labels(None, num_classes)
     return {"arch": spec.name, "num_classes": num_classes, "precision": "unknown",
             "preprocess": spec.preprocess.to_dict(), "labels": {"source": label_source, "names": names}}

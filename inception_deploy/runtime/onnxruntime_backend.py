@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InceptionDeployError
+from ..metadata import check_graph_shape
 from .base import resolve_metadata, split_batches
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class OnnxRuntimeBackend:
         num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
         self.metadata = resolve_metadata(dict(self.session.get_modelmeta().custom_metadata_map),
                                          self.path, arch, num_classes)
+        check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
         fixed = self.input_shape[0]
         self.min_batch = fixed or 1
         self.max_batch = fixed or max_batch or self.metadata.get("max_batch")

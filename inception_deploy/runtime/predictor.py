@@ -9,24 +9,17 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import InceptionDeployError
+from ..inputs import InputError, describe_image_error
 from ..labels import read_labels
 from ..metadata import preprocess_of
 from ..preprocess import load_image, normalize
 from .base import open_backend
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-
-
-def images_in(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 @dataclass
@@ -57,9 +50,9 @@ class Predictor:
         meta = self.backend.metadata
         self.config = preprocess_of(meta)
         self.labels = read_labels(labels) if labels else meta["labels"]["names"]
-        classes = meta.get("num_classes") or len(self.labels)
-        if len(self.labels) != classes:
-            raise InceptionDeployError(f"{labels}: has {len(self.labels)} labels but the model has {classes} classes")
+        if len(self.labels) != meta["num_classes"]:
+            raise InceptionDeployError(f"{labels}: has {len(self.labels)} labels but {model_path} has "
+                                       f"{meta['num_classes']} classes")
         limit = self.backend.max_batch or 64
         self.batch_size = min(batch_size or min(8, limit), limit)
         if self.batch_size < 1:
@@ -70,7 +63,8 @@ class Predictor:
         return list(self.iter_predict(sources, topk))
 
     def iter_predict(self, sources: Iterable, topk: int = 5) -> Iterator[Prediction]:
-        """Predictions in the order of ``sources`` (paths or PIL images), lazily."""
+        """Predictions in the order of ``sources`` (paths, PIL images, or the InputErrors of
+        ``expand_inputs``, which come back as errors), lazily."""
         topk = max(1, min(topk, len(self.labels)))
         pending: list[tuple[str, np.ndarray | None, str | None]] = []
         for item in self._decoded(sources):
@@ -94,6 +88,8 @@ class Predictor:
                 yield in_flight.popleft().result()
 
     def _decode(self, source):
+        if isinstance(source, InputError):  # from expand_inputs: reported in its place
+            return source.name, None, source.reason
         name = getattr(source, "filename", None) or "<image>" if isinstance(source, Image.Image) else str(source)
         try:
             return name, load_image(source, self.config), None
@@ -117,38 +113,3 @@ class Predictor:
         order = np.argsort(-probs, kind="stable")[:topk]
         return Prediction(name, [self.labels[i] for i in order], [int(i) for i in order],
                           [float(probs[i]) for i in order])
-
-
-def describe_image_error(e: Exception) -> str:
-    """A short reason for a file that could not be used as an image."""
-    if isinstance(e, FileNotFoundError):
-        return "no such file"
-    if isinstance(e, IsADirectoryError):
-        return "is a directory"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if isinstance(e, Image.DecompressionBombError):
-        return f"refused: decompression bomb ({e})"
-    if isinstance(e, UnidentifiedImageError):
-        return "not an image (or an unsupported format)"
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if "truncated" in text:
-        return f"truncated or corrupt image ({text})"
-    return f"cannot decode: {text}"
-
-
-def expand_inputs(inputs: Iterable[str]) -> list[str]:
-    """Files as given, folders recursively (image extensions), glob patterns expanded;
-    names that match nothing stay, so they are reported as missing."""
-    import glob
-
-    out: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            out += [str(p) for p in images_in(path)]
-        elif not path.exists() and glob.has_magic(item):
-            out += sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
-        else:
-            out.append(item)
-    return out

@@ -15,17 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InceptionDeployError
-from ..metadata import read_sidecar, sidecar_path
+from ..metadata import check_graph_shape, read_sidecar, sidecar_path
 from .base import resolve_metadata, split_batches
 
 log = logging.getLogger(__name__)
+
+
+class TensorRTUnavailable(InceptionDeployError):
+    """This machine cannot run TensorRT (not installed, no cuda-python, no GPU or driver): the
+    engine may be fine, it just cannot be used here."""
 
 
 def import_tensorrt(what: str):
     try:
         import tensorrt as trt
     except ImportError:
-        raise InceptionDeployError(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt]' "
+        raise TensorRTUnavailable(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt]' "
                                    f"on a machine with an NVIDIA GPU") from None
     return trt
 
@@ -37,7 +42,7 @@ def import_cudart(what: str):
         try:
             from cuda import cudart
         except ImportError:
-            raise InceptionDeployError(f"{what} needs cuda-python for GPU buffers: pip install cuda-python") from None
+            raise TensorRTUnavailable(f"{what} needs cuda-python for GPU buffers: pip install cuda-python") from None
     return cudart
 
 
@@ -50,9 +55,12 @@ def cuda_check(cudart, result):
 
 
 def current_gpu(cudart) -> dict:
-    count = cuda_check(cudart, cudart.cudaGetDeviceCount())
+    try:
+        count = cuda_check(cudart, cudart.cudaGetDeviceCount())
+    except InceptionDeployError as e:  # e.g. cudaErrorInsufficientDriver on a machine without a driver
+        raise TensorRTUnavailable(f"no usable CUDA GPU ({e})") from None
     if count < 1:
-        raise InceptionDeployError("no CUDA GPU is visible")
+        raise TensorRTUnavailable("no CUDA GPU is visible")
     props = cuda_check(cudart, cudart.cudaGetDeviceProperties(0))
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return {"name": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
@@ -143,6 +151,7 @@ class TensorRTBackend:
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         num_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
         self.metadata = sidecar if sidecar is not None else resolve_metadata(None, self.path, arch, num_classes)
+        check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
         self.context = self.engine.create_execution_context()
         self.stream = cuda_check(cudart, cudart.cudaStreamCreate())  # non-default: no implicit device syncs
         self.gpu = gpu

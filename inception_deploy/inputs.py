@@ -1,0 +1,136 @@
+"""Which image files a list of user inputs (files, folders, glob patterns) means, and why any
+of them cannot be used.
+
+Nothing is lost or hidden: an unreadable file or folder, an empty folder, a pattern that
+matches nothing, a dangling symbolic link or a device file becomes an ``InputError`` in its
+place, so the caller reports it on one line and still processes everything else.
+"""
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .preprocess import ImageRefused, PreprocessConfig, load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+
+
+@dataclass(frozen=True)
+class InputError:
+    """An input that names no usable image file, and why."""
+
+    name: str
+    reason: str
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str | InputError]:
+    """Files as given, folders recursively (image suffixes, sorted), glob patterns expanded;
+    every input that yields no image file leaves an InputError in its place."""
+    out: list[str | InputError] = []
+    for item in map(str, inputs):
+        try:
+            mode = os.stat(item).st_mode
+        except FileNotFoundError:
+            if os.path.islink(item):
+                out.append(InputError(item, "dangling symbolic link"))
+            elif glob.has_magic(item):
+                matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+                out += matches or [InputError(item, "no file matches this pattern")]
+            else:
+                out.append(InputError(item, "no such file or folder"))
+            continue
+        except OSError as e:
+            out.append(InputError(item, describe_os_error(e)))
+            continue
+        if stat.S_ISDIR(mode):
+            files, problems = scan_folder(item)
+            out += problems + [str(f) for f in files]
+            if not files and not problems:
+                looked_for = ", ".join(sorted(IMAGE_SUFFIXES))
+                out.append(InputError(item, f"no images in this folder (looked for {looked_for})"))
+        elif stat.S_ISREG(mode):
+            out.append(item)
+        else:  # a FIFO or device would block or never end
+            out.append(InputError(item, "not a regular file"))
+    return out
+
+
+def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[InputError]]:
+    """Image files under ``folder`` (recursively, sorted; symbolic links to folders are not
+    followed) and the problems met on the way: unreadable folders, dangling links, device files."""
+    files: list[Path] = []
+    problems: list[InputError] = []
+
+    def unreadable(e: OSError):
+        problems.append(InputError(e.filename or str(folder), describe_os_error(e)))
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs.sort()
+        for name in names:
+            path = Path(root, name)
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                problems.append(InputError(str(path), "dangling symbolic link"))
+                continue
+            except OSError as e:
+                problems.append(InputError(str(path), describe_os_error(e)))
+                continue
+            if stat.S_ISREG(mode):
+                files.append(path)
+            else:
+                problems.append(InputError(str(path), "not a regular file"))
+    return sorted(files), problems
+
+
+def decoded(files: Iterable, config: PreprocessConfig, skipped: list) -> Iterator[np.ndarray]:
+    """Each usable file preprocessed (H x W x 3 floats); an unusable one is appended to
+    ``skipped`` as (file, reason) and passed over."""
+    for path in files:
+        if isinstance(path, InputError):
+            skipped.append((path.name, path.reason))
+            continue
+        try:
+            yield load_image(path, config)
+        except Exception as e:  # one bad file is never fatal by itself
+            skipped.append((path, describe_image_error(e)))
+
+
+def describe_os_error(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    return e.strerror or type(e).__name__
+
+
+def describe_image_error(e: Exception) -> str:
+    """A short reason for a file that could not be used as an image."""
+    if isinstance(e, Image.DecompressionBombError):
+        return f"refused: decompression bomb ({e})"
+    if isinstance(e, ImageRefused):
+        return f"refused: {e}"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image (or an unsupported format)"
+    if isinstance(e, OSError) and e.errno is not None:
+        return describe_os_error(e)
+    if isinstance(e, MemoryError):
+        return "refused: out of memory while decoding"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "truncated" in text:
+        return f"truncated or corrupt image ({text})"
+    return f"cannot decode: {text}"

@@ -1,0 +1,154 @@
+"""The whole deploy as one call: FP32 ONNX -> FP16 / INT8 ONNX -> TensorRT engine, each checked
+against eager PyTorch.
+
+``deploy("v3", fp16=True)`` runs every stage the options ask for and returns what it wrote
+with the parity reports; the CLI (``inception-export``) only parses options and prints what
+this reports. Stages announce themselves through ``progress`` (a callable taking one line), so
+a command line can show them while the API stays silent. Everything that would make a later
+stage fail (unwritable outputs, no calibration source, a corrupt calibration cache) is refused
+before the slow export starts.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+from .export.onnx import ExportResult
+from .parity import ParityReport
+from .preprocess import PreprocessConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class DeployResult:
+    """What ``deploy`` wrote: ONNX artifacts (FP32 first), the engine if one was built, and why
+    not otherwise."""
+
+    artifacts: list[ExportResult] = field(default_factory=list)
+    engine: object | None = None  # export.engine.EngineResult
+    engine_parity: ParityReport | None = None
+    engine_skipped: str | None = None  # why no engine was built (TensorRT or a GPU missing)
+
+    @property
+    def failed(self) -> list[Path]:
+        """Artifacts whose judged parity failed (they are kept for inspection)."""
+        failed = [r.path for r in self.artifacts if r.parity is not None and not r.parity.passed]
+        if self.engine_parity is not None and not self.engine_parity.passed:
+            failed.append(self.engine.path)
+        return failed
+
+
+def default_output(arch: str) -> Path:
+    """``<file stem of the arch>.onnx`` in the current folder, e.g. ``inception_v3.onnx`` for v3
+    and ``googlenet.onnx`` for v1 (the reference's own name)."""
+    from .models.registry import get_arch
+
+    return Path(f"{get_arch(arch).file_stem}.onnx")
+
+
+def default_int8_target() -> str:
+    """TensorRT's symmetric Q/DQ where TensorRT is installed, ONNX Runtime CPU's otherwise."""
+    return "tensorrt" if importlib.util.find_spec("tensorrt") else "cpu"
+
+
+def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, num_classes: int = 1000,
+           labels=None, preprocess: PreprocessConfig | None = None, opset: int | None = None,
+           batch: int | None = None, max_batch: int = 64, simplify: bool = True,
+           fp16: bool = False, fp16_io: bool = False,
+           int8: bool = False, int8_target: str | None = None, calib_dir=None, calib_cache=None,
+           calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
+           engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
+           parity: bool = True, progress: Progress | None = None) -> DeployResult:
+    """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
+
+    - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` calibrated on
+      ``calib_dir`` or from ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
+      stale; an explicitly named stale cache is refused instead).
+    - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
+      take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
+      not), "no" never.
+    - ``parity``: every artifact is checked against the eager model. Randomly initialised
+      weights (``weights=None``) have no decision margins, so their FP16/INT8 rows are measured
+      but not judged; FP32 is always judged.
+    """
+    from .export import export_onnx
+    from .export.precision import check_calibration_source, convert_fp16, quantize_int8
+    from .fileio import check_writable
+
+    say = progress or (lambda line: None)
+    if fp16_io and not fp16:
+        raise ConfigError("fp16_io needs fp16")
+    if engine not in ("auto", "yes", "no"):
+        raise ConfigError(f"engine must be auto, yes or no, not {engine!r}")
+    output = Path(output) if output is not None else default_output(arch)
+    own_cache = calib_cache is None  # the default cache beside the output is ours to replace when stale
+    calib_cache = Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json")
+    fp16_path = _beside(output, "_fp16")
+    if int8:
+        int8_target = int8_target or default_int8_target()
+    int8_path = _beside(output, f"_int8_{int8_target}")
+    for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
+        check_writable(path)
+    if int8:
+        check_calibration_source(calib_dir, calib_cache)
+
+    result = DeployResult()
+    fp32 = export_onnx(arch, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
+                       max_batch=max_batch, simplify=simplify, check_parity=parity, labels=labels,
+                       preprocess=preprocess, progress=say)
+    result.artifacts.append(fp32)
+    reference = fp32.model if parity else None
+    judge = weights is not None
+    if fp16:
+        result.artifacts.append(convert_fp16(output, fp16_path, fp16_io=fp16_io, reference_model=reference,
+                                             judge_parity=judge, progress=say))
+    if int8:
+        result.artifacts.append(quantize_int8(
+            output, int8_path, target=int8_target, calib_dir=calib_dir, cache=calib_cache,
+            replace_stale_cache=own_cache, method=calib_method, images=calib_images, batch=calib_batch,
+            percentile=percentile, reference_model=reference, judge_parity=judge, progress=say))
+    if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
+        source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
+        _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)
+    return result
+
+
+def _build_engine(result: DeployResult, source: ExportResult, reference, max_batch: int, timing_cache,
+                  judge: bool, say: Progress) -> None:
+    from .export.engine import EngineNotBuilt, build_engine, engine_unavailable_reason
+    from .metadata import preprocess_of
+    from .parity import check_backend
+
+    reason = engine_unavailable_reason()
+    if reason:
+        result.engine_skipped = f"{source.path.with_suffix('.plan')} not built: {reason}"
+        return
+    batch = source.metadata.get("batch")
+    say(f"building the TensorRT engine from {source.path} (batch {batch or f'1-{max_batch}'}); "
+        f"this takes minutes...")
+    try:
+        built = build_engine(source.path, min_batch=batch or 1, opt_batch=batch or min(8, max_batch),
+                             max_batch=batch or max_batch, timing_cache=timing_cache)
+    except EngineNotBuilt as e:
+        result.engine_skipped = str(e)
+        return
+    result.engine = built
+    if reference is None:
+        return
+    from .runtime.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend(built.path)
+    sizes = (batch,) if batch else (1, min(8, max_batch))
+    precision = built.metadata["precision"]
+    say(f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}...")
+    result.engine_parity = check_backend(reference, backend, preprocess_of(source.metadata), sizes, precision,
+                                         "tensorrt", judged=judge or precision == "fp32")
+
+
+def _beside(output: Path, suffix: str) -> Path:
+    return output.with_name(f"{output.stem}{suffix}{output.suffix}")
