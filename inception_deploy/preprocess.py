@@ -88,9 +88,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     16/32-bit grayscale scaled down (not clipped), CMYK / palette / grayscale converted."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, np.float64)
+        values = np.array(image, np.float32)  # scaled in place: one float copy, not several
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8))
+        values *= np.float32(255 / top)
+        values += np.float32(0.5)
+        image = Image.fromarray(np.clip(values, 0, 255, out=values).astype(np.uint8))
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
