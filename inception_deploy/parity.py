@@ -185,7 +185,7 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
             backends.append((path, open_backend(path, device="auto" if is_engine else device, arch=arch)))
         except TensorRTUnavailable as e:
             report.skipped.append((str(path), str(e)))
-    photos = _photo_files(images, samples)
+    photos = _photo_files(images, samples, report.skipped_inputs)
     weights_sha = sha256_file(weights) if weights and str(weights) != PRETRAINED else None
     models: dict[int, object] = {}
     decoded_photos: dict[PreprocessConfig, np.ndarray] = {}
@@ -218,12 +218,15 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     return report
 
 
-def _photo_files(folder, samples: int) -> list:
+def _photo_files(folder, samples: int, skipped: list) -> list:
+    """``samples`` photos spread over ``folder`` (default: the shipped ones); what the folder scan
+    could not look at (unreadable subfolders, dangling links) is added to ``skipped``."""
     if folder is None:
         return sample_photos()
     from .calibration.images import find_images, spread
 
-    files, _ = find_images(folder)
+    files, problems = find_images(folder)
+    skipped += problems
     return spread(files, samples)
 
 
