@@ -68,8 +68,13 @@ def option(*decls, group: str, **kwargs):
 
 
 def _calibration_options(group: str):
-    """--calib-images, --calib-batch, --calib-method, --percentile: shared by export and calibrate."""
+    """--calib-dir / --calib-samples, --calib-images, --calib-batch, --calib-method, --percentile:
+    shared by export and calibrate."""
     options = [
+        option("--calib-dir", type=click.Path(), group=group, help="Calibration images (searched recursively)."),
+        option("--calib-samples", is_flag=True, group=group,
+               help="Calibrate on the five photos shipped with the package instead: a demonstration only "
+                    "(real deployments calibrate on 300+ images of their own data)."),
         option("--calib-images", type=click.IntRange(min=1), default=512, group=group,
                help="Calibration images to use (spread evenly over the folder)."),
         option("--calib-batch", type=click.IntRange(1, MAX_BATCH), default=8, group=group,
@@ -86,6 +91,16 @@ def _calibration_options(group: str):
         return fn
 
     return apply
+
+
+def _calibration_folder(calib_dir, calib_samples):
+    if calib_dir is not None and calib_samples:
+        raise click.UsageError("--calib-dir and --calib-samples both name the calibration images: give one")
+    if calib_samples:
+        from .parity import sample_folder
+
+        return sample_folder()
+    return calib_dir
 
 
 def _one_line_errors(fn):
@@ -212,7 +227,6 @@ def main():
 @option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), group="Precision",
         help="tensorrt: symmetric int8 for TensorRT; cpu: u8/s8 for ONNX Runtime.  "
              "[default: tensorrt where TensorRT is installed, else cpu]")
-@option("--calib-dir", type=click.Path(), group="Precision", help="Calibration images (searched recursively).")
 @_calibration_options("Precision")
 @option("--calib-cache", type=click.Path(dir_okay=False), group="Precision",
         help="Calibration cache: reused when it matches the model, written otherwise.  "
@@ -230,7 +244,7 @@ def main():
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
                    no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
-                   calib_dir, calib_images, calib_batch, calib_method, percentile, calib_cache, engine,
+                   calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile, calib_cache, engine,
                    max_engine_batch, timing_cache, no_parity, quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
@@ -243,7 +257,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     config = _preprocess_config(spec.preprocess, input_size, mean, std, resize, crop_pct, interpolation)
     result = deploy(spec.name, output, weights=weights, num_classes=num_classes, labels=labels, preprocess=config,
                     opset=opset, batch=batch, max_batch=max_batch, simplify=not no_simplify, fp16=fp16,
-                    fp16_io=fp16_io, int8=int8, int8_target=int8_target, calib_dir=calib_dir,
+                    fp16_io=fp16_io, int8=int8, int8_target=int8_target,
+                    calib_dir=_calibration_folder(calib_dir, calib_samples),
                     calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
                     calib_method=calib_method, percentile=percentile, engine=engine,
                     max_engine_batch=max_engine_batch, timing_cache=timing_cache, parity=not no_parity,
@@ -368,13 +383,11 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
 
 @_command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False), help="The FP32 .onnx file written by inception-export.")
-@option("--calib-dir", type=click.Path(), required=True, group="Calibration",
-        help="Calibration images (searched recursively).")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Calibration",
         help="Cache file to write.  [default: <model>.calib.json]")
 @_calibration_options("Calibration")
 @_one_line_errors
-def calibrate_command(model, calib_dir, output, calib_images, calib_batch, calib_method, percentile):
+def calibrate_command(model, output, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile):
     """Calibrate an FP32 ONNX export on a folder of images into a reusable cache (per-tensor
     ranges, method, and digests of the model and its preprocessing)."""
     import tempfile
@@ -389,6 +402,9 @@ def calibrate_command(model, calib_dir, output, calib_images, calib_batch, calib
     from .fileio import check_writable
     from .metadata import preprocess_of
 
+    calib_dir = _calibration_folder(calib_dir, calib_samples)
+    if calib_dir is None:
+        raise click.UsageError("give calibration images with --calib-dir DIR (or --calib-samples for a demonstration)")
     model = Path(model)
     start = time.perf_counter()
     proto = load_onnx(model)
@@ -524,7 +540,8 @@ def build_command(model, output, min_batch, opt_batch, max_batch, workspace_gib,
     try:
         built = build_engine(model, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                              workspace_gib=workspace_gib, timing_cache=timing_cache, opt_level=opt_level,
-                             version_compatible=version_compatible, hardware_compatibility=hardware_compatibility)
+                             version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+                             progress=_announce)
     except EngineNotBuilt as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_NO_ENGINE)

@@ -115,10 +115,13 @@ def _passes(row: ParityRow, t: Thresholds) -> bool:
             and (t.min_cosine is None or row.cosine >= t.min_cosine))
 
 
+def sample_folder() -> Path:
+    """The folder of real photos shipped with the package (see inception_deploy/data/README.md)."""
+    return Path(str(resources.files("inception_deploy").joinpath("data/samples")))
+
+
 def sample_photos() -> list:
-    """The real photos shipped with the package (see inception_deploy/data/README.md)."""
-    folder = resources.files("inception_deploy").joinpath("data/samples")
-    return sorted((p for p in folder.iterdir() if p.name.endswith(".jpg")), key=lambda p: p.name)
+    return sorted(sample_folder().glob("*.jpg"), key=lambda p: p.name)
 
 
 SYNTHETIC_IMAGES = 8

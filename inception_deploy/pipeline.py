@@ -14,14 +14,12 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import ConfigError
 from .export.onnx import ExportResult
 from .parity import ParityReport
 from .preprocess import PreprocessConfig
-
-Progress = Callable[[str], None]
+from .progress import Progress, silent
 
 
 @dataclass
@@ -80,7 +78,7 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     from .export.precision import check_calibration_source, convert_fp16, quantize_int8
     from .fileio import check_writable
 
-    say = progress or (lambda line: None)
+    say = progress or silent
     if fp16_io and not fp16:
         raise ConfigError("fp16_io needs fp16")
     if engine not in ("auto", "yes", "no"):
@@ -129,11 +127,9 @@ def _build_engine(result: DeployResult, source: ExportResult, reference, max_bat
         result.engine_skipped = f"{source.path.with_suffix('.plan')} not built: {reason}"
         return
     batch = source.metadata.get("batch")
-    say(f"building the TensorRT engine from {source.path} (batch {batch or f'1-{max_batch}'}); "
-        f"this takes minutes...")
     try:
         built = build_engine(source.path, min_batch=batch or 1, opt_batch=batch or min(8, max_batch),
-                             max_batch=batch or max_batch, timing_cache=timing_cache)
+                             max_batch=batch or max_batch, timing_cache=timing_cache, progress=say)
     except EngineNotBuilt as e:
         result.engine_skipped = str(e)
         return

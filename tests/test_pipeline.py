@@ -1,11 +1,13 @@
 """The deploy pipeline as one API call, and the CLI that only parses and prints it."""
 import importlib.util
 import json
+import time
 
 from click.testing import CliRunner
 
 from inception_deploy import deploy
 from inception_deploy.cli import main
+from inception_deploy.progress import heartbeat
 
 
 def test_deploy_runs_every_stage_and_announces_each(tmp_path, capsys):
@@ -47,3 +49,29 @@ def test_every_command_has_version():
     for command in ("export", "run", "calibrate", "parity", "bench", "build"):
         result = CliRunner().invoke(main, [command, "--version"])
         assert result.exit_code == 0 and result.stdout.startswith("inception-deploy, version ")
+
+
+def test_calib_samples_calibrates_on_the_shipped_photos_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["export", "--arch", "v1", "--opset", "17", "--batch", "1", "--input-size", "96", "--no-parity",
+            "--engine", "no", "--int8", "--int8-target", "cpu", "--calib-samples", "--calib-method", "minmax"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    assert "warning: " in result.stderr and "only 5 calibration images" in result.stderr  # honest about it
+    cache = json.loads((tmp_path / "googlenet.calib.json").read_text())
+    assert cache["images"] == 5
+    assert (tmp_path / "googlenet_int8_cpu.onnx").is_file()
+    both = CliRunner().invoke(main, args + ["--calib-dir", str(tmp_path)])
+    assert both.exit_code == 2 and "--calib-dir and --calib-samples" in both.stderr
+    neither = CliRunner().invoke(main, ["calibrate", str(tmp_path / "googlenet.onnx")])
+    assert neither.exit_code == 2 and "--calib-samples" in neither.stderr
+
+
+def test_heartbeat_reports_elapsed_time_while_the_body_runs():
+    lines = []
+    with heartbeat(lines.append, "building the engine", every=0.05):
+        time.sleep(0.18)
+    count = len(lines)
+    time.sleep(0.12)
+    assert count >= 2 and len(lines) == count  # beats while running, silent once done
+    assert all(line.startswith("still building the engine (") and line.endswith(" s)...") for line in lines)

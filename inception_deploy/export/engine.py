@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, check_writable, sha256_file
 from ..metadata import onnx_metadata, sidecar_path
+from ..progress import Progress, heartbeat, silent
 from .onnx import load_onnx
 
 
@@ -59,8 +60,9 @@ def network_flags(trt) -> tuple[int, bool]:
 
 def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32,
                  workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
-                 hardware_compatibility: str | None = None) -> EngineResult:
-    """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file."""
+                 hardware_compatibility: str | None = None, progress: Progress | None = None) -> EngineResult:
+    """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file.
+    ``progress`` hears when the build starts and, every 30 s, that it is still running."""
     from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt, make_logger
 
     start = time.perf_counter()
@@ -111,7 +113,12 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
 
-    serialized = builder.build_serialized_network(network, config)
+    say = progress or silent
+    batches = f"batch {min_batch}" if min_batch == max_batch else f"batch {min_batch}-{max_batch}, opt {opt_batch}"
+    say(f"building the TensorRT engine {engine_path} ({metadata.get('precision')}, "
+        f"{batches if profile_shapes else 'static batch'}); this takes minutes...")
+    with heartbeat(say, "building the TensorRT engine"):
+        serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         errors = "; ".join(logger.errors[-3:]) or "no error logged"
         raise InceptionDeployError(f"{onnx_path}: TensorRT could not build the engine: {errors}")

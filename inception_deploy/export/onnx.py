@@ -23,6 +23,7 @@ from ..metadata import SCHEMA_VERSION, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..parity import ParityReport, check_backend
 from ..preprocess import PreprocessConfig
+from ..progress import silent
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
     ``preprocess`` overrides the architecture's preprocessing (checkpoints trained otherwise).
     ``progress``: called with one line as each slow step starts.
     """
-    say = progress or (lambda line: None)
+    say = progress or silent
     start = time.perf_counter()
     spec, model, weights_info = _resolve_model(arch_or_model, weights, num_classes)
     num_classes = getattr(model, spec.classifier).out_features

@@ -18,6 +18,7 @@ from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
 from ..parity import check_backend
+from ..progress import silent
 from .onnx import ExportResult, load_onnx, value_shape
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: 
     """``src`` FP32 ONNX -> FP16 ONNX (float32 input/output unless ``fp16_io``); with
     ``reference_model`` (the eager model), parity against it with FP16 thresholds (measured
     only, when not ``judge_parity``: see parity.check_backend)."""
-    say = progress or (lambda line: None)
+    say = progress or silent
     say(f"converting {src} to FP16...")
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -65,7 +66,7 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     """
     import onnx
 
-    say = progress or (lambda line: None)
+    say = progress or silent
 
     start = time.perf_counter()
     proto = load_onnx(src)
@@ -123,8 +124,8 @@ def check_calibration_source(calib_dir, cache) -> None:
 
     cache_exists = cache is not None and Path(cache).exists()
     if calib_dir is None and not cache_exists:
-        raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR (or an existing "
-                                   "--calib-cache)")
+        raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR, an existing "
+                                   "--calib-cache, or --calib-samples for a demonstration")
     if cache_exists:
         CalibrationCache.load(cache)
     if calib_dir is not None:
