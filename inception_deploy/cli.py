@@ -519,7 +519,8 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, j
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Engine",
         help="Engine file.  [default: MODEL with .plan]")
 @option("--min-batch", type=click.IntRange(1, MAX_BATCH), default=1, group="Profile", help="Smallest batch.")
-@option("--opt-batch", type=click.IntRange(1, MAX_BATCH), default=8, group="Profile", help="Batch tuned for.")
+@option("--opt-batch", type=click.IntRange(1, MAX_BATCH), group="Profile",
+        help="Batch tuned for.  [default: 8, within min..max]")
 @option("--max-batch", type=click.IntRange(1, MAX_BATCH), default=32, group="Profile", help="Largest batch.")
 @option("--workspace-gib", type=click.FloatRange(min=0, min_open=True), default=4.0, group="Builder",
         help="Workspace memory limit.")
@@ -538,6 +539,8 @@ def build_command(model, output, min_batch, opt_batch, max_batch, workspace_gib,
     from .export.engine import EngineNotBuilt, build_engine
 
     try:
+        if opt_batch is None:
+            opt_batch = min(max(8, min_batch), max_batch)
         built = build_engine(model, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                              workspace_gib=workspace_gib, timing_cache=timing_cache, opt_level=opt_level,
                              version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,

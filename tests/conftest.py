@@ -10,6 +10,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 if os.environ.get("INCEPTION_DEPLOY_REFERENCES"):
     sys.path.insert(0, os.environ["INCEPTION_DEPLOY_REFERENCES"])
 
+# tests/trt_real runs once per TensorRT release, in its own process (tests/test_tensorrt_bindings.py)
+collect_ignore = [] if os.environ.get("INCEPTION_DEPLOY_TRT_BINDINGS") else ["trt_real"]
+
 
 @pytest.fixture(autouse=True)
 def _info_logs(caplog):

@@ -9,6 +9,7 @@ version, GPU, profile and builder options); the plan itself stays a plain plan t
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from ..fileio import atomic_path, check_writable, sha256_file
 from ..metadata import onnx_metadata, sidecar_path
 from ..progress import Progress, heartbeat, silent
 from .onnx import load_onnx
+
+
+log = logging.getLogger(__name__)
 
 
 class EngineNotBuilt(InceptionDeployError):
@@ -37,10 +41,12 @@ def engine_unavailable_reason() -> str | None:
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install 'inception-deploy[tensorrt]' on a machine with an NVIDIA GPU)"
-    from ..runtime.tensorrt_backend import current_gpu, import_cudart
+        return ("TensorRT is not installed (pip install 'inception-deploy[tensorrt-cu13]', or [tensorrt-cu12] for "
+                "a CUDA 12 driver, on a machine with an NVIDIA GPU)")
+    from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt
 
     try:
+        import_tensorrt("building an engine")
         current_gpu(import_cudart("building an engine"))
     except InceptionDeployError as e:
         return str(e)
@@ -63,7 +69,7 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
                  hardware_compatibility: str | None = None, progress: Progress | None = None) -> EngineResult:
     """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file.
     ``progress`` hears when the build starts and, every 30 s, that it is still running."""
-    from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt, make_logger
+    from ..runtime.tensorrt_backend import create, current_gpu, import_cudart, import_tensorrt, make_logger
 
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
@@ -83,10 +89,10 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     trt = import_tensorrt("building an engine")
     gpu = current_gpu(import_cudart("building an engine"))
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    builder = create(trt.Builder, str(engine_path), logger)
     flags, strongly_typed = network_flags(trt)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = create(trt.OnnxParser, str(onnx_path), logger, network)
     if not parser.parse_from_file(str(onnx_path)):
         raise InceptionDeployError(f"{onnx_path}: TensorRT's ONNX parser failed: {parser_errors(parser)}")
 
@@ -101,17 +107,15 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatibility:
-        levels = trt.HardwareCompatibilityLevel
-        if not hasattr(levels, hardware_compatibility.upper()):
-            choices = [n for n in dir(levels) if n.isupper()]
+        levels = trt.HardwareCompatibilityLevel.__members__
+        hardware_compatibility = hardware_compatibility.lower()
+        if hardware_compatibility.upper() not in levels:
             raise InceptionDeployError(f"unknown hardware compatibility {hardware_compatibility!r}; "
-                                       f"this TensorRT offers: {', '.join(choices)}")
-        config.hardware_compatibility_level = getattr(levels, hardware_compatibility.upper())
+                                       f"this TensorRT offers: {', '.join(n.lower() for n in levels)}")
+        config.hardware_compatibility_level = levels[hardware_compatibility.upper()]
 
     profile_shapes = _add_profile(builder, network, config, min_batch, opt_batch, max_batch)
-    cache_bytes = Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    _attach_timing_cache(config, timing_cache, logger)
 
     say = progress or silent
     batches = f"batch {min_batch}" if min_batch == max_batch else f"batch {min_batch}-{max_batch}, opt {opt_batch}"
@@ -122,12 +126,6 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     if serialized is None:
         errors = "; ".join(logger.errors[-3:]) or "no error logged"
         raise InceptionDeployError(f"{onnx_path}: TensorRT could not build the engine: {errors}")
-    with atomic_path(engine_path) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    if timing_cache:
-        with atomic_path(timing_cache) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-
     sidecar = dict(metadata)
     sidecar.update(
         tensorrt={"version": trt.__version__, "strongly_typed": strongly_typed,
@@ -140,9 +138,37 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
         max_batch=profile_shapes["max"][0] if profile_shapes else metadata.get("batch"),
     )
     sidecar.pop("parity", None)  # the ONNX's parity says nothing about the engine
-    with atomic_path(sidecar_path(engine_path)) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=1))
+    with atomic_path(engine_path) as plan_tmp:  # both or neither: the sidecar goes in first, then the plan
+        plan_tmp.write_bytes(bytes(serialized))
+        with atomic_path(sidecar_path(engine_path)) as sidecar_tmp:
+            sidecar_tmp.write_text(json.dumps(sidecar, indent=1))
+    if timing_cache:
+        _save_timing_cache(config, timing_cache)
     return EngineResult(engine_path, sidecar_path(engine_path), time.perf_counter() - start, sidecar)
+
+
+def _attach_timing_cache(config, path, logger) -> None:
+    """Load ``path`` into the build (a new cache when there is none). A cache TensorRT rejects
+    (corrupt, or made on another GPU or TensorRT version: ``set_timing_cache`` returns False) is
+    replaced by a new one with a warning; the file is rewritten after the build."""
+    blob = Path(path).read_bytes() if path and Path(path).is_file() else b""
+    logged = len(logger.errors)
+    cache = config.create_timing_cache(blob) if blob else None
+    if blob and (cache is None or not config.set_timing_cache(cache, ignore_mismatch=False)):
+        reason = "; ".join(logger.errors[logged:]) or "corrupt, or made on another GPU or TensorRT version"
+        log.warning("%s: timing cache not usable here (%s); starting a new one", path, reason)
+        cache = None
+    if cache is None:
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _save_timing_cache(config, path) -> None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        log.warning("%s: TensorRT returned no timing cache; not saved", path)
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(bytes(cache.serialize()))
 
 
 def _add_profile(builder, network, config, min_batch, opt_batch, max_batch) -> dict | None:

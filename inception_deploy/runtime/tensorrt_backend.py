@@ -27,11 +27,18 @@ class TensorRTUnavailable(InceptionDeployError):
 
 
 def import_tensorrt(what: str):
+    """The tensorrt module; TensorRTUnavailable says whether it is missing or installed but broken
+    (e.g. libnvinfer not found), which need different fixes."""
     try:
         import tensorrt as trt
-    except ImportError:
-        raise TensorRTUnavailable(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt]' "
-                                   f"on a machine with an NVIDIA GPU") from None
+    except ModuleNotFoundError as e:
+        if e.name not in ("tensorrt", "tensorrt_bindings"):
+            raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({e})") from None
+        raise TensorRTUnavailable(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt-cu13]' (or "
+                                  f"[tensorrt-cu12] for a CUDA 12 driver) on a machine with an NVIDIA GPU") from None
+    except (ImportError, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({first})") from None
     return trt
 
 
@@ -42,28 +49,61 @@ def import_cudart(what: str):
         try:
             from cuda import cudart
         except ImportError:
-            raise TensorRTUnavailable(f"{what} needs cuda-python for GPU buffers: pip install cuda-python") from None
+            raise TensorRTUnavailable(f"{what} needs cuda-python for GPU buffers: pip install "
+                                      f"'inception-deploy[tensorrt-cu13]' (or [tensorrt-cu12])") from None
     return cudart
+
+
+def create(factory, what: str, logger, *args):
+    """``factory(*args, logger)`` (trt.Builder, trt.Runtime, trt.OnnxParser). When TensorRT cannot
+    initialise (no usable GPU, CUDA or driver mismatch) pybind11 raises "factory function
+    returned nullptr": say that, with what TensorRT logged, instead of a traceback."""
+    try:
+        return factory(*args, logger)
+    except TypeError as e:
+        if "nullptr" not in str(e):
+            raise
+        logged = f": {logger.errors[-1]}" if logger.errors else ""
+        raise TensorRTUnavailable(f"{what}: TensorRT could not create its {factory.__name__} (it failed to "
+                                  f"initialise: no usable GPU, or a CUDA driver too old for this TensorRT){logged}"
+                                  ) from None
 
 
 def cuda_check(cudart, result):
     """cuda-python calls return (error, *values): raise on error, return the values."""
     err, *values = result
     if err != cudart.cudaError_t.cudaSuccess:
-        raise InceptionDeployError(f"CUDA error: {cudart.cudaGetErrorString(err)[1]}")
+        raise InceptionDeployError(f"CUDA error: {cuda_error_text(cudart, err)}")
     return values[0] if len(values) == 1 else values
+
+
+def cuda_error_text(cudart, err) -> str:
+    text = cudart.cudaGetErrorString(err)[1]
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
 def current_gpu(cudart) -> dict:
     try:
         count = cuda_check(cudart, cudart.cudaGetDeviceCount())
     except InceptionDeployError as e:  # e.g. cudaErrorInsufficientDriver on a machine without a driver
-        raise TensorRTUnavailable(f"no usable CUDA GPU ({e})") from None
+        raise TensorRTUnavailable(f"no usable CUDA GPU ({e}){_driver_advice(cudart)}") from None
     if count < 1:
         raise TensorRTUnavailable("no CUDA GPU is visible")
     props = cuda_check(cudart, cudart.cudaGetDeviceProperties(0))
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"name": name.rstrip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return {"name": name.split("\x00")[0], "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def _driver_advice(cudart) -> str:
+    """Which extra fits the installed driver, when cuda-python's CUDA is newer than it supports."""
+    err, driver = cudart.cudaDriverGetVersion()
+    _, runtime = cudart.cudaRuntimeGetVersion()
+    if err != cudart.cudaError_t.cudaSuccess or not driver:
+        return "; no NVIDIA driver found"
+    if runtime and driver < runtime:
+        return (f"; the driver supports CUDA {driver // 1000}.{driver % 1000 // 10} but this cuda-python needs "
+                f"{runtime // 1000}.{runtime % 1000 // 10}: pip install 'inception-deploy[tensorrt-cu{driver // 1000}]'")
+    return ""
 
 
 def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> None:
@@ -75,7 +115,8 @@ def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> 
     if built.get("version") != trt_version and not built.get("version_compatible"):
         raise InceptionDeployError(f"{path}: {where}, but this machine has TensorRT {trt_version}; rebuild it here "
                                    f"with inception-build (or build with --version-compatible)")
-    if built_gpu.get("compute_capability") != gpu["compute_capability"] and not built.get("hardware_compatibility"):
+    portable = str(built.get("hardware_compatibility") or "none").lower() not in ("none", "same_compute_capability")
+    if built_gpu.get("compute_capability") != gpu["compute_capability"] and not portable:
         raise InceptionDeployError(f"{path}: {where}, but this GPU is {gpu['name']} (compute capability "
                                    f"{gpu['compute_capability']}); rebuild it here with inception-build")
     if built_gpu.get("name") != gpu["name"]:
@@ -129,7 +170,10 @@ class TensorRTBackend:
         if sidecar is not None:
             check_compatible(self.path, sidecar, trt.__version__, gpu)
         self.logger = make_logger(trt)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+        runtime = create(trt.Runtime, str(self.path), self.logger)
+        if sidecar is not None and sidecar.get("tensorrt", {}).get("version_compatible"):
+            runtime.engine_host_code_allowed = True  # version-compatible plans carry the lean runtime's host code
+        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             reason = self.logger.errors[-1] if self.logger.errors else "unknown reason"
             raise InceptionDeployError(f"{self.path}: TensorRT cannot deserialize this engine ({reason})")
@@ -166,9 +210,12 @@ class TensorRTBackend:
         stream = self.stream
         cuda_check(cudart, cudart.cudaMemcpyAsync(self.inp.device, self.inp.host_ptr, nbytes_in,
                                                   cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-        self.context.set_input_shape(self.input_name, (n,) + self.input_shape[1:])
-        self.context.set_tensor_address(self.input_name, int(self.inp.device))
-        self.context.set_tensor_address(self.output_name, int(self.out.device))
+        if not self.context.set_input_shape(self.input_name, (n,) + self.input_shape[1:]):
+            raise InceptionDeployError(f"{self.path}: TensorRT refused input shape {(n,) + self.input_shape[1:]} "
+                                       f"({'; '.join(self.logger.errors[-1:]) or 'outside the profile'})")
+        for name, buffer in ((self.input_name, self.inp), (self.output_name, self.out)):
+            if not self.context.set_tensor_address(name, int(buffer.device)):
+                raise InceptionDeployError(f"{self.path}: TensorRT refused the address of {name}")
         if not self.context.execute_async_v3(int(stream)):
             raise InceptionDeployError(f"{self.path}: TensorRT execution failed ({'; '.join(self.logger.errors[-1:])})")
         cuda_check(cudart, cudart.cudaMemcpyAsync(self.out.host_ptr, self.out.device, nbytes_out,
