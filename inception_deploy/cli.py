@@ -552,12 +552,30 @@ def build_command(model, output, min_batch, opt_batch, max_batch, workspace_gib,
                f"{built.metadata['precision']}, GPU {built.metadata['gpu']['name']}) in {built.seconds:.1f} s")
 
 
+@_command("doctor")
+@option("--json", "as_json", is_flag=True, group="Output", help="The facts as one JSON list on stdout.")
+@_one_line_errors
+def doctor_command(as_json):
+    """Say what this machine can do: Python, torch, ONNX Runtime (providers that really load),
+    TensorRT, cuda-python, GPU and driver, and which extra to install for what is missing."""
+    from .doctor import as_json as facts_json
+    from .doctor import diagnose
+
+    facts = diagnose()
+    if as_json:
+        click.echo(json.dumps(facts_json(facts), indent=1))
+    else:
+        for fact in facts:
+            click.echo(printable(fact.line()))
+
+
 main.add_command(export_command)
 main.add_command(build_command)
 main.add_command(run_command)
 main.add_command(calibrate_command)
 main.add_command(parity_command)
 main.add_command(bench_command)
+main.add_command(doctor_command)
 
 
 def _console_script(command):
@@ -571,3 +589,4 @@ run_main = _console_script(run_command)
 calibrate_main = _console_script(calibrate_command)
 parity_main = _console_script(parity_command)
 bench_main = _console_script(bench_command)
+doctor_main = _console_script(doctor_command)

@@ -213,3 +213,19 @@ def test_deploy_builds_and_checks_the_engine(tmp_path):
     assert result.engine is not None and result.engine.path == tmp_path / "g_fp16.plan"
     assert result.engine_parity is not None and result.engine_parity.rows
     assert any(line.startswith("building the TensorRT engine") for line in lines)
+
+
+def test_doctor_reports_tensorrt_cuda_python_and_the_gpu(trt, monkeypatch):
+    from inception_deploy import doctor
+
+    facts = {f.name: f for f in doctor.diagnose()}
+    assert facts["tensorrt"] == doctor.Fact("tensorrt", trt.__version__, True)
+    assert facts["cuda gpu"].value == "Stand-in GPU (host memory) (compute capability 9.0)"
+    from trt_real.conftest import REAL_CUDART
+
+    import inception_deploy.runtime.tensorrt_backend as backend
+
+    monkeypatch.setattr(backend, "import_cudart", lambda what: REAL_CUDART)  # the real one: no driver here
+    facts = {f.name: f for f in doctor.diagnose()}
+    assert facts["cuda-python"].ok is False and "driver supports CUDA none" in facts["cuda-python"].value
+    assert facts["cuda gpu"].ok is False and "no NVIDIA driver found" in facts["cuda gpu"].value
