@@ -248,6 +248,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
                    max_engine_batch, timing_cache, no_parity, quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
+    from .export.engine import describe_layers
     from .models.registry import get_arch
     from .pipeline import deploy
 
@@ -269,6 +270,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
         meta = result.engine.metadata
         click.echo(f"wrote {printable(result.engine.path)} (+ {result.engine.sidecar.name}, TensorRT "
                    f"{meta['tensorrt']['version']}, {meta['precision']}) in {result.engine.seconds:.1f} s")
+        click.echo(f"engine precision: {describe_layers(meta.get('layers'))}")
         if result.engine_parity is not None:
             click.echo(_safe_lines(result.engine_parity.table()))
     if result.engine_skipped:
@@ -536,11 +538,9 @@ def build_command(model, output, min_batch, opt_batch, max_batch, workspace_gib,
                   version_compatible, hardware_compatibility):
     """Build a TensorRT engine from an exported ONNX (FP32, FP16 or INT8 Q/DQ); precision comes
     from the ONNX. Writes ENGINE and ENGINE.json (metadata, TensorRT version, GPU, profile)."""
-    from .export.engine import EngineNotBuilt, build_engine
+    from .export.engine import EngineNotBuilt, build_engine, describe_layers
 
     try:
-        if opt_batch is None:
-            opt_batch = min(max(8, min_batch), max_batch)
         built = build_engine(model, output, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                              workspace_gib=workspace_gib, timing_cache=timing_cache, opt_level=opt_level,
                              version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
@@ -550,6 +550,7 @@ def build_command(model, output, min_batch, opt_batch, max_batch, workspace_gib,
         sys.exit(EXIT_NO_ENGINE)
     click.echo(f"wrote {built.path} (+ {built.sidecar.name}, TensorRT {built.metadata['tensorrt']['version']}, "
                f"{built.metadata['precision']}, GPU {built.metadata['gpu']['name']}) in {built.seconds:.1f} s")
+    click.echo(f"engine precision: {describe_layers(built.metadata.get('layers'))}")
 
 
 @_command("doctor")

@@ -64,16 +64,19 @@ def network_flags(trt) -> tuple[int, bool]:
     return 0, False
 
 
-def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32,
-                 workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
+def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int | None = None,
+                 max_batch: int = 32, workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
                  hardware_compatibility: str | None = None, progress: Progress | None = None) -> EngineResult:
     """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file.
-    ``progress`` hears when the build starts and, every 30 s, that it is still running."""
+    ``opt_batch`` (the batch TensorRT tunes for) defaults to 8 kept within min..max. ``progress``
+    hears when the build starts and, every 30 s, that it is still running."""
     from ..runtime.tensorrt_backend import create, current_gpu, import_cudart, import_tensorrt, make_logger
 
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".plan")
+    if opt_batch is None:
+        opt_batch = min(max(8, min_batch), max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise InceptionDeployError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
                                    f"{min_batch}/{opt_batch}/{max_batch}")
@@ -100,6 +103,7 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if hasattr(config, "builder_optimization_level"):
         config.builder_optimization_level = opt_level
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision for the report
     if not strongly_typed:  # TensorRT 8.x: precision still needs the (since removed) builder flags
         precision = metadata.get("precision")
         for flag in ("FP16",) if precision == "fp16" else ("INT8", "FP16") if precision == "int8" else ():
@@ -126,8 +130,11 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     if serialized is None:
         errors = "; ".join(logger.errors[-3:]) or "no error logged"
         raise InceptionDeployError(f"{onnx_path}: TensorRT could not build the engine: {errors}")
+    layers = precision_report(trt, logger, bytes(serialized), version_compatible)
+    _warn_precision(engine_path, metadata.get("precision"), layers)
     sidecar = dict(metadata)
     sidecar.update(
+        layers=layers,
         tensorrt={"version": trt.__version__, "strongly_typed": strongly_typed,
                   "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
                   "opt_level": opt_level, "workspace_gib": workspace_gib},
@@ -145,6 +152,61 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     if timing_cache:
         _save_timing_cache(config, timing_cache)
     return EngineResult(engine_path, sidecar_path(engine_path), time.perf_counter() - start, sidecar)
+
+
+def precision_report(trt, logger, plan: bytes, version_compatible: bool) -> dict | None:
+    """What the built engine really runs: layers per precision (from each layer's output format in
+    the engine inspector's JSON) and the reformat / cast layers TensorRT inserted. None when the
+    inspector gives no per-layer detail."""
+    from ..runtime.tensorrt_backend import create
+
+    runtime = create(trt.Runtime, "the precision report", logger)
+    runtime.engine_host_code_allowed = version_compatible
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        return None
+    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    layers = [layer for layer in info.get("Layers", []) if isinstance(layer, dict)]
+    if not layers:
+        return None
+    report = {"layers": len(layers), "precisions": {}, "reformat": 0, "cast": 0}
+    for layer in layers:
+        kind = str(layer.get("LayerType", ""))
+        if kind == "Reformat":
+            report["reformat"] += 1
+        elif kind == "Cast":
+            report["cast"] += 1
+        outputs = layer.get("Outputs") or [{}]
+        precision = _format_precision(str(outputs[0].get("Format/Datatype", "")))
+        report["precisions"][precision] = report["precisions"].get(precision, 0) + 1
+    return report
+
+
+def _format_precision(text: str) -> str:
+    """'Channel major FP16 format where channel % 8 == 0' -> 'fp16'; 'Row major Int8 format' -> 'int8'."""
+    words = text.lower().replace("(", " ").replace(")", " ").split()
+    for token, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"),
+                        ("fp32", "fp32"), ("float", "fp32"), ("int32", "int32"), ("int64", "int64"), ("bool", "bool")):
+        if token in words:
+            return name
+    return "other"
+
+
+def _warn_precision(engine_path, precision, layers) -> None:
+    """The most common complaint about reduced-precision engines: they silently run FP32."""
+    if layers is None:
+        log.warning("%s: TensorRT gave no per-layer information; precision not verified", engine_path)
+    elif precision in ("fp16", "int8") and not layers["precisions"].get(precision):
+        log.warning("%s: a %s engine with no %s layer (%s): check the ONNX's precision", engine_path, precision,
+                    precision, describe_layers(layers))
+
+
+def describe_layers(layers: dict | None) -> str:
+    if not layers:
+        return "no per-layer information"
+    parts = [f"{precision} {count}" for precision, count in sorted(layers["precisions"].items(), key=lambda x: -x[1])]
+    extra = [f"{layers[k]} {k}" for k in ("reformat", "cast") if layers[k]]
+    return f"{layers['layers']} layers: " + ", ".join(parts + extra)
 
 
 def _attach_timing_cache(config, path, logger) -> None:

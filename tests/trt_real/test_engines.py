@@ -229,3 +229,28 @@ def test_doctor_reports_tensorrt_cuda_python_and_the_gpu(trt, monkeypatch):
     facts = {f.name: f for f in doctor.diagnose()}
     assert facts["cuda-python"].ok is False and "driver supports CUDA none" in facts["cuda-python"].value
     assert facts["cuda gpu"].ok is False and "no NVIDIA driver found" in facts["cuda gpu"].value
+
+
+@pytest.mark.parametrize("kind,expected", [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8")])
+def test_precision_report_in_sidecar_and_cli(kind, expected, onnx_files, tmp_path, caplog):
+    built = build_engine(onnx_files[kind], tmp_path / "e.plan", max_batch=2)
+    layers = read_sidecar(tmp_path / "e.plan")["layers"]
+    assert layers == built.metadata["layers"] and layers["layers"] > 10
+    assert max(layers["precisions"], key=layers["precisions"].get) == expected
+    assert "engine with no" not in caplog.text
+    result = CliRunner().invoke(main, ["build", str(onnx_files[kind]), "-o", str(tmp_path / "c.plan")])
+    assert f"engine precision: {layers['layers']} layers: {expected} " in result.stdout
+
+
+def test_reduced_precision_engine_running_fp32_is_warned_about(onnx_files, tmp_path, caplog, monkeypatch):
+    import inception_deploy.export.engine as engine
+
+    real_report = engine.precision_report
+
+    def as_if_fp32(*args):
+        layers = real_report(*args)
+        return {**layers, "precisions": {"fp32": layers["layers"]}}
+
+    monkeypatch.setattr(engine, "precision_report", as_if_fp32)
+    build_engine(onnx_files["fp16"], tmp_path / "e.plan", max_batch=2)
+    assert "a fp16 engine with no fp16 layer" in caplog.text
