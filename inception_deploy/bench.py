@@ -17,7 +17,7 @@ import numpy as np
 from .errors import InceptionDeployError
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
-TORCH_GPU_MODES = ("fp16-channels-last",)
+TORCH_GPU_MODES = ("fp16-channels-last", "fp16-cuda-graph")
 
 
 @dataclass
@@ -62,7 +62,8 @@ def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device
 
 
 def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int) -> BenchResult:
-    """Eager torch baselines: CPU fp32, CPU bf16 autocast + channels_last, GPU fp16 channels_last."""
+    """Eager torch baselines: CPU fp32, CPU bf16 autocast + channels_last, GPU fp16 channels_last
+    (launched eagerly, and replayed as a CUDA graph)."""
     import torch
 
     from .zoo import create_model
@@ -84,8 +85,32 @@ def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int
             model(x)
         sync()
 
+    if mode == "fp16-cuda-graph":
+        run = _cuda_graph(model, x)
     times = _timed(run, iterations, warmup)
     return _summarize(f"torch {arch}", f"torch {device}", mode, batch, times)
+
+
+def _cuda_graph(model, x):
+    """The eager FP16 forward captured once as a CUDA graph and replayed: what launch overhead
+    costs eager PyTorch, the fairest GPU baseline for an engine."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16), torch.cuda.stream(stream):
+        for _ in range(3):  # warm up on a side stream before capture, as PyTorch's docs require
+            model(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16), torch.cuda.graph(graph):
+        model(x)
+
+    def replay():
+        graph.replay()
+        torch.cuda.synchronize()
+
+    return replay
 
 
 def model_input_size(arch: str) -> int:

@@ -82,3 +82,17 @@ def backend_config(built):
     from inception_deploy.metadata import preprocess_of
 
     return preprocess_of(built.metadata)
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")
+def test_gpu_acceptance_script_says_in_one_line_why_it_cannot_run(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_acceptance.py"
+    proc = subprocess.run([sys.executable, str(script), "--report", str(tmp_path / "r.md")], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.startswith("error: no GPU acceptance run here: TensorRT is not installed")
+    assert len(proc.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
