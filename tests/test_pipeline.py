@@ -75,3 +75,31 @@ def test_heartbeat_reports_elapsed_time_while_the_body_runs():
     time.sleep(0.12)
     assert count >= 2 and len(lines) == count  # beats while running, silent once done
     assert all(line.startswith("still building the engine (") and line.endswith(" s)...") for line in lines)
+
+
+def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, monkeypatch):
+    """After a --calib-samples demonstration (5 images, minmax), naming a real folder or another
+    method recalibrates the default cache instead of silently reusing the demonstration's."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    base = ["export", "--arch", "v1", "--opset", "17", "--batch", "1", "--input-size", "96", "--no-parity",
+            "--engine", "no", "--int8", "--int8-target", "cpu"]
+    assert CliRunner().invoke(main, base + ["--calib-samples", "--calib-method", "minmax"]).exit_code == 0
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(8):
+        Image.effect_noise((120, 100), 40 + i).convert("RGB").save(calib / f"{i}.png")
+    result = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-method", "minmax"])
+    assert result.exit_code == 0, result.stderr
+    assert "made from 5 images, 8 asked for and available" in result.stderr
+    assert json.loads((tmp_path / "googlenet.calib.json").read_text())["images"] == 8
+    result = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-method", "minmax"])
+    assert "reusing calibration cache googlenet.calib.json (8 images, minmax)" in result.stderr  # same ask: reused
+    result = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-method", "percentile"])
+    assert "made with minmax, percentile 99.99 asked for" in result.stderr
+    assert json.loads((tmp_path / "googlenet.calib.json").read_text())["method"] == "percentile"
+    named = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-cache", "googlenet.calib.json",
+                                             "--calib-method", "entropy"])
+    assert named.exit_code == 2 and "stale calibration cache: made with percentile 99.99, entropy asked for" in \
+        named.stderr

@@ -73,7 +73,18 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     metadata = fp32_metadata(proto, src)
     config = preprocess_of(metadata)
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
-    calibration = cached_calibration(cache, graph_sha, pre_sha, replace_stale_cache and calib_dir is not None)
+    request = None
+    if calib_dir is not None:  # images named now: the cache must have been made the way asked now
+        from ..calibration import find_images
+
+        available = min(images, len(find_images(calib_dir)[0]))
+        # the image count only decides for our own default cache (a folder with unreadable files
+        # yields fewer than it holds, so a cache the user named is never refused for it)
+        request = {"method": method, "percentile": percentile, "images": available if replace_stale_cache else None}
+    calibration = cached_calibration(cache, graph_sha, pre_sha, replace_stale_cache and calib_dir is not None,
+                                     request)
+    if calibration is not None:
+        say(f"reusing calibration cache {cache} ({calibration.images} images, {calibration.method})")
     if calibration is None and calib_dir is None:
         raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
                                    "calibration cache (--calib-cache FILE)")
@@ -99,21 +110,39 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     return _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
 
 
-def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool) -> CalibrationCache | None:
+def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool,
+                       request: dict | None = None) -> CalibrationCache | None:
     """The ranges in ``cache`` when it exists and was made for this graph and preprocessing;
-    None when there is none (or it is stale and ``replace_stale``); otherwise an error."""
+    None when there is none (or it is stale and ``replace_stale``); otherwise an error.
+
+    ``request`` (method, percentile, images available or None) is given when the caller also
+    named calibration images: a cache made another way (another method, or fewer images than
+    asked for and available, e.g. after a ``--calib-samples`` demonstration) is then stale too,
+    so what the user asks for now is never silently replaced by an older calibration."""
     if cache is None or not Path(cache).exists():
         return None
     calibration = CalibrationCache.load(cache)
     try:
         calibration.check(cache, graph_sha, pre_sha)
+        if request is not None:
+            _check_request(cache, calibration, **request)
     except InceptionDeployError as e:
         if not replace_stale:
             raise
         log.info("recalibrating: %s", e)
         return None
-    log.info("reusing calibration cache %s (%d images, %s)", cache, calibration.images, calibration.method)
     return calibration
+
+
+def _check_request(cache, calibration: CalibrationCache, method: str, percentile: float, images: int | None) -> None:
+    made = f"{calibration.method}{f' {calibration.percentile}' if calibration.percentile else ''}"
+    asked = f"{method}{f' {percentile}' if method == 'percentile' else ''}"
+    if made != asked:
+        raise InceptionDeployError(f"{cache}: stale calibration cache: made with {made}, {asked} asked for "
+                                   f"(delete it or name another --calib-cache)")
+    if images is not None and calibration.images < images:
+        raise InceptionDeployError(f"{cache}: stale calibration cache: made from {calibration.images} images, "
+                                   f"{images} asked for and available (delete it or name another --calib-cache)")
 
 
 def check_calibration_source(calib_dir, cache) -> None:
