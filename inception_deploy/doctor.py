@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from . import __version__
+from .errors import first_line
 
 
 @dataclass
@@ -26,10 +27,6 @@ class Fact:
     def line(self) -> str:
         mark = {True: "ok", False: "!!", None: "  "}[self.ok]
         return f"{mark} {self.name:<16} {self.value}"
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _module_version(name: str) -> str | None:
@@ -44,7 +41,7 @@ def _probe(name: str, probe) -> list[Fact]:
     try:
         return probe()
     except Exception as e:  # noqa: BLE001 - the doctor reports every failure as a fact
-        return [Fact(name, f"error: {_first_line(e)}", False)]
+        return [Fact(name, f"error: {first_line(e)}", False)]
 
 
 def _python() -> list[Fact]:
@@ -58,7 +55,7 @@ def _libraries() -> list[Fact]:
         try:
             version = _module_version(name)
         except Exception as e:  # noqa: BLE001
-            facts.append(Fact(name, f"installed but cannot be imported: {_first_line(e)}", False))
+            facts.append(Fact(name, f"installed but cannot be imported: {first_line(e)}", False))
             continue
         if version is None:
             facts.append(Fact(name, "not installed" + (" (needed to export: the [export] extra)" if name in
@@ -85,7 +82,7 @@ def _onnxruntime() -> list[Fact]:
             session = ort.InferenceSession(model, providers=[provider, *fallback])
             used = session.get_providers()[0]
         except Exception as e:  # noqa: BLE001
-            facts.append(Fact(f"  {provider}", f"does not load: {_first_line(e)}", False))
+            facts.append(Fact(f"  {provider}", f"does not load: {first_line(e)}", False))
             continue
         if used == provider:
             facts.append(Fact(f"  {provider}", "loads", True))
@@ -106,7 +103,8 @@ def _nvidia_smi() -> list[Fact]:
 
 
 def _tensorrt() -> list[Fact]:
-    from .runtime.tensorrt_backend import TensorRTUnavailable, current_gpu, import_cudart, import_tensorrt
+    from .runtime.tensorrt_backend import (TensorRTUnavailable, cuda_version, current_gpu, import_cudart,
+                                           import_tensorrt)
 
     facts = []
     if importlib.util.find_spec("tensorrt") is None:
@@ -124,8 +122,8 @@ def _tensorrt() -> list[Fact]:
     version = _module_version("cuda.bindings") if importlib.util.find_spec("cuda.bindings") else "installed"
     err, driver = cudart.cudaDriverGetVersion()
     _, runtime = cudart.cudaRuntimeGetVersion()
-    cuda = lambda v: f"{v // 1000}.{v % 1000 // 10}" if v else "none"  # noqa: E731
-    facts.append(Fact("cuda-python", f"{version} (CUDA runtime {cuda(runtime)}, driver supports CUDA {cuda(driver)})",
+    facts.append(Fact("cuda-python", f"{version} (CUDA runtime {cuda_version(runtime)}, driver supports CUDA "
+                                     f"{cuda_version(driver)})",
                       bool(driver) and driver >= runtime))
     try:
         gpu = current_gpu(cudart)

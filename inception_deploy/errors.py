@@ -20,6 +20,12 @@ class ConfigError(InceptionDeployError, ValueError):
     """An invalid option value (preprocessing, batch sizes, ...)."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (or its type name): third-party errors often
+    carry pages of detail, and ours are one line."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def printable(text: object) -> str:
     """``text`` with control, format and line-separator characters escaped (``\\x1b``, ``\\n``,
     ``\\u202e``): a file name or label from an untrusted source can neither split one error

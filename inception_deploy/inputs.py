@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import first_line
 from .preprocess import ImageRefused, PreprocessConfig, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -130,7 +131,7 @@ def describe_image_error(e: Exception) -> str:
         return describe_os_error(e)
     if isinstance(e, MemoryError):
         return "refused: out of memory while decoding"
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = first_line(e)
     if "truncated" in text:
         return f"truncated or corrupt image ({text})"
     return f"cannot decode: {text}"

@@ -65,8 +65,9 @@ def network_flags(trt) -> tuple[int, bool]:
 
 
 def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int | None = None,
-                 max_batch: int = 32, workspace_gib: float = 4, timing_cache=None, opt_level: int = 3, version_compatible: bool = False,
-                 hardware_compatibility: str | None = None, progress: Progress | None = None) -> EngineResult:
+                 max_batch: int = 32, workspace_gib: float = 4, timing_cache=None, opt_level: int = 3,
+                 version_compatible: bool = False, hardware_compatibility: str | None = None,
+                 progress: Progress | None = None) -> EngineResult:
     """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file.
     ``opt_batch`` (the batch TensorRT tunes for) defaults to 8 kept within min..max. ``progress``
     hears when the build starts and, every 30 s, that it is still running."""
@@ -158,11 +159,9 @@ def precision_report(trt, logger, plan: bytes, version_compatible: bool) -> dict
     """What the built engine really runs: layers per precision (from each layer's output format in
     the engine inspector's JSON) and the reformat / cast layers TensorRT inserted. None when the
     inspector gives no per-layer detail."""
-    from ..runtime.tensorrt_backend import create
+    from ..runtime.tensorrt_backend import deserialize
 
-    runtime = create(trt.Runtime, "the precision report", logger)
-    runtime.engine_host_code_allowed = version_compatible
-    engine = runtime.deserialize_cuda_engine(plan)
+    engine = deserialize(trt, logger, plan, "the precision report", version_compatible)
     if engine is None:
         return None
     info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))

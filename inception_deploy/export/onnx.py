@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, first_line
 from ..fileio import atomic_path, sha256_file
 from ..labels import labels_digest, resolve_labels
 from ..metadata import SCHEMA_VERSION, set_onnx_metadata
@@ -187,8 +187,7 @@ def _export(model, path: Path, size: int, batch, max_batch, opset, exporter, sim
         try:
             torch.onnx.export(model, (example,), str(path), **kwargs)
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InceptionDeployError(f"torch.onnx.export ({exporter}) failed: {first}") from None
+            raise InceptionDeployError(f"torch.onnx.export ({exporter}) failed: {first_line(e)}") from None
     return onnx.load(str(path))
 
 
@@ -232,7 +231,7 @@ def _check(proto, output: Path, num_classes: int):
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise InceptionDeployError(f"{output}: exported graph fails the ONNX checker: "
-                                   f"{str(e).strip().splitlines()[0]}") from None
+                                   f"{first_line(e)}") from None
     if any(init.data_location == onnx.TensorProto.EXTERNAL for init in proto.graph.initializer):
         raise InceptionDeployError(f"{output}: exported graph refers to external data; expected one file")
     classes = value_shape(inferred.graph.output[0])[-1]
@@ -273,8 +272,7 @@ def load_onnx(path: str | os.PathLike):
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError, OSError, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first})") from None
+        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
 
 
 def value_shape(value) -> list:

@@ -75,12 +75,13 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
     request = None
     if calib_dir is not None:  # images named now: the cache must have been made the way asked now
-        from ..calibration import find_images
+        request = {"method": method, "percentile": percentile, "images": None}
+        if replace_stale_cache and cache is not None and Path(cache).exists():
+            # the image count only decides for our own default cache (a folder with unreadable
+            # files yields fewer than it holds, so a cache the user named is never refused for it)
+            from ..calibration import find_images
 
-        available = min(images, len(find_images(calib_dir)[0]))
-        # the image count only decides for our own default cache (a folder with unreadable files
-        # yields fewer than it holds, so a cache the user named is never refused for it)
-        request = {"method": method, "percentile": percentile, "images": available if replace_stale_cache else None}
+            request["images"] = min(images, len(find_images(calib_dir)[0]))
     calibration = cached_calibration(cache, graph_sha, pre_sha, replace_stale_cache and calib_dir is not None,
                                      request)
     if calibration is not None:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from importlib import import_module
 
-from ..errors import InceptionDeployError, UnknownArchError
+from ..errors import InceptionDeployError, UnknownArchError, first_line
 from ..preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
 
 
@@ -149,7 +149,7 @@ def check_input_size(spec: ArchSpec, size: int) -> None:
     try:
         model.eval()(probe)
     except RuntimeError as e:
-        reason = str(e).strip().splitlines()[0]
         raise InceptionDeployError(
-            f"input size {size} is not supported by arch {spec.name} (default {spec.preprocess.input_size}): {reason}"
+            f"input size {size} is not supported by arch {spec.name} (default {spec.preprocess.input_size}): "
+            f"{first_line(e)}"
         ) from None

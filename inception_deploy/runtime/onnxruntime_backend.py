@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, first_line
 from ..metadata import check_graph_shape
 from .base import resolve_metadata, split_batches
 
@@ -44,8 +44,7 @@ class OnnxRuntimeBackend:
                 warnings.simplefilter("ignore", UserWarning)
                 self.session = ort.InferenceSession(str(path), options, providers=self.requested)
         except Exception as e:  # ORT raises its own Fail / InvalidProtobuf / NoSuchFile types
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InceptionDeployError(f"{path}: ONNX Runtime cannot load this model ({first})") from None
+            raise InceptionDeployError(f"{path}: ONNX Runtime cannot load this model ({first_line(e)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4:
             raise InceptionDeployError(f"{path}: not an image classifier (expected one N x 3 x H x W input, "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, first_line
 from ..metadata import check_graph_shape, read_sidecar, sidecar_path
 from .base import resolve_metadata, split_batches
 
@@ -37,8 +37,7 @@ def import_tensorrt(what: str):
         raise TensorRTUnavailable(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt-cu13]' (or "
                                   f"[tensorrt-cu12] for a CUDA 12 driver) on a machine with an NVIDIA GPU") from None
     except (ImportError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({first})") from None
+        raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({first_line(e)})") from None
     return trt
 
 
@@ -69,6 +68,15 @@ def create(factory, what: str, logger, *args):
                                   ) from None
 
 
+def deserialize(trt, logger, plan: bytes, what: str, version_compatible: bool):
+    """The ICudaEngine of ``plan``, or None when TensorRT refuses it (the logger says why).
+    Version-compatible plans carry the lean runtime's host code, which the runtime must be
+    allowed to load; any other plan is loaded without that permission."""
+    runtime = create(trt.Runtime, what, logger)
+    runtime.engine_host_code_allowed = version_compatible
+    return runtime.deserialize_cuda_engine(plan)
+
+
 def cuda_check(cudart, result):
     """cuda-python calls return (error, *values): raise on error, return the values."""
     err, *values = result
@@ -94,6 +102,11 @@ def current_gpu(cudart) -> dict:
     return {"name": name.split("\x00")[0], "compute_capability": f"{props.major}.{props.minor}"}
 
 
+def cuda_version(number: int) -> str:
+    """CUDA's integer version (12080) as people write it (12.8); "none" for 0 (no driver)."""
+    return f"{number // 1000}.{number % 1000 // 10}" if number else "none"
+
+
 def _driver_advice(cudart) -> str:
     """Which extra fits the installed driver, when cuda-python's CUDA is newer than it supports."""
     err, driver = cudart.cudaDriverGetVersion()
@@ -101,8 +114,8 @@ def _driver_advice(cudart) -> str:
     if err != cudart.cudaError_t.cudaSuccess or not driver:
         return "; no NVIDIA driver found"
     if runtime and driver < runtime:
-        return (f"; the driver supports CUDA {driver // 1000}.{driver % 1000 // 10} but this cuda-python needs "
-                f"{runtime // 1000}.{runtime % 1000 // 10}: pip install 'inception-deploy[tensorrt-cu{driver // 1000}]'")
+        return (f"; the driver supports CUDA {cuda_version(driver)} but this cuda-python needs "
+                f"{cuda_version(runtime)}: pip install 'inception-deploy[tensorrt-cu{driver // 1000}]'")
     return ""
 
 
@@ -170,10 +183,8 @@ class TensorRTBackend:
         if sidecar is not None:
             check_compatible(self.path, sidecar, trt.__version__, gpu)
         self.logger = make_logger(trt)
-        runtime = create(trt.Runtime, str(self.path), self.logger)
-        if sidecar is not None and sidecar.get("tensorrt", {}).get("version_compatible"):
-            runtime.engine_host_code_allowed = True  # version-compatible plans carry the lean runtime's host code
-        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        version_compatible = bool(sidecar and sidecar.get("tensorrt", {}).get("version_compatible"))
+        self.engine = deserialize(trt, self.logger, self.path.read_bytes(), str(self.path), version_compatible)
         if self.engine is None:
             reason = self.logger.errors[-1] if self.logger.errors else "unknown reason"
             raise InceptionDeployError(f"{self.path}: TensorRT cannot deserialize this engine ({reason})")

@@ -386,8 +386,9 @@ def make(real, cudart) -> types.ModuleType:
             producers = {o: n.op_type for n in proto.graph.node for o in n.output}
             types = {v.name: v.type.tensor_type.elem_type for v in list(proto.graph.value_info) +
                      list(proto.graph.input) + list(proto.graph.output)}
-            formats = {onnx.TensorProto.FLOAT: "Row major linear FP32", onnx.TensorProto.FLOAT16:
-                       "Channel major FP16 format where channel % 8 == 0", onnx.TensorProto.INT8: "Row major Int8 format"}
+            formats = {onnx.TensorProto.FLOAT: "Row major linear FP32",
+                       onnx.TensorProto.FLOAT16: "Channel major FP16 format where channel % 8 == 0",
+                       onnx.TensorProto.INT8: "Row major Int8 format"}
             layers = []
             for node in proto.graph.node:
                 if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant", "Identity"):
