@@ -93,16 +93,6 @@ def _calibration_options(group: str):
     return apply
 
 
-def _calibration_folder(calib_dir, calib_samples):
-    if calib_dir is not None and calib_samples:
-        raise click.UsageError("--calib-dir and --calib-samples both name the calibration images: give one")
-    if calib_samples:
-        from .parity import sample_folder
-
-        return sample_folder()
-    return calib_dir
-
-
 def _one_line_errors(fn):
     """Our errors become one line on stderr and exit code 2, never a traceback. SIGTERM and
     SIGHUP act as Ctrl-C does: the work unwinds (temporary files and folders are removed, no
@@ -258,8 +248,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     config = _preprocess_config(spec.preprocess, input_size, mean, std, resize, crop_pct, interpolation)
     result = deploy(spec.name, output, weights=weights, num_classes=num_classes, labels=labels, preprocess=config,
                     opset=opset, batch=batch, max_batch=max_batch, simplify=not no_simplify, fp16=fp16,
-                    fp16_io=fp16_io, int8=int8, int8_target=int8_target,
-                    calib_dir=_calibration_folder(calib_dir, calib_samples),
+                    fp16_io=fp16_io, int8=int8, int8_target=int8_target, calib_dir=calib_dir,
+                    calib_samples=calib_samples,
                     calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
                     calib_method=calib_method, percentile=percentile, engine=engine,
                     max_engine_batch=max_engine_batch, timing_cache=timing_cache, parity=not no_parity,
@@ -351,6 +341,7 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     from tqdm import tqdm
 
     from .inputs import expand_inputs
+    from .models.registry import get_arch
     from .parity import sample_photos
     from .runtime.predictor import Predictor
 
@@ -360,6 +351,13 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
     predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers)
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
+    recorded = predictor.backend.metadata.get("arch")
+    if arch is not None and recorded != get_arch(arch).name:
+        click.echo(f"warning: {printable(model)} was exported from {recorded} and carries its preprocessing and "
+                   f"labels; --arch {printable(arch)} ignored", err=True)
+    if "init_seed" in (predictor.backend.metadata.get("weights") or {}):
+        click.echo(f"note: {printable(model)} was exported with randomly initialised weights: its labels mean "
+                   f"nothing", err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
     failed, rows = 0, []
     show_bar = not no_progress and len(sources) > predictor.batch_size
@@ -396,7 +394,7 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
     import time
     from pathlib import Path
 
-    from .calibration import find_images
+    from .calibration import calibration_folder, find_images
     from .calibration.cache import graph_digest, preprocess_digest
     from .calibration.qdq import prepare
     from .export.onnx import load_onnx
@@ -404,7 +402,7 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
     from .fileio import check_writable
     from .metadata import preprocess_of
 
-    calib_dir = _calibration_folder(calib_dir, calib_samples)
+    calib_dir = calibration_folder(calib_dir, calib_samples)
     if calib_dir is None:
         raise click.UsageError("give calibration images with --calib-dir DIR (or --calib-samples for a demonstration)")
     model = Path(model)
@@ -416,10 +414,12 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
     find_images(calib_dir)
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"
+        _announce(f"preparing {model} for calibration (shape inference, graph optimization)...")
         prepare(model, prepared)
+        _announce(f"calibrating on up to {calib_images} images of {calib_dir} ({calib_method})...")
         cache = run_calibration(prepared, calib_dir, config, graph_digest(proto), preprocess_digest(config),
                                 method=calib_method, images=calib_images, batch=calib_batch, percentile=percentile,
-                                progress=True)
+                                progress=_announce)
     cache.save(output)
     click.echo(f"wrote {printable(output)}: {len(cache.tensors)} tensor ranges ({calib_method}) from {cache.images} "
                f"images in {time.perf_counter() - start:.1f} s")
@@ -509,10 +509,12 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, j
 
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps([r.to_dict() for r in results], indent=1))
+        _announce(f"wrote {json_out}")
     if plot:
         from .bench import plot_latency
 
         plot_latency(results, plot)
+        _announce(f"wrote {plot}")
 
 
 @_command("build")

@@ -180,6 +180,9 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     from .runtime.tensorrt_backend import TensorRTUnavailable
     from .zoo import PRETRAINED, create_model
 
+    from .models.registry import get_arch
+
+    spec = get_arch(arch)
     report = ParityReport()
     backends = []
     for path in artifacts:
@@ -194,6 +197,9 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     decoded_photos: dict[PreprocessConfig, np.ndarray] = {}
     for path, backend in backends:
         meta = backend.metadata
+        if meta.get("arch") not in (None, spec.name):
+            raise InceptionDeployError(f"{path}: was exported from arch {meta['arch']}, not {spec.name}: pass "
+                                       f"--arch {meta['arch']}")
         recorded = (meta.get("weights") or {}).get("sha256")
         if recorded and weights is None:
             raise InceptionDeployError(f"{path}: was exported from {meta['weights']['file']} (sha256 {recorded[:12]}"

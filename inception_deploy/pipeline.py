@@ -58,14 +58,16 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
            labels=None, preprocess: PreprocessConfig | None = None, opset: int | None = None,
            batch: int | None = None, max_batch: int = 64, simplify: bool = True,
            fp16: bool = False, fp16_io: bool = False,
-           int8: bool = False, int8_target: str | None = None, calib_dir=None, calib_cache=None,
+           int8: bool = False, int8_target: str | None = None, calib_dir=None, calib_samples: bool = False,
+           calib_cache=None,
            calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
            engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
            parity: bool = True, progress: Progress | None = None) -> DeployResult:
     """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
 
     - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` calibrated on
-      ``calib_dir`` or from ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
+      ``calib_dir`` (or, with ``calib_samples``, the shipped photos: a demonstration) or from
+      ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
       stale; an explicitly named stale cache is refused instead).
     - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
       take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
@@ -79,8 +81,13 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     from .fileio import check_writable
 
     say = progress or silent
+    from .calibration import calibration_folder
+
     if fp16_io and not fp16:
-        raise ConfigError("fp16_io needs fp16")
+        raise ConfigError("--fp16-io (fp16_io) needs --fp16 (fp16)")
+    if not int8 and (calib_dir is not None or calib_samples or calib_cache is not None):
+        raise ConfigError("--calib-dir, --calib-samples and --calib-cache need --int8")
+    calib_dir = calibration_folder(calib_dir, calib_samples)
     if engine not in ("auto", "yes", "no"):
         raise ConfigError(f"engine must be auto, yes or no, not {engine!r}")
     output = Path(output) if output is not None else default_output(arch)

@@ -50,7 +50,7 @@ def main():
                 start = time.perf_counter()
                 cache = run_calibration(prepared, calib_dir, config, sha256_file(fp32.path), preprocess_digest(config),
                                         method=method, images=args.calib_images, batch=8, percentile=99.99,
-                                        progress=False)
+                                        progress=None)
                 rows.append((method, cache.images, f"{time.perf_counter() - start:.1f}"))
                 print(*rows[-1], flush=True)
             print(tabulate(rows, headers=("calibration", "images", "seconds"), tablefmt="github",

@@ -92,6 +92,7 @@ def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
         ("fp32", 1), ("fp32", 2), ("fp32", 1), ("fp32", 2), ("bf16-channels-last", 1), ("bf16-channels-last", 2)]
     assert all(r["p50_ms"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in results)
     assert "vs torch fp32" in stdout and "1.00x" in stdout
+    assert f"wrote {out}" in stderr
 
 
 def test_bench_table_ratios():
@@ -115,7 +116,7 @@ def test_bench_plot(v1_random, tmp_path):
     code, _, stderr = _cli("bench", v1_random, "--batch-sizes", "1,2", "--iterations", "1", "--warmup", "0",
                            "--plot", plot)
     assert code == 0, stderr
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {plot}" in stderr
 
 
 def test_bench_plot_panels_ticks_and_speedups(tmp_path):

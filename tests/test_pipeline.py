@@ -20,7 +20,7 @@ def test_deploy_runs_every_stage_and_announces_each(tmp_path, capsys):
     assert fp16.parity.rows and not any(r.judged for r in fp16.parity.rows)  # random weights: measured only
     assert result.failed == []
     assert lines[0] == "exporting v1 (224x224) with torch's torchscript exporter..."
-    assert lines[1].startswith("checking parity against eager PyTorch on 13 images at batch sizes 1, 8")
+    assert lines[1] == "checking parity against eager PyTorch on 13 images, one at a time and in batches of up to 8..."
     assert any(line.startswith("converting ") and line.endswith("to FP16...") for line in lines)
     if importlib.util.find_spec("tensorrt") is None:
         assert result.engine is None and "TensorRT is not installed" in result.engine_skipped
@@ -98,8 +98,37 @@ def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, 
     assert "reusing calibration cache googlenet.calib.json (8 images, minmax)" in result.stderr  # same ask: reused
     result = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-method", "percentile"])
     assert "made with minmax, percentile 99.99 asked for" in result.stderr
+    assert "computing percentile thresholds for " in result.stderr and " tensors from 8 images..." in result.stderr
     assert json.loads((tmp_path / "googlenet.calib.json").read_text())["method"] == "percentile"
     named = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-cache", "googlenet.calib.json",
                                              "--calib-method", "entropy"])
     assert named.exit_code == 2 and "stale calibration cache: made with percentile 99.99, entropy asked for" in \
         named.stderr
+
+
+def test_a_model_meets_the_wrong_arch(tmp_path):
+    from inception_deploy import export_onnx
+
+    path = str(export_onnx("v1", tmp_path / "g.onnx", opset=17, check_parity=False).path)
+    run = CliRunner().invoke(main, ["run", path, "--samples", "--arch", "v3", "--json"])
+    assert run.exit_code == 0, run.stderr
+    assert f"warning: {path} was exported from v1 and carries its preprocessing and labels; --arch v3 ignored" in \
+        run.stderr
+    assert "randomly initialised weights: its labels mean nothing" in run.stderr
+    parity = CliRunner().invoke(main, ["parity", "--arch", "v3", "--onnx", path])
+    assert parity.exit_code == 2 and parity.stdout == ""
+    assert parity.stderr.strip() == f"error: {path}: was exported from arch v1, not v3: pass --arch v1"
+
+
+def test_calibration_options_without_int8_and_a_file_for_a_folder(tmp_path):
+    out = str(tmp_path / "g.onnx")
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--calib-samples"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --calib-dir, --calib-samples and "
+                                                              "--calib-cache need --int8")
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--fp16-io"])
+    assert result.exit_code == 2 and "--fp16-io (fp16_io) needs --fp16" in result.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--int8", "--calib-dir", str(notes)])
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {notes}: a file, not a folder of images"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

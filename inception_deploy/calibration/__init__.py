@@ -5,8 +5,9 @@ activations / s8 weights), because what is cached is each tensor's observed min/
 clipping threshold, from which each target derives its own range.
 """
 from .cache import CalibrationCache
-from .images import CalibrationImages, find_images
+from .images import CalibrationImages, calibration_folder, find_images
 from .qdq import TARGETS, write_qdq
 from .ranges import METHODS, calibrate
 
-__all__ = ["CalibrationCache", "CalibrationImages", "METHODS", "TARGETS", "calibrate", "find_images", "write_qdq"]
+__all__ = ["CalibrationCache", "CalibrationImages", "METHODS", "TARGETS", "calibrate", "calibration_folder",
+           "find_images", "write_qdq"]

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InceptionDeployError, printable
+from ..errors import ConfigError, InceptionDeployError, printable
 from ..inputs import IMAGE_SUFFIXES, decoded, scan_folder
 from ..preprocess import PreprocessConfig, normalize
 
@@ -17,12 +17,25 @@ log = logging.getLogger(__name__)
 FEW_IMAGES = 300  # below this, ranges (and INT8 accuracy) get noisy: warn
 
 
+def calibration_folder(calib_dir, samples: bool):
+    """The folder to calibrate on: ``calib_dir``, or with ``samples`` the photos shipped with the
+    package (a demonstration: five images are far too few, which calibration then warns about)."""
+    if calib_dir is not None and samples:
+        raise ConfigError("--calib-dir and --calib-samples both name the calibration images: give one")
+    if samples:
+        from ..parity import sample_folder
+
+        return sample_folder()
+    return calib_dir
+
+
 def find_images(folder: str | os.PathLike) -> tuple[list[Path], list]:
     """The image files under ``folder`` and the (name, reason) of what could not be looked at
     (unreadable subfolders, dangling links); an error when there is no image at all."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InceptionDeployError(f"{folder}: no such image folder")
+        what = "a file, not a folder of images" if folder.exists() else "no such image folder"
+        raise InceptionDeployError(f"{folder}: {what}")
     files, problems = scan_folder(folder)
     if not files:
         why = f"first problem: {problems[0].name}: {problems[0].reason}" if problems else \
@@ -59,17 +72,27 @@ class CalibrationImages:
         self.used = 0
 
     def batches(self, progress: bool = True) -> Iterator[np.ndarray]:
+        """Preprocessed batches. The bar counts images the consumer has finished with (the model
+        pass is the slow part), advanced when it asks for the next batch."""
         from tqdm import tqdm
 
         images = []
-        bar = tqdm(self.files, desc="calibrating", unit="img", disable=not progress, leave=False)
-        for image in decoded(bar, self.config, self.skipped):
+        bar = tqdm(total=len(self.files), desc="calibrating", unit="img", disable=not progress, leave=False)
+        skipped_before = len(self.skipped)
+
+        def advance():  # images through the model, and those skipped on the way to them
+            bar.update(self.used + len(self.skipped) - skipped_before - bar.n)
+
+        for image in decoded(self.files, self.config, self.skipped):
             images.append(image)
             if len(images) == self.batch:
                 yield self._emit(images)
+                advance()
                 images = []
         if images:
             yield self._emit(images)
+        advance()
+        bar.close()
         warn_skipped(self.folder, self.skipped)
         if self.used * 2 < len(self.files):  # "too few remain": most of the folder is unreadable
             name, reason = self.skipped[0]

@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InceptionDeployError
+from ..progress import Progress, silent
 from ..runtime.base import padded_chunks
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ def float_tensors(proto) -> list[str]:
 
 
 def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy",
-              percentile: float = 99.99) -> dict[str, dict]:
+              percentile: float = 99.99, progress: Progress | None = None) -> dict[str, dict]:
     """Run ``batches`` through the model at ``model_path`` and return, per tensor,
-    ``{"min", "max", "threshold"}`` (threshold: the clipping magnitude ``method`` chose)."""
+    ``{"min", "max", "threshold"}`` (threshold: the clipping magnitude ``method`` chose).
+    ``progress`` hears when the (seconds-long) threshold search starts."""
     import onnx
     import onnxruntime as ort
 
@@ -100,6 +102,8 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
         seen += len(batch)
     if seen == 0:
         raise InceptionDeployError("no calibration images")
+    if method != "minmax":
+        (progress or silent)(f"computing {method} thresholds for {len(stats)} tensors from {seen} images...")
     return {name: _result(name, h, method, percentile) for name, h in stats.items() if h.counts is not None or
             np.isfinite(h.minimum)}
 

@@ -258,8 +258,8 @@ def parity_announcement(sizes) -> str:
     from ..parity import SYNTHETIC_IMAGES, sample_photos
 
     images = len(sample_photos()) + SYNTHETIC_IMAGES
-    return (f"checking parity against eager PyTorch on {images} images at batch size"
-            f"{'s' if len(sizes) > 1 else ''} {', '.join(map(str, sizes))}...")
+    how = f"one at a time and in batches of up to {max(sizes)}" if len(sizes) > 1 else f"in batches of {sizes[0]}"
+    return f"checking parity against eager PyTorch on {images} images, {how}..."
 
 
 def load_onnx(path: str | os.PathLike):

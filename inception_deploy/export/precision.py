@@ -18,7 +18,7 @@ from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
 from ..parity import check_backend
-from ..progress import silent
+from ..progress import Progress, silent
 from .onnx import ExportResult, load_onnx, value_shape
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
             say(f"calibrating on up to {images} images of {calib_dir} ({method})...")
             calibration = run_calibration(prepared, calib_dir, config, graph_sha, pre_sha, method=method,
                                           images=images, batch=batch, percentile=percentile,
-                                          progress=progress is not None)
+                                          progress=progress)
             if cache is not None:
                 calibration.save(cache)
         quantized = Path(folder) / "quantized.onnx"
@@ -165,10 +165,11 @@ def check_calibration_source(calib_dir, cache) -> None:
 
 
 def run_calibration(prepared, calib_dir, config, graph_sha: str, pre_sha: str, *, method: str, images: int,
-                    batch: int, percentile: float, progress: bool) -> CalibrationCache:
-    """Calibrate the prepared graph on a folder of images into a CalibrationCache."""
+                    batch: int, percentile: float, progress: Progress | None) -> CalibrationCache:
+    """Calibrate the prepared graph on a folder of images into a CalibrationCache; with
+    ``progress``, a bar over the images and a line when the threshold search starts."""
     data = CalibrationImages(calib_dir, config, count=images, batch=batch)
-    tensors = calibrate(prepared, data.batches(progress), method, percentile)
+    tensors = calibrate(prepared, data.batches(progress is not None), method, percentile, progress)
     return CalibrationCache(method, percentile if method == "percentile" else None, data.used, graph_sha, pre_sha,
                             tensors)
 
