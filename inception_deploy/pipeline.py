@@ -105,18 +105,18 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     result = DeployResult()
     fp32 = export_onnx(arch, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
                        max_batch=max_batch, simplify=simplify, check_parity=parity, labels=labels,
-                       preprocess=preprocess, progress=say)
+                       preprocess=preprocess, progress=progress)
     result.artifacts.append(fp32)
     reference = fp32.model if parity else None
     judge = weights is not None
     if fp16:
         result.artifacts.append(convert_fp16(output, fp16_path, fp16_io=fp16_io, reference_model=reference,
-                                             judge_parity=judge, progress=say))
+                                             judge_parity=judge, progress=progress))
     if int8:
         result.artifacts.append(quantize_int8(
             output, int8_path, target=int8_target, calib_dir=calib_dir, cache=calib_cache,
             replace_stale_cache=own_cache, method=calib_method, images=calib_images, batch=calib_batch,
-            percentile=percentile, reference_model=reference, judge_parity=judge, progress=say))
+            percentile=percentile, reference_model=reference, judge_parity=judge, progress=progress))
     if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
         _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)

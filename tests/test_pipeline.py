@@ -132,3 +132,13 @@ def test_calibration_options_without_int8_and_a_file_for_a_folder(tmp_path):
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--int8", "--calib-dir", str(notes)])
     assert result.exit_code == 2 and result.stderr.strip() == f"error: {notes}: a file, not a folder of images"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_quiet_int8_export_prints_no_bar(tmp_path):
+    out = str(tmp_path / "g.onnx")
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--opset", "17", "--batch", "1",
+                                       "--input-size", "96", "--no-parity", "--engine", "no", "--int8",
+                                       "--int8-target", "cpu", "--calib-samples", "--calib-method", "minmax", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert "calibrating" not in result.stderr and "img/s" not in result.stderr
+    assert "warning: " in result.stderr  # warnings still reach a quiet run
