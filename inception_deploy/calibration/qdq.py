@@ -1,9 +1,11 @@
 """Q/DQ ONNX from an FP32 ONNX and a calibration cache, for one of two targets.
 
 - ``tensorrt``: what TensorRT's explicit quantization accepts (docs/REFERENCE.md): symmetric int8
-  activations and weights, zero points 0, per-channel weights on axis 0, no bias Q/DQ.
+  activations and weights, zero points 0, per-channel weights on axis 0, no bias Q/DQ, placed
+  where TensorRT can fuse (the rules: ``tensorrt_placement``).
 - ``cpu``: what ONNX Runtime's CPU kernels run fastest: u8 activations (asymmetric), s8
-  per-channel weights (all Conv become QLinearConv; symmetric s8s8 gave no speed-up).
+  per-channel weights, Q/DQ around every op ONNX Runtime quantizes (a QLinearConv needs its
+  output quantized too; symmetric s8s8 gave no speed-up).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
@@ -18,19 +21,106 @@ from .cache import CalibrationCache
 
 TARGETS = ("tensorrt", "cpu")
 
+QUANTIZED_OPS = ("Conv", "MaxPool", "AveragePool")  # rule 1
+
+
+@dataclass
+class Placement:
+    """Where the tensorrt target quantizes, in a prepared graph."""
+    nodes: list[str]  # rules 1 and 5: Conv and pooling nodes whose inputs are quantized
+    skips: list[tuple[str, int]]  # rule 3: (Add node, index of its skip input)
+    range_of: dict[str, str]  # rule 4: tensor -> the tensor whose range it takes (Concat, MaxPool)
+
 
 def prepare(fp32_path, prepared_path) -> None:
     """ONNX Runtime's quantization pre-processing (shape inference, graph optimization); the
     calibrated and the quantized graph are both this one, so tensor names match."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with contextlib.redirect_stdout(io.StringIO()):
         quant_pre_process(str(fp32_path), str(prepared_path))
+    proto = onnx.load(str(prepared_path))
+    names = [n.name for n in proto.graph.node]
+    if "" in names or len(set(names)) < len(names):  # placement names nodes
+        for i, node in enumerate(proto.graph.node):
+            node.name = f"{node.op_type}_{i}"
+        onnx.save(proto, str(prepared_path))
 
 
-def target_ranges(cache: CalibrationCache, target: str) -> dict[str, tuple[float, float]]:
+def tensorrt_placement(graph) -> Placement:
+    """Where the tensorrt target quantizes a prepared ONNX graph: NVIDIA's "Q/DQ layer placement
+    recommendations" (TensorRT developer guide, explicit quantization); on Inception v3 the
+    placement NVIDIA's Model Optimizer writes, tensor for tensor. The rules (numbered in the code that applies them):
+
+    1. Quantize the inputs of the layers TensorRT runs as INT8 kernels: Conv (weights per output
+       channel on axis 0, activations per tensor) and MaxPool / AveragePool.
+    2. Quantize no op's output as such: TensorRT fuses Conv + bias + ReLU (+ residual Add) into one
+       kernel and writes INT8 when the next layer's input is quantized; a Q/DQ between a Conv and its
+       ReLU would forbid that fusion and add a rounding point.
+    3. Residual Add (Conv output + skip): quantize the skip input, not the Conv output, so the Conv,
+       the Add and the ReLU after it fuse into one INT8 kernel.
+    4. One scale across a Concat (all its inputs and its output) and across a MaxPool (input and
+       output): both only move or select values, so a second scale would only add a rounding
+       (a requantization). A Concat's output is quantized where a Conv or pool reads it, never its
+       inputs as such; TensorRT moves that Q backwards through the Concat, so every branch
+       writes INT8 into place. Where a Concat input is quantized in its own right (another Conv
+       reads it), it takes the Concat output's range: that range was calibrated on all the
+       inputs together. A MaxPool's output takes its input's range: max pooling selects values
+       already on the input's grid, clipped the same way, so requantizing them is exact.
+    5. The classifier head stays float: a pooling layer no Conv follows, the Gemm/MatMul and the
+       logits (a GEMV gains no speed from INT8 and loses accuracy).
+    """
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    # rule 5: tensors some Conv lies downstream of (the graph is topologically sorted)
+    before_conv: set[str] = set()
+    for node in reversed(graph.node):
+        if node.op_type == "Conv" or before_conv.intersection(node.output):
+            before_conv.update(node.input)
+    nodes = [n.name for n in graph.node
+             if n.op_type == "Conv" or (n.op_type in QUANTIZED_OPS and before_conv.intersection(n.output))]
+    skips = []
+    for node in graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        from_conv = [name in producers and producers[name].op_type == "Conv" and len(consumers[name]) == 1
+                     for name in node.input]
+        if any(from_conv):  # the (first) Conv input fuses with the Add; the other one is the skip
+            skip = 1 if from_conv[0] else 0
+            if node.input[skip] in producers or any(i.name == node.input[skip] for i in graph.input):
+                skips.append((node.name, skip))
+    return Placement(nodes, skips, _shared_ranges(graph))
+
+
+def _shared_ranges(graph) -> dict[str, str]:
+    """Rule 4: tensor -> the tensor whose range it takes, followed to the end of the chain."""
+    source = {}
+    for node in graph.node:  # a MaxPool's output takes its input's range
+        if node.op_type == "MaxPool":
+            source[node.output[0]] = node.input[0]
+    for node in reversed(graph.node):  # a Concat's inputs take its output's (this wins on a tie)
+        if node.op_type == "Concat":
+            for name in node.input:
+                source[name] = node.output[0]
+    resolved = {}
+    for name in source:
+        seen, end = {name}, source[name]
+        while end in source and end not in seen:
+            seen.add(end)
+            end = source[end]
+        resolved[name] = end
+    return resolved
+
+
+def target_ranges(cache: CalibrationCache, target: str, range_of=None) -> dict[str, tuple[float, float]]:
     """Each tensor's range for ``target``: the observed min/max clipped at the threshold,
-    symmetric (-t, t) for TensorRT."""
+    symmetric (-t, t) for TensorRT, where ``range_of`` (rule 4) maps a tensor to the one whose
+    range it shares."""
     ranges = {}
     for name, t in cache.tensors.items():
         threshold = t["threshold"]
@@ -38,30 +128,80 @@ def target_ranges(cache: CalibrationCache, target: str) -> dict[str, tuple[float
             ranges[name] = (-threshold, threshold)
         else:
             ranges[name] = (min(max(t["min"], -threshold), 0.0), max(min(t["max"], threshold), 0.0))
+    for name, source in (range_of or {}).items():
+        if name in ranges and source in ranges:
+            ranges[name] = ranges[source]
     return ranges
 
 
 def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str | os.PathLike) -> None:
     """Quantize the prepared FP32 graph with the cached ranges into ``output``."""
     import numpy as np
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     if target not in TARGETS:
         raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(TARGETS)}")
-    ranges = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in target_ranges(cache, target).items()}
+    options = {}
     if target == "tensorrt":
+        graph = onnx.load(str(prepared_path)).graph
+        placement = tensorrt_placement(graph)
+        ranges = target_ranges(cache, target, placement.range_of)
         types = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        options = dict(op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=placement.nodes)
         extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                  "AddQDQPairToWeight": True, "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},
-                 "ForceQuantizeNoInputCheck": True}
+                 "ForceQuantizeNoInputCheck": True, "DedicatedQDQPair": False,  # one Q/DQ per tensor
+                 "OpTypesToExcludeOutputQuantization": sorted({n.op_type for n in graph.node})}  # rule 2
     else:
+        ranges = target_ranges(cache, target)
         types = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         extra = {"WeightSymmetric": True}
+    ranges = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()}
     with tempfile.TemporaryDirectory(prefix="inception-qdq-") as folder:
         ranges_file = Path(folder) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), ranges_file)
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(str(prepared_path), str(output), None, quant_format=QuantFormat.QDQ, per_channel=True,
                             calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(ranges_file),
-                            extra_options=extra, **types)
+                            extra_options=extra, **types, **options)
+    if target == "tensorrt" and placement.skips:
+        proto = onnx.load(str(output))
+        _quantize_skips(proto.graph, placement.skips, ranges)
+        onnx.save(proto, str(output))
+
+
+def _quantize_skips(graph, skips: list[tuple[str, int]], ranges: dict) -> None:
+    """Rule 3: feed each residual Add's skip input through a Q/DQ pair: the tensor's existing
+    one when a Conv or pool already quantizes it (quantize_static then rewired every consumer to
+    it, the Add included), else a new one before the Add."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    dequantized = {}  # float tensor -> output of the DequantizeLinear of its QuantizeLinear
+    quantize_of = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in quantize_of:
+            dequantized[quantize_of[node.input[0]].input[0]] = node.output[0]
+            dequantized[node.output[0]] = node.output[0]  # quantize_static rewired the Add already
+    adds = {n.name: n for n in graph.node}
+    for add_name, index in skips:
+        add = adds[add_name]
+        tensor = add.input[index]
+        if tensor not in dequantized:
+            if tensor not in ranges:
+                raise InceptionDeployError(f"no calibrated range for the residual input {tensor!r}")
+            scale = numpy_helper.from_array(np.array(ranges[tensor][1] / 127, np.float32), f"{tensor}_skip_scale")
+            zero = numpy_helper.from_array(np.array(0, np.int8), f"{tensor}_skip_zero_point")
+            graph.initializer.extend([scale, zero])
+            quantize = onnx.helper.make_node("QuantizeLinear", [tensor, scale.name, zero.name], [f"{tensor}_skip_q"],
+                                             name=f"{tensor}_skip_QuantizeLinear")
+            dequantize = onnx.helper.make_node("DequantizeLinear", [quantize.output[0], scale.name, zero.name],
+                                               [f"{tensor}_skip_dq"], name=f"{tensor}_skip_DequantizeLinear")
+            position = list(graph.node).index(add)
+            graph.node.insert(position, dequantize)
+            graph.node.insert(position, quantize)
+            dequantized[tensor] = dequantize.output[0]
+        add.input[index] = dequantized[tensor]

@@ -1,0 +1,184 @@
+"""The tensorrt INT8 target's Q/DQ placement, checked on every architecture's graph.
+
+The checks read the quantized graph alone and restate NVIDIA's placement recommendations
+(calibration.qdq.tensorrt_placement) independently of the code that placed the nodes, so a
+regression in placement fails here. Ranges are random per tensor: a Concat or MaxPool whose
+tensors kept their own ranges would show different scales.
+"""
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from inception_deploy.calibration import CalibrationCache, write_qdq
+from inception_deploy.calibration.qdq import prepare
+from inception_deploy.calibration.ranges import float_tensors
+
+ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+POOLS = ("MaxPool", "AveragePool")
+HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul")
+# NVIDIA Model Optimizer 0.47 (`python -m modelopt.onnx.quantization --quantize_mode int8`) quantizes
+# 72 activation tensors of this project's Inception v3 (issue 13); our placement must agree.
+MODELOPT_ACTIVATION_TENSORS = {"v3": 72}
+
+
+def _quantize(fp32, folder, target, seed=0):
+    prepared = folder / "prepared.onnx"
+    prepare(fp32, prepared)
+    rng = np.random.default_rng(seed)
+    tensors = {name: {"min": -1.0, "max": 1.0, "threshold": float(rng.uniform(0.5, 8.0))}
+               for name in float_tensors(onnx.load(str(prepared)))}
+    cache = CalibrationCache("minmax", None, 1, "0" * 64, "0" * 64, tensors)
+    write_qdq(prepared, cache, target, folder / f"{target}.onnx")
+    return onnx.load(str(prepared)).graph, onnx.load(str(folder / f"{target}.onnx")).graph, tensors
+
+
+class Graph:
+    def __init__(self, graph):
+        self.graph = graph
+        self.init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.consumers = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def op(self, tensor):
+        node = self.producer.get(tensor)
+        return node.op_type if node else None
+
+    def quantized(self, tensor):
+        """The float tensor behind ``tensor`` when it is the output of a Q -> DQ pair, else None."""
+        dq = self.producer.get(tensor)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] in self.init:
+            return None
+        return self.producer[dq.input[0]].input[0]
+
+    def scale(self, tensor):
+        return float(self.init[self.producer[tensor].input[1]])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
+    fp32_graph, graph, _ = _quantize(exported(arch).path, tmp_path, "tensorrt")
+    g = Graph(graph)
+    fp32 = Graph(fp32_graph)
+    quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    weights = [n for n in quantizers if n.input[0] in g.init]
+    activations = [n for n in quantizers if n.input[0] not in g.init]
+
+    # symmetric int8, zero point 0, each Q read by DQs with its own scale; one Q per tensor
+    for q in quantizers:
+        assert g.init[q.input[2]].dtype == np.int8 and not g.init[q.input[2]].any()
+        assert {c.op_type for c in g.consumers[q.output[0]]} == {"DequantizeLinear"}
+        assert all(c.input[1] == q.input[1] for c in g.consumers[q.output[0]])
+    assert len({q.input[0] for q in activations}) == len(activations)
+    assert all(g.init[q.input[1]].ndim == 0 for q in activations)  # per tensor
+
+    # rule 1: every Conv reads a quantized input and per-channel weights on axis 0, bias float
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(weights) == len(convs) == sum(n.op_type == "Conv" for n in fp32_graph.node)
+    for conv in convs:
+        assert g.quantized(conv.input[0]) is not None, conv.name
+        weight_dq = g.producer[conv.input[1]]
+        assert weight_dq.op_type == "DequantizeLinear" and g.producer[weight_dq.input[0]].op_type == "QuantizeLinear"
+        scale = g.init[weight_dq.input[1]]
+        assert scale.shape == (g.init[g.producer[weight_dq.input[0]].input[0]].shape[0],)
+        assert {a.name: a.i for a in weight_dq.attribute}.get("axis", 1) == 0
+        assert len(conv.input) < 3 or conv.input[2] in g.init
+
+    # rules 1 and 5: pooling is quantized exactly when a Conv follows it
+    reach_conv = set()
+    for node in reversed(fp32_graph.node):
+        if node.op_type == "Conv" or reach_conv.intersection(node.output):
+            reach_conv.add(node.name)
+            reach_conv.update(node.input)
+    pools = [n for n in fp32_graph.node if n.op_type in POOLS]
+    assert pools or arch == "xception"
+    for pool in (n for n in graph.node if n.op_type in POOLS):
+        assert (g.quantized(pool.input[0]) is not None) == (pool.output[0] in reach_conv), pool.name
+
+    # rule 2: nothing quantized between a Conv and its activation; no output quantized as such:
+    # each quantized tensor is read by a Conv, a pool or a residual Add
+    for node in graph.node:
+        if node.op_type == "Relu" and fp32.op(node.input[0]) == "Conv":
+            assert node.input[0] in g.producer and g.op(node.input[0]) == "Conv", node.name
+    for q in activations:
+        readers = {c.op_type for dq in g.consumers[q.output[0]] for c in g.consumers.get(dq.output[0], [])}
+        assert readers & {"Conv", "Add", *POOLS}, (q.input[0], readers)
+
+    # rule 3: a residual Add reads its Conv input as it is and its skip input quantized
+    adds = [n for n in graph.node if n.op_type == "Add"]
+    assert bool(adds) == (arch in ("resnet-v1", "resnet-v2", "xception"))
+    for add in adds:
+        from_conv = [g.op(name) == "Conv" for name in add.input]
+        assert any(from_conv), add.name
+        skip = add.input[1 if from_conv[0] else 0]
+        assert g.quantized(skip) is not None, add.name
+        assert sum(g.quantized(name) is not None for name in add.input) == 1
+
+    # rule 4: one scale for a Concat's quantized inputs and quantized output, and for a MaxPool's
+    def output_scales(tensor):
+        return {g.scale(dq.output[0]) for q in g.consumers.get(tensor, []) if q.op_type == "QuantizeLinear"
+                for dq in g.consumers[q.output[0]]}
+
+    for node in graph.node:
+        if node.op_type in ("Concat", "MaxPool"):
+            scales = {g.scale(name) for name in node.input if g.quantized(name) is not None}
+            scales |= output_scales(node.output[0])
+            assert len(scales) <= 1, (node.name, scales)
+
+    # rule 5: the head and the logits stay float
+    for node in graph.node:
+        if node.op_type in HEAD:
+            assert all(g.quantized(name) is None for name in node.input), node.name
+    assert all(g.op(o.name) != "DequantizeLinear" for o in graph.output)
+
+    if arch in MODELOPT_ACTIVATION_TENSORS:
+        assert len(activations) == MODELOPT_ACTIVATION_TENSORS[arch]
+    # the float graph is unchanged apart from the Q/DQ pairs
+    assert (Counter(n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear"))
+            == Counter(n.name for n in fp32.graph.node))
+
+
+def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):
+    """ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv, so the cpu target quantizes Conv
+    outputs too (u8), which the tensorrt target must not."""
+    _, graph, _ = _quantize(exported("v1").path, tmp_path, "cpu")
+    g = Graph(graph)
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    quantized_outputs = [c for c in convs if any(q.op_type == "QuantizeLinear" for q in g.consumers[c.output[0]])]
+    assert len(quantized_outputs) == len(convs)
+    assert {g.init[q.input[2]].dtype for q in graph.node if q.op_type == "QuantizeLinear"
+            and q.input[0] not in g.init} == {np.dtype(np.uint8)}
+
+
+class _SharedBranch(torch.nn.Module):
+    """A branch read by a Concat and by a Conv of its own: the case where rule 4 must unify scales
+    (the zoo's Inception blocks only quantize Concat outputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(3, 4, 1)
+        self.after_concat, self.after_a = torch.nn.Conv2d(8, 4, 1), torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        a, b = torch.relu(self.a(x)), torch.relu(self.b(x))
+        return self.after_concat(torch.cat([a, b], 1)) + self.after_a(a)
+
+
+def test_a_concat_input_read_elsewhere_shares_the_concat_scale(tmp_path):
+    torch.onnx.export(_SharedBranch().eval(), torch.randn(1, 3, 8, 8), tmp_path / "shared.onnx", dynamo=False,
+                      opset_version=17)
+    _, graph, ranges = _quantize(tmp_path / "shared.onnx", tmp_path, "tensorrt")
+    g = Graph(graph)
+    concat = next(n for n in graph.node if n.op_type == "Concat")
+    quantized_inputs = [name for name in concat.input if g.quantized(name) is not None]
+    assert len(quantized_inputs) == 1  # the branch read by the other Conv
+    after = next(c for c in g.consumers[concat.output[0]] if c.op_type == "QuantizeLinear")
+    assert g.scale(quantized_inputs[0]) == float(g.init[after.input[1]])
+    # the Concat output's range, calibrated over all its inputs
+    assert g.scale(quantized_inputs[0]) == pytest.approx(ranges[concat.output[0]]["threshold"] / 127, rel=1e-6)
