@@ -217,6 +217,9 @@ def main():
 @option("--int8-target", type=click.Choice(["tensorrt", "cpu"]), group="Precision",
         help="tensorrt: symmetric int8 for TensorRT; cpu: u8/s8 for ONNX Runtime.  "
              "[default: tensorrt where TensorRT is installed, else cpu]")
+@option("--int8-remainder", type=click.Choice(["fp32", "fp16"]), default="fp32",
+        group="Precision", help="Precision of the ops INT8 leaves unquantized (head, residual sums). fp16: "
+        "TensorRT runs them in FP16 (tensorrt target, opset 19+); writes <output>_int8_tensorrt_fp16.onnx.")
 @_calibration_options("Precision")
 @option("--calib-cache", type=click.Path(dir_okay=False), group="Precision",
         help="Calibration cache: reused when it matches the model, written otherwise.  "
@@ -234,8 +237,8 @@ def main():
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
                    no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
-                   calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile, calib_cache, engine,
-                   max_engine_batch, timing_cache, no_parity, quiet):
+                   int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
+                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .export.engine import describe_layers
@@ -248,7 +251,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     config = _preprocess_config(spec.preprocess, input_size, mean, std, resize, crop_pct, interpolation)
     result = deploy(spec.name, output, weights=weights, num_classes=num_classes, labels=labels, preprocess=config,
                     opset=opset, batch=batch, max_batch=max_batch, simplify=not no_simplify, fp16=fp16,
-                    fp16_io=fp16_io, int8=int8, int8_target=int8_target, calib_dir=calib_dir,
+                    fp16_io=fp16_io, int8=int8, int8_target=int8_target, int8_remainder=int8_remainder,
+                    calib_dir=calib_dir,
                     calib_samples=calib_samples,
                     calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
                     calib_method=calib_method, percentile=percentile, engine=engine,
@@ -358,6 +362,9 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     if "init_seed" in (predictor.backend.metadata.get("weights") or {}):
         click.echo(f"note: {printable(model)} was exported with randomly initialised weights: its labels mean "
                    f"nothing", err=True)
+    if predictor.backend.metadata.get("int8_target") == "tensorrt" and "onnxruntime cpu" in predictor.backend.describe():
+        click.echo(f"warning: {printable(model)} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than "
+                   f"FP32 (export --int8-target cpu for CPU serving)", err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
     failed, rows = 0, []
     show_bar = not no_progress and len(sources) > predictor.batch_size

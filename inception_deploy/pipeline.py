@@ -58,14 +58,15 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
            labels=None, preprocess: PreprocessConfig | None = None, opset: int | None = None,
            batch: int | None = None, max_batch: int = 64, simplify: bool = True,
            fp16: bool = False, fp16_io: bool = False,
-           int8: bool = False, int8_target: str | None = None, calib_dir=None, calib_samples: bool = False,
-           calib_cache=None,
+           int8: bool = False, int8_target: str | None = None, int8_remainder: str = "fp32", calib_dir=None,
+           calib_samples: bool = False, calib_cache=None,
            calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
            engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
            parity: bool = True, progress: Progress | None = None) -> DeployResult:
     """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
 
-    - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` calibrated on
+    - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` (``..._fp16.onnx``
+      with ``int8_remainder="fp16"``: the unquantized ops in FP16, tensorrt target) calibrated on
       ``calib_dir`` (or, with ``calib_samples``, the shipped photos: a demonstration) or from
       ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
       stale; an explicitly named stale cache is refused instead).
@@ -77,7 +78,7 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
       but not judged; FP32 is always judged.
     """
     from .export import export_onnx
-    from .export.precision import check_calibration_source, convert_fp16, quantize_int8
+    from .export.precision import check_calibration_source, check_remainder, convert_fp16, quantize_int8
     from .fileio import check_writable
 
     say = progress or silent
@@ -96,7 +97,10 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     fp16_path = _beside(output, "_fp16")
     if int8:
         int8_target = int8_target or default_int8_target()
-    int8_path = _beside(output, f"_int8_{int8_target}")
+        check_remainder(int8_remainder, int8_target)
+    elif int8_remainder != "fp32":
+        raise ConfigError("--int8-remainder needs --int8")
+    int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
     for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
         check_writable(path)
     if int8:
@@ -116,7 +120,8 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
         result.artifacts.append(quantize_int8(
             output, int8_path, target=int8_target, calib_dir=calib_dir, cache=calib_cache,
             replace_stale_cache=own_cache, method=calib_method, images=calib_images, batch=calib_batch,
-            percentile=percentile, reference_model=reference, judge_parity=judge, progress=progress))
+            percentile=percentile, remainder=int8_remainder, reference_model=reference, judge_parity=judge,
+            progress=progress))
     if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
         _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)

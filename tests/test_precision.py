@@ -26,11 +26,7 @@ def classifier(tmp_path_factory):
     folder = tmp_path_factory.mktemp("precision")
     model, config = tc.build()
     fp32 = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config).path
-    calib = folder / "calib"
-    calib.mkdir()
-    images, _ = tc.learnable_images(320, seed=200)
-    for i, image in enumerate(images):
-        Image.fromarray((image * 255).round().astype(np.uint8)).save(calib / f"{i:03d}.png")
+    calib = tc.write_images(folder / "calib", 320, seed=200)
     test_images, test_labels = tc.learnable_images(1000, seed=999)
     return dict(model=model, config=config, fp32=fp32, calib=calib, folder=folder,
                 test={"labelled": (normalize(test_images, config), test_labels)})
@@ -213,11 +209,7 @@ def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
 
 
 def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    images, _ = tc.learnable_images(12, seed=5)
-    for i, image in enumerate(images):
-        Image.fromarray((image * 255).astype(np.uint8)).save(calib / f"{i}.png")
+    calib = tc.write_images(tmp_path / "calib", 12, seed=5)
     out = tmp_path / "m.onnx"
     args = ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1", "--input-size", "96",
             "--no-parity", "--engine", "no", "--int8", "--int8-target", "cpu", "--calib-dir", str(calib),
@@ -232,3 +224,57 @@ def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
     explicit = args + ["--num-classes", "1000", "--calib-cache", str(cache)]
     result = CliRunner().invoke(main, explicit)
     assert result.exit_code == 2 and "stale calibration cache" in result.stderr
+
+
+def test_int8_with_fp16_remainder(classifier, tmp_path):
+    """The tensorrt target's unquantized ops in FP16: Q/DQ scales FP16 so DequantizeLinear feeds its
+    Conv in FP16, the classifier Gemm FP32, float32 I/O; accuracy as the FP32 remainder's."""
+    fp32 = export_onnx(classifier["model"], tmp_path / "small20.onnx", preprocess=classifier["config"],
+                       check_parity=False).path  # default opset (FP16 Q/DQ scales need 19+)
+    result = quantize_int8(fp32, tmp_path / "small20_int8_tensorrt_fp16.onnx", target="tensorrt",
+                           calib_dir=classifier["calib"], cache=tmp_path / "c.json", remainder="fp16",
+                           reference_model=classifier["model"])
+    assert len(result.parity.rows) == 4  # parity-checked (photos / synthetic: out of distribution here)
+    row, report = _accuracy(classifier, result.path, "int8")
+    assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9 and row.passed, report.table()
+    assert result.metadata["int8_remainder"] == "fp16" and result.metadata["int8_target"] == "tensorrt"
+    graph = onnx.load(str(result.path)).graph
+    _check_qdq(graph, "tensorrt")
+    init = {i.name: i.data_type for i in graph.initializer}
+    scales = {init[n.input[1]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert scales == {onnx.TensorProto.FLOAT16}
+    assert [init[n.input[1]] for n in graph.node if n.op_type == "Gemm"] == [onnx.TensorProto.FLOAT]
+    assert graph.input[0].type.tensor_type.elem_type == graph.output[0].type.tensor_type.elem_type == \
+        onnx.TensorProto.FLOAT
+
+
+@pytest.mark.parametrize("target,message", [
+    ("cpu", "--int8-remainder fp16 is for --int8-target tensorrt, not cpu"),
+    ("tensorrt", "small.onnx: --int8-remainder fp16 needs opset 19 or newer"),  # the fixture's model is opset 17
+])
+def test_fp16_remainder_refused_where_it_cannot_work(classifier, tmp_path, target, message):
+    with pytest.raises(InceptionDeployError, match=message):
+        quantize_int8(classifier["fp32"], tmp_path / "x.onnx", target=target, calib_dir=classifier["calib"],
+                      remainder="fp16")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_int8_remainder_needs_int8_and_the_tensorrt_target(tmp_path):
+    for extra, message in [([], "--int8-remainder needs --int8"),
+                           (["--int8", "--int8-target", "cpu", "--calib-samples"], "is for --int8-target tensorrt")]:
+        result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"),
+                                           "--int8-remainder", "fp16", *extra])
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+        assert os.listdir(tmp_path) == []
+
+
+def test_run_warns_when_a_tensorrt_placed_graph_runs_on_the_cpu(classifier, tmp_path):
+    cache = classifier["folder"] / "small.calib.json"
+    paths = {target: quantize_int8(classifier["fp32"], tmp_path / f"{target}.onnx", target=target,
+                                   calib_dir=classifier["calib"], cache=cache).path for target in ("tensorrt", "cpu")}
+    image = next(classifier["calib"].iterdir())
+    for target, path in paths.items():
+        result = CliRunner().invoke(main, ["run", str(path), str(image), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        warned = "places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32" in result.stderr
+        assert warned == (target == "tensorrt")

@@ -34,6 +34,17 @@ def learnable_images(count: int, seed: int):
     return np.clip(images, 0, 1).astype(np.float32), labels
 
 
+def write_images(folder, count: int, seed: int):
+    """``count`` learnable images saved as PNGs in the new folder ``folder`` (a calibration set)."""
+    from PIL import Image
+
+    folder.mkdir()
+    images, _ = learnable_images(count, seed)
+    for i, image in enumerate(images):
+        Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
 def build(seed: int = 0, train: int = 600):
     """(model in eval mode, preprocessing config): GoogLeNet at SIZE with a fitted 10-class head."""
     from inception_deploy import calibrate_batchnorm, create_model

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # kernels for (its DEFAULT_OP_BLOCK_LIST). Everything else (Conv, pooling, Concat, Add, Relu)
 # runs in FP16; BN is already folded into Conv by the exporter.
 FP16_KEEP_FP32 = ("Gemm", "MatMul")
+REMAINDERS = ("fp32", "fp16")  # precision of what an INT8 graph leaves unquantized
 
 
 def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: bool = False,
@@ -38,25 +39,34 @@ def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: 
     only, when not ``judge_parity``: see parity.check_backend)."""
     say = progress or silent
     say(f"converting {src} to FP16...")
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
     start = time.perf_counter()
     proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
-    converted = convert_float_to_float16(proto, keep_io_types=not fp16_io,
-                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32))
+    converted = _to_fp16(proto, fp16_io)
     metadata.update(precision="fp16", io_dtype="float16" if fp16_io else "float32",
                     fp32_ops=list(FP16_KEEP_FP32), source_sha256=sha256_file(src))
     metadata.pop("parity", None)
     return _finish(converted, metadata, output, reference_model, "fp16", start, judge_parity, say)
 
 
+def _to_fp16(proto, fp16_io: bool = False):
+    """The float ops of ``proto`` in FP16 but those in FP16_KEEP_FP32; Q/DQ scales become FP16 too,
+    so a DequantizeLinear feeds its Conv in FP16 (TensorRT strongly typed: INT8 in, FP16 out)."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    return convert_float_to_float16(proto, keep_io_types=not fp16_io,
+                                    op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32))
+
+
 def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: str,
                   calib_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
                   replace_stale_cache: bool = False, method: str = "entropy", images: int = 512, batch: int = 8,
-                  percentile: float = 99.99, reference_model=None, judge_parity: bool = True,
-                  progress=None) -> ExportResult:
+                  percentile: float = 99.99, remainder: str = "fp32", reference_model=None,
+                  judge_parity: bool = True, progress=None) -> ExportResult:
     """``src`` FP32 ONNX -> Q/DQ INT8 ONNX for ``target`` ("tensorrt" or "cpu").
+
+    ``remainder``: the precision of what is not quantized (see calibration.qdq.tensorrt_placement:
+    the head, residual sums, pooling outputs); "fp16" for the tensorrt target only.
 
     Ranges come from ``cache`` when it exists and matches this graph and preprocessing;
     otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given). A
@@ -71,6 +81,7 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     start = time.perf_counter()
     proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
+    check_remainder(remainder, target, src, metadata["opset"])
     config = preprocess_of(metadata)
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
     request = None
@@ -104,11 +115,29 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
         say(f"writing INT8 Q/DQ nodes for the {target} target...")
         write_qdq(prepared, calibration, target, quantized)
         proto = onnx.load(str(quantized))
+    if remainder == "fp16":
+        say("converting the unquantized remainder to FP16...")
+        proto = _to_fp16(proto)
+        metadata.update(int8_remainder="fp16", fp32_ops=list(FP16_KEEP_FP32))
     metadata.update(precision="int8", int8_target=target, source_sha256=sha256_file(src),
                     calibration={"method": calibration.method, "percentile": calibration.percentile,
                                  "images": calibration.images, "cache_sha256": calibration.digest})
     metadata.pop("parity", None)
     return _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
+
+
+def check_remainder(remainder: str, target: str, src=None, opset: int | None = None) -> None:
+    """FP16 for the unquantized remainder is TensorRT's (ONNX Runtime's CPU has no FP16
+    arithmetic) and needs FP16 Q/DQ scales, which ONNX allows from opset 19."""
+    if remainder not in REMAINDERS:
+        raise InceptionDeployError(f"unknown INT8 remainder precision {remainder!r}; choose one of: "
+                                   f"{', '.join(REMAINDERS)}")
+    if remainder == "fp16" and target != "tensorrt":
+        raise InceptionDeployError(f"--int8-remainder fp16 is for --int8-target tensorrt, not {target} "
+                                   f"(ONNX Runtime's CPU kernels have no FP16 arithmetic)")
+    if remainder == "fp16" and opset is not None and opset < 19:
+        raise InceptionDeployError(f"{src}: --int8-remainder fp16 needs opset 19 or newer (FP16 Q/DQ scales), "
+                                   f"this model has opset {opset}: export it with the default opset")
 
 
 def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool,
