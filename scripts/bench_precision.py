@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_run import make_images
+from bench_run import calibration_images
 from inception_deploy.bench import isolated
 
 
@@ -35,11 +35,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        calib_dir = args.calib_dir
-        if calib_dir is None:
-            calib_dir = tmp / "calib"
-            calib_dir.mkdir()
-            make_images(calib_dir, args.calib_images)
+        calib_dir = calibration_images(args.calib_dir, tmp, args.calib_images)
         fp32 = export_onnx(args.arch, tmp / "fp32.onnx", check_parity=False)
         config = preprocess_of(fp32.metadata)
         rows = []

@@ -23,6 +23,16 @@ from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import Predictor
 
 
+def calibration_images(calib_dir, tmp: Path, count: int) -> Path:
+    """``calib_dir`` when given, else ``count`` JPEGs made from the shipped photos in ``tmp``/calib."""
+    if calib_dir is not None:
+        return Path(calib_dir)
+    folder = tmp / "calib"
+    folder.mkdir()
+    make_images(folder, count)
+    return folder
+
+
 def make_images(folder: Path, count: int) -> list[str]:
     rng = np.random.default_rng(0)
     photos = [Image.open(p).convert("RGB") for p in sample_photos()]

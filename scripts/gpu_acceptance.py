@@ -3,10 +3,12 @@
     python scripts/gpu_acceptance.py [--arch v3] [--weights FILE|pretrained] [--calib-dir DIR] \
                                      [--iterations 50] [--report gpu_acceptance.md]
 
-For the arch: FP32, FP16 and INT8 (tensorrt target) ONNX, an engine of each (build time cold and
-with the timing cache), each engine's precision report, parity of each engine against eager
-PyTorch (judged for FP16/INT8 only with real --weights), then latency and throughput at batch
-1/8/32 next to torch FP16 eager on the same GPU, launched eagerly and replayed as a CUDA graph.
+For the arch: FP32, FP16 and INT8 (tensorrt target, with an FP32 and with an FP16 remainder)
+ONNX, an engine of each (build time cold and with the timing cache), each engine's precision
+report, parity of each engine against eager PyTorch (judged for FP16/INT8 only with real
+--weights), then latency and throughput at batch 1/8/32 next to torch FP16 eager on the same
+GPU, launched eagerly and replayed as a CUDA graph: INT8 against FP16 is the comparison that
+shows whether the INT8 placement pays off.
 Everything goes to one Markdown report (and the same as JSON beside it). Without --calib-dir,
 512 JPEGs made from the shipped photos calibrate the INT8 model. Exits 3 with one line where
 TensorRT or a GPU is missing.
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench_run import make_images
+from bench_run import calibration_images
 from inception_deploy.bench import run_benchmarks, table
 from inception_deploy.export import export_onnx
 from inception_deploy.export.engine import build_engine, describe_layers, engine_unavailable_reason
@@ -46,28 +48,27 @@ def main():
     sections, facts = [], {"arch": args.arch, "weights": args.weights}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        calib = Path(args.calib_dir) if args.calib_dir else tmp / "calib"
-        if not args.calib_dir:
-            calib.mkdir()
-            make_images(calib, 512)
+        calib = calibration_images(args.calib_dir, tmp, 512)
         fp32 = export_onnx(args.arch, tmp / "fp32.onnx", weights=args.weights, progress=say)
         model = fp32.model
+        int8 = dict(target="tensorrt", calib_dir=calib, cache=tmp / "calib.json", progress=say)
         onnx_files = {"fp32": fp32.path, "fp16": convert_fp16(fp32.path, tmp / "fp16.onnx", progress=say).path,
-                      "int8": quantize_int8(fp32.path, tmp / "int8.onnx", target="tensorrt", calib_dir=calib,
-                                            progress=say).path}
+                      "int8": quantize_int8(fp32.path, tmp / "int8.onnx", **int8).path,
+                      "int8_fp16": quantize_int8(fp32.path, tmp / "int8_fp16.onnx", remainder="fp16", **int8).path}
         builds, parity_tables, engines = [], [], []
-        for precision, path in onnx_files.items():
-            cache = tmp / f"{precision}.timing"
+        for name, path in onnx_files.items():
+            cache = tmp / f"{name}.timing"
             start = time.perf_counter()
-            build_engine(path, tmp / f"{precision}.plan", max_batch=32, timing_cache=cache, progress=say)
+            build_engine(path, tmp / f"{name}.plan", max_batch=32, timing_cache=cache, progress=say)
             cold = time.perf_counter() - start
             start = time.perf_counter()
-            built = build_engine(path, tmp / f"{precision}.plan", max_batch=32, timing_cache=cache)
+            built = build_engine(path, tmp / f"{name}.plan", max_batch=32, timing_cache=cache)
             warm = time.perf_counter() - start
-            builds.append((precision, f"{cold:.1f}", f"{warm:.1f}", describe_layers(built.metadata.get("layers"))))
-            facts[f"{precision}_engine"] = {"build_s_cold": cold, "build_s_cached": warm,
-                                            "layers": built.metadata.get("layers"), "gpu": built.metadata["gpu"],
-                                            "tensorrt": built.metadata["tensorrt"]["version"]}
+            builds.append((name, f"{cold:.1f}", f"{warm:.1f}", describe_layers(built.metadata.get("layers"))))
+            facts[f"{name}_engine"] = {"build_s_cold": cold, "build_s_cached": warm,
+                                       "layers": built.metadata.get("layers"), "gpu": built.metadata["gpu"],
+                                       "tensorrt": built.metadata["tensorrt"]["version"]}
+            precision = built.metadata["precision"]
             backend = TensorRTBackend(built.path)
             try:
                 judged = precision == "fp32" or args.weights is not None
@@ -75,8 +76,8 @@ def main():
                                        judged=judged)
             finally:
                 backend.close()
-            parity_tables.append(f"### {precision} engine\n\n{report.table()}")
-            facts[f"{precision}_parity"] = report.to_dict()
+            parity_tables.append(f"### {name} engine\n\n{report.table()}")
+            facts[f"{name}_parity"] = report.to_dict()
             engines.append(built.path)
         sections.append("## Engines\n\n" + tabulate(builds, headers=("engine", "build s (cold)", "build s (timing "
                                                                       "cache)", "precision report"), tablefmt="github"))
