@@ -95,9 +95,9 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     own_cache = calib_cache is None  # the default cache beside the output is ours to replace when stale
     calib_cache = Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json")
     fp16_path = _beside(output, "_fp16")
-    if int8:
-        int8_target = int8_target or default_int8_target()
-        check_remainder(int8_remainder, int8_target)
+    if int8:  # an FP16 remainder is TensorRT's: it picks the target when none is named
+        int8_target = int8_target or ("tensorrt" if int8_remainder == "fp16" else default_int8_target())
+        check_remainder(int8_remainder, int8_target, f"--opset {opset}", opset)  # before the slow export
     elif int8_remainder != "fp32":
         raise ConfigError("--int8-remainder needs --int8")
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))

@@ -27,7 +27,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # trained_classifier
 
 ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
-TARGETS = ("tensorrt", "cpu")
 
 
 def eval_views(count: int, seed: int = 1) -> list[Image.Image]:

@@ -65,7 +65,7 @@ def readers(path, tensors) -> dict[str, str]:
     import onnx
 
     graph = onnx.load(str(path)).graph
-    added = "a tensor ModelOpt added (e.g. a Cast)"
+    added = "a tensor not in the FP32 graph (e.g. a Cast the tool added)"
     return {t: "+".join(sorted({n.op_type for n in graph.node if t in n.input})) or added for t in tensors}
 
 

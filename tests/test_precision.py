@@ -261,7 +261,8 @@ def test_fp16_remainder_refused_where_it_cannot_work(classifier, tmp_path, targe
 
 def test_cli_int8_remainder_needs_int8_and_the_tensorrt_target(tmp_path):
     for extra, message in [([], "--int8-remainder needs --int8"),
-                           (["--int8", "--int8-target", "cpu", "--calib-samples"], "is for --int8-target tensorrt")]:
+                           (["--int8", "--int8-target", "cpu", "--calib-samples"], "is for --int8-target tensorrt"),
+                           (["--int8", "--calib-samples", "--opset", "17"], "needs opset 19 or newer")]:  # not cpu
         result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"),
                                            "--int8-remainder", "fp16", *extra])
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output

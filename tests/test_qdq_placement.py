@@ -103,9 +103,10 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
 
     # rule 2: nothing quantized between a Conv and its activation; no output quantized as such:
     # each quantized tensor is read by a Conv, a pool or a residual Add
+    fp32_relus = {n.name: n for n in fp32_graph.node if n.op_type == "Relu"}
     for node in graph.node:
-        if node.op_type == "Relu" and fp32.op(node.input[0]) == "Conv":
-            assert node.input[0] in g.producer and g.op(node.input[0]) == "Conv", node.name
+        if node.op_type == "Relu" and fp32.op(fp32_relus[node.name].input[0]) == "Conv":
+            assert node.input[0] == fp32_relus[node.name].input[0], node.name  # still the Conv's own output
     for q in activations:
         readers = {c.op_type for dq in g.consumers[q.output[0]] for c in g.consumers.get(dq.output[0], [])}
         assert readers & {"Conv", "Add", *POOLS}, (q.input[0], readers)

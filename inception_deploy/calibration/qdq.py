@@ -42,7 +42,7 @@ def prepare(fp32_path, prepared_path) -> None:
         quant_pre_process(str(fp32_path), str(prepared_path))
     proto = onnx.load(str(prepared_path))
     names = [n.name for n in proto.graph.node]
-    if "" in names or len(set(names)) < len(names):  # placement names nodes
+    if "" in names or len(set(names)) < len(names):  # tensorrt_placement refers to nodes by name
         for i, node in enumerate(proto.graph.node):
             node.name = f"{node.op_type}_{i}"
         onnx.save(proto, str(prepared_path))
@@ -92,8 +92,10 @@ def tensorrt_placement(graph) -> Placement:
                      for name in node.input]
         if any(from_conv):  # the (first) Conv input fuses with the Add; the other one is the skip
             skip = 1 if from_conv[0] else 0
-            if node.input[skip] in producers or any(i.name == node.input[skip] for i in graph.input):
-                skips.append((node.name, skip))
+            source = producers.get(node.input[skip])
+            if (source is not None and source.op_type != "Constant") or any(i.name == node.input[skip]
+                                                                              for i in graph.input):
+                skips.append((node.name, skip))  # a computed tensor, not a constant or initializer
     return Placement(nodes, skips, _shared_ranges(graph))
 
 
