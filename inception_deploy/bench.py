@@ -51,14 +51,15 @@ def _timed(run, iterations: int, warmup: int) -> list[float]:
     return times
 
 
-def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device: str = "auto") -> BenchResult:
+def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device: str = "auto",
+                     precision: str | None = None) -> BenchResult:
     from .runtime import open_backend
 
-    backend = open_backend(path, device=device)
+    backend = open_backend(path, device=device, precision=precision)
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
     times = _timed(lambda: backend.infer(x), iterations, warmup)
-    return _summarize(path, backend.describe().split(",")[0], backend.metadata.get("precision", "?"), batch, times)
+    return _summarize(path, backend.describe().split(",")[0], backend.precision, batch, times)
 
 
 def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int) -> BenchResult:
@@ -133,7 +134,8 @@ def isolated(spec: dict) -> BenchResult:
 
 def _child(spec: dict) -> BenchResult:
     if spec["kind"] == "artifact":
-        return measure_artifact(spec["model"], spec["batch"], spec["iterations"], spec["warmup"], spec["device"])
+        return measure_artifact(spec["model"], spec["batch"], spec["iterations"], spec["warmup"], spec["device"],
+                                spec.get("precision"))
     return measure_torch(spec["arch"], spec["mode"], spec["batch"], spec["iterations"], spec["warmup"])
 
 
@@ -146,9 +148,9 @@ if __name__ == "__main__":
 
 
 def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch: str | None = None,
-                   device: str = "auto", progress=print) -> list[BenchResult]:
+                   device: str = "auto", progress=print, precision: str | None = None) -> list[BenchResult]:
     """Every model and torch baseline at every batch size, each in its own process."""
-    specs = [{"kind": "artifact", "model": str(m), "device": device} for m in models]
+    specs = [{"kind": "artifact", "model": str(m), "device": device, "precision": precision} for m in models]
     if torch_arch:
         specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in _torch_modes()]
     results = []

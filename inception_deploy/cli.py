@@ -67,6 +67,12 @@ def option(*decls, group: str, **kwargs):
     return click.option(*decls, cls=_Option, group=group, show_default=True, **kwargs)
 
 
+def _precision_option(group: str):
+    return option("--precision", type=click.Choice(["bf16"]), group=group,
+                  help="Run FP32 .onnx files in bfloat16 on OpenVINO (judged by bf16 parity thresholds).  "
+                       "[default: the precision each artifact was built with]")
+
+
 def _calibration_options(group: str):
     """--calib-dir / --calib-samples, --calib-images, --calib-batch, --calib-method, --percentile:
     shared by export and calibrate."""
@@ -325,15 +331,17 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
         "instead of those stored in the model.")
 @option("--arch", metavar="NAME", group="Model",
         help="Preprocessing and labels for a model exported without inception-deploy metadata.")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", group="Backend",
-        help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available). Engines run on TensorRT.")
+@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="auto",
+        group="Backend", help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available), or "
+                              "OpenVINO on the CPU. Engines run on TensorRT.")
+@_precision_option("Backend")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), group="Backend",
         help="Images per inference call.  [default: 8, or the model's limit]")
 @option("--workers", type=click.IntRange(1, 64), group="Backend",
         help="Decoding threads.  [default: min(4, CPU count)]")
 @_one_line_errors
-def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, batch_size,
-                workers):
+def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, precision,
+                batch_size, workers):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
@@ -353,7 +361,8 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
         raise click.UsageError("give images to classify (files, folders, globs), or --samples")
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
-    predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers)
+    predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers,
+                          precision=precision)
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
     recorded = predictor.backend.metadata.get("arch")
     if arch is not None and recorded != get_arch(arch).name:
@@ -362,7 +371,8 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     if "init_seed" in (predictor.backend.metadata.get("weights") or {}):
         click.echo(f"note: {printable(model)} was exported with randomly initialised weights: its labels mean "
                    f"nothing", err=True)
-    if predictor.backend.metadata.get("int8_target") == "tensorrt" and "onnxruntime cpu" in predictor.backend.describe():
+    backend = predictor.backend
+    if backend.metadata.get("int8_target") == "tensorrt" and backend.describe().startswith("onnxruntime cpu"):
         click.echo(f"warning: {printable(model)} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than "
                    f"FP32 (export --int8-target cpu for CPU serving)", err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
@@ -440,8 +450,9 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
         help="ONNX file to check (repeatable).")
 @option("--engine", "engines", multiple=True, type=click.Path(dir_okay=False), group="Artifacts",
         help="TensorRT engine to check (repeatable).")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="cpu", group="Artifacts",
-        help="ONNX Runtime provider for the ONNX files.")
+@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="cpu",
+        group="Artifacts", help="ONNX Runtime provider for the ONNX files, or OpenVINO.")
+@_precision_option("Artifacts")
 @option("--images", type=click.Path(), group="Inputs",
         help="Folder of real photos.  [default: the photos shipped with the package]")
 @option("--samples", type=click.IntRange(min=1), default=32, group="Inputs",
@@ -450,7 +461,8 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Inputs", help="Artifact batch size.")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @_one_line_errors
-def parity_command(arch, weights, onnx_files, engines, device, images, samples, synthetic, batch_size, json_out):
+def parity_command(arch, weights, onnx_files, engines, device, precision, images, samples, synthetic, batch_size,
+                   json_out):
     """Compare exported artifacts with eager PyTorch on the same images, one row per artifact,
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
     from .parity import check_artifacts
@@ -462,8 +474,8 @@ def parity_command(arch, weights, onnx_files, engines, device, images, samples, 
         from .fileio import check_writable
 
         check_writable(json_out)
-    report = check_artifacts(arch, artifacts, weights=weights, device=device, images=images, samples=samples,
-                             synthetic=synthetic, batch_size=batch_size)
+    report = check_artifacts(arch, artifacts, weights=weights, device=device, precision=precision, images=images,
+                             samples=samples, synthetic=synthetic, batch_size=batch_size)
     if report.skipped_inputs:
         name, reason = report.skipped_inputs[0]
         click.echo(f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}",
@@ -487,12 +499,13 @@ def parity_command(arch, weights, onnx_files, engines, device, images, samples, 
 @option("--warmup", type=click.IntRange(min=0), default=3, group="Benchmark", help="Untimed runs first.")
 @option("--torch-arch", metavar="NAME", group="Benchmark",
         help="Also time eager torch: CPU fp32 and bf16 autocast + channels_last; GPU fp16 channels_last.")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]), default="auto", group="Benchmark",
-        help="ONNX Runtime provider for ONNX models.")
+@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="auto",
+        group="Benchmark", help="ONNX Runtime provider for ONNX models, or OpenVINO.")
+@_precision_option("Benchmark")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write results as JSON.")
 @option("--plot", type=click.Path(dir_okay=False), group="Output", help="Throughput, latency and speed-up vs batch size per model (PNG).")
 @_one_line_errors
-def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, json_out, plot):
+def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, precision, json_out, plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
     from .bench import run_benchmarks, table
@@ -509,7 +522,7 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, j
         if not os.path.isfile(model):
             raise InceptionDeployError(f"{model}: no such model file")
     results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, device,
-                             progress=lambda line: click.echo(line, err=True))
+                             progress=lambda line: click.echo(line, err=True), precision=precision)
     click.echo(table(results))
     if json_out:
         from .fileio import atomic_path

@@ -12,7 +12,7 @@ from ..metadata import METADATA_KEY, parse_metadata
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 
 
 class Backend(Protocol):
@@ -21,6 +21,7 @@ class Backend(Protocol):
     input_shape: tuple  # (batch or None, 3, H, W)
     min_batch: int
     max_batch: int | None  # None: no limit
+    precision: str  # what parity judges it as: the artifact's precision, or "bf16" where bf16 executes
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 N x 3 x H x W (any N) -> float32 N x num_classes logits."""
@@ -29,22 +30,35 @@ class Backend(Protocol):
         """One line: backend, device, providers actually used, precision."""
 
 
-def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None) -> Backend:
-    """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime, .plan/.engine/.trt
-    -> TensorRT. ``arch`` supplies preprocessing and labels for artifacts without metadata."""
+def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None,
+                 precision: str | None = None) -> Backend:
+    """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime (OpenVINO with
+    ``device="openvino"``), .plan/.engine/.trt -> TensorRT. ``arch`` supplies preprocessing and
+    labels for artifacts without metadata. ``precision="bf16"`` runs an ONNX file in bfloat16 on
+    OpenVINO (the only CPU backend that can); ``auto`` then means OpenVINO."""
     path = Path(path)
     if device not in DEVICES:
         raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    if precision not in (None, "bf16"):
+        raise InceptionDeployError(f"unknown execution precision {precision!r}; choose bf16 or leave it out")
+    if precision == "bf16" and device not in ("auto", "openvino"):
+        raise InceptionDeployError(f"--precision bf16 runs on OpenVINO: use --device openvino, not {device}")
     if not path.is_file():
         raise InceptionDeployError(f"{path}: no such model file")
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
+        if device == "openvino" or precision == "bf16":
+            from .openvino_backend import OpenVINOBackend
+
+            return OpenVINOBackend(path, arch=arch, precision="bf16" if precision == "bf16" else "f32")
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, device=device, arch=arch)
     if suffix in ENGINE_SUFFIXES:
-        if device not in ("auto", "tensorrt"):
-            raise InceptionDeployError(f"{path}: TensorRT engines run on the GPU; --device {device} needs an .onnx")
+        if device not in ("auto", "tensorrt") or precision is not None:
+            raise InceptionDeployError(f"{path}: TensorRT engines run on the GPU in the precision they were built "
+                                       f"with; --device {device}{' --precision ' + precision if precision else ''} "
+                                       f"needs an .onnx")
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path, arch=arch)

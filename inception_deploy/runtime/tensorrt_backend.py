@@ -207,6 +207,7 @@ class TensorRTBackend:
         num_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
         self.metadata = sidecar if sidecar is not None else resolve_metadata(None, self.path, arch, num_classes)
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
+        self.precision = self.metadata.get("precision", "fp32")
         self.context = self.engine.create_execution_context()
         self.stream = cuda_check(cudart, cudart.cudaStreamCreate())  # non-default: no implicit device syncs
         self.gpu = gpu

@@ -1,0 +1,103 @@
+"""OpenVINO: this toolkit's own ONNX files (FP32, FP16, INT8 Q/DQ) at the CPU's real speed.
+
+OpenVINO reads the .onnx directly (Q/DQ pairs become int8 FakeQuantize). On CPUs with bf16
+arithmetic it silently executes FP32 models in bf16 unless told otherwise, so the precision is
+always set explicitly and read back for ``describe`` (docs/REFERENCE.md, OpenVINO).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InceptionDeployError, first_line
+from ..metadata import check_graph_shape
+from .base import resolve_metadata, split_batches
+
+log = logging.getLogger(__name__)
+
+# CPU execution precisions: f32 computes what the graph says; bf16 runs an FP32 artifact in
+# bfloat16 (8-bit mantissa), judged by its own parity thresholds (parity.THRESHOLDS["bf16"]).
+PRECISIONS = ("f32", "bf16")
+MODES = ("latency", "throughput")
+DEFAULT_CACHE = Path.home() / ".cache" / "inception-deploy" / "openvino"
+
+
+def import_openvino():
+    try:
+        import openvino
+    except ImportError:
+        raise InceptionDeployError("OpenVINO is not installed: pip install 'inception-deploy[openvino]'") from None
+    return openvino
+
+
+class OpenVINOBackend:
+    """Runs an ONNX classifier with OpenVINO on the CPU. ``precision``: "f32" (default) or "bf16";
+    ``mode``: OpenVINO's latency or throughput performance hint; compiled models are cached in
+    ``cache_dir`` (OpenVINO's CACHE_DIR), so a second start skips compilation."""
+
+    def __init__(self, path: str | os.PathLike, arch: str | None = None, precision: str = "f32",
+                 mode: str = "latency", threads: int | None = None, cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+                 max_batch: int | None = None):
+        from ..export.onnx import load_onnx
+
+        if precision not in PRECISIONS:
+            raise InceptionDeployError(f"unknown OpenVINO precision {precision!r}; choose one of: "
+                                       f"{', '.join(PRECISIONS)}")
+        if mode not in MODES:
+            raise InceptionDeployError(f"unknown OpenVINO mode {mode!r}; choose one of: {', '.join(MODES)}")
+        self.path = Path(path)
+        proto = load_onnx(self.path)  # our metadata, and a one-line error for what is not ONNX
+        ov = import_openvino()
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        core = ov.Core()
+        config = {hints.inference_precision: precision,
+                  hints.performance_mode: getattr(hints.PerformanceMode, mode.upper())}
+        if threads:
+            config[props.inference_num_threads] = threads
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            config[props.cache_dir] = str(cache_dir)
+        try:
+            model = core.read_model(str(self.path))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError with its own multi-line text
+            raise InceptionDeployError(f"{self.path}: OpenVINO cannot load this model ({first_line(e)})") from None
+        if len(model.inputs) != 1 or model.inputs[0].get_partial_shape().rank.get_length() != 4:
+            raise InceptionDeployError(f"{self.path}: not an image classifier (expected one N x 3 x H x W input)")
+        shape = model.inputs[0].get_partial_shape()
+        self.input_shape = tuple(d.get_length() if d.is_static else None for d in shape)
+        out = model.outputs[0].get_partial_shape()
+        num_classes = out[out.rank.get_length() - 1].get_length() if out[out.rank.get_length() - 1].is_static else 0
+        props_map = {p.key: p.value for p in proto.metadata_props}
+        self.metadata = resolve_metadata(props_map, self.path, arch, num_classes)
+        check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
+        self.input_dtype = np.float16 if model.inputs[0].get_element_type() == ov.Type.f16 else np.float32
+        self.min_batch = self.input_shape[0] or 1
+        self.max_batch = self.input_shape[0] or max_batch or self.metadata.get("max_batch")
+        self.executes = _type_name(str(self.compiled.get_property(hints.inference_precision)))  # read back
+        recorded = self.metadata.get("precision", "fp32")
+        self.precision = "bf16" if self.executes == "bf16" and recorded in ("fp32", "unknown") else recorded
+        self.mode = mode
+        self._request = self.compiled.create_infer_request()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        run = lambda chunk: self._request.infer({0: chunk})[self.compiled.outputs[0]]  # noqa: E731
+        return split_batches(batch, self.min_batch, self.max_batch, run).astype(np.float32, copy=False)
+
+    def describe(self) -> str:
+        return (f"openvino cpu ({self.mode}), precision {self.metadata.get('precision', 'unknown')}, "
+                f"float ops in {self.executes}")
+
+
+def _type_name(text: str) -> str:
+    """OpenVINO's "<Type: 'bfloat16'>" -> "bf16"."""
+    for name, short in (("bfloat16", "bf16"), ("float32", "f32"), ("float16", "f16")):
+        if name in text:
+            return short
+    return text

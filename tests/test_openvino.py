@@ -1,0 +1,88 @@
+"""The OpenVINO backend on this toolkit's own ONNX files (skips where OpenVINO is not installed)."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import trained_classifier as tc
+from inception_deploy.cli import main
+from inception_deploy.errors import InceptionDeployError
+from inception_deploy.export import export_onnx
+from inception_deploy.export.precision import quantize_int8
+from inception_deploy.parity import THRESHOLDS, check_backend, compare, eager_logits, sample_folder
+from inception_deploy.preprocess import normalize
+from inception_deploy.runtime import OnnxRuntimeBackend, open_backend
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'inception-deploy[openvino]')")
+from inception_deploy.runtime.openvino_backend import OpenVINOBackend  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("openvino")
+    model, config = tc.build()
+    fp32 = export_onnx(model, folder / "small.onnx", preprocess=config, check_parity=False).path
+    test, labels = tc.learnable_images(400, seed=999)
+    return dict(model=model, config=config, fp32=fp32, folder=folder, test=(normalize(test, config), labels))
+
+
+def test_fp32_file_runs_in_f32_and_passes_fp32_parity(classifier):
+    backend = open_backend(classifier["fp32"], device="openvino")
+    assert isinstance(backend, OpenVINOBackend)
+    assert backend.precision == "fp32" and "float ops in f32" in backend.describe()
+    report = check_backend(classifier["model"], backend, classifier["config"], (1, 7), "fp32", "openvino")
+    assert report.passed, report.table()
+
+
+def test_bf16_is_set_explicitly_reported_and_judged_by_its_own_thresholds(classifier):
+    backend = open_backend(classifier["fp32"], precision="bf16")  # auto + bf16 -> OpenVINO
+    assert backend.precision == "bf16" and "float ops in bf16" in backend.describe()
+    images, labels = classifier["test"]
+    reference = eager_logits(classifier["model"], images)
+    got = backend.infer(images)
+    row = compare("labelled", reference, got, "bf16", "openvino", labels)
+    assert row.passed, row
+    assert row.max_rel > THRESHOLDS["fp32"].max_rel  # really bf16: FP32's thresholds would fail it
+    assert row.accuracy >= row.reference_accuracy - 0.01
+
+
+def test_our_int8_file_runs_unchanged_and_agrees_with_onnx_runtime(classifier):
+    int8 = quantize_int8(classifier["fp32"], classifier["folder"] / "small_int8_cpu.onnx", target="cpu",
+                         calib_dir=tc.write_images(classifier["folder"] / "calib", 64, seed=200),
+                         method="minmax").path
+    images = classifier["test"][0][:32]
+    ours, theirs = OpenVINOBackend(int8, cache_dir=None).infer(images), OnnxRuntimeBackend(int8).infer(images)
+    cosine = np.sum(ours * theirs, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert cosine.min() > 0.99 and np.mean(ours.argmax(1) == theirs.argmax(1)) >= 0.95
+
+
+def test_compiled_model_cache_is_written_and_reused(classifier, tmp_path):
+    first = OpenVINOBackend(classifier["fp32"], cache_dir=tmp_path / "cache")
+    cached = list((tmp_path / "cache").iterdir())
+    assert cached  # OpenVINO's CACHE_DIR holds the compiled blob
+    second = OpenVINOBackend(classifier["fp32"], cache_dir=tmp_path / "cache")
+    assert sorted((tmp_path / "cache").iterdir()) == sorted(cached)
+    x = classifier["test"][0][:3]
+    np.testing.assert_array_equal(first.infer(x), second.infer(x))
+
+
+def test_bad_input_is_one_line(classifier, tmp_path):
+    notonnx = tmp_path / "m.onnx"
+    notonnx.write_bytes(b"this is not a model")
+    result = CliRunner().invoke(main, ["run", str(notonnx), "--samples", "--device", "openvino"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {notonnx}: not a readable ONNX file")
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(InceptionDeployError, match="--precision bf16 runs on OpenVINO: use --device openvino, not cpu"):
+        open_backend(classifier["fp32"], device="cpu", precision="bf16")
+    with pytest.raises(InceptionDeployError, match="unknown OpenVINO precision 'fp8'"):
+        OpenVINOBackend(classifier["fp32"], precision="fp8")
+
+
+def test_cli_run_and_parity_on_openvino(exported):
+    path = exported("v1").path
+    result = CliRunner().invoke(main, ["run", str(path), "--samples", "--device", "openvino", "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert "openvino cpu (latency), precision fp32, float ops in bf16" in result.stderr
+    result = CliRunner().invoke(main, ["parity", "--arch", "v1", "--onnx", str(path), "--device", "openvino"])
+    assert result.exit_code == 0, result.output
+    assert "openvino cpu (latency)" in result.stdout and "| fp32 " in result.stdout
+    assert sample_folder().is_dir()
