@@ -18,6 +18,7 @@ from .errors import InceptionDeployError
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
 TORCH_GPU_MODES = ("fp16-channels-last", "fp16-cuda-graph")
+TORCH_COMPILE_MODE = "compile-bf16-channels-last"  # opt-in (--torch-compile): compiling takes minutes
 
 
 @dataclass
@@ -30,6 +31,7 @@ class BenchResult:
     p90_ms: float
     p99_ms: float
     images_per_s: float
+    compile_s: float | None = None  # torch.compile's first call, kept out of the latency figures
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +65,9 @@ def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device
 
 
 def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int) -> BenchResult:
-    """Eager torch baselines: CPU fp32, CPU bf16 autocast + channels_last, GPU fp16 channels_last
-    (launched eagerly, and replayed as a CUDA graph)."""
+    """Torch baselines: eager CPU fp32, CPU bf16 autocast + channels_last (also through
+    torch.compile, its compile time reported apart), GPU fp16 channels_last (launched eagerly,
+    and replayed as a CUDA graph)."""
     import torch
 
     from .zoo import create_model
@@ -88,8 +91,16 @@ def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int
 
     if mode == "fp16-cuda-graph":
         run = _cuda_graph(model, x)
+    compile_s = None
+    if mode == TORCH_COMPILE_MODE:
+        model = torch.compile(model)
+        start = time.perf_counter()
+        run()  # compiles
+        compile_s = time.perf_counter() - start
     times = _timed(run, iterations, warmup)
-    return _summarize(f"torch {arch}", f"torch {device}", mode, batch, times)
+    result = _summarize(f"torch {arch}", f"torch {device}", mode, batch, times)
+    result.compile_s = compile_s
+    return result
 
 
 def _cuda_graph(model, x):
@@ -148,17 +159,31 @@ if __name__ == "__main__":
 
 
 def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch: str | None = None,
-                   device: str = "auto", progress=print, precision: str | None = None) -> list[BenchResult]:
-    """Every model and torch baseline at every batch size, each in its own process."""
-    specs = [{"kind": "artifact", "model": str(m), "device": device, "precision": precision} for m in models]
+                   device: str | tuple[str, ...] = "auto", progress=print, precision: str | None = None,
+                   torch_compile: bool = False) -> list[BenchResult]:
+    """Every model and torch baseline at every batch size, each in its own process. ``device``:
+    one device or several (each ONNX model runs on each, side by side; engines once, on TensorRT);
+    ``precision="bf16"`` applies where OpenVINO runs."""
+    from .runtime.base import ENGINE_SUFFIXES
+
+    devices = (device,) if isinstance(device, str) else tuple(device)
+    specs = []
+    for model in map(str, models):
+        if model.lower().endswith(ENGINE_SUFFIXES):
+            specs.append({"kind": "artifact", "model": model, "device": "auto", "precision": None})
+            continue
+        specs += [{"kind": "artifact", "model": model, "device": d,
+                   "precision": precision if d in ("auto", "openvino") else None} for d in devices]
     if torch_arch:
-        specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in _torch_modes()]
+        modes = _torch_modes() + ((TORCH_COMPILE_MODE,) if torch_compile else ())
+        specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in modes]
     results = []
     for spec in specs:
         for batch in batch_sizes:
             result = isolated({**spec, "batch": batch, "iterations": iterations, "warmup": warmup})
+            compiled = f" (compiled in {result.compile_s:.1f} s, not timed)" if result.compile_s else ""
             progress(f"{result.model} [{result.precision}] b{batch}: p50 {result.p50_ms:.1f} ms, "
-                     f"{result.images_per_s:.1f} images/s")
+                     f"{result.images_per_s:.1f} images/s{compiled}")
             results.append(result)
     return results
 
@@ -211,11 +236,12 @@ def machine_name() -> str:
 
 
 def _series_name(r: BenchResult) -> str:
-    """Short legend name: the file's basename (or "torch <arch>") and the precision."""
+    """Short legend name: the file's basename (or "torch <arch>"), the precision, and "openvino"
+    where OpenVINO ran it (the same file may also run on ONNX Runtime in the same run)."""
     import os
 
     model = r.model if r.model.startswith("torch ") else os.path.basename(r.model)
-    return f"{model} {r.precision}"
+    return f"{model} {r.precision}" + (" openvino" if r.backend.startswith("openvino") else "")
 
 
 def bench_figure(results: list[BenchResult], machine: str | None = None, day: str | None = None):

@@ -499,13 +499,17 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
 @option("--warmup", type=click.IntRange(min=0), default=3, group="Benchmark", help="Untimed runs first.")
 @option("--torch-arch", metavar="NAME", group="Benchmark",
         help="Also time eager torch: CPU fp32 and bf16 autocast + channels_last; GPU fp16 channels_last.")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="auto",
-        group="Benchmark", help="ONNX Runtime provider for ONNX models, or OpenVINO.")
+@option("--torch-compile", is_flag=True, group="Benchmark",
+        help="With --torch-arch: also torch.compile (bf16 + channels_last); compile time reported apart.")
+@option("--device", default="auto", metavar="DEVICE[,DEVICE...]", group="Benchmark",
+        help="Where ONNX models run: auto, cpu, cuda, tensorrt (ONNX Runtime providers) or openvino; several, "
+             "comma-separated, time each model on each side by side (e.g. cpu,openvino).")
 @_precision_option("Benchmark")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write results as JSON.")
 @option("--plot", type=click.Path(dir_okay=False), group="Output", help="Throughput, latency and speed-up vs batch size per model (PNG).")
 @_one_line_errors
-def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, precision, json_out, plot):
+def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision, json_out,
+                  plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
     from .bench import run_benchmarks, table
@@ -518,12 +522,26 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, device, p
         raise ConfigError("--batch-sizes needs at least one size >= 1")
     if not models and not torch_arch:
         raise ConfigError("nothing to benchmark: pass model files and/or --torch-arch")
+    if torch_compile and not torch_arch:
+        raise ConfigError("--torch-compile needs --torch-arch")
+    from .runtime.base import DEVICES
+
+    devices = tuple(dict.fromkeys(d.strip() for d in device.split(",") if d.strip()))
+    unknown = [d for d in devices if d not in DEVICES]
+    if not devices or unknown:
+        raise ConfigError(f"--device: unknown device {(unknown or [device])[0]!r}; choose from {', '.join(DEVICES)}")
+    if precision == "bf16" and not {"auto", "openvino"} & set(devices):
+        raise ConfigError("--precision bf16 runs on OpenVINO: add openvino to --device")
     for model in models:
         if not os.path.isfile(model):
             raise InceptionDeployError(f"{model}: no such model file")
-    results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, device,
-                             progress=lambda line: click.echo(line, err=True), precision=precision)
+    results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, devices,
+                             progress=lambda line: click.echo(line, err=True), precision=precision,
+                             torch_compile=torch_compile)
     click.echo(table(results))
+    for r in results:
+        if r.compile_s is not None:
+            click.echo(f"torch.compile at batch {r.batch}: {r.compile_s:.1f} s to compile (not in the latency)")
     if json_out:
         from .fileio import atomic_path
 

@@ -86,3 +86,17 @@ def test_cli_run_and_parity_on_openvino(exported):
     assert result.exit_code == 0, result.output
     assert "openvino cpu (latency)" in result.stdout and "| fp32 " in result.stdout
     assert sample_folder().is_dir()
+
+
+def test_bench_times_each_model_on_each_device_side_by_side(exported):
+    path = str(exported("v1").path)
+    result = CliRunner().invoke(main, ["bench", path, "--device", "cpu,openvino", "--precision", "bf16",
+                                       "--batch-sizes", "1", "--iterations", "2", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {path}")]
+    assert len(rows) == 2
+    assert "onnxruntime cpu" in rows[0] and "| fp32 " in rows[0]
+    assert "openvino cpu (latency)" in rows[1] and "| bf16 " in rows[1]
+    for device, message in [("cpu,gpu", "unknown device 'gpu'"), ("cpu", "add openvino to --device")]:
+        result = CliRunner().invoke(main, ["bench", path, "--device", device, "--precision", "bf16"])
+        assert result.exit_code == 2 and message in result.stderr

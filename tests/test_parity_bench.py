@@ -157,3 +157,18 @@ def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
     row = stdout.splitlines()[2]
     assert "| int8 " in row
     assert np.isfinite(float(row.split("|")[8]))
+
+
+@pytest.mark.slow
+def test_bench_torch_compile_reports_compile_time_apart_from_latency():
+    import re
+
+    code, stdout, stderr = _cli("bench", "--torch-arch", "v1", "--torch-compile", "--batch-sizes", "1",
+                                "--iterations", "1", "--warmup", "0")
+    assert code == 0, stderr
+    row = next(line for line in stdout.splitlines() if "| compile-bf16-channels-last " in line)
+    p50_ms = float(row.split("|")[5])
+    compile_s = float(re.search(r"torch\.compile at batch 1: ([0-9.]+) s to compile", stdout).group(1))
+    assert compile_s > p50_ms / 1000  # the (slow) first call is not in the latency
+    code, _, stderr = _cli("bench", "x.onnx", "--torch-compile")
+    assert code == 2 and "--torch-compile needs --torch-arch" in stderr
