@@ -54,10 +54,10 @@ def _timed(run, iterations: int, warmup: int) -> list[float]:
 
 
 def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device: str = "auto",
-                     precision: str | None = None) -> BenchResult:
+                     precision: str | None = None, openvino_mode: str = "latency") -> BenchResult:
     from .runtime import open_backend
 
-    backend = open_backend(path, device=device, precision=precision)
+    backend = open_backend(path, device=device, precision=precision, openvino_mode=openvino_mode)
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
     times = _timed(lambda: backend.infer(x), iterations, warmup)
@@ -146,7 +146,7 @@ def isolated(spec: dict) -> BenchResult:
 def _child(spec: dict) -> BenchResult:
     if spec["kind"] == "artifact":
         return measure_artifact(spec["model"], spec["batch"], spec["iterations"], spec["warmup"], spec["device"],
-                                spec.get("precision"))
+                                spec.get("precision"), spec.get("openvino_mode", "latency"))
     return measure_torch(spec["arch"], spec["mode"], spec["batch"], spec["iterations"], spec["warmup"])
 
 
@@ -160,7 +160,7 @@ if __name__ == "__main__":
 
 def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch: str | None = None,
                    device: str | tuple[str, ...] = "auto", progress=print, precision: str | None = None,
-                   torch_compile: bool = False) -> list[BenchResult]:
+                   torch_compile: bool = False, openvino_mode: str = "latency") -> list[BenchResult]:
     """Every model and torch baseline at every batch size, each in its own process. ``device``:
     one device or several (each ONNX model runs on each, side by side; engines once, on TensorRT);
     ``precision="bf16"`` applies where OpenVINO runs."""
@@ -172,7 +172,7 @@ def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch
         if model.lower().endswith(ENGINE_SUFFIXES):
             specs.append({"kind": "artifact", "model": model, "device": "auto", "precision": None})
             continue
-        specs += [{"kind": "artifact", "model": model, "device": d,
+        specs += [{"kind": "artifact", "model": model, "device": d, "openvino_mode": openvino_mode,
                    "precision": precision if d in ("auto", "openvino") else None} for d in devices]
     if torch_arch:
         modes = _torch_modes() + ((TORCH_COMPILE_MODE,) if torch_compile else ())

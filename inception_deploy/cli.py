@@ -73,6 +73,11 @@ def _precision_option(group: str):
                        "[default: the precision each artifact was built with]")
 
 
+def _openvino_mode_option(group: str):
+    return option("--openvino-mode", type=click.Choice(["latency", "throughput"]), default="latency", group=group,
+                  help="OpenVINO's performance hint: throughput splits each batch over several streams.")
+
+
 def _calibration_options(group: str):
     """--calib-dir / --calib-samples, --calib-images, --calib-batch, --calib-method, --percentile:
     shared by export and calibrate."""
@@ -335,13 +340,14 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
         group="Backend", help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available), or "
                               "OpenVINO on the CPU. Engines run on TensorRT.")
 @_precision_option("Backend")
+@_openvino_mode_option("Backend")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), group="Backend",
         help="Images per inference call.  [default: 8, or the model's limit]")
 @option("--workers", type=click.IntRange(1, 64), group="Backend",
         help="Decoding threads.  [default: min(4, CPU count)]")
 @_one_line_errors
 def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, precision,
-                batch_size, workers):
+                openvino_mode, batch_size, workers):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
@@ -362,7 +368,7 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
     predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers,
-                          precision=precision)
+                          precision=precision, openvino_mode=openvino_mode)
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
     recorded = predictor.backend.metadata.get("arch")
     if arch is not None and recorded != get_arch(arch).name:
@@ -505,11 +511,12 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
         help="Where ONNX models run: auto, cpu, cuda, tensorrt (ONNX Runtime providers) or openvino; several, "
              "comma-separated, time each model on each side by side (e.g. cpu,openvino).")
 @_precision_option("Benchmark")
+@_openvino_mode_option("Benchmark")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write results as JSON.")
 @option("--plot", type=click.Path(dir_okay=False), group="Output", help="Throughput, latency and speed-up vs batch size per model (PNG).")
 @_one_line_errors
-def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision, json_out,
-                  plot):
+def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision,
+                  openvino_mode, json_out, plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
     from .bench import run_benchmarks, table
@@ -537,7 +544,7 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
             raise InceptionDeployError(f"{model}: no such model file")
     results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, devices,
                              progress=lambda line: click.echo(line, err=True), precision=precision,
-                             torch_compile=torch_compile)
+                             torch_compile=torch_compile, openvino_mode=openvino_mode)
     click.echo(table(results))
     for r in results:
         if r.compile_s is not None:

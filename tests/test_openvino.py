@@ -100,3 +100,33 @@ def test_bench_times_each_model_on_each_device_side_by_side(exported):
     for device, message in [("cpu,gpu", "unknown device 'gpu'"), ("cpu", "add openvino to --device")]:
         result = CliRunner().invoke(main, ["bench", path, "--device", device, "--precision", "bf16"])
         assert result.exit_code == 2 and message in result.stderr
+
+
+def test_throughput_mode_splits_batches_over_streams_and_computes_the_same(classifier):
+    latency = OpenVINOBackend(classifier["fp32"], cache_dir=None)
+    throughput = open_backend(classifier["fp32"], device="openvino", openvino_mode="throughput")
+    assert throughput.streams >= 2 and f"(throughput: {throughput.streams} streams)" in throughput.describe()
+    for n in (1, 7):  # fewer images than streams, and an uneven split
+        x = classifier["test"][0][:n]
+        np.testing.assert_allclose(throughput.infer(x), latency.infer(x), rtol=1e-4, atol=1e-4)
+    result = CliRunner().invoke(main, ["bench", str(classifier["fp32"]), "--device", "openvino", "--openvino-mode",
+                                       "throughput", "--batch-sizes", "4", "--iterations", "2", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"openvino cpu (throughput: {throughput.streams} streams)" in result.stdout
+
+
+def test_an_onnx_openvino_cannot_read_is_one_line(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("NoSuchOp", ["input"], ["logits"], domain="com.example")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])])
+    path = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("com.example", 1)]), str(path))
+    result = CliRunner().invoke(main, ["run", str(path), "--samples", "--device", "openvino", "--arch", "v1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {path}: OpenVINO cannot load this model (No conversion rule found for "
+                                    f"operations: com.example.NoSuchOp)")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -31,11 +31,12 @@ class Backend(Protocol):
 
 
 def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None,
-                 precision: str | None = None) -> Backend:
+                 precision: str | None = None, openvino_mode: str = "latency") -> Backend:
     """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime (OpenVINO with
     ``device="openvino"``), .plan/.engine/.trt -> TensorRT. ``arch`` supplies preprocessing and
     labels for artifacts without metadata. ``precision="bf16"`` runs an ONNX file in bfloat16 on
-    OpenVINO (the only CPU backend that can); ``auto`` then means OpenVINO."""
+    OpenVINO (the only CPU backend that can); ``auto`` then means OpenVINO. ``openvino_mode``:
+    OpenVINO's "latency" or "throughput" performance hint."""
     path = Path(path)
     if device not in DEVICES:
         raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
@@ -50,7 +51,8 @@ def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None
         if device == "openvino" or precision == "bf16":
             from .openvino_backend import OpenVINOBackend
 
-            return OpenVINOBackend(path, arch=arch, precision="bf16" if precision == "bf16" else "f32")
+            return OpenVINOBackend(path, arch=arch, precision="bf16" if precision == "bf16" else "f32",
+                                   mode=openvino_mode)
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, device=device, arch=arch)

@@ -45,8 +45,9 @@ class Predictor:
 
     def __init__(self, model_path: str | os.PathLike, *, device: str = "auto", arch: str | None = None,
                  labels: str | os.PathLike | None = None, batch_size: int | None = None,
-                 workers: int | None = None, precision: str | None = None):
-        self.backend = open_backend(model_path, device=device, arch=arch, precision=precision)
+                 workers: int | None = None, precision: str | None = None, openvino_mode: str = "latency"):
+        self.backend = open_backend(model_path, device=device, arch=arch, precision=precision,
+                                    openvino_mode=openvino_mode)
         meta = self.backend.metadata
         self.config = preprocess_of(meta)
         self.labels = read_labels(labels) if labels else meta["labels"]["names"]
