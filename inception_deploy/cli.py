@@ -22,6 +22,7 @@ import click
 from . import __version__
 from .errors import ConfigError, InceptionDeployError, printable
 from .metadata import MAX_BATCH, MAX_CLASSES, MAX_INPUT_SIZE, MAX_RESIZE_SIZE
+from .runtime.base import DEVICES
 
 EXIT_PARTLY_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -336,7 +337,7 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
         "instead of those stored in the model.")
 @option("--arch", metavar="NAME", group="Model",
         help="Preprocessing and labels for a model exported without inception-deploy metadata.")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="auto",
+@option("--device", type=click.Choice(DEVICES), default="auto",
         group="Backend", help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available), or "
                               "OpenVINO on the CPU. Engines run on TensorRT.")
 @_precision_option("Backend")
@@ -456,7 +457,7 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
         help="ONNX file to check (repeatable).")
 @option("--engine", "engines", multiple=True, type=click.Path(dir_okay=False), group="Artifacts",
         help="TensorRT engine to check (repeatable).")
-@option("--device", type=click.Choice(["auto", "cpu", "cuda", "tensorrt", "openvino"]), default="cpu",
+@option("--device", type=click.Choice(DEVICES), default="cpu",
         group="Artifacts", help="ONNX Runtime provider for the ONNX files, or OpenVINO.")
 @_precision_option("Artifacts")
 @option("--images", type=click.Path(), group="Inputs",
@@ -531,8 +532,6 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
         raise ConfigError("nothing to benchmark: pass model files and/or --torch-arch")
     if torch_compile and not torch_arch:
         raise ConfigError("--torch-compile needs --torch-arch")
-    from .runtime.base import DEVICES
-
     devices = tuple(dict.fromkeys(d.strip() for d in device.split(",") if d.strip()))
     unknown = [d for d in devices if d not in DEVICES]
     if not devices or unknown:

@@ -50,8 +50,8 @@ def prepare(fp32_path, prepared_path) -> None:
 
 def tensorrt_placement(graph) -> Placement:
     """Where the tensorrt target quantizes a prepared ONNX graph: NVIDIA's "Q/DQ layer placement
-    recommendations" (TensorRT developer guide, explicit quantization); on Inception v3 the
-    placement NVIDIA's Model Optimizer writes, tensor for tensor. The rules (numbered in the code that applies them):
+    recommendations" (TensorRT developer guide, explicit quantization), and the placement NVIDIA's
+    Model Optimizer writes (scripts/modelopt_compare.py). The rules, numbered in the code:
 
     1. Quantize the inputs of the layers TensorRT runs as INT8 kernels: Conv (weights per output
        channel on axis 0, activations per tensor) and MaxPool / AveragePool.
