@@ -245,12 +245,15 @@ def main():
         help="TensorRT timing cache, loaded and saved back (faster rebuilds).")
 @option("--no-parity", is_flag=True, group="Verification",
         help="Skip the ONNX Runtime vs eager PyTorch parity checks.")
+@option("--triton-repo", type=click.Path(file_okay=False), group="Serving",
+        help="Also write a Triton model repository (new or empty folder) serving everything written: "
+             "inception-triton's defaults; serve it with inception-serve.")
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
                    no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
                    int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
-                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, quiet):
+                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, triton_repo, quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .export.engine import describe_layers
@@ -269,7 +272,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
                     calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
                     calib_method=calib_method, percentile=percentile, engine=engine,
                     max_engine_batch=max_engine_batch, timing_cache=timing_cache, parity=not no_parity,
-                    progress=None if quiet else _announce)
+                    triton_repository=triton_repo, progress=None if quiet else _announce)
     for artifact in result.artifacts:
         _report(artifact)
     if result.engine is not None:
@@ -281,6 +284,9 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
             click.echo(_safe_lines(result.engine_parity.table()))
     if result.engine_skipped:
         click.echo(f"note: {printable(result.engine_skipped)}", err=True)
+    if result.triton:
+        click.echo(printable(f"wrote Triton repository {triton_repo} (models {', '.join(m.name for m in result.triton)}"
+                             f", each with a _pipeline ensemble); serve it with: inception-serve {triton_repo}"))
     if weights is None and any(r.judged is False for a in result.artifacts if a.parity for r in a.parity.rows):
         click.echo("note: FP16/INT8 parity is measured but not judged for randomly initialised weights (no "
                    "decision margins, so reduced precision flips near-ties); pass --weights to judge it", err=True)
@@ -324,8 +330,9 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
 
 
 @_command("run")
-@click.argument("model", type=click.Path(dir_okay=False),
-          help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar.")
+@click.argument("model", type=click.Path(),
+          help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar. "
+               "With --server: the first image.")
 @click.argument("inputs", nargs=-1, help="Image files, folders (searched recursively) and glob patterns.")
 @option("--samples", "use_samples", is_flag=True, group="Output",
         help="Also classify the photos shipped with the package (a quick check that needs no images).")
@@ -345,10 +352,15 @@ def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolat
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), group="Backend",
         help="Images per inference call.  [default: 8, or the model's limit]")
 @option("--workers", type=click.IntRange(1, 64), group="Backend",
-        help="Decoding threads.  [default: min(4, CPU count)]")
+        help="Decoding threads; with --server, requests in flight.  [default: min(4, CPU count); server: 8]")
+@option("--server", metavar="URL", group="Server",
+        help="Classify on a Triton server instead (http://HOST:8000 or grpc://HOST:8001), through a "
+             "pipeline written by inception-triton; MODEL is then the first image.")
+@option("--model", "server_model", metavar="NAME", group="Server",
+        help="With --server: the pipeline to use.  [default: the server's only *_pipeline model]")
 @_one_line_errors
 def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, precision,
-                openvino_mode, batch_size, workers):
+                openvino_mode, batch_size, workers, server, server_model):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
@@ -357,17 +369,34 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     import warnings
 
     from PIL import Image
-    from tqdm import tqdm
 
     from .inputs import expand_inputs
     from .models.registry import get_arch
     from .parity import sample_photos
     from .runtime.predictor import Predictor
 
+    if server is not None:
+        inputs = (model,) + inputs
+    elif server_model is not None:
+        raise click.UsageError("--model names a pipeline on a server: it needs --server")
     if not inputs and not use_samples:
         raise click.UsageError("give images to classify (files, folders, globs), or --samples")
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
+    if server is not None:
+        local = {"--labels": labels, "--arch": arch, "--device": device != "auto" or None, "--precision": precision,
+                 "--batch-size": batch_size}
+        if any(v is not None for v in local.values()):
+            raise click.UsageError(f"{', '.join(k for k, v in local.items() if v is not None)}: for local models; "
+                                   f"the server's pipeline carries its own preprocessing, labels and batching")
+        from .serving.client import TritonClient
+
+        predictor = TritonClient(server, server_model, concurrency=workers or 8)
+        click.echo(f"{printable(server)}: Triton {predictor.protocol}, model {printable(predictor.model)}", err=True)
+        show_bar = not no_progress
+        _classify(predictor, expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else []),
+                  topk, as_json, show_bar)
+        return
     predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers,
                           precision=precision, openvino_mode=openvino_mode)
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
@@ -383,8 +412,14 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
         click.echo(f"warning: {printable(model)} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than "
                    f"FP32 (export --int8-target cpu for CPU serving)", err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
+    _classify(predictor, sources, topk, as_json, show_bar=not no_progress and len(sources) > predictor.batch_size)
+
+
+def _classify(predictor, sources, topk, as_json, show_bar) -> None:
+    """Print a Predictor's or TritonClient's predictions: a table, or JSON lines; exit 1 when any failed."""
+    from tqdm import tqdm
+
     failed, rows = 0, []
-    show_bar = not no_progress and len(sources) > predictor.batch_size
     with tqdm(total=len(sources), unit="img", file=sys.stderr, disable=not show_bar, leave=False) as bar:
         for p in predictor.iter_predict(sources, topk=topk):
             bar.update(1)
@@ -403,6 +438,131 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     if failed:
         click.echo(f"{failed} of {len(sources)} inputs failed", err=True)
         sys.exit(EXIT_PARTLY_FAILED)
+
+
+def _repository_options(fn):
+    """How inception-triton and inception-serve lay out a Triton model repository."""
+    options = [
+        option("--arch", metavar="NAME", group="Repository",
+               help="Preprocessing and labels for an .onnx exported without inception-deploy metadata."),
+        option("--onnx-backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime",
+               group="Repository", help="Triton backend that runs .onnx files (engines run on tensorrt_plan)."),
+        option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", group="Repository",
+               help="Where ONNX model instances run; auto: the GPU when the server has one. Engines: GPU."),
+        option("--instances", type=click.IntRange(1, 64), default=1, group="Repository",
+               help="Model instances per GPU (or on the CPU): Triton's instance_group count."),
+        option("--max-batch", type=click.IntRange(1, MAX_BATCH), group="Repository",
+               help="Largest batch the server forms.  [default: the model's limit; an engine's profile max]"),
+        option("--preferred-batch", type=click.IntRange(1, MAX_BATCH), multiple=True, group="Repository",
+               help="Batch sizes the dynamic batcher aims for (repeatable).  [default: an engine's profile "
+                    "opt and max; ONNX: none, i.e. the largest batch that forms]"),
+        option("--queue-delay-us", type=click.IntRange(0, 10_000_000), default=1000, group="Repository",
+               help="How long a request may wait for others to fill a batch (microseconds)."),
+    ]
+    for decorate in reversed(options):
+        fn = decorate(fn)
+    return fn
+
+
+def _write_repository(models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
+                      queue_delay_us, replace=False):
+    from .serving.repository import write_repository
+
+    return write_repository(models, output, arch=arch, onnx_backend=onnx_backend, kind=kind, instances=instances,
+                            max_batch=max_batch, preferred_batch=preferred_batch, queue_delay_us=queue_delay_us,
+                            replace=replace, progress=_announce)
+
+
+@_command("triton")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False),
+                help=".onnx files and TensorRT engines (with their .json sidecars); plans with the same file "
+                     "name built on different GPUs become one model.")
+@option("-o", "--output", required=True, type=click.Path(file_okay=False), group="Output",
+        help="The model repository folder to write (new or empty).")
+@option("--force", is_flag=True, group="Output", help="Replace an existing repository folder.")
+@_repository_options
+@_one_line_errors
+def triton_command(models, output, force, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
+                   queue_delay_us):
+    """Write an NVIDIA Triton model repository: per model, the classifier (config.pbtxt, labels for
+    the classification extension, warmup, dynamic batching), a preprocessing model (image bytes in)
+    and an ensemble NAME_pipeline that answers image bytes with the top-k labels."""
+    from tabulate import tabulate
+
+    written = _write_repository(models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
+                                queue_delay_us, replace=force)
+    rows = [(m.name, m.platform, m.max_batch, ", ".join(m.plans) or "any") for m in written]
+    click.echo(_safe_lines(tabulate(rows, headers=("model", "platform", "max batch", "GPUs (compute capability)"))))
+    click.echo(printable(f"wrote {output}: each model X also has X_preprocess, X_softmax and X_pipeline "
+                         f"(send image bytes to X_pipeline); serve it with: inception-serve {output}"))
+
+
+@_command("serve")
+@click.argument("source", type=click.Path(exists=False),
+                help="A model repository (inception-triton), or an .onnx file or engine to serve on its own.")
+@option("--host", default="127.0.0.1", group="Server",
+        help="Address to listen on (0.0.0.0: every interface; the server has no authentication).")
+@option("--http-port", type=click.IntRange(0, 65535), default=8000, group="Server", help="0: any free port.")
+@option("--grpc-port", type=click.IntRange(0, 65535), default=8001, group="Server", help="0: any free port.")
+@option("--metrics-port", type=click.IntRange(0, 65535), default=8002, group="Server", help="0: any free port.")
+@option("--ready-timeout", type=click.FloatRange(1, 3600), default=300, group="Server",
+        help="Seconds to wait for the server to load the models.")
+@option("--log", type=click.Path(dir_okay=False), group="Server",
+        help="Write the server's own log here.  [default: a temporary file, shown when it fails]")
+@_repository_options
+@_one_line_errors
+def serve_command(source, host, http_port, grpc_port, metrics_port, ready_timeout, log, arch, onnx_backend, kind,
+                  instances, max_batch, preferred_batch, queue_delay_us):
+    """Serve a model repository (or one model file) with a real NVIDIA Triton server until Ctrl-C or
+    SIGTERM. Uses the tritonserver bundled with the serve extra (a CPU build), else one on PATH."""
+    import tempfile
+    from pathlib import Path
+
+    from .serving.server import TritonServer
+
+    source_path = Path(source)
+    if not source_path.exists():
+        raise InceptionDeployError(f"{source}: no such model repository or model file")
+    with tempfile.TemporaryDirectory(prefix="inception-serve-repo-") as scratch:
+        repository = source_path
+        if source_path.is_file():  # one model: a repository of its own for this session
+            repository = Path(scratch) / "repository"
+            _write_repository([source_path], repository, arch, onnx_backend, kind, instances, max_batch,
+                              preferred_batch, queue_delay_us)
+        server = TritonServer(repository, host=host, http_port=http_port, grpc_port=grpc_port,
+                              metrics_port=metrics_port, ready_timeout=ready_timeout, log_path=log)
+        try:
+            _announce(f"starting {server.binary.executable} on {repository}...")
+            server.start()
+            _serve_until_stopped(server)
+        except KeyboardInterrupt:
+            _announce("stopping the server...")
+        finally:
+            server.stop()
+    _announce("server stopped")
+
+
+def _serve_until_stopped(server) -> None:
+    states = server.models()
+    for name in server.stand_ins_used():
+        _announce(f"note: this tritonserver has no {name} backend: models using it run on inception_deploy's own "
+                  f"runtime in a Python-based backend (production servers use Triton's own backend)")
+    for state in states:
+        if state.state != "READY":
+            _announce(f"warning: model {state.name} not loaded: {state.reason or state.state}")
+    ready = [s.name for s in states if s.state == "READY"]
+    if not ready:
+        raise InceptionDeployError(f"{server.repository}: no model could be loaded (reasons above)")
+    click.echo(f"ready: {', '.join(ready)}")
+    click.echo(f"HTTP    http://{server.url}\ngRPC    grpc://{server.grpc_url}\nmetrics {server.metrics_url}")
+    pipelines = [name for name in ready if name.endswith("_pipeline")]
+    if pipelines:
+        click.echo(f"try:    inception-run --server http://{server.url} --model {pipelines[0]} IMAGE.jpg")
+    click.echo(f"tritonserver pid {server.process.pid}; Ctrl-C stops it", err=True)
+    while server.running():
+        server.process.wait()  # a signal interrupts this with KeyboardInterrupt
+    raise InceptionDeployError(f"tritonserver exited on its own with code {server.process.returncode}: "
+                               f"{server.last_error()}")
 
 
 @_command("calibrate")
@@ -623,6 +783,8 @@ main.add_command(calibrate_command)
 main.add_command(parity_command)
 main.add_command(bench_command)
 main.add_command(doctor_command)
+main.add_command(triton_command)
+main.add_command(serve_command)
 
 
 def _console_script(command):
@@ -637,3 +799,5 @@ calibrate_main = _console_script(calibrate_command)
 parity_main = _console_script(parity_command)
 bench_main = _console_script(bench_command)
 doctor_main = _console_script(doctor_command)
+triton_main = _console_script(triton_command)
+serve_main = _console_script(serve_command)

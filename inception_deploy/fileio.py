@@ -37,7 +37,7 @@ def atomic_path(dest: str | os.PathLike):
                 raise InceptionDeployError(f"{dest}: cannot write ({e.strerror})") from None
             raise
         try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
             os.replace(tmp, dest)
         except OSError as e:
             raise InceptionDeployError(f"{dest}: cannot write ({e.strerror})") from None
@@ -61,7 +61,7 @@ def check_writable(dest: str | os.PathLike) -> None:
         raise InceptionDeployError(f"{dest}: cannot write there ({e.strerror})") from None
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -7,7 +7,6 @@ place, so the caller reports it on one line and still processes everything else.
 """
 from __future__ import annotations
 
-import errno
 import glob
 import os
 import stat
@@ -16,10 +15,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from .errors import first_line
-from .preprocess import ImageRefused, PreprocessConfig, load_image
+from .preprocess import PreprocessConfig, describe_image_error, describe_os_error, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 
@@ -105,33 +102,3 @@ def decoded(files: Iterable, config: PreprocessConfig, skipped: list) -> Iterato
             yield load_image(path, config)
         except Exception as e:  # one bad file is never fatal by itself
             skipped.append((path, describe_image_error(e)))
-
-
-def describe_os_error(e: OSError) -> str:
-    if isinstance(e, FileNotFoundError):
-        return "no such file"
-    if isinstance(e, IsADirectoryError):
-        return "is a directory"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if e.errno == errno.ELOOP:
-        return "symbolic link loop"
-    return e.strerror or type(e).__name__
-
-
-def describe_image_error(e: Exception) -> str:
-    """A short reason for a file that could not be used as an image."""
-    if isinstance(e, Image.DecompressionBombError):
-        return f"refused: decompression bomb ({e})"
-    if isinstance(e, ImageRefused):
-        return f"refused: {e}"
-    if isinstance(e, UnidentifiedImageError):
-        return "not an image (or an unsupported format)"
-    if isinstance(e, OSError) and e.errno is not None:
-        return describe_os_error(e)
-    if isinstance(e, MemoryError):
-        return "refused: out of memory while decoding"
-    text = first_line(e)
-    if "truncated" in text:
-        return f"truncated or corrupt image ({text})"
-    return f"cannot decode: {text}"

@@ -31,6 +31,7 @@ class DeployResult:
     engine: object | None = None  # export.engine.EngineResult
     engine_parity: ParityReport | None = None
     engine_skipped: str | None = None  # why no engine was built (TensorRT or a GPU missing)
+    triton: list = field(default_factory=list)  # serving.repository.WrittenModel, with triton_repository
 
     @property
     def failed(self) -> list[Path]:
@@ -62,7 +63,7 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
            calib_samples: bool = False, calib_cache=None,
            calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
            engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
-           parity: bool = True, progress: Progress | None = None) -> DeployResult:
+           parity: bool = True, triton_repository=None, progress: Progress | None = None) -> DeployResult:
     """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
 
     - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` (``..._fp16.onnx``
@@ -73,6 +74,8 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
       take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
       not), "no" never.
+    - ``triton_repository``: a Triton model repository (a new or empty folder) serving every
+      artifact written, each with its preprocessing model and ``<name>_pipeline`` ensemble.
     - ``parity``: every artifact is checked against the eager model. Randomly initialised
       weights (``weights=None``) have no decision margins, so their FP16/INT8 rows are measured
       but not judged; FP32 is always judged.
@@ -105,6 +108,10 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
         check_writable(path)
     if int8:
         check_calibration_source(calib_dir, calib_cache)
+    if triton_repository is not None:
+        from .serving.repository import check_destination
+
+        check_destination(triton_repository)
 
     result = DeployResult()
     fp32 = export_onnx(arch, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
@@ -125,6 +132,11 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
         _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)
+    if triton_repository is not None:
+        from .serving.repository import write_repository
+
+        models = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
+        result.triton = write_repository(models, triton_repository, progress=progress)
     return result
 
 

@@ -8,15 +8,16 @@ torch so the ONNX runtime path never needs it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import threading
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -192,6 +193,36 @@ def _crop_to_array(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
 def preprocess(sources, config: PreprocessConfig) -> np.ndarray:
     """Files or PIL images -> the N x 3 x H x W float32 batch the network takes."""
     return normalize(np.stack([load_image(s, config) for s in sources]), config)
+
+
+def describe_os_error(e: OSError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop"
+    return e.strerror or type(e).__name__
+
+
+def describe_image_error(e: Exception) -> str:
+    """A short reason for a file that could not be used as an image."""
+    if isinstance(e, Image.DecompressionBombError):
+        return f"refused: decompression bomb ({e})"
+    if isinstance(e, ImageRefused):
+        return f"refused: {e}"
+    if isinstance(e, UnidentifiedImageError):
+        return "not an image (or an unsupported format)"
+    if isinstance(e, OSError) and e.errno is not None:
+        return describe_os_error(e)
+    if isinstance(e, MemoryError):
+        return "refused: out of memory while decoding"
+    text = first_line(e)
+    if "truncated" in text:
+        return f"truncated or corrupt image ({text})"
+    return f"cannot decode: {text}"
 
 
 def synthetic_images(count: int, size: int, seed: int = 0) -> np.ndarray:

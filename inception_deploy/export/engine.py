@@ -140,6 +140,7 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
                   "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
                   "opt_level": opt_level, "workspace_gib": workspace_gib},
         gpu=gpu,
+        io={"input": network.get_input(0).name, "output": network.get_output(0).name},  # for Triton configs
         profile=profile_shapes,
         onnx_file=onnx_path.name,
         onnx_sha256=sha256_file(onnx_path),

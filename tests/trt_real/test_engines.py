@@ -88,6 +88,7 @@ def test_build_options_reach_tensorrt(onnx_files, tmp_path, trt):
     assert sidecar["profile"] == {"input": "input", "min": [1, 3, SIZE, SIZE], "opt": [4, 3, SIZE, SIZE],
                                   "max": [16, 3, SIZE, SIZE]}
     assert sidecar["max_batch"] == 16 and len(sidecar["onnx_sha256"]) == 64 and "parity" not in sidecar
+    assert sidecar["io"] == {"input": "input", "output": "logits"}
 
 
 def test_failed_build_reports_what_tensorrt_logged_and_writes_nothing(onnx_files, tmp_path, trt, monkeypatch):
@@ -254,3 +255,19 @@ def test_reduced_precision_engine_running_fp32_is_warned_about(onnx_files, tmp_p
     monkeypatch.setattr(engine, "precision_report", as_if_fp32)
     build_engine(onnx_files["fp16"], tmp_path / "e.plan", max_batch=2)
     assert "a fp16 engine with no fp16 layer" in caplog.text
+
+
+def test_plan_becomes_a_triton_model(onnx_files, tmp_path, trt):
+    """The sidecar of a plan built through these bindings is all inception-triton needs."""
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the triton extra) is not installed")
+    from inception_deploy.serving.repository import write_repository
+
+    plan = tmp_path / "o.plan"
+    build_engine(onnx_files["fp16"], plan, min_batch=1, opt_batch=4, max_batch=16)
+    (model,) = write_repository([plan], tmp_path / "repo")
+    config = (tmp_path / "repo" / "o" / "config.pbtxt").read_text()
+    assert model.platform == "tensorrt_plan" and model.max_batch == 16
+    for line in ('platform: "tensorrt_plan"', "max_batch_size: 16", "preferred_batch_size: [4, 16]",
+                 "kind: KIND_GPU", 'name: "input"', 'name: "logits"', f"dims: [3, {SIZE}, {SIZE}]"):
+        assert line in config
+    assert (tmp_path / "repo" / "o" / "1" / "model.plan").read_bytes() == plan.read_bytes()
