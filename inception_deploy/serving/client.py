@@ -109,13 +109,15 @@ class TritonClient:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="triton") as pool:
             in_flight: deque = deque()
             for index, source in enumerate(sources):
-                in_flight.append(pool.submit(self._classify, index, source, topk))
+                in_flight.append(pool.submit(self.classify, source, topk, index))
                 if len(in_flight) >= self.concurrency * 2:
                     yield in_flight.popleft().result()
             while in_flight:
                 yield in_flight.popleft().result()
 
-    def _classify(self, index: int, source, topk: int) -> Prediction:
+    def classify(self, source, topk: int = 5, index: int = 0) -> Prediction:
+        """One image (a path, encoded bytes, or an InputError) in one request; errors come back in
+        the Prediction. ``index`` names unnamed bytes in messages."""
         if isinstance(source, InputError):
             return Prediction(source.name, error=source.reason)
         name = f"<image {index}>" if isinstance(source, bytes) else str(source)
