@@ -129,7 +129,8 @@ class TritonClient:
         image.set_data_from_numpy(np.array([[data]], dtype=np.object_))
         wanted = self.module.InferRequestedOutput(PROBABILITIES, class_count=topk)
         try:
-            result = self._client().infer(self.model, [image], outputs=[wanted])
+            timeout = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}  # HTTP: at connect
+            result = self._client().infer(self.model, [image], outputs=[wanted], **timeout)
         except self.module.InferenceServerException as e:
             return Prediction(name, error=_server_reason(e))
         return _prediction(name, result.as_numpy(PROBABILITIES).reshape(-1))
