@@ -16,6 +16,7 @@ _LAZY = {
     "export_onnx": "inception_deploy.export",
     "Predictor": "inception_deploy.runtime",
     "deploy": "inception_deploy.pipeline",
+    "evaluate": "inception_deploy.evaluation",
     "DeployResult": "inception_deploy.pipeline",
     "PreprocessConfig": "inception_deploy.preprocess",
     "InceptionDeployError": "inception_deploy.errors",

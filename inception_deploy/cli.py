@@ -245,6 +245,10 @@ def main():
         help="TensorRT timing cache, loaded and saved back (faster rebuilds).")
 @option("--no-parity", is_flag=True, group="Verification",
         help="Skip the ONNX Runtime vs eager PyTorch parity checks.")
+@option("--eval-data", type=click.Path(), group="Verification",
+        help="Also evaluate eager and every artifact written on this labelled set (as inception-eval --data).")
+@option("--eval-limit", type=click.IntRange(min=1), group="Verification",
+        help="With --eval-data: at most this many images, spread over the set.")
 @option("--triton-repo", type=click.Path(file_okay=False), group="Serving",
         help="Also write a Triton model repository (new or empty folder) serving everything written: "
              "inception-triton's defaults; serve it with inception-serve.")
@@ -253,7 +257,8 @@ def main():
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
                    no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
                    int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
-                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, triton_repo, quiet):
+                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, eval_data, eval_limit, triton_repo,
+                   quiet):
     """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .export.engine import describe_layers
@@ -272,7 +277,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
                     calib_cache=calib_cache, calib_images=calib_images, calib_batch=calib_batch,
                     calib_method=calib_method, percentile=percentile, engine=engine,
                     max_engine_batch=max_engine_batch, timing_cache=timing_cache, parity=not no_parity,
-                    triton_repository=triton_repo, progress=None if quiet else _announce)
+                    eval_data=eval_data, eval_limit=eval_limit, triton_repository=triton_repo,
+                    progress=None if quiet else _announce)
     for artifact in result.artifacts:
         _report(artifact)
     if result.engine is not None:
@@ -284,6 +290,8 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
             click.echo(_safe_lines(result.engine_parity.table()))
     if result.engine_skipped:
         click.echo(f"note: {printable(result.engine_skipped)}", err=True)
+    if result.evaluation is not None:
+        _print_evaluation(result.evaluation)
     if result.triton:
         click.echo(printable(f"wrote Triton repository {triton_repo} (models {', '.join(m.name for m in result.triton)}"
                              f", each with a _pipeline ensemble); serve it with: inception-serve {triton_repo}"))
@@ -565,6 +573,82 @@ def _serve_until_stopped(server) -> None:
                                f"{server.last_error()}")
 
 
+@_command("eval")
+@option("--data", required=True, type=click.Path(), group="Data",
+        help="Labelled images: a folder of class subfolders, a CSV/TSV of path,label, or a folder of images "
+             "with --ground-truth. Classes are the model's labels, ImageNet WNIDs, or (CSV) indices.")
+@option("--ground-truth", type=click.Path(dir_okay=False), group="Data",
+        help="For a folder of images: name,label rows (ImageNet: Caffe's val.txt or Kaggle's LOC_val_solution.csv).")
+@option("--class-map", type=click.Path(dir_okay=False), group="Data",
+        help="Rows 'data set class,model class' for classes named otherwise than the model's labels.")
+@option("--limit", type=click.IntRange(min=1), group="Data", help="At most this many images, spread over the set.")
+@option("--arch", metavar="NAME", group="Models", help="Evaluate eager PyTorch too, as the reference.")
+@option("--weights", metavar="FILE|pretrained", group="Models", help="With --arch: its checkpoint.")
+@option("--onnx", multiple=True, type=click.Path(dir_okay=False), group="Models", help="An .onnx to evaluate "
+        "(repeatable).")
+@option("--engine", multiple=True, type=click.Path(dir_okay=False), group="Models",
+        help="A TensorRT engine to evaluate (repeatable).")
+@option("--device", type=click.Choice(DEVICES), default="auto", group="Backend", help="Where .onnx files run.")
+@option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Backend", help="Images per call.")
+@option("--workers", type=click.IntRange(1, 64), group="Backend", help="Decoding threads.  [default: min(4, CPUs)]")
+@option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
+@option("--plot", type=click.Path(dir_okay=False), group="Output",
+        help="Accuracy against throughput per model (PNG; needs the bench extra).")
+@option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
+@_one_line_errors
+def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engine, device, batch_size, workers,
+                 json_out, plot, no_progress):
+    """Accuracy of eager PyTorch and each artifact on a labelled image set, on exactly the same images:
+    top-1/top-5 with 95% intervals, the difference to the reference with McNemar's test, agreement,
+    images/s and the classes that lose most. Exit 3 when an engine cannot run here."""
+    from tqdm import tqdm
+
+    from .evaluation import evaluate
+    from .fileio import atomic_path, check_writable
+
+    if arch is None and not onnx and not engine:
+        raise click.UsageError("give --arch (eager PyTorch) and/or --onnx / --engine artifacts to evaluate")
+    if weights is not None and arch is None:
+        raise click.UsageError("--weights needs --arch")
+    for path in (json_out, plot):
+        if path:
+            check_writable(path)
+    with tqdm(unit="img", file=sys.stderr, disable=no_progress, leave=False) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = evaluate(data, artifacts=list(onnx) + list(engine), arch=arch, weights=weights, device=device,
+                          limit=limit, batch_size=batch_size, class_map=class_map, ground_truth=ground_truth,
+                          workers=workers, progress=progress)
+    _print_evaluation(report)
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=1))
+        _announce(f"wrote {json_out}")
+    if plot:
+        from .evaluation import plot_accuracy
+
+        plot_accuracy(report, plot)
+        _announce(f"wrote {plot}")
+    if report.not_run:
+        sys.exit(EXIT_NO_ENGINE)
+
+
+def _print_evaluation(report) -> None:
+    click.echo(f"{printable(report.data)}: {report.images} images, reference {printable(report.reference)}")
+    click.echo(_safe_lines(report.table()))
+    if report.losing_table():
+        click.echo("classes losing most top-1 accuracy against the reference:")
+        click.echo(_safe_lines(report.losing_table()))
+    if report.skipped:
+        file, reason = report.skipped[0]
+        click.echo(f"note: {len(report.skipped)} unreadable images skipped (first: {printable(file)}: "
+                   f"{printable(reason)})", err=True)
+    for path, reason in report.not_run:
+        click.echo(f"warning: {printable(path)} not evaluated: {printable(reason)}", err=True)
+
+
 @_command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False), help="The FP32 .onnx file written by inception-export.")
 @option("-o", "--output", type=click.Path(dir_okay=False), group="Calibration",
@@ -785,6 +869,7 @@ main.add_command(bench_command)
 main.add_command(doctor_command)
 main.add_command(triton_command)
 main.add_command(serve_command)
+main.add_command(eval_command)
 
 
 def _console_script(command):
@@ -801,3 +886,4 @@ bench_main = _console_script(bench_command)
 doctor_main = _console_script(doctor_command)
 triton_main = _console_script(triton_command)
 serve_main = _console_script(serve_command)
+eval_main = _console_script(eval_command)

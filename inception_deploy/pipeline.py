@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .metadata import preprocess_of
 from .export.onnx import ExportResult
 from .parity import ParityReport
 from .preprocess import PreprocessConfig
@@ -32,6 +33,7 @@ class DeployResult:
     engine_parity: ParityReport | None = None
     engine_skipped: str | None = None  # why no engine was built (TensorRT or a GPU missing)
     triton: list = field(default_factory=list)  # serving.repository.WrittenModel, with triton_repository
+    evaluation: object | None = None  # evaluation.EvalReport, with eval_data
 
     @property
     def failed(self) -> list[Path]:
@@ -63,7 +65,8 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
            calib_samples: bool = False, calib_cache=None,
            calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
            engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
-           parity: bool = True, triton_repository=None, progress: Progress | None = None) -> DeployResult:
+           parity: bool = True, eval_data=None, eval_limit: int | None = None, triton_repository=None,
+           progress: Progress | None = None) -> DeployResult:
     """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
 
     - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` (``..._fp16.onnx``
@@ -74,6 +77,8 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
       take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
       not), "no" never.
+    - ``eval_data``: a labelled image set (``evaluation.read_labelled``): eager and every artifact
+      written (the engine too) are evaluated on it (at most ``eval_limit`` images).
     - ``triton_repository``: a Triton model repository (a new or empty folder) serving every
       artifact written, each with its preprocessing model and ``<name>_pipeline`` ensemble.
     - ``parity``: every artifact is checked against the eager model. Randomly initialised
@@ -108,6 +113,11 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
         check_writable(path)
     if int8:
         check_calibration_source(calib_dir, calib_cache)
+    if eval_data is not None:  # a bad labelled set is refused before the slow export
+        from .evaluation import ClassNames, read_labelled
+        from .labels import resolve_labels
+
+        read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
     if triton_repository is not None:
         from .serving.repository import check_destination
 
@@ -132,11 +142,18 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
         _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)
+    written = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
+    if eval_data is not None:
+        from .evaluation import evaluate
+
+        say(f"evaluating eager and {len(written)} artifacts on {eval_data}...")
+        result.evaluation = evaluate(eval_data, artifacts=written, model=fp32.model,
+                                     preprocess=preprocess_of(fp32.metadata), labels=fp32.metadata["labels"]["names"],
+                                     limit=eval_limit)
     if triton_repository is not None:
         from .serving.repository import write_repository
 
-        models = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
-        result.triton = write_repository(models, triton_repository, progress=progress)
+        result.triton = write_repository(written, triton_repository, progress=progress)
     return result
 
 

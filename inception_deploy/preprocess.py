@@ -175,15 +175,29 @@ def decode_cost(width: int, height: int, mode: str, config: PreprocessConfig) ->
     return source + resized
 
 
-def load_image(source: str | os.PathLike | Image.Image, config: PreprocessConfig) -> np.ndarray:
-    """Decode, convert and crop one image: H x W x 3 float32 RGB in [0, 1]. Files are checked
-    against the decode budget from their header before any pixel is decoded."""
-    if isinstance(source, Image.Image):
-        return _crop_to_array(source, config)
+@contextlib.contextmanager
+def _decoded(source, config: PreprocessConfig):
+    """The opened and decoded image, checked against the decode budget from its header before any
+    pixel is decoded, its share of the budget held while the body runs."""
     with Image.open(source) as opened:
         with _DECODE_BUDGET.hold(decode_cost(opened.width, opened.height, opened.mode, config)):
             opened.load()
-            return _crop_to_array(opened, config)
+            yield opened
+
+
+def load_image(source: str | os.PathLike | Image.Image, config: PreprocessConfig) -> np.ndarray:
+    """Decode, convert and crop one image: H x W x 3 float32 RGB in [0, 1]."""
+    if isinstance(source, Image.Image):
+        return _crop_to_array(source, config)
+    with _decoded(source, config) as image:
+        return _crop_to_array(image, config)
+
+
+def decode_rgb(source: str | os.PathLike, config: PreprocessConfig) -> Image.Image:
+    """One file decoded to an RGB image (for several crops of the same pixels: evaluation.py)."""
+    with _decoded(source, config) as image:
+        rgb = to_rgb(image)
+        return rgb.copy() if rgb is image else rgb  # closing the file frees the opened image's pixels
 
 
 def _crop_to_array(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
