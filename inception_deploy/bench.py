@@ -61,7 +61,7 @@ def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
     times = _timed(lambda: backend.infer(x), iterations, warmup)
-    return _summarize(path, backend.describe().split(",")[0], backend.precision, batch, times)
+    return _summarize(path, backend.name, backend.precision, batch, times)
 
 
 def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int) -> BenchResult:

@@ -306,7 +306,7 @@ def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[_Mod
         except TensorRTUnavailable as e:
             not_run.append((str(path), str(e)))
             continue
-        models.append(_Model(str(path), backend.precision, backend.describe().split(",")[0],
+        models.append(_Model(str(path), backend.precision, backend.name,
                              preprocess_of(backend.metadata), backend.infer, backend.metadata["labels"]["names"]))
     return models
 

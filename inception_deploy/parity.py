@@ -227,7 +227,7 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
         reference = eager_logits(models[classes], batch)
         got = np.concatenate([backend.infer(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
         judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
-        row = compare(str(path), reference, got, judged_as, backend.describe().split(",")[0])
+        row = compare(str(path), reference, got, judged_as, backend.name)
         random_weights = weights is None and not (meta.get("weights") or {}).get("file")
         row.judged = judged_as == "fp32" or not random_weights
         report.rows.append(row)

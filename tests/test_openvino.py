@@ -105,14 +105,14 @@ def test_bench_times_each_model_on_each_device_side_by_side(exported):
 def test_throughput_mode_splits_batches_over_streams_and_computes_the_same(classifier):
     latency = OpenVINOBackend(classifier["fp32"], cache_dir=None)
     throughput = open_backend(classifier["fp32"], device="openvino", openvino_mode="throughput")
-    assert throughput.streams >= 2 and f"(throughput: {throughput.streams} streams)" in throughput.describe()
+    assert throughput.streams >= 2 and f"(throughput, {throughput.streams} streams)" in throughput.describe()
     for n in (1, 7):  # fewer images than streams, and an uneven split
         x = classifier["test"][0][:n]
         np.testing.assert_allclose(throughput.infer(x), latency.infer(x), rtol=1e-4, atol=1e-4)
     result = CliRunner().invoke(main, ["bench", str(classifier["fp32"]), "--device", "openvino", "--openvino-mode",
                                        "throughput", "--batch-sizes", "4", "--iterations", "2", "--warmup", "0"])
     assert result.exit_code == 0, result.output
-    assert f"openvino cpu (throughput: {throughput.streams} streams)" in result.stdout
+    assert f"openvino cpu (throughput, {throughput.streams} streams)" in result.stdout
 
 
 def test_an_onnx_openvino_cannot_read_is_one_line(tmp_path):

@@ -22,6 +22,7 @@ class Backend(Protocol):
     min_batch: int
     max_batch: int | None  # None: no limit
     precision: str  # what parity judges it as: the artifact's precision, or "bf16" where bf16 executes
+    name: str  # short: backend and device, e.g. "onnxruntime cpu" (tables name rows by it)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 N x 3 x H x W (any N) -> float32 N x num_classes logits."""

@@ -83,11 +83,14 @@ class OnnxRuntimeBackend:
         run = lambda chunk: self.session.run([self.output_name], {self.input_name: chunk})[0]  # noqa: E731
         return split_batches(batch, self.min_batch, self.max_batch, run).astype(np.float32, copy=False)
 
-    def describe(self) -> str:
+    @property
+    def name(self) -> str:
         device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
                   "TensorrtExecutionProvider": "tensorrt"}.get(self.providers[0], self.providers[0])
-        fallback = f" (fell back from {self.requested[0]})" if self.fell_back else ""
-        return (f"onnxruntime {device}{fallback}, providers {', '.join(self.providers)}, "
+        return f"onnxruntime {device}" + (f" (fell back from {self.requested[0]})" if self.fell_back else "")
+
+    def describe(self) -> str:
+        return (f"{self.name}, providers {', '.join(self.providers)}, "
                 f"precision {self.metadata.get('precision', 'unknown')}")
 
 

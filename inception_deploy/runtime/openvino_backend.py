@@ -108,10 +108,12 @@ class OpenVINOBackend:
         self._queue.wait_all()
         return np.concatenate([outputs[i] for i in range(len(parts))])
 
+    @property
+    def name(self) -> str:
+        return f"openvino cpu ({self.mode}" + (f", {self.streams} streams)" if self.streams > 1 else ")")
+
     def describe(self) -> str:
-        streams = f": {self.streams} streams" if self.streams > 1 else ""  # no comma: bench cuts at the first
-        return (f"openvino cpu ({self.mode}{streams}), precision {self.metadata.get('precision', 'unknown')}, "
-                f"float ops in {self.executes}")
+        return f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, float ops in {self.executes}"
 
 
 def _reason(error: Exception) -> str:

@@ -239,9 +239,13 @@ class TensorRTBackend:
         batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
         return split_batches(batch, self.min_batch, self.max_batch, self._run)
 
+    @property
+    def name(self) -> str:
+        return f"tensorrt {self.trt.__version__} on {self.gpu['name']}"
+
     def describe(self) -> str:
-        return (f"tensorrt {self.trt.__version__} on {self.gpu['name']}, precision "
-                f"{self.metadata.get('precision', 'unknown')}, batch {self.min_batch}-{self.max_batch}")
+        return (f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, "
+                f"batch {self.min_batch}-{self.max_batch}")
 
     def close(self):
         self.inp.free()
