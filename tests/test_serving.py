@@ -354,8 +354,10 @@ def test_configs_pass_the_servers_parser(classifier_files, tmp_path):
 
 
 @needs_server
-def test_serve_command_stops_cleanly_on_sigterm(classifier_files):
-    """inception-serve on a single model file: ready, answers, and SIGTERM leaves no process behind."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_serve_command_stops_cleanly(classifier_files, signum):
+    """inception-serve on a single model file: ready, answers, and SIGTERM or Ctrl-C (SIGINT) stop it,
+    exit 0, with no process left behind."""
     command = [os.path.join(os.path.dirname(sys.executable), "inception-serve"), str(classifier_files["fp32"]),
                "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -371,7 +373,7 @@ def test_serve_command_stops_cleanly_on_sigterm(classifier_files):
         url = next(line.split()[1] for line in lines if line.startswith("HTTP"))
         (prediction,) = TritonClient(url).predict([str(sample_photos()[0])], topk=1)
         assert prediction.error is None
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
