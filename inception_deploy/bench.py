@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .cpu import machine_name
 from .errors import InceptionDeployError
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
@@ -219,22 +220,6 @@ def table(results: list[BenchResult]) -> str:
                                    "images/s", "vs torch fp32"), tablefmt="github", disable_numparse=True)
 
 
-def machine_name() -> str:
-    """CPU model and core count, e.g. "AMD EPYC, 2 cores": speeds mean nothing without the machine."""
-    import os
-    import platform
-
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    cpu = cpu or platform.processor() or platform.machine() or "unknown CPU"
-    cores = os.cpu_count()
-    return f"{cpu}, {cores} core{'s' if cores != 1 else ''}" if cores else cpu
-
-
 def _series_name(r: BenchResult) -> str:
     """Short legend name: the file's basename (or "torch <arch>"), the precision, and "openvino"
     where OpenVINO ran it (the same file may also run on ONNX Runtime in the same run)."""
@@ -244,16 +229,23 @@ def _series_name(r: BenchResult) -> str:
     return f"{model} {r.precision}" + (" openvino" if r.backend.startswith("openvino") else "")
 
 
+def figure_class():
+    """matplotlib's Figure; commands with --plot call this before their long run, so a missing
+    matplotlib is one line up front, not an error after the work."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
+    return Figure
+
+
 def bench_figure(results: list[BenchResult], machine: str | None = None, day: str | None = None):
     """The figure ``plot_latency`` saves, returned so it can be inspected (see that function)."""
     import datetime
     from textwrap import fill
 
-    try:
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-    except ImportError:
-        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
+    Figure = figure_class()
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     series: dict[str, list[BenchResult]] = {}
     for r in results:

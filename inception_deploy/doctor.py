@@ -49,6 +49,15 @@ def _python() -> list[Fact]:
             Fact("inception-deploy", __version__)]
 
 
+def _cpu() -> list[Fact]:
+    from .cpu import has_vnni, machine_name
+
+    vnni = has_vnni()
+    note = {True: "", None: "",
+            False: " (8-bit INT8 weights can saturate here: the cpu target's 7-bit weights cannot)"}[vnni]
+    return [Fact("cpu", machine_name() + note, None if vnni is not False else False)]
+
+
 def _libraries() -> list[Fact]:
     facts = []
     for name in ("numpy", "onnx", "torch", "openvino"):
@@ -152,7 +161,7 @@ def _advice(facts: list[Fact]) -> list[Fact]:
 
 def diagnose() -> list[Fact]:
     facts = []
-    for name, probe in (("python", _python), ("libraries", _libraries), ("onnxruntime", _onnxruntime),
+    for name, probe in (("python", _python), ("cpu", _cpu), ("libraries", _libraries), ("onnxruntime", _onnxruntime),
                         ("nvidia driver", _nvidia_smi), ("tensorrt", _tensorrt)):
         facts += _probe(name, probe)
     return facts + _probe("advice", lambda: _advice(facts))

@@ -426,13 +426,10 @@ def _losing_classes(targets, reference_right, right, labels, count: int = 10) ->
 
 def plot_accuracy(report: EvalReport, path) -> None:
     """Top-1 accuracy (with its 95% interval) against images/s, one point per model, as a PNG."""
+    from .bench import figure_class
     from .fileio import atomic_path
 
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
-    figure = Figure(figsize=(7, 4.5))
+    figure = figure_class()(figsize=(7, 4.5))
     ax = figure.add_subplot()
     for m in report.models:
         error = [[100 * (m.top1 - m.top1_ci[0])], [100 * (m.top1_ci[1] - m.top1)]]

@@ -187,3 +187,24 @@ def test_export_evaluates_everything_it_wrote(tmp_path):
     rows = [line.split()[0] for line in result.output.splitlines()
             if line.startswith(("eager", str(tmp_path))) and "images, reference" not in line]
     assert rows == ["eager", str(tmp_path / "g.onnx"), str(tmp_path / "g_fp16.onnx")]
+
+
+
+@pytest.mark.parametrize("command", ["eval", "bench"])
+def test_plot_without_matplotlib_fails_before_the_work(command, classifier, tmp_path, monkeypatch):
+    import sys
+
+    import inception_deploy.bench as bench
+    import inception_deploy.evaluation as evaluation
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # its import fails, as when not installed
+    for module, name in ((evaluation, "evaluate"), (bench, "run_benchmarks")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("the work started before --plot was checked"))
+    onnx_file = str(classifier["onnx"])
+    args = (["eval", "--data", str(classifier["data"]), "--onnx", onnx_file, "--no-progress"] if command == "eval"
+            else ["bench", onnx_file, "--batch-sizes", "1"])
+    result = CliRunner().invoke(main, [*args, "--plot", str(tmp_path / "p.png")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: --plot needs matplotlib: pip install 'inception-deploy[bench]'"]
+    assert not (tmp_path / "p.png").exists()

@@ -10,6 +10,7 @@ own parser, which may only report the missing backend.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,6 +181,17 @@ def test_plans_of_one_model_for_several_gpus(classifier_files, tmp_path):
     assert _kind(config.instance_group[0]) == "KIND_GPU"
     assert (tmp_path / "repo" / "v" / "1" / "model_sm80.plan").read_bytes() == a.read_bytes()
     assert model.plans == {"8.0": "model_sm80.plan", "8.9": "model_sm89.plan"}
+
+
+def test_an_engine_beside_its_onnx_file_is_a_model_of_its_own(classifier_files, tmp_path):
+    """The deploy pipeline writes small.onnx and builds small.plan from it: both are served."""
+    source = tmp_path / "small.onnx"
+    shutil.copy(classifier_files["fp32"], source)
+    plan = _fake_plan(source, tmp_path / "small.plan")
+    written = write_repository([source, plan], tmp_path / "repo")
+    assert [(m.name, m.platform) for m in written] == [("small", "onnxruntime_onnx"), ("small_trt", "tensorrt_plan")]
+    assert [s.model_name for s in _config(tmp_path / "repo", "small_trt_pipeline").ensemble_scheduling.step] == [
+        "small_trt_preprocess", "small_trt", "small_trt_softmax"]
 
 
 @pytest.mark.parametrize("change, message", [

@@ -83,6 +83,10 @@ class OpenVINOBackend:
         self.min_batch = self.input_shape[0] or 1
         self.max_batch = self.input_shape[0] or max_batch or self.metadata.get("max_batch")
         self.executes = _type_name(str(self.compiled.get_property(hints.inference_precision)))  # read back
+        if precision == "bf16" and self.executes != "bf16":
+            raise InceptionDeployError(
+                f"{self.path}: bf16 was asked for, but this CPU has no bfloat16 arithmetic (OpenVINO runs "
+                f"{self.executes}; its CPU capabilities: {', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})")
         recorded = self.metadata.get("precision", "fp32")
         self.precision = "bf16" if self.executes == "bf16" and recorded in ("fp32", "unknown") else recorded
         self.mode = mode
