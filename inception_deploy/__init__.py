@@ -1,4 +1,5 @@
-"""inception-deploy: the Inception family from PyTorch to verified production inference.
+"""inception-deploy: image classifiers (the Inception family, ResNets, DenseNet, ...) from PyTorch
+to verified production inference.
 
 Public names are imported lazily, so ``import inception_deploy.runtime`` on a machine without
 torch works: only the names that need torch import it.

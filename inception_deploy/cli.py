@@ -22,6 +22,7 @@ import click
 from . import __version__
 from .errors import ConfigError, InceptionDeployError, printable
 from .metadata import MAX_BATCH, MAX_CLASSES, MAX_INPUT_SIZE, MAX_RESIZE_SIZE
+from .models.registry import list_archs
 from .runtime.base import DEVICES
 
 EXIT_PARTLY_FAILED = 1
@@ -66,6 +67,21 @@ def _command(name: str):
 
 def option(*decls, group: str, **kwargs):
     return click.option(*decls, cls=_Option, group=group, show_default=True, **kwargs)
+
+
+def _list_archs(ctx, param, value):
+    """--list-archs: the registry as a table (before --arch is required)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from tabulate import tabulate
+
+    from .models.registry import ARCHS
+
+    rows = [(s.name, ", ".join(s.aliases), s.family, s.reference, s.preprocess.input_size,
+             "yes" if s.pretrained else "-") for s in ARCHS]
+    click.echo(tabulate(rows, headers=("arch", "aliases", "family", "state_dict layout", "input", "pretrained"),
+                        disable_numparse=True))
+    ctx.exit(0)
 
 
 def _precision_option(group: str):
@@ -190,12 +206,15 @@ def _floats3(ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="inception-deploy")
 def main():
-    """inception-deploy: export, verify and run Inception classifiers."""
+    """inception-deploy: export, verify and run image classifiers (the Inception family, ResNet, ResNeXt,
+    SE-ResNet, DenseNet, Res2Net, ResNeSt) on ONNX Runtime, OpenVINO, TensorRT and Triton."""
 
 
 @_command("export")
 @option("--arch", required=True, metavar="NAME", group="Model",
-        help="Architecture: v1 (googlenet), v2 (bn-inception), v3, v4, resnet-v1, resnet-v2, xception.")
+        help=f"Architecture: {', '.join(list_archs())} (--list-archs: aliases, layouts, inputs).")
+@option("--list-archs", is_flag=True, is_eager=True, expose_value=False, callback=_list_archs, group="Model",
+        help="Print every architecture with its aliases, checkpoint layout, input and published weights, and exit.")
 @option("--weights", metavar="FILE|pretrained", group="Model",
         help="Checkpoint (.pth/.pt/.bin/.safetensors) or 'pretrained' to download the reference's. "
              "Default: random init with data-driven batch-norm statistics.")
@@ -259,7 +278,7 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
                    int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
                    calib_cache, engine, max_engine_batch, timing_cache, no_parity, eval_data, eval_limit, triton_repo,
                    quiet):
-    """Export an Inception model to ONNX (aux heads stripped), check it and verify parity;
+    """Export a classifier to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .export.engine import describe_layers
     from .models.registry import get_arch
@@ -379,7 +398,8 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
     from PIL import Image
 
     from .inputs import expand_inputs
-    from .models.registry import get_arch
+    from .cpu import int8_may_saturate
+    from .models.registry import canonical_arch, get_arch
     from .parity import sample_photos
     from .runtime.predictor import Predictor
 
@@ -409,16 +429,20 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
                           precision=precision, openvino_mode=openvino_mode)
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
     recorded = predictor.backend.metadata.get("arch")
-    if arch is not None and recorded != get_arch(arch).name:
+    if arch is not None and canonical_arch(recorded) != get_arch(arch).name:
         click.echo(f"warning: {printable(model)} was exported from {recorded} and carries its preprocessing and "
                    f"labels; --arch {printable(arch)} ignored", err=True)
     if "init_seed" in (predictor.backend.metadata.get("weights") or {}):
         click.echo(f"note: {printable(model)} was exported with randomly initialised weights: its labels mean "
                    f"nothing", err=True)
     backend = predictor.backend
-    if backend.metadata.get("int8_target") == "tensorrt" and backend.describe().startswith("onnxruntime cpu"):
+    if backend.metadata.get("int8_target") == "tensorrt" and backend.name.startswith("onnxruntime cpu"):
         click.echo(f"warning: {printable(model)} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than "
                    f"FP32 (export --int8-target cpu for CPU serving)", err=True)
+    if int8_may_saturate(backend.metadata, backend.name):
+        click.echo(f"warning: {printable(model)} has 8-bit INT8 weights and this CPU has no VNNI: {backend.name}'s "
+                   f"int8 sums can saturate (check it with inception-parity; --int8-target cpu writes 7-bit "
+                   f"weights, which cannot)", err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
     _classify(predictor, sources, topk, as_json, show_bar=not no_progress and len(sources) > predictor.batch_size)
 
@@ -613,6 +637,10 @@ def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engi
     for path in (json_out, plot):
         if path:
             check_writable(path)
+    if plot:
+        from .bench import figure_class
+
+        figure_class()
     with tqdm(unit="img", file=sys.stderr, disable=no_progress, leave=False) as bar:
         def progress(done, total):
             bar.total = total
@@ -764,7 +792,7 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
                   openvino_mode, json_out, plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
-    from .bench import run_benchmarks, table
+    from .bench import figure_class, run_benchmarks, table
 
     try:
         sizes = sorted({int(b) for b in batch_sizes.split(",") if b.strip()})
@@ -785,6 +813,8 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
     for model in models:
         if not os.path.isfile(model):
             raise InceptionDeployError(f"{model}: no such model file")
+    if plot:
+        figure_class()
     results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, devices,
                              progress=lambda line: click.echo(line, err=True), precision=precision,
                              torch_compile=torch_compile, openvino_mode=openvino_mode)

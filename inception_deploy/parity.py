@@ -18,12 +18,17 @@ class Thresholds:
     """A row passes when every set bound holds (None: not checked for this precision)."""
 
     max_rel: float | None = None  # max |diff| / max |reference logit|
+    max_abs: float | None = None  # ... or, where that is larger, max |diff| itself
     min_cosine: float | None = None  # smallest per-image cosine similarity
     min_top1: float = 1.0  # fraction of images whose top-1 class agrees
 
 
 THRESHOLDS = {
-    "fp32": Thresholds(max_rel=1e-4, min_top1=1.0),
+    # FP32: at most 1e-4 of the largest logit, or 5e-4 absolute where the logits are small: a
+    # randomly initialised network's are near 1 (a trained ImageNet classifier's 10-20), and there
+    # float32 sums in another order (batch norm folded into the convolutions) differ by up to 3e-4
+    # (Inception v4 on the shipped photos)
+    "fp32": Thresholds(max_rel=1e-4, max_abs=5e-4, min_top1=1.0),
     "fp16": Thresholds(min_cosine=0.999, min_top1=0.99),
     # INT8 is judged by accuracy on labelled data (at most 1 point below FP32, see tests); against
     # eager logits, on images like its calibration set, every image must keep cosine >= 0.95 and
@@ -116,7 +121,7 @@ def compare(inputs: str, reference: np.ndarray, candidate: np.ndarray, precision
 
 def _passes(row: ParityRow, t: Thresholds) -> bool:
     return (row.top1 >= t.min_top1
-            and (t.max_rel is None or row.max_rel <= t.max_rel)
+            and (t.max_rel is None or row.max_rel <= t.max_rel or (t.max_abs is not None and row.max_abs <= t.max_abs))
             and (t.min_cosine is None or row.cosine >= t.min_cosine))
 
 
@@ -187,7 +192,7 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     from .runtime.tensorrt_backend import TensorRTUnavailable
     from .zoo import PRETRAINED, create_model
 
-    from .models.registry import get_arch
+    from .models.registry import canonical_arch, get_arch
 
     spec = get_arch(arch)
     report = ParityReport()
@@ -205,7 +210,7 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     decoded_photos: dict[PreprocessConfig, np.ndarray] = {}
     for path, backend in backends:
         meta = backend.metadata
-        if meta.get("arch") not in (None, spec.name):
+        if meta.get("arch") is not None and canonical_arch(meta["arch"]) != spec.name:
             raise InceptionDeployError(f"{path}: was exported from arch {meta['arch']}, not {spec.name}: pass "
                                        f"--arch {meta['arch']}")
         recorded = (meta.get("weights") or {}).get("sha256")

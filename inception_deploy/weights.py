@@ -92,7 +92,8 @@ def _read_safetensors(path: Path):
 def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int | None = None) -> nn.Module:
     """Load ``path`` into ``model`` strictly, or raise a WeightsError saying what does not fit.
 
-    Auxiliary-head keys are dropped (one log line) when the model was built without aux heads.
+    Auxiliary-head keys are dropped (one log line) when the model was built without aux heads, and
+    older key names of the reference's own files renamed (torchvision's DenseNet ``norm.1``).
     ``label_offset`` drops that many leading classifier rows (TensorFlow ports carry a
     background class); by default it is applied when the checkpoint has exactly that many extra
     classes and the architecture's published weights are known to carry them.
@@ -101,8 +102,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
     spec = spec_for_model(model)
     expected = model.state_dict()
     if spec is not None:
+        state = _rename_legacy_keys(state, spec, path)
         state = _drop_aux(state, spec, expected, path)
         state = _drop_background_class(state, spec, expected, path, label_offset)
+    state = _fill_batchnorm_counters(state, expected, path)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -111,6 +114,30 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
         raise WeightsError(_mismatch_message(path, spec, state, expected, missing, unexpected, mismatched))
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _rename_legacy_keys(state, spec: ArchSpec, path):
+    """Old key names of the reference's own files (torchvision's DenseNet ``norm.1``) to today's."""
+    renamed = state
+    for pattern, replacement in spec.legacy_keys:
+        renamed = {re.sub(pattern, replacement, k): v for k, v in renamed.items()}
+    changed = sum(a != b for a, b in zip(state, renamed))
+    if changed:
+        log.info("%s: renamed %d entries of the reference's older key layout", path, changed)
+    return renamed
+
+
+def _fill_batchnorm_counters(state, expected, path):
+    """Files saved before PyTorch 0.4.1 (torchvision's DenseNet, Cadene's ports) have no
+    ``num_batches_tracked``: a training-only counter that inference never reads. BatchNorm's own
+    loader sets it to 0 for such files; so does this, instead of calling the keys missing."""
+    absent = [k for k in expected if k.endswith(".num_batches_tracked") and k not in state
+              and k.removesuffix("num_batches_tracked") + "running_mean" in state]
+    if not absent:
+        return state
+    log.info("%s: no num_batches_tracked in %d BatchNorm layers (an older PyTorch's file); set to 0",
+             path, len(absent))
+    return {**state, **{k: torch.zeros_like(expected[k]) for k in absent}}
 
 
 def _drop_aux(state, spec: ArchSpec, expected, path):

@@ -20,8 +20,8 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
                  weights: str | os.PathLike | None = None) -> nn.Module:
     """Build ``arch`` in eval mode.
 
-    ``weights``: None (random init from a fixed seed, batch-norm statistics set from synthetic
-    images so logits have a realistic size), a checkpoint path, or ``"pretrained"`` (the
+    ``weights``: None (random init from a fixed seed, batch-norm statistics set from images so
+    logits have a realistic size), a checkpoint path, or ``"pretrained"`` (the
     reference's published checkpoint, downloaded once with a hash check).
     """
     import torch
@@ -33,7 +33,7 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
         torch.manual_seed(INIT_SEED)
         model = spec.build(num_classes, aux_logits)
     if weights is None:
-        calibrate_batchnorm(model, [synthetic_batch(spec)])
+        calibrate_batchnorm(model, [_calibration_batch(spec)])
     elif str(weights) == PRETRAINED:
         if spec.pretrained is None:
             raise InceptionDeployError(f"arch {spec.name} has no published checkpoint: pass a file")
@@ -41,6 +41,18 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
     else:
         load_weights(model, weights)
     return model.eval()
+
+
+def _calibration_batch(spec: ArchSpec):
+    """Synthetic images and the photos shipped with the package, in one batch: the batch norms of
+    attention blocks (ResNeSt's split attention) normalize one pooled vector per image, and
+    statistics of a few smooth synthetic images alone blow real photos up to logits near 1e3."""
+    import torch
+
+    from .parity import sample_photos
+    from .preprocess import preprocess
+
+    return torch.cat([synthetic_batch(spec), torch.from_numpy(preprocess(sample_photos(), spec.preprocess))])
 
 
 def synthetic_batch(spec: ArchSpec, count: int = 4, seed: int = 0, input_size: int | None = None):

@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # trained_classifier
 
-ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+ARCHS = ["v1", "v2", "v3", "v4", "inception-resnet-v1", "inception-resnet-v2", "xception"]
 
 
 def eval_views(count: int, seed: int = 1) -> list[Image.Image]:

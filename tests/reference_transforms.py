@@ -18,9 +18,13 @@ from pathlib import Path
 import numpy as np
 
 EXPECTED = Path(__file__).parent / "data" / "preprocess_reference.npz"
-ARCHS = ("v1", "v2", "v3", "v4", "resnet-v2", "xception")
+ARCHS = ("v1", "v2", "v3", "v4", "resnet-v2", "xception", "resnet50", "densenet121", "seresnet50",
+         "res2net50_26w_4s", "resnest50d")
 STRIDE = 13
-_TIMM_NAMES = {"v4": "inception_v4", "resnet-v2": "inception_resnet_v2", "xception": "legacy_xception"}
+_TIMM_NAMES = {"v4": "inception_v4", "resnet-v2": "inception_resnet_v2", "xception": "legacy_xception",
+               "seresnet50": "seresnet50", "res2net50_26w_4s": "res2net50_26w_4s", "resnest50d": "resnest50d"}
+# torchvision's ImageNet classifiers, IMAGENET1K_V1 weights: their own transforms preset
+_TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
 
 
 def reference_transform(arch):
@@ -37,6 +41,14 @@ def reference_transform(arch):
         full = T.Compose([T.Resize(resize), T.CenterCrop(crop), T.ToTensor(), T.Normalize(*imagenet)])
         mean, std = (torch.tensor(v)[:, None, None] for v in imagenet)
         return T.Compose(full.transforms[:2]), lambda image: ((full(image) * std + mean) - 0.5) / 0.5
+    if arch in _TORCHVISION_WEIGHTS:
+        import torchvision.models
+        from torchvision import transforms as T
+
+        preset = getattr(torchvision.models, _TORCHVISION_WEIGHTS[arch]).IMAGENET1K_V1.transforms()
+        size = preset.crop_size[0]
+        crop = T.Compose([T.Resize(preset.resize_size, interpolation=preset.interpolation), T.CenterCrop(size)])
+        return crop, preset
     if arch == "v2":
         from pretrainedmodels.models.bninception import pretrained_settings
         from pretrainedmodels.utils import TransformImage

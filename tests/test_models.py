@@ -7,7 +7,10 @@ from inception_deploy.models import check_input_size, get_arch
 from inception_deploy.models.registry import ARCHS as SPECS
 from inception_deploy.zoo import synthetic_batch
 
-ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+INCEPTIONS = ["v1", "v2", "v3", "v4", "inception-resnet-v1", "inception-resnet-v2", "xception"]
+BACKBONES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "seresnet50", "densenet121",
+             "res2net50_26w_4s", "resnest50d"]
+ARCHS = INCEPTIONS + BACKBONES
 
 # parameters / state_dict entries of each reference layout, 1000 classes (README's architecture table)
 REFERENCE_SIZES = {
@@ -20,6 +23,15 @@ REFERENCE_SIZES = {
     ("resnet-v1", False): (23_995_624, 716),
     ("resnet-v2", False): (55_843_464, 1306),
     ("xception", False): (22_855_952, 276),
+    ("resnet18", False): (11_689_512, 122),
+    ("resnet34", False): (21_797_672, 218),
+    ("resnet50", False): (25_557_032, 320),
+    ("resnet101", False): (44_549_160, 626),
+    ("resnext50_32x4d", False): (25_028_904, 320),
+    ("seresnet50", False): (28_088_024, 384),
+    ("densenet121", False): (7_978_856, 727),
+    ("res2net50_26w_4s", False): (25_699_120, 512),
+    ("resnest50d", False): (27_483_240, 476),
 }
 
 
@@ -27,7 +39,8 @@ def test_registry_names_and_aliases():
     assert list_archs() == ARCHS
     assert get_arch("googlenet").name == "v1"
     assert get_arch("BN-Inception").name == "v2"
-    assert get_arch("inception-resnet-v2").name == "resnet-v2"
+    assert get_arch("resnet-v2").name == "inception-resnet-v2"  # its name before ResNets joined
+    assert get_arch("ResNeSt50").name == "resnest50d" and get_arch("res2net50").name == "res2net50_26w_4s"
     with pytest.raises(UnknownArchError, match=r"unknown arch 'v5'; choose one of: v1 \(googlenet"):
         get_arch("v5")
 
@@ -59,7 +72,8 @@ def test_eval_gives_finite_logits_of_realistic_size(arch, built_models):
 
 
 @pytest.mark.parametrize("arch,size", [("v1", 75), ("v2", 64), ("v2", 256), ("v3", 75), ("v4", 75),
-                                       ("resnet-v1", 160), ("resnet-v2", 75), ("xception", 75)])
+                                       ("resnet-v1", 160), ("resnet-v2", 75), ("xception", 75),
+                                       ("resnet50", 97), ("densenet121", 64), ("resnest50d", 160)])
 def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
     model = built_models(arch)
     check_input_size(get_arch(arch), size)
@@ -77,6 +91,7 @@ def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
     ("v1", 14, "arch v1 needs an input of at least 15 pixels, not 14"),
     ("v2", 299, "input size 299 is not supported by arch v2"),
     ("v3", 100000, "input size 100000 is above the limit of 4096 pixels"),
+    ("densenet121", 28, "arch densenet121 needs an input of at least 29 pixels, not 28"),
 ])
 def test_unsupported_input_size_is_one_clear_error(arch, size, message):
     with pytest.raises(InceptionDeployError, match=message):
@@ -95,6 +110,16 @@ def test_stated_minimum_input_size_is_the_networks_own(spec):
                 return False
 
     assert runs(spec.min_input_size) and not runs(spec.min_input_size - 1)
+
+
+def test_one_class_serves_several_archs_and_each_module_knows_its_own(built_models):
+    """The ResNet trunk builds resnet50 and seresnet50: stages given a module find its spec by name."""
+    from inception_deploy.models import spec_for_model
+
+    for arch in ("resnet50", "seresnet50", "v3"):
+        assert spec_for_model(built_models(arch)) is get_arch(arch)
+    assert type(built_models("resnet50")) is type(built_models("seresnet50"))
+    assert spec_for_model(torch.nn.Linear(2, 2)) is None
 
 
 def test_v1_train_mode_returns_both_aux_outputs():

@@ -85,6 +85,7 @@ def test_int8_loses_at_most_one_point(target, classifier):
     assert len(result.parity.rows) == 4  # photos / synthetic rows are reported (out of distribution here)
     meta = result.metadata
     assert meta["precision"] == "int8" and meta["int8_target"] == target
+    assert meta["int8_weight_bits"] == {"tensorrt": 8, "cpu": 7}[target]
     assert meta["calibration"]["method"] == "entropy" and meta["calibration"]["images"] == 320
     assert meta["calibration"]["cache_sha256"] == CalibrationCache.load(cache).digest
     _check_qdq(onnx.load(str(result.path)).graph, target)
@@ -107,6 +108,9 @@ def _check_qdq(graph, target):
         if target == "tensorrt":
             assert not init[weight_dq.input[2]].any() if len(weight_dq.input) > 2 else True
             assert len(conv.input) < 3 or conv.input[2] in init  # bias stays float: no Q/DQ
+        else:  # 7-bit weights: u8 x s8 pair sums fit 16 bits on CPUs without VNNI
+            weights = init[weight_dq.input[0]]
+            assert weights.dtype == np.int8 and np.abs(weights.astype(int)).max() <= 64
     if target == "tensorrt":
         assert all(not init[n.input[2]].any() for n in quantize if len(n.input) > 2)  # zero points 0
 

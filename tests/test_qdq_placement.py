@@ -13,11 +13,16 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from inception_deploy import list_archs
 from inception_deploy.calibration import CalibrationCache, write_qdq
 from inception_deploy.calibration.qdq import prepare
 from inception_deploy.calibration.ranges import float_tensors
 
-ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+ARCHS = list_archs()
+# architectures with residual Adds where a Conv output meets a skip (fusion points of rule 3)
+RESIDUAL = {"inception-resnet-v1", "inception-resnet-v2", "xception", "resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d",
+            "seresnet50", "res2net50_26w_4s", "resnest50d"}
+GATES = {"seresnet50": "Sigmoid", "resnest50d": "Softmax"}  # attention gates
 POOLS = ("MaxPool", "AveragePool")
 HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul")
 # NVIDIA Model Optimizer 0.47 (`python -m modelopt.onnx.quantization --quantize_mode int8`) quantizes
@@ -111,15 +116,41 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
         readers = {c.op_type for dq in g.consumers[q.output[0]] for c in g.consumers.get(dq.output[0], [])}
         assert readers & {"Conv", "Add", *POOLS}, (q.input[0], readers)
 
-    # rule 3: a residual Add reads its Conv input as it is and its skip input quantized
-    adds = [n for n in graph.node if n.op_type == "Add"]
-    assert bool(adds) == (arch in ("resnet-v1", "resnet-v2", "xception"))
-    for add in adds:
-        from_conv = [g.op(name) == "Conv" for name in add.input]
-        assert any(from_conv), add.name
-        skip = add.input[1 if from_conv[0] else 0]
-        assert g.quantized(skip) is not None, add.name
-        assert sum(g.quantized(name) is not None for name in add.input) == 1
+    # rule 3: an Add one of whose inputs is a Conv output read by nothing else (a fusion point)
+    # reads exactly one input quantized, the skip: the other input, or of two such Convs the
+    # projection shortcut, which has fewer Convs upstream than the main branch
+    def convs_upstream(tensor):
+        upstream, todo = {}, [tensor]
+        while todo:
+            node = fp32.producer.get(todo.pop())
+            if node is not None and node.name not in upstream:
+                upstream[node.name] = node
+                todo.extend(node.input)
+        return sum(node.op_type == "Conv" for node in upstream.values())
+
+    fp32_nodes = {n.name: n for n in fp32_graph.node}
+    fusion_points = 0
+    for add in (n for n in graph.node if n.op_type == "Add" and not set(n.input) & set(g.init)):
+        inputs = fp32_nodes[add.name].input
+        fusible = [fp32.op(t) == "Conv" and len(fp32.consumers[t]) == 1 for t in inputs]
+        quantized = [g.quantized(name) for name in add.input]
+        if not any(fusible):
+            # a gated branch and an identity skip, Res2Net's chained groups: no Q/DQ of its own, an
+            # input is quantized only because a Conv or pool reads that same tensor
+            for name, behind in zip(add.input, quantized):
+                assert behind is None or {c.op_type for c in g.consumers[name]} & {"Conv", *POOLS}, add.name
+            continue
+        fusion_points += 1
+        skip = min(inputs, key=convs_upstream) if all(fusible) else inputs[fusible.index(False)]
+        assert quantized == [t if t == skip else None for t in inputs], add.name
+    assert bool(fusion_points) == (arch in RESIDUAL)
+
+    # attention gates stay float: the Sigmoid / Softmax reads and writes float, so does its Mul
+    gates = [n for n in graph.node if n.op_type in ("Sigmoid", "Softmax")]
+    assert {n.op_type for n in gates} == ({GATES[arch]} if arch in GATES else set())
+    for gate in gates:
+        assert g.quantized(gate.input[0]) is None, gate.name
+        assert all(c.op_type != "QuantizeLinear" for c in g.consumers[gate.output[0]]), gate.name
 
     # rule 4: one scale for a Concat's quantized inputs and quantized output, and for a MaxPool's
     def output_scales(tensor):

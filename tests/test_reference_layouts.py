@@ -11,11 +11,17 @@ import torch
 
 from inception_deploy.models import calibrate_batchnorm, get_arch
 from inception_deploy.zoo import synthetic_batch
+from reference_transforms import ARCHS as REFERENCE_TRANSFORM_ARCHS
 
 
 def _torchvision(name, **kw):
     models = pytest.importorskip("torchvision.models", reason="torchvision not installed")
     return getattr(models, name)(weights=None, init_weights=True, transform_input=False, **kw)
+
+
+def _torchvision_plain(name):
+    models = pytest.importorskip("torchvision.models", reason="torchvision not installed")
+    return getattr(models, name)(weights=None)
 
 
 def _timm(name):
@@ -39,6 +45,15 @@ REFERENCES = {
                                         classify=True, num_classes=1000),
     ("resnet-v2", False): lambda: _timm("inception_resnet_v2"),
     ("xception", False): lambda: _timm("legacy_xception"),
+    ("resnet18", False): lambda: _torchvision_plain("resnet18"),
+    ("resnet34", False): lambda: _torchvision_plain("resnet34"),
+    ("resnet50", False): lambda: _torchvision_plain("resnet50"),
+    ("resnet101", False): lambda: _torchvision_plain("resnet101"),
+    ("resnext50_32x4d", False): lambda: _torchvision_plain("resnext50_32x4d"),
+    ("densenet121", False): lambda: _torchvision_plain("densenet121"),
+    ("seresnet50", False): lambda: _timm("seresnet50"),
+    ("res2net50_26w_4s", False): lambda: _timm("res2net50_26w_4s"),
+    ("resnest50d", False): lambda: _timm("resnest50d"),
 }
 
 
@@ -66,7 +81,7 @@ def test_reference_state_dict_loads_and_logits_match(arch, aux):
 
 
 
-@pytest.mark.parametrize("arch", ["v1", "v2", "v3", "v4", "resnet-v2", "xception"])
+@pytest.mark.parametrize("arch", REFERENCE_TRANSFORM_ARCHS)
 def test_preprocessing_equals_reference_eval_transform(arch):
     """Live version of tests/test_preprocess.py's stored numbers, on the references themselves."""
     from PIL import Image

@@ -4,13 +4,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from inception_deploy import create_model
+from inception_deploy import create_model, list_archs
 from inception_deploy.errors import WeightsError
 from inception_deploy.models import get_arch
 from inception_deploy.weights import load_weights, read_checkpoint
 from inception_deploy.zoo import synthetic_batch
 
-ARCHS = ["v1", "v2", "v3", "v4", "resnet-v1", "resnet-v2", "xception"]
+ARCHS = list_archs()
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +122,28 @@ def test_tensorflow_background_class_is_dropped(arch, tmp_path, caplog):
     assert "dropped 1 leading background class(es)" in caplog.text
     # a 1001-class model keeps every row
     assert load_weights(spec.build(num_classes=1001), path) is not None
+
+
+def test_torchvision_densenet_files_with_old_key_names_load(built_models, tmp_path, caplog):
+    """torchvision's published densenet121 file names its layers' modules "norm.1", "conv.2", ...
+    and, saved by PyTorch 0.3, has no BatchNorm num_batches_tracked entries."""
+    original = built_models("densenet121")
+    old_names = {}
+    for key, value in original.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        # features.denseblock1.denselayer1.norm1.weight -> features.denseblock1.denselayer1.norm.1.weight
+        parts = key.split(".")
+        if len(parts) > 3 and parts[-3].startswith("denselayer") and parts[-2][-1] in "12":
+            key = ".".join([*parts[:-2], parts[-2][:-1], parts[-2][-1], parts[-1]])
+        old_names[key] = value
+    assert "features.denseblock4.denselayer16.conv.2.weight" in old_names
+    path = tmp_path / "densenet121-a639ec97.pth"
+    torch.save(old_names, path)
+    loaded = create_model("densenet121", weights=path)
+    torch.testing.assert_close(_logits(loaded, "densenet121"), _logits(original, "densenet121"), rtol=0, atol=0)
+    assert "renamed 580 entries of the reference's older key layout" in caplog.text
+    assert "no num_batches_tracked in 121 BatchNorm layers" in caplog.text
 
 
 class _NotATensor:

@@ -130,7 +130,7 @@ def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, objec
     model = create_model(spec.name, num_classes, weights=weights)
     if weights is None:
         info = {"file": None, "init_seed": INIT_SEED,
-                "note": "random init; batch-norm statistics from synthetic images"}
+                "note": "random init; batch-norm statistics from synthetic images and the shipped photos"}
     else:
         info = {"file": Path(weights).name, "sha256": sha256_file(weights)}
     return spec, model, info

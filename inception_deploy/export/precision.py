@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..calibration import CalibrationCache, CalibrationImages, calibrate, write_qdq
 from ..calibration.cache import graph_digest, preprocess_digest
-from ..calibration.qdq import prepare
+from ..calibration.qdq import WEIGHT_BITS, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
@@ -119,7 +119,8 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
         say("converting the unquantized remainder to FP16...")
         proto = _to_fp16(proto)
         metadata.update(int8_remainder="fp16", fp32_ops=list(FP16_KEEP_FP32))
-    metadata.update(precision="int8", int8_target=target, source_sha256=sha256_file(src),
+    metadata.update(precision="int8", int8_target=target, int8_weight_bits=WEIGHT_BITS[target],
+                    source_sha256=sha256_file(src),
                     calibration={"method": calibration.method, "percentile": calibration.percentile,
                                  "images": calibration.images, "cache_sha256": calibration.digest})
     metadata.pop("parity", None)

@@ -1,4 +1,4 @@
-"""Building blocks shared by several Inception networks."""
+"""Building blocks and helpers shared by several networks."""
 from torch import nn
 
 
@@ -18,3 +18,12 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x):
         return self.relu(self.bn(self.conv(x)))
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (at least ``min_value``, default
+    ``divisor``), one step up when rounding lost more than ``1 - round_limit`` of it: the channel
+    rounding timm's attention modules use, so their checkpoints' widths come out the same."""
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * value else rounded

@@ -1,0 +1,111 @@
+"""The seed's other backbones (ResNet, ResNeXt, SE-ResNet, DenseNet, Res2Net, ResNeSt) through the
+stages after export: export and its parity run for every arch in test_export, the reference
+layouts in test_reference_layouts, INT8 placement in test_qdq_placement. Here, on each exported
+FP32 file: inception-run, OpenVINO parity, inception-eval against eager and a Triton repository;
+FP16 and INT8 for resnet50 and the two attention archs; one real Triton server for two of them.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from inception_deploy.cli import main
+from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.models.registry import ARCHS, get_arch
+from inception_deploy.evaluation import imagenet_wnids
+from inception_deploy.parity import check_backend, eager_logits, sample_folder, sample_photos
+from inception_deploy.preprocess import preprocess
+
+BACKBONES = [spec.name for spec in ARCHS if spec.family != "Inception"]
+ATTENTION = ["seresnet50", "resnest50d"]  # sigmoid gates; split-attention softmax
+
+
+def _eager_top5(model, arch):
+    logits = eager_logits(model, preprocess(sample_photos(), get_arch(arch).preprocess))
+    return np.argsort(-logits, axis=1)[:, :5]
+
+
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_run_openvino_eval_and_repository_on_the_exported_file(arch, exported, built_models, tmp_path):
+    path = exported(arch).path
+    model = built_models(arch)
+    expected = _eager_top5(model, arch)
+
+    result = CliRunner().invoke(main, ["run", str(path), "--samples", "--json"])
+    assert result.exit_code == 0, result.output
+    ran = [json.loads(line) for line in result.stdout.splitlines()]  # one JSON object per image
+    assert [r["indices"] for r in ran] == expected.tolist()
+
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    from inception_deploy.runtime.openvino_backend import OpenVINOBackend
+
+    report = check_backend(model, OpenVINOBackend(path, cache_dir=None), get_arch(arch).preprocess, (1, 5),
+                           "fp32", "openvino")
+    assert report.passed, report.table()
+
+    # a labelled folder of the five photos, each under the class eager gives it: eager is 100%
+    # right by construction, so the artifact's accuracy is its agreement with eager
+    wnids = imagenet_wnids()  # unique, unlike the names ("crane" is two classes)
+    data = tmp_path / "data"
+    for photo, top5 in zip(sample_photos(), expected):
+        (data / wnids[top5[0]]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, data / wnids[top5[0]] / photo.name)
+    result = CliRunner().invoke(main, ["eval", "--data", str(data), "--arch", arch, "--onnx", str(path),
+                                       "--no-progress", "--json", str(tmp_path / "eval.json")])
+    assert result.exit_code == 0, result.output
+    models = json.loads((tmp_path / "eval.json").read_text())["models"]
+    assert [(m["top1"], m["agreement"]) for m in models] == [(1.0, None), (1.0, 1.0)]
+
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the triton extra) is not installed")
+    from inception_deploy.serving import write_repository
+
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    (written,) = write_repository([path], tmp_path / "repo", max_batch=8)
+    config = text_format.Parse((tmp_path / "repo" / written.name / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    size = get_arch(arch).preprocess.input_size
+    assert [list(i.dims) for i in config.input] == [[3, size, size]] and config.max_batch_size == 8
+
+
+@pytest.mark.parametrize("arch", ["resnet50", *ATTENTION])
+def test_fp16_and_int8_of_residual_and_attention_archs(arch, exported, built_models, tmp_path):
+    """FP16 passes its parity thresholds; INT8 (both targets) keeps the logits' direction. With
+    random weights the top-1 of near-ties moves, so INT8 is judged by cosine only (its accuracy
+    bar is measured on the trained classifier, tests/test_precision.py)."""
+    path, model = exported(arch).path, built_models(arch)
+    fp16 = convert_fp16(path, tmp_path / "fp16.onnx", reference_model=model)
+    assert fp16.parity.passed, fp16.parity.table()
+    for target in ("tensorrt", "cpu"):
+        int8 = quantize_int8(path, tmp_path / f"int8_{target}.onnx", target=target, calib_dir=sample_folder(),
+                             method="minmax", reference_model=model, judge_parity=False)
+        photos = [r for r in int8.parity.rows if r.inputs.startswith("photos")]
+        assert photos and min(r.cosine for r in photos) >= 0.95, (target, int8.parity.table())
+
+
+def test_two_backbones_answer_through_a_real_triton_server(exported, tmp_path):
+    """resnet50 and the SE gates of seresnet50 through Triton's ensemble (preprocessing model,
+    the network on the package's runtime, softmax): the answers of a local Predictor."""
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient (the triton extra) is not installed")
+    from inception_deploy.runtime.predictor import Predictor
+    from inception_deploy.serving import TritonClient, TritonServer, write_repository
+    from inception_deploy.serving.server import ServerError, check_python_for_stub, find_server
+
+    try:
+        find_server()
+        check_python_for_stub()
+    except ServerError as e:
+        pytest.skip(str(e))
+    paths = [exported(arch).path for arch in ("resnet50", "seresnet50")]
+    write_repository(paths, tmp_path / "repo", max_batch=4)
+    photos = [str(p) for p in sample_photos()]
+    with TritonServer(tmp_path / "repo", http_port=0, grpc_port=0, metrics_port=0, ready_timeout=180) as server:
+        for path in paths:
+            remote = TritonClient(f"grpc://{server.grpc_url}", f"{path.stem}_pipeline").predict(photos, topk=5)
+            local = Predictor(path).predict(photos, topk=5)
+            assert [(r.error, r.indices) for r in remote] == [(None, p.indices) for p in local]
+            np.testing.assert_allclose([r.probabilities for r in remote], [p.probabilities for p in local],
+                                       atol=1e-5)
