@@ -22,7 +22,7 @@ import click
 from . import __version__
 from .errors import ConfigError, InceptionDeployError, printable
 from .metadata import MAX_BATCH, MAX_CLASSES, MAX_INPUT_SIZE, MAX_RESIZE_SIZE
-from .models.registry import list_archs
+from .models.registry import ARCHS, list_archs
 from .runtime.base import DEVICES
 
 EXIT_PARTLY_FAILED = 1
@@ -74,8 +74,6 @@ def _list_archs(ctx, param, value):
     if not value or ctx.resilient_parsing:
         return
     from tabulate import tabulate
-
-    from .models.registry import ARCHS
 
     rows = [(s.name, ", ".join(s.aliases), s.family, s.reference, s.preprocess.input_size,
              "yes" if s.pretrained else "-") for s in ARCHS]

@@ -41,7 +41,7 @@ def test_run_openvino_eval_and_repository_on_the_exported_file(arch, exported, b
     pytest.importorskip("openvino", reason="OpenVINO is not installed")
     from inception_deploy.runtime.openvino_backend import OpenVINOBackend
 
-    report = check_backend(model, OpenVINOBackend(path, cache_dir=None), get_arch(arch).preprocess, (1, 5),
+    report = check_backend(model, OpenVINOBackend(path, cache_dir=None), get_arch(arch).preprocess, (8,),
                            "fp32", "openvino")
     assert report.passed, report.table()
 

@@ -158,3 +158,16 @@ def test_calibrate_batchnorm_tames_random_init_and_restores_state():
     assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))
     with pytest.raises(ValueError, match="at least one batch"):
         calibrate_batchnorm(model, [])
+
+
+def test_export_lists_the_registry_without_needing_an_arch():
+    from click.testing import CliRunner
+
+    from inception_deploy.cli import main
+
+    result = CliRunner().invoke(main, ["export", "--list-archs"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()[2:]}
+    assert list(rows) == ARCHS
+    assert " resnet-v1, inception_resnet_v1 " in rows["inception-resnet-v1"] and " ResNeSt " in rows["resnest50d"]
+    assert "timm res2net50_26w_4s" in rows["res2net50_26w_4s"] and rows["densenet121"].split()[-2:] == ["224", "yes"]
