@@ -55,7 +55,7 @@ def _cpu() -> list[Fact]:
     vnni = has_vnni()
     note = {True: "", None: "",
             False: " (8-bit INT8 weights can saturate here: the cpu target's 7-bit weights cannot)"}[vnni]
-    return [Fact("cpu", machine_name() + note, None if vnni is not False else False)]
+    return [Fact("cpu", machine_name() + note)]
 
 
 def _libraries() -> list[Fact]:

@@ -74,6 +74,8 @@ def validate_metadata(meta: object, source) -> dict:
     check.choice("precision", meta.get("precision", "fp32"), PRECISIONS)
     if "int8_target" in meta:
         check.choice("int8_target", meta["int8_target"], INT8_TARGETS)
+    if "int8_weight_bits" in meta:
+        check.integer("int8_weight_bits", meta["int8_weight_bits"], 7, 8)
     if "io_dtype" in meta:
         check.choice("io_dtype", meta["io_dtype"], ("float32", "float16"))
     for name in ("batch", "max_batch"):

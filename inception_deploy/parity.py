@@ -15,7 +15,8 @@ from .preprocess import PreprocessConfig, normalize, preprocess, synthetic_image
 
 @dataclass(frozen=True)
 class Thresholds:
-    """A row passes when every set bound holds (None: not checked for this precision)."""
+    """A row passes when every set bound holds (None: not checked for this precision); ``max_abs``
+    is an alternative to ``max_rel``: a row within either passes that bound."""
 
     max_rel: float | None = None  # max |diff| / max |reference logit|
     max_abs: float | None = None  # ... or, where that is larger, max |diff| itself

@@ -121,6 +121,9 @@ def _rename_legacy_keys(state, spec: ArchSpec, path):
     renamed = state
     for pattern, replacement in spec.legacy_keys:
         renamed = {re.sub(pattern, replacement, k): v for k, v in renamed.items()}
+    if len(renamed) != len(state):
+        raise WeightsError(f"{path}: holds both the old and the new name of some entries "
+                           f"({len(state) - len(renamed)} collide when renamed); save one layout only")
     changed = sum(a != b for a, b in zip(state, renamed))
     if changed:
         log.info("%s: renamed %d entries of the reference's older key layout", path, changed)

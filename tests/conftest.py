@@ -22,11 +22,12 @@ def _info_logs(caplog):
 @pytest.fixture(scope="session")
 def built_models():
     """Each architecture built once per session (the seven together are ~200M parameters)."""
-    from inception_deploy import create_model
+    from inception_deploy import create_model, get_arch
 
     cache = {}
 
     def get(arch):
+        arch = get_arch(arch).name  # an alias builds the same model once
         if arch not in cache:
             cache[arch] = create_model(arch)
         return cache[arch]
@@ -38,12 +39,14 @@ def built_models():
 def exported(tmp_path_factory, built_models):
     """Every architecture exported once per session with default options (dynamic batch,
     parity on); tests share these files."""
+    from inception_deploy import get_arch
     from inception_deploy.export import export_onnx
 
     folder = tmp_path_factory.mktemp("onnx")
     cache = {}
 
     def get(arch):
+        arch = get_arch(arch).name
         if arch not in cache:
             cache[arch] = export_onnx(built_models(arch), folder / f"{arch}.onnx")
         return cache[arch]

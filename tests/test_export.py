@@ -214,3 +214,20 @@ def test_console_script_help():
     for section in ("Model:", "Output:", "Preprocessing overrides:", "Verification:"):
         assert section in help_text
     assert "[default: 64; 1<=x<=1024]" in help_text
+
+
+def test_an_artifact_recording_an_old_arch_name_is_read_as_the_new_one(exported, tmp_path):
+    """Exports made before the ResNets joined record "resnet-v1" for today's inception-resnet-v1."""
+    path = exported("inception-resnet-v1").path
+    model = onnx.load(str(path))
+    meta = _metadata(path)
+    meta["arch"] = "resnet-v1"
+    set_onnx_metadata(model, meta)
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
+    result = CliRunner().invoke(main, ["parity", "--arch", "inception-resnet-v1", "--onnx", str(old)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["run", str(old), "--arch", "inception-resnet-v1", "--samples"])
+    assert result.exit_code == 0 and "--arch inception-resnet-v1 ignored" not in result.output, result.output
+    result = CliRunner().invoke(main, ["run", str(old), "--arch", "v3", "--samples"])
+    assert "was exported from resnet-v1" in result.output and "--arch v3 ignored" in result.output

@@ -214,3 +214,30 @@ def test_a_concat_input_read_elsewhere_shares_the_concat_scale(tmp_path):
     assert g.scale(quantized_inputs[0]) == float(g.init[after.input[1]])
     # the Concat output's range, calibrated over all its inputs
     assert g.scale(quantized_inputs[0]) == pytest.approx(ranges[concat.output[0]]["threshold"] / 127, rel=1e-6)
+
+
+class _Projection(torch.nn.Module):
+    """A projection block straight from the graph input, its Add inputs in either order."""
+
+    def __init__(self, shortcut_first: bool):
+        super().__init__()
+        self.shortcut_first = shortcut_first
+        self.shortcut, self.reduce, self.expand = (torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(3, 4, 1),
+                                                   torch.nn.Conv2d(4, 8, 3, padding=1))
+
+    def forward(self, x):
+        main, shortcut = self.expand(torch.relu(self.reduce(x))), self.shortcut(x)
+        return torch.relu(shortcut + main if self.shortcut_first else main + shortcut)
+
+
+@pytest.mark.parametrize("shortcut_first", [True, False])
+def test_of_two_convs_meeting_at_an_add_the_projection_shortcut_is_quantized(shortcut_first, tmp_path):
+    torch.onnx.export(_Projection(shortcut_first).eval(), torch.randn(1, 3, 8, 8), tmp_path / "p.onnx", dynamo=False,
+                      opset_version=17, input_names=["input"])
+    fp32_graph, graph, _ = _quantize(tmp_path / "p.onnx", tmp_path, "tensorrt")
+    fp32, g = Graph(fp32_graph), Graph(graph)
+    add = next(n for n in graph.node if n.op_type == "Add")
+    inputs = next(n for n in fp32_graph.node if n.op_type == "Add").input
+    # the shortcut is the Conv that reads the graph input and feeds the Add
+    shortcut = next(t for t in inputs if fp32.producer[t].input[0] == "input")
+    assert [g.quantized(name) for name in add.input] == [t if t == shortcut else None for t in inputs]

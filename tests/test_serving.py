@@ -192,6 +192,11 @@ def test_an_engine_beside_its_onnx_file_is_a_model_of_its_own(classifier_files, 
     assert [(m.name, m.platform) for m in written] == [("small", "onnxruntime_onnx"), ("small_trt", "tensorrt_plan")]
     assert [s.model_name for s in _config(tmp_path / "repo", "small_trt_pipeline").ensemble_scheduling.step] == [
         "small_trt_preprocess", "small_trt", "small_trt_softmax"]
+    clash = tmp_path / "small_trt.onnx"  # a file whose own name is the engine's model name
+    shutil.copy(source, clash)
+    with pytest.raises(RepositoryError, match="both would be model 'small_trt'; rename one"):
+        write_repository([source, plan, clash], tmp_path / "repo2")
+    assert not (tmp_path / "repo2").exists()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -102,7 +102,7 @@ def tensorrt_placement(graph) -> Placement:
         from_conv = [name in producers and producers[name].op_type == "Conv" and len(consumers[name]) == 1
                      for name in node.input]
         if any(from_conv):  # the Conv input fuses with the Add; the other one is the skip
-            skip = _skip_of_two_convs(node, producers) if all(from_conv) else (1 if from_conv[0] else 0)
+            skip = _skip_of_two_convs(node, producers, graph) if all(from_conv) else (1 if from_conv[0] else 0)
             source = producers.get(node.input[skip])
             if (source is not None and source.op_type != "Constant") or any(i.name == node.input[skip]
                                                                               for i in graph.input):
@@ -110,18 +110,21 @@ def tensorrt_placement(graph) -> Placement:
     return Placement(nodes, skips, _shared_ranges(graph))
 
 
-def _skip_of_two_convs(add, producers) -> int:
+def _skip_of_two_convs(add, producers, graph) -> int:
     """Rule 3 for Conv + Conv: the index of the shortcut, the input nearer to the tensor where the
     two paths split (a projection shortcut is one Conv from the block input, the main branch
     several); the second input on a tie."""
+    inputs = {i.name for i in graph.input}
+    meeting = {t for t, node in producers.items() if node.op_type != "Constant"} | inputs
+
     def distances(tensor):
-        """Every computed tensor upstream of ``tensor`` (weights are no meeting point), with its
-        distance in nodes."""
+        """Every computed tensor upstream of ``tensor`` (graph inputs too; weights and constants
+        are no meeting point), with its distance in nodes."""
         found, queue = {tensor: 0}, deque([tensor])
         while queue:  # breadth first: each tensor is first reached by a shortest path
             name = queue.popleft()
             for source in producers[name].input if name in producers else ():
-                if source in producers and source not in found:
+                if source in meeting and source not in found:
                     found[source] = found[name] + 1
                     queue.append(source)
         return found

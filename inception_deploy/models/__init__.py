@@ -1,4 +1,5 @@
-"""The Inception family as plain torch modules, one file per family, and their registry.
+"""The networks (the Inception family and the other backbones) as plain torch modules, one file
+per family, and their registry.
 
 The registry imports no torch (the runtime reads preprocessing from it on CPU-only installs);
 ``calibrate_batchnorm`` and the networks import torch when first used.

@@ -186,8 +186,9 @@ def canonical_arch(name: str) -> str:
 
 
 def spec_for_model(model) -> ArchSpec | None:
-    """The spec that built ``model`` (``ArchSpec.build`` names it), else the one spec whose class it
-    is; None for a model from elsewhere."""
+    """The spec that built ``model`` (``ArchSpec.build`` names it), else the one spec whose class
+    it is (the Inception classes; a ResNet made by calling a factory function directly is not
+    named, so build it with ``create_model``); None for a model from elsewhere."""
     tagged = getattr(model, "arch", None)
     if isinstance(tagged, str) and tagged.lower() in _BY_NAME:
         return _BY_NAME[tagged.lower()]

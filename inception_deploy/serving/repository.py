@@ -153,8 +153,8 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
                      queue_delay_us: int = 1000, replace: bool = False, progress=None) -> list[WrittenModel]:
     """Write a Triton model repository serving ``models`` (.onnx files and engines) to ``output``.
 
-    Each model is named after its file's stem; an engine beside the ONNX file it was built from
-    (``v3.onnx``, ``v3.plan``) is model ``v3_trt``. Plans with the same file name (e.g.
+    Each model is named after its file's stem; an engine beside the ONNX file it was built
+    from (``v3.onnx``, ``v3.plan``) is model ``v3_trt``. Plans with the same file name (e.g.
     ``a100/v3.plan``, ``l4/v3.plan``) become one model with a plan per GPU (``cc_model_filenames``), when they were built by the same TensorRT from the
     same model. ``kind``: where ONNX models run (engines always run on the GPU); ``auto`` lets
     Triton pick the GPU when there is one. ``max_batch``: the largest batch the server forms
@@ -175,8 +175,13 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
         artifact = inspect_artifact(path, arch)
         by_kind.setdefault((model_name(artifact.path), artifact.kind), []).append(artifact)
     # an engine built from an ONNX file shares its stem (v3.onnx -> v3.plan): the engine is v3_trt
-    groups = {name + ("_trt" if kind == "plan" and (name, "onnx") in by_kind else ""): artifacts
-              for (name, kind), artifacts in by_kind.items()}
+    groups: dict[str, list[Artifact]] = {}
+    for (name, file_kind), artifacts in by_kind.items():
+        name += "_trt" if file_kind == "plan" and (name, "onnx") in by_kind else ""
+        if name in groups:
+            raise RepositoryError(f"{groups[name][0].path} and {artifacts[0].path}: both would be model {name!r}; "
+                                  f"rename one")
+        groups[name] = artifacts
     for name in groups:
         for suffix in ("_preprocess", "_softmax", "_pipeline"):
             if name + suffix in groups:
