@@ -2,12 +2,15 @@
 depend on it (README "FP16 and INT8"), so bench, doctor and the runtimes say it."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
 
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo; {} where there is none (not Linux)."""
+    """The first processor's fields of /proc/cpuinfo (read once: has_vnni and machine_name both
+    ask); {} where there is none (not Linux)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
