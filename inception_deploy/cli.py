@@ -214,7 +214,8 @@ def main():
 @option("--list-archs", is_flag=True, is_eager=True, expose_value=False, callback=_list_archs, group="Model",
         help="Print every architecture with its aliases, checkpoint layout, input and published weights, and exit.")
 @option("--weights", metavar="FILE|pretrained", group="Model",
-        help="Checkpoint (.pth/.pt/.bin/.safetensors) or 'pretrained' to download the reference's. "
+        help="Checkpoint (.pth/.pt/.bin/.safetensors; a Keras .keras/.h5/.weights.h5 for v3, inception-resnet-v2 "
+             "and xception) or 'pretrained' to download the reference's. "
              "Default: random init with data-driven batch-norm statistics.")
 @option("--num-classes", type=click.IntRange(1, MAX_CLASSES), default=1000, group="Model", help="Classifier outputs.")
 @option("--labels", type=click.Path(dir_okay=False), group="Model",
@@ -238,6 +239,9 @@ def main():
         help="Crop fraction: resize = floor(input size / crop pct) (timm's rule).")
 @option("--interpolation", type=click.Choice(["nearest", "bilinear", "bicubic", "lanczos"]),
         group="Preprocessing overrides", help="Resize filter.")
+@option("--keep-aspect/--stretch", default=None, group="Preprocessing overrides",
+        help="Resize the shorter side (keep the aspect ratio), or both sides to the resize size (Keras's "
+             "load_img).  [default: the weights' own: --stretch for Keras checkpoints]")
 @option("--fp16", is_flag=True, group="Precision",
         help="Also write <output>_fp16.onnx (float32 input/output) and check its parity.")
 @option("--fp16-io", is_flag=True, group="Precision", help="With --fp16: half-precision input and output too.")
@@ -272,7 +276,7 @@ def main():
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
-                   no_simplify, mean, std, resize, crop_pct, interpolation, fp16, fp16_io, int8, int8_target,
+                   no_simplify, mean, std, resize, crop_pct, interpolation, keep_aspect, fp16, fp16_io, int8, int8_target,
                    int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
                    calib_cache, engine, max_engine_batch, timing_cache, no_parity, eval_data, eval_limit, triton_repo,
                    quiet):
@@ -281,11 +285,13 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
     from .export.engine import describe_layers
     from .models.registry import get_arch
     from .pipeline import deploy
+    from .zoo import default_preprocess
 
     if quiet:
         logging.getLogger("inception_deploy").setLevel(logging.WARNING)
     spec = get_arch(arch)
-    config = _preprocess_config(spec.preprocess, input_size, mean, std, resize, crop_pct, interpolation)
+    config = _preprocess_config(default_preprocess(spec, weights), input_size, mean, std, resize, crop_pct,
+                                interpolation, keep_aspect)
     result = deploy(spec.name, output, weights=weights, num_classes=num_classes, labels=labels, preprocess=config,
                     opset=opset, batch=batch, max_batch=max_batch, simplify=not no_simplify, fp16=fp16,
                     fp16_io=fp16_io, int8=int8, int8_target=int8_target, int8_remainder=int8_remainder,
@@ -342,11 +348,12 @@ def _safe_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.splitlines())
 
 
-def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolation):
+def _preprocess_config(base, input_size, mean, std, resize, crop_pct, interpolation, keep_aspect):
     if resize is not None and crop_pct is not None:
         raise ConfigError("--resize and --crop-pct both set the resize size: give one")
     config = base.with_input_size(input_size) if input_size else base
-    changes = {k: v for k, v in {"mean": mean, "std": std, "interpolation": interpolation}.items() if v is not None}
+    changes = {k: v for k, v in {"mean": mean, "std": std, "interpolation": interpolation,
+                                 "keep_aspect": keep_aspect}.items() if v is not None}
     if resize is not None:
         changes["resize_size"] = resize
     if crop_pct is not None:

@@ -337,7 +337,7 @@ def evaluate(data: str | os.PathLike, *, artifacts=(), arch: str | None = None, 
 
             spec = get_arch(arch)
             model = create_model(spec.name, num_classes=len(labels) if labels else 1000, weights=weights)
-            preprocess = preprocess or spec.preprocess
+            preprocess = preprocess or model.preprocess
             name = f"eager {spec.name}"
         else:
             name = "eager"

@@ -121,6 +121,8 @@ def _check_preprocess(check: "_Checker", pre) -> None:
         for value in values:
             check.number(f"preprocess.{name}", value, positive)
     check.number("preprocess.pixel_scale", pre.get("pixel_scale", 1.0), positive=True)
+    if not isinstance(pre.get("keep_aspect", True), bool):
+        check.fail("preprocess.keep_aspect", f"must be true or false, not {_kind(pre['keep_aspect'])}")
 
 
 def _check_labels(check: "_Checker", labels, classes: int) -> None:

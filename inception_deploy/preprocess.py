@@ -31,9 +31,10 @@ _PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic":
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Resize the shorter side to ``resize_size`` with ``interpolation``, center-crop
-    ``input_size``, scale pixels to [0, ``pixel_scale``], reorder channels, then
-    ``(x - mean) / std`` per channel (mean/std given in the output channel order)."""
+    """Resize the shorter side to ``resize_size`` with ``interpolation`` (with ``keep_aspect``
+    False: both sides, as Keras's ``load_img`` does), center-crop ``input_size``, scale pixels to
+    [0, ``pixel_scale``], reorder channels, then ``(x - mean) / std`` per channel (mean/std given
+    in the output channel order)."""
 
     input_size: int
     resize_size: int
@@ -42,6 +43,7 @@ class PreprocessConfig:
     std: tuple[float, float, float]
     channel_order: str = "RGB"
     pixel_scale: float = 1.0
+    keep_aspect: bool = True
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
@@ -104,15 +106,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def resized_size(width: int, height: int, config: PreprocessConfig) -> tuple[int, int]:
-    """Shorter side to ``resize_size``, longer side scaled and truncated (torchvision's Resize)."""
+    """Shorter side to ``resize_size``, longer side scaled and truncated (torchvision's Resize);
+    both sides to ``resize_size`` where the aspect ratio is not kept."""
+    if not config.keep_aspect:
+        return config.resize_size, config.resize_size
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = config.resize_size, int(config.resize_size * long / short)
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
 def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
-    """Shorter side to ``resize_size`` (longer side truncated, as torchvision's Resize does),
-    then the center ``input_size`` square (offsets rounded as torchvision's CenterCrop does)."""
+    """Shorter side to ``resize_size`` (longer side truncated, as torchvision's Resize does; or
+    both sides, see ``resized_size``), then the center ``input_size`` square (offsets rounded as torchvision's CenterCrop does)."""
     size = resized_size(*image.size, config)
     if size != image.size:
         image = image.resize(size, _PIL_FILTERS[config.interpolation])

@@ -2,8 +2,8 @@
 
 Reads raw state_dicts, ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, DataParallel
 (``module.``) and torch.compile (``_orig_mod.``) prefixes, .pth/.pt/.bin through
-``torch.load(weights_only=True)`` and .safetensors; downloads published checkpoints with a hash
-check into a cache folder.
+``torch.load(weights_only=True)``, .safetensors, and Keras files (``keras_checkpoints``);
+downloads published checkpoints with a hash check into a cache folder.
 """
 from __future__ import annotations
 
@@ -96,11 +96,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
     older key names of the reference's own files renamed (torchvision's DenseNet ``norm.1``).
     ``label_offset`` drops that many leading classifier rows (TensorFlow ports carry a
     background class); by default it is applied when the checkpoint has exactly that many extra
-    classes and the architecture's published weights are known to carry them.
+    classes and the architecture's published weights are known to carry them. Keras files
+    (.keras, .h5, .weights.h5) are converted into the layout first.
     """
-    state = read_checkpoint(path)
+    from .keras_checkpoints import is_keras_file, keras_state_dict
+
     spec = spec_for_model(model)
     expected = model.state_dict()
+    if is_keras_file(path):
+        if spec is None:
+            raise WeightsError(f"{path}: a Keras checkpoint loads only into a network of this zoo (create_model)")
+        state = keras_state_dict(model, spec, path)
+    else:
+        state = read_checkpoint(path)
     if spec is not None:
         state = _rename_legacy_keys(state, spec, path)
         state = _drop_aux(state, spec, expected, path)

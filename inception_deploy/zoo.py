@@ -6,10 +6,11 @@ import os
 from torch import nn
 
 from .errors import InceptionDeployError
+from .keras_checkpoints import BUILD_OPTIONS, KERAS_PREPROCESS, is_keras_file
 from .metadata import MAX_CLASSES
 from .models.batchnorm import calibrate_batchnorm
 from .models.registry import ArchSpec, get_arch
-from .preprocess import normalize, synthetic_images
+from .preprocess import PreprocessConfig, normalize, synthetic_images
 from .weights import download, load_weights
 
 PRETRAINED = "pretrained"
@@ -22,16 +23,20 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
 
     ``weights``: None (random init from a fixed seed, batch-norm statistics set from images so
     logits have a realistic size), a checkpoint path, or ``"pretrained"`` (the
-    reference's published checkpoint, downloaded once with a hash check).
+    reference's published checkpoint, downloaded once with a hash check). A Keras checkpoint
+    builds the network with Keras's numerics (``keras_checkpoints``).
     """
     import torch
 
     spec = get_arch(arch)
     if not 1 <= num_classes <= MAX_CLASSES:
         raise InceptionDeployError(f"num_classes must be between 1 and {MAX_CLASSES}, not {num_classes}")
+    options = {}
+    if weights is not None and str(weights) != PRETRAINED and is_keras_file(weights):
+        options = BUILD_OPTIONS.get(spec.name, {})  # Keras's numerics; other archs are refused by the loader
     with torch.random.fork_rng():
         torch.manual_seed(INIT_SEED)
-        model = spec.build(num_classes, aux_logits)
+        model = spec.build(num_classes, aux_logits, **options)
     if weights is None:
         calibrate_batchnorm(model, [_calibration_batch(spec)])
     elif str(weights) == PRETRAINED:
@@ -40,7 +45,16 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
         load_weights(model, download(spec.pretrained), label_offset=spec.pretrained.label_offset)
     else:
         load_weights(model, weights)
+    model.preprocess = default_preprocess(spec, weights)  # what export writes into the artifact
     return model.eval()
+
+
+def default_preprocess(spec: ArchSpec, weights=None) -> PreprocessConfig:
+    """The preprocessing ``weights`` were trained with: Keras's for a Keras checkpoint, else the
+    architecture's (its reference's checkpoints)."""
+    if weights is not None and str(weights) != PRETRAINED and is_keras_file(weights):
+        return KERAS_PREPROCESS
+    return spec.preprocess
 
 
 def _calibration_batch(spec: ArchSpec):

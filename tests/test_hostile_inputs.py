@@ -71,6 +71,7 @@ DOCTORED = [
     ("resize below crop", lambda m: m["preprocess"].update(resize_size=8), "preprocess.resize_size is 8"),
     ("unknown filter", lambda m: m["preprocess"].update(interpolation="magic"), "preprocess.interpolation"),
     ("unknown field", lambda m: m["preprocess"].update(gamma=2.2), "preprocess.gamma is not a preprocessing field"),
+    ("aspect as text", lambda m: m["preprocess"].update(keep_aspect="no"), "preprocess.keep_aspect must be true or"),
     ("no preprocess", lambda m: m.pop("preprocess"), "preprocess is missing"),
     ("zero max batch", lambda m: m.update(max_batch=0), "max_batch is 0"),
     ("bool max batch", lambda m: m.update(max_batch=True), "max_batch must be an integer"),

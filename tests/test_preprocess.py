@@ -41,6 +41,19 @@ def test_resize_keeps_aspect_and_truncates_long_side():
     assert config.with_input_size(20).resize_size == 24
 
 
+def test_stretch_resizes_both_sides_as_keras_load_img():
+    """keep_aspect=False: the whole image squeezed to the square (Keras's load_img(target_size)),
+    then the center crop (none where resize and input size are equal)."""
+    photo = to_rgb(Image.open(sample_photos()[0])).crop((0, 0, 512, 300))
+    config = PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
+    expected = np.asarray(photo.resize((299, 299), Image.BILINEAR), np.float32) / 255
+    np.testing.assert_array_equal(load_image(photo, config), expected)
+    cropped = PreprocessConfig(224, 256, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
+    assert resize_and_crop(photo, cropped).size == (224, 224)
+    assert not np.array_equal(load_image(photo, config), load_image(photo, PreprocessConfig(299, 299, "bilinear",
+                                                                                              (0.5,) * 3, (0.5,) * 3)))
+
+
 def _png(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -60,14 +60,15 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
     """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
 
     ``batch``: a static batch size; None gives a dynamic ``batch`` dimension up to ``max_batch``.
-    ``preprocess`` overrides the architecture's preprocessing (checkpoints trained otherwise).
+    ``preprocess`` overrides the preprocessing of the weights (``model.preprocess``, set by
+    ``create_model``: the architecture's, or Keras's for a Keras checkpoint).
     ``progress``: called with one line as each slow step starts.
     """
     say = progress or silent
     start = time.perf_counter()
     spec, model, weights_info = _resolve_model(arch_or_model, weights, num_classes)
     num_classes = getattr(model, spec.classifier).out_features
-    config = (preprocess or spec.preprocess)
+    config = preprocess or getattr(model, "preprocess", spec.preprocess)
     if input_size is not None:
         config = config.with_input_size(input_size)
     check_input_size(spec, config.input_size)

@@ -3,6 +3,10 @@ torchvision's ``inception_v3`` layout (module names follow the TensorFlow graph 
 
 The network never remaps its input: torchvision's ``transform_input`` lives in the preprocessing
 config (mean = std = 0.5) instead, so the exported graph sees exactly what this module sees.
+
+``count_include_pad``: torchvision's 3x3 average pools count the zero padding in the mean; Keras's
+``AveragePooling2D(padding="same")`` (TensorFlow's) leaves it out, which changes every border pixel,
+so Keras-trained checkpoints need False.
 """
 from collections import namedtuple
 
@@ -15,11 +19,17 @@ from .layers import BasicConv2d
 InceptionOutputs = namedtuple("InceptionOutputs", ["logits", "aux_logits"])
 
 
+def _pool3x3(x, count_include_pad):
+    """The pooling branch's 3x3 stride-1 average, size kept."""
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=count_include_pad)
+
+
 class InceptionA(nn.Module):
     """35x35 grid: 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | avgpool->1x1."""
 
-    def __init__(self, in_channels, pool_features):
+    def __init__(self, in_channels, pool_features, count_include_pad=True):
         super().__init__()
+        self.count_include_pad = count_include_pad
         self.branch1x1 = BasicConv2d(in_channels, 64, kernel_size=1)
         self.branch5x5_1 = BasicConv2d(in_channels, 48, kernel_size=1)
         self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
@@ -31,7 +41,7 @@ class InceptionA(nn.Module):
     def forward(self, x):
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_pool3x3(x, self.count_include_pad))
         return torch.cat([self.branch1x1(x), branch5x5, branch3x3dbl, branch_pool], 1)
 
 
@@ -54,8 +64,9 @@ class InceptionB(nn.Module):
 class InceptionC(nn.Module):
     """17x17 grid with 7x7 convolutions factorized into 1x7 and 7x1."""
 
-    def __init__(self, in_channels, channels_7x7):
+    def __init__(self, in_channels, channels_7x7, count_include_pad=True):
         super().__init__()
+        self.count_include_pad = count_include_pad
         c7 = channels_7x7
         self.branch1x1 = BasicConv2d(in_channels, 192, kernel_size=1)
         self.branch7x7_1 = BasicConv2d(in_channels, c7, kernel_size=1)
@@ -74,7 +85,7 @@ class InceptionC(nn.Module):
         for conv in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
                      self.branch7x7dbl_4, self.branch7x7dbl_5):
             d = conv(d)
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_pool3x3(x, self.count_include_pad))
         return torch.cat([self.branch1x1(x), branch7x7, d, branch_pool], 1)
 
 
@@ -101,8 +112,9 @@ class InceptionD(nn.Module):
 class InceptionE(nn.Module):
     """8x8 grid with expanded filter banks: 3x3 split into parallel 1x3 and 3x1."""
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, count_include_pad=True):
         super().__init__()
+        self.count_include_pad = count_include_pad
         self.branch1x1 = BasicConv2d(in_channels, 320, kernel_size=1)
         self.branch3x3_1 = BasicConv2d(in_channels, 384, kernel_size=1)
         self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
@@ -118,7 +130,7 @@ class InceptionE(nn.Module):
         branch3x3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         branch3x3dbl = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_pool3x3(x, self.count_include_pad))
         return torch.cat([self.branch1x1(x), branch3x3, branch3x3dbl, branch_pool], 1)
 
 
@@ -139,8 +151,10 @@ class InceptionAux(nn.Module):
 
 
 class Inception3(nn.Module):
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = False, dropout: float = 0.5):
+    def __init__(self, num_classes: int = 1000, aux_logits: bool = False, dropout: float = 0.5,
+                 count_include_pad: bool = True):
         super().__init__()
+        pad = count_include_pad
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
@@ -148,18 +162,18 @@ class Inception3(nn.Module):
         self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
         self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
         self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.Mixed_5b = InceptionA(192, pool_features=32)
-        self.Mixed_5c = InceptionA(256, pool_features=64)
-        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_5b = InceptionA(192, pool_features=32, count_include_pad=pad)
+        self.Mixed_5c = InceptionA(256, pool_features=64, count_include_pad=pad)
+        self.Mixed_5d = InceptionA(288, pool_features=64, count_include_pad=pad)
         self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192)
+        self.Mixed_6b = InceptionC(768, channels_7x7=128, count_include_pad=pad)
+        self.Mixed_6c = InceptionC(768, channels_7x7=160, count_include_pad=pad)
+        self.Mixed_6d = InceptionC(768, channels_7x7=160, count_include_pad=pad)
+        self.Mixed_6e = InceptionC(768, channels_7x7=192, count_include_pad=pad)
         self.AuxLogits = InceptionAux(768, num_classes) if aux_logits else None
         self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE(1280)
-        self.Mixed_7c = InceptionE(2048)
+        self.Mixed_7b = InceptionE(1280, count_include_pad=pad)
+        self.Mixed_7c = InceptionE(2048, count_include_pad=pad)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(2048, num_classes)

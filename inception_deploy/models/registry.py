@@ -40,17 +40,20 @@ class ArchSpec:
     min_input_size: int = 75  # smallest square input the network runs at (tests check it on the network)
     legacy_keys: tuple[tuple[str, str], ...] = ()  # (regex, replacement): old checkpoint key names
 
-    def build(self, num_classes: int = 1000, aux_logits: bool = False):
+    def build(self, num_classes: int = 1000, aux_logits: bool = False, **options):
         """The bare torch module (random init, BN statistics 0/1); see ``create_model``.
 
+        ``options`` go to the network's constructor (Keras's numerics: ``keras_checkpoints``).
         The module carries its arch name (``model.arch``): one class serves several archs (the
-        ResNet trunk), so a module's class alone does not say which spec made it.
+        ResNet trunk), so a module's class alone does not say which spec made it; and the
+        options it was built with (``model.build_options``), which a checkpoint loader checks.
         """
         if aux_logits and not self.aux_modules:
             raise InceptionDeployError(f"arch {self.name} has no auxiliary heads: drop aux_logits")
         kwargs = {"aux_logits": aux_logits} if self.aux_modules else {}
-        model = self.resolve_factory()(num_classes=num_classes, **kwargs)
+        model = self.resolve_factory()(num_classes=num_classes, **kwargs, **options)
         model.arch = self.name
+        model.build_options = dict(options)
         return model
 
     def resolve_factory(self):

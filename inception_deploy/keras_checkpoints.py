@@ -1,0 +1,395 @@
+"""Keras checkpoints of ``keras.applications`` InceptionV3, InceptionResNetV2 and Xception (as
+published, fine-tuned, or with another class count) loaded into our v3, inception-resnet-v2 and
+xception networks, with h5py only: no Keras or TensorFlow needed.
+
+The three files Keras writes are read: ``.keras`` (a zip with ``model.weights.h5``),
+``.weights.h5`` (Keras 3's ``save_weights``) and legacy ``.h5`` (``model.save`` in HDF5 and
+Keras 2 / tf.keras files). A layer is found by its name, never by its position in the file:
+
+- Keras 3 files key layers by class and position in ``model.layers`` (a topological order that
+  is not the order the layers were made in) and record each layer's name beside its variables;
+  legacy files key layers by name.
+- ``keras.applications`` names only some layers (``block35_1_conv``, ``block2_sepconv1``...);
+  the rest get automatic names ``conv2d``, ``conv2d_1``... counted up as layers are created
+  (the count goes on across models built in one process), which is the order our modules are
+  defined in. So the automatic names of each kind, sorted by their number, meet our modules in
+  order. Same-shaped neighbours (InceptionC's 1x1 branch and pooling branch) make shapes alone
+  useless as a key.
+
+Where Keras computes differently, the network is built with Keras's numerics (``BUILD_OPTIONS``,
+applied by ``zoo.create_model``): v3's 3x3 average pools leave padding out of the mean, Xception's
+batch norms use epsilon 1e-3 and its stride-2 max pools TensorFlow's "same" padding.
+Inception-ResNet-v2 (timm's layout, itself ported from TensorFlow) needs neither.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError, first_line
+from .preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
+
+# keras.applications' preprocess_input "tf" mode (x / 127.5 - 1: mean = std = 0.5 on [0, 1]) on the
+# image resized straight to 299 x 299 (load_img / image_dataset_from_directory), aspect not kept
+KERAS_PREPROCESS = PreprocessConfig(299, 299, "bilinear", INCEPTION_MEAN, INCEPTION_STD, keep_aspect=False)
+
+# constructor options giving each network Keras's numerics (see the module docstring)
+BUILD_OPTIONS = {
+    "v3": {"count_include_pad": False},
+    "inception-resnet-v2": {},
+    "xception": {"bn_eps": 1e-3, "same_pooling": True},
+}
+KERAS_NAMES = {"v3": "InceptionV3", "inception-resnet-v2": "InceptionResNetV2", "xception": "Xception"}
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SUFFIXES = (".keras", ".h5", ".hdf5")
+# variables of each layer kind in the order Keras 3 creates them (its files number them so)
+_BATCH_NORM_VARS = {4: ("gamma", "beta", "moving_mean", "moving_variance"),
+                    3: ("beta", "moving_mean", "moving_variance")}  # scale=False: InceptionV3, InceptionResNetV2
+_VARS = {"conv2d": ("kernel", "bias"), "separable_conv2d": ("depthwise_kernel", "pointwise_kernel", "bias"),
+         "dense": ("kernel", "bias")}
+
+
+def is_keras_file(path: str | os.PathLike) -> bool:
+    """A Keras file by its name (.keras, .h5, .hdf5) or by the HDF5 signature at its start."""
+    path = Path(path)
+    if path.name.lower().endswith(_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+@dataclass
+class KerasLayer:
+    """One layer with weights: its Keras name, kind (the snake-case class name: conv2d,
+    batch_normalization, separable_conv2d, dense...) and its variables by Keras's names, still
+    on disk (h5py datasets) until a shape has been checked."""
+
+    name: str
+    kind: str
+    variables: dict
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in self.variables.items())
+        return f"{self.name} ({self.kind}: {shapes})"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One of our modules that takes one Keras layer: ``name`` where keras.applications names the
+    layer, None where the layer has an automatic name (matched by creation order)."""
+
+    module: str
+    kind: str
+    name: str | None = None
+
+
+@contextlib.contextmanager
+def open_keras(path: str | os.PathLike):
+    """The layers with weights of a Keras file, in the file's order; the file stays open inside."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        with contextlib.ExitStack() as stack:
+            config = None
+            if zipfile.is_zipfile(path):
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                if "model.weights.h5" not in archive.namelist():
+                    raise WeightsError(f"{path}: a zip archive without model.weights.h5, not a .keras file")
+                if "config.json" in archive.namelist():
+                    config = json.loads(archive.read("config.json"))
+                source = io.BytesIO(archive.read("model.weights.h5"))
+            elif path.name.lower().endswith(".keras"):
+                raise WeightsError(f"{path}: not a zip archive, as .keras files are (truncated, or another format?)")
+            else:
+                source = path
+            h5 = stack.enter_context(h5py.File(source, "r"))
+            yield list(_layers(h5, config, path))
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: not a readable Keras file ({first_line(e)})") from None
+
+
+def _layers(h5, config, path):
+    if "layers" in h5 and "layer_names" not in h5.attrs:
+        yield from _keras3_layers(h5["layers"], _config_names(config), path)
+    else:
+        root = h5["model_weights"] if "model_weights" in h5 else h5
+        if "layer_names" not in root.attrs:
+            raise WeightsError(f"{path}: an HDF5 file without Keras layers (no 'layers' group or 'layer_names')")
+        yield from _legacy_layers(root)
+
+
+def _keras3_layers(group, names: dict | None, path):
+    """Keras 3's layout: ``layers/<kind>[_<k>]/vars/<i>``, nested models under their own ``layers``.
+    Keras 3.6 and later record each layer's name on its ``vars``; older files only in the .keras
+    archive's config (``names``: key -> name)."""
+    for key in group:
+        entry = group[key]
+        variables = entry.get("vars")
+        if variables is not None and len(variables):
+            name = variables.attrs.get("name")
+            if name is None and names is not None:
+                name = names.get(entry.name)
+            if name is None:
+                raise WeightsError(f"{path}: written by a Keras before 3.6, which records no layer names in "
+                                   f".weights.h5 files; save the model as .keras (or with a newer Keras)")
+            kind = re.sub(r"_\d+$", "", key)
+            ordered = [variables[str(i)] for i in range(len(variables))]
+            yield KerasLayer(str(name), kind, dict(zip(_variable_names(kind, len(ordered)), ordered)))
+        if "layers" in entry:
+            yield from _keras3_layers(entry["layers"], names, path)
+
+
+def _variable_names(kind: str, count: int) -> tuple[str, ...]:
+    if kind == "batch_normalization":
+        return _BATCH_NORM_VARS.get(count, tuple(str(i) for i in range(count)))
+    return _VARS.get(kind, tuple(str(i) for i in range(count)))[:count]
+
+
+def _config_names(config) -> dict | None:
+    """HDF5 path of each layer's group -> layer name, from a .keras archive's config.json: Keras 3
+    numbers the layers of each class in ``model.layers`` order, which the config lists."""
+    if config is None:
+        return None
+    names = {}
+
+    def walk(model_config, prefix):
+        counts = {}
+        for layer in model_config.get("config", {}).get("layers", []):
+            kind = _snake_case(layer["class_name"])
+            index = counts.get(kind, 0)
+            counts[kind] = index + 1
+            key = f"{prefix}/{kind}" + (f"_{index}" if index else "")
+            names[key] = layer["config"]["name"]
+            if "layers" in layer.get("config", {}):
+                walk(layer, f"{key}/layers")
+
+    walk(config, "/layers")
+    return names
+
+
+def _snake_case(name: str) -> str:
+    """Keras's own rule for a class name's file key (``BatchNormalization`` -> ``batch_normalization``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _legacy_layers(root):
+    """Keras 2 / legacy HDF5: a group per layer name (nested models hold their layers' weights
+    under ``<layer>/<variable>``), the variables listed in ``weight_names``."""
+    for layer_name in root.attrs["layer_names"]:
+        group = root[_text(layer_name)]
+        by_layer: dict[str, dict] = {}
+        for weight_name in group.attrs.get("weight_names", []):
+            weight_name = _text(weight_name)
+            *_, owner, variable = weight_name.split("/")
+            by_layer.setdefault(owner, {})[variable.split(":")[0]] = group[weight_name]
+        for name, variables in by_layer.items():
+            yield KerasLayer(name, _legacy_kind(variables), variables)
+
+
+def _legacy_kind(variables: dict) -> str:
+    if "depthwise_kernel" in variables:
+        return "separable_conv2d" if "pointwise_kernel" in variables else "depthwise_conv2d"
+    if "moving_mean" in variables:
+        return "batch_normalization"
+    if "kernel" in variables:
+        return {4: "conv2d", 2: "dense"}.get(len(variables["kernel"].shape), "other")
+    return "other"
+
+
+def _text(value) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+# --- our modules, in the order keras.applications creates the layers they take -----------------
+
+
+def _v3_slots(model):
+    from .models.layers import BasicConv2d
+
+    for path, module in model.named_modules():
+        if isinstance(module, BasicConv2d):
+            yield Slot(f"{path}.conv", "conv2d")
+            yield Slot(f"{path}.bn", "batch_normalization")
+
+
+def _inception_resnet_v2_slots(model):
+    """Automatic names except the residual up-projections (``block35_1_conv``... with a bias, no
+    batch norm) and ``conv_7b``."""
+    from .models.inception_resnet import _Residual
+    from .models.layers import BasicConv2d
+
+    stages = {"repeat": "block35", "repeat_1": "block17", "repeat_2": "block8"}
+    for path, module in model.named_modules():
+        if isinstance(module, BasicConv2d):
+            name = "conv_7b" if path == "conv2d_7b" else None
+            yield Slot(f"{path}.conv", "conv2d", name)
+            yield Slot(f"{path}.bn", "batch_normalization", name and f"{name}_bn")
+        elif isinstance(module, _Residual):
+            stage, _, index = path.partition(".")
+            name = "block8_10" if path == "block8" else f"{stages[stage]}_{int(index) + 1}"
+            yield Slot(f"{path}.conv2d", "conv2d", f"{name}_conv")
+
+
+def _xception_slots(model):
+    """Named layers except the four 1x1 shortcut convolutions and their batch norms. Keras counts
+    the entry convolutions as block 1, so our ``block<i>`` is Keras's ``block<i+1>`` and our exit
+    convolutions ``conv3`` / ``conv4`` are ``block14_sepconv1`` / ``block14_sepconv2``."""
+    from .models.xception import SeparableConv2d
+
+    for ours, keras in (("conv1", "block1_conv1"), ("conv2", "block1_conv2")):
+        yield Slot(ours, "conv2d", keras)
+        yield Slot(f"bn{ours[-1]}", "batch_normalization", f"{keras}_bn")
+    for i in range(1, 13):
+        block = getattr(model, f"block{i}")
+        if block.skip is not None:
+            yield Slot(f"block{i}.skip", "conv2d")
+            yield Slot(f"block{i}.skipbn", "batch_normalization")
+        separable = [j for j, layer in enumerate(block.rep) if isinstance(layer, SeparableConv2d)]
+        for n, j in enumerate(separable, 1):
+            keras = f"block{i + 1}_sepconv{n}"
+            yield Slot(f"block{i}.rep.{j}", "separable_conv2d", keras)
+            yield Slot(f"block{i}.rep.{j + 1}", "batch_normalization", f"{keras}_bn")
+    for ours, n in (("3", 1), ("4", 2)):
+        yield Slot(f"conv{ours}", "separable_conv2d", f"block14_sepconv{n}")
+        yield Slot(f"bn{ours}", "batch_normalization", f"block14_sepconv{n}_bn")
+
+
+_SLOTS = {"v3": _v3_slots, "inception-resnet-v2": _inception_resnet_v2_slots, "xception": _xception_slots}
+
+
+def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The Keras file at ``path`` as a state_dict of ``model`` (built by ``spec`` with
+    ``BUILD_OPTIONS``): each layer found by name, its tensors transposed from Keras's layouts.
+    Raises a one-line WeightsError for another architecture, a top that is not one Dense layer,
+    or a model built without Keras's numerics."""
+    path = Path(path)
+    if spec.name not in _SLOTS:
+        raise WeightsError(f"{path}: Keras checkpoints load into {', '.join(_SLOTS)} "
+                           f"(keras.applications {', '.join(KERAS_NAMES.values())}), not arch {spec.name}")
+    if getattr(model, "build_options", None) != BUILD_OPTIONS[spec.name]:
+        raise WeightsError(f"{path}: a Keras checkpoint needs {spec.name} built with Keras's numerics "
+                           f"{BUILD_OPTIONS[spec.name]}; create_model({spec.name!r}, weights=...) builds it so")
+    expected = model.state_dict()
+    with open_keras(path) as layers:
+        pairs = _match(list(_SLOTS[spec.name](model)), layers, spec, path)
+        state = {}
+        for slot, layer in pairs:
+            state.update(_convert(slot, layer, expected, path))
+        state.update(_classifier(layers, spec, path))
+    return state
+
+
+def _match(slots, layers, spec, path):
+    """Pair every slot with its layer: named slots by name, the others with the file's
+    automatically named layers of their kind in creation order. Every weighted layer of the
+    file must be used, except the classifier (``_classifier``)."""
+    by_name = {layer.name: layer for layer in layers}
+    pairs, used = [], set()
+    for slot in (s for s in slots if s.name is not None):
+        layer = by_name.get(slot.name)
+        if layer is None or layer.kind != slot.kind:
+            raise WeightsError(f"{path}: no {slot.kind} layer named {slot.name} (for {slot.module}); is this a "
+                               f"Keras {KERAS_NAMES[spec.name]}?")
+        pairs.append((slot, layer))
+        used.add(layer.name)
+    for kind in dict.fromkeys(s.kind for s in slots if s.name is None):
+        wanted = [s for s in slots if s.name is None and s.kind == kind]
+        automatic = sorted((layer for layer in layers if _automatic_index(layer.name, kind) is not None
+                            and layer.name not in used), key=lambda layer: _automatic_index(layer.name, kind))
+        if len(automatic) != len(wanted):
+            raise WeightsError(f"{path}: has {len(automatic)} {kind} layers with automatic names where Keras's "
+                               f"{KERAS_NAMES[spec.name]} has {len(wanted)}: another architecture, or layers added "
+                               f"to it")
+        pairs += zip(wanted, automatic)
+        used.update(layer.name for layer in automatic)
+    extra = [layer for layer in layers if layer.name not in used and layer.kind != "dense"]
+    if extra:
+        listed = ", ".join(layer.describe() for layer in extra[:3]) + (f" (+{len(extra) - 3} more)" if len(extra) > 3
+                                                                        else "")
+        raise WeightsError(f"{path}: layers that {spec.name} has no place for: {listed}")
+    return pairs
+
+
+def _automatic_index(name: str, kind: str) -> int | None:
+    """0 for ``conv2d``, 5 for ``conv2d_5``; None for a name Keras did not make up for ``kind``."""
+    match = re.fullmatch(rf"{kind}(?:_(\d+))?", name)
+    return int(match.group(1) or 0) if match else None
+
+
+def _classifier(layers, spec, path) -> dict[str, torch.Tensor]:
+    dense = [layer for layer in layers if layer.kind == "dense"]
+    if not dense:
+        raise WeightsError(f"{path}: no Dense classifier (saved with include_top=False?); {spec.name} needs its "
+                           f"{spec.classifier} layer")
+    if len(dense) > 1:
+        raise WeightsError(f"{path}: a custom top of {len(dense)} Dense layers "
+                           f"({', '.join(layer.describe() for layer in dense[:3])}) cannot be mapped onto "
+                           f"{spec.name}'s single {spec.classifier} layer (global average pool, then one Linear)")
+    layer = dense[0]
+    state = {f"{spec.classifier}.weight": _tensor(layer, "kernel", path).T.contiguous()}
+    if "bias" in layer.variables:
+        state[f"{spec.classifier}.bias"] = _tensor(layer, "bias", path)
+    return state
+
+
+def _convert(slot: Slot, layer: KerasLayer, expected, path) -> dict[str, torch.Tensor]:
+    """One Keras layer as our tensors: Conv2D kernels are (kh, kw, in, out), depthwise kernels
+    (kh, kw, channels, 1); BatchNormalization without ``scale`` has no gamma (1 then)."""
+    m = slot.module
+    if slot.kind == "conv2d":
+        out = {f"{m}.weight": (layer, "kernel", (3, 2, 0, 1))}
+        if "bias" in layer.variables:
+            out[f"{m}.bias"] = (layer, "bias", None)
+    elif slot.kind == "separable_conv2d":
+        out = {f"{m}.conv1.weight": (layer, "depthwise_kernel", (2, 3, 0, 1)),
+               f"{m}.pointwise.weight": (layer, "pointwise_kernel", (3, 2, 0, 1))}
+        if "bias" in layer.variables:
+            out[f"{m}.pointwise.bias"] = (layer, "bias", None)
+    else:
+        out = {f"{m}.running_mean": (layer, "moving_mean", None), f"{m}.running_var": (layer, "moving_variance", None)}
+        for ours, keras in (("weight", "gamma"), ("bias", "beta")):
+            if keras in layer.variables:
+                out[f"{m}.{ours}"] = (layer, keras, None)
+    state = {}
+    for key, (source, variable, order) in out.items():
+        if variable not in source.variables:
+            raise WeightsError(f"{path}: layer {layer.describe()} has no {variable}")
+        shape = tuple(source.variables[variable].shape)
+        shape = tuple(shape[i] for i in order) if order else shape
+        if key not in expected or tuple(expected[key].shape) != shape:
+            want = "x".join(map(str, expected[key].shape)) if key in expected else "nothing"
+            raise WeightsError(f"{path}: layer {layer.describe()} does not fit {m} ({key.rsplit('.', 1)[-1]} "
+                               f"{want} after transposing)")
+        tensor = _tensor(source, variable, path)
+        state[key] = tensor.permute(order).contiguous() if order else tensor
+    if slot.kind == "batch_normalization":
+        state.setdefault(f"{m}.weight", torch.ones_like(state[f"{m}.running_mean"]))
+        state.setdefault(f"{m}.bias", torch.zeros_like(state[f"{m}.running_mean"]))
+        state[f"{m}.num_batches_tracked"] = torch.tensor(0)  # PyTorch's training counter; Keras has none
+    return state
+
+
+def _tensor(layer: KerasLayer, variable: str, path) -> torch.Tensor:
+    dataset = layer.variables[variable]
+    if dataset.dtype.kind != "f":
+        raise WeightsError(f"{path}: {layer.name}/{variable} holds {dataset.dtype}, not floating-point weights")
+    return torch.from_numpy(dataset[()].astype("float32"))

@@ -1,0 +1,233 @@
+"""Keras checkpoints: keras.applications InceptionV3, InceptionResNetV2 and Xception, run by Keras
+3 itself on the torch backend (side folder from scripts/reference_env.sh), saved in the three file
+formats, loaded into our networks with h5py only, and compared logit for logit on the shipped
+photos. The reference cases skip where Keras is not installed; the refusal cases need no Keras.
+"""
+import json
+import shutil
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from inception_deploy.cli import main
+from inception_deploy.errors import WeightsError
+from inception_deploy.keras_checkpoints import BUILD_OPTIONS, KERAS_PREPROCESS
+from inception_deploy.parity import sample_photos
+from inception_deploy.preprocess import preprocess
+from inception_deploy.zoo import create_model, default_preprocess
+from keras_reference import KERAS_APPLICATIONS, import_keras, keras_logits, keras_model
+
+FORMATS = [".keras", ".weights.h5", ".h5"]
+
+
+@pytest.fixture(scope="module")
+def keras():
+    module = import_keras()
+    if module is None:
+        pytest.skip("Keras is not installed (scripts/reference_env.sh installs it beside the project)")
+    return module
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """The shipped photos as Keras's preprocessing gives them, NCHW for us and NHWC for Keras."""
+    x = preprocess(sample_photos(), KERAS_PREPROCESS)
+    return x, np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _save(model, path):
+    model.save_weights(path) if path.name.endswith(".weights.h5") else model.save(path)
+    return path
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).double().numpy()
+
+
+def _max_rel(ours, reference):
+    return np.abs(ours - reference).max() / np.abs(reference).max()
+
+
+@pytest.fixture(scope="module")
+def saved(keras, photos, tmp_path_factory):
+    """arch -> (Keras's logits on the photos, {format: file}), each model built once."""
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            model = keras_model(keras, arch, photos[1])
+            folder = tmp_path_factory.mktemp(arch)
+            cache[arch] = keras_logits(model, photos[1]), {f: _save(model, folder / f"model{f}") for f in FORMATS}
+        return cache[arch]
+
+    return get
+
+
+@pytest.mark.parametrize("arch", list(KERAS_APPLICATIONS))
+def test_logits_equal_keras_in_every_format(arch, saved, photos):
+    reference, files = saved(arch)
+    assert np.abs(reference).max() > 0.5  # calibrated statistics: the network computes something
+    for path in files.values():
+        ours = _logits(create_model(arch, weights=path), photos[0])
+        assert _max_rel(ours, reference) <= 1e-4, path.name
+        assert (ours.argmax(1) == reference.argmax(1)).all(), path.name
+
+
+@pytest.mark.parametrize("arch, option, torch_value", [
+    ("v3", "count_include_pad", True),
+    ("xception", "bn_eps", 1e-5),
+    ("xception", "same_pooling", False),
+])
+def test_each_keras_numerics_option_is_needed(arch, option, torch_value, saved, photos):
+    """The PyTorch layouts' own numerics, one option at a time, move the logits well past the bound."""
+    from inception_deploy.models.registry import get_arch
+    from inception_deploy.keras_checkpoints import keras_state_dict
+
+    reference, files = saved(arch)
+    spec = get_arch(arch)
+    model = spec.build(**BUILD_OPTIONS[arch])
+    state = keras_state_dict(model, spec, files[".keras"])
+    wrong = spec.build(**{**BUILD_OPTIONS[arch], option: torch_value}).eval()
+    wrong.load_state_dict(state)
+    assert _max_rel(_logits(wrong, photos[0]), reference) > 1e-3
+
+
+def test_a_model_built_without_keras_numerics_is_refused(saved):
+    from inception_deploy.weights import load_weights
+
+    model = create_model("xception")
+    with pytest.raises(WeightsError, match="Keras's numerics"):
+        load_weights(model, saved("xception")[1][".keras"])
+
+
+def _dense_top(classes):
+    return lambda keras, features: keras.layers.Dense(classes)(keras.layers.GlobalAveragePooling2D()(features))
+
+
+def test_fine_tuned_top_with_another_class_count(keras, photos, tmp_path):
+    """The usual fine-tuning: include_top=False, global average pool, one Dense; here in a nested
+    Sequential as well (the application as one layer), in each format."""
+    model = keras_model(keras, "v3", photos[1], top=_dense_top(5))
+    reference = keras_logits(model, photos[1])
+    base = keras.applications.Xception(weights=None, include_top=False, pooling="avg", input_shape=(299, 299, 3))
+    nested = keras.Sequential([keras.Input((299, 299, 3)), base, keras.layers.Dense(3)])
+    nested_reference = keras_logits(nested, photos[1])
+    for suffix in FORMATS:
+        path = _save(model, tmp_path / f"top{suffix}")
+        assert _max_rel(_logits(create_model("v3", num_classes=5, weights=path), photos[0]), reference) <= 1e-4
+        path = _save(nested, tmp_path / f"nested{suffix}")
+        assert _max_rel(_logits(create_model("xception", num_classes=3, weights=path), photos[0]),
+                        nested_reference) <= 1e-4
+    with pytest.raises(WeightsError, match="has 5 classes: pass num_classes=5"):
+        create_model("v3", weights=tmp_path / "top.keras")
+
+
+def test_tops_that_cannot_be_mapped_are_refused(keras, photos, tmp_path):
+    def two_dense(keras, features):
+        hidden = keras.layers.Dense(64, activation="relu")(keras.layers.GlobalAveragePooling2D()(features))
+        return keras.layers.Dense(5)(hidden)
+
+    _save(keras_model(keras, "v3", photos[1][:2], top=two_dense), tmp_path / "two.keras")
+    with pytest.raises(WeightsError, match=r"custom top of 2 Dense layers .* cannot be mapped"):
+        create_model("v3", num_classes=5, weights=tmp_path / "two.keras")
+    headless = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(299, 299, 3))
+    _save(headless, tmp_path / "headless.weights.h5")
+    with pytest.raises(WeightsError, match="no Dense classifier"):
+        create_model("v3", weights=tmp_path / "headless.weights.h5")
+
+
+def test_another_architectures_file_is_refused_by_name(saved):
+    with pytest.raises(WeightsError, match=r"no conv2d layer named block1_conv1 \(for conv1\); is this a Keras Xception"):
+        create_model("xception", weights=saved("v3")[1][".weights.h5"])
+    with pytest.raises(WeightsError, match="not arch resnet50"):
+        create_model("resnet50", weights=saved("v3")[1][".keras"])
+
+
+def _strip_layer_names(source, target):
+    """A Keras 3.0-3.5 file: no layer names beside the variables."""
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as f:
+        f.visititems(lambda name, item: item.attrs.__delitem__("name") if "name" in item.attrs else None)
+    return target
+
+
+def test_files_of_keras_before_3_6(saved, photos, tmp_path):
+    """Without names in the weights file, a .keras archive's config.json still names every layer
+    (the file numbers them per class in model.layers order); a bare .weights.h5 cannot, and says so."""
+    reference, files = saved("inception-resnet-v2")
+    bare = _strip_layer_names(files[".weights.h5"], tmp_path / "old.weights.h5")
+    with pytest.raises(WeightsError, match="before 3.6"):
+        create_model("inception-resnet-v2", weights=bare)
+    with zipfile.ZipFile(files[".keras"]) as archive:
+        archive.extract("model.weights.h5", tmp_path)
+        members = {name: archive.read(name) for name in archive.namelist() if name != "model.weights.h5"}
+    _strip_layer_names(tmp_path / "model.weights.h5", tmp_path / "stripped.h5")
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        archive.write(tmp_path / "stripped.h5", "model.weights.h5")
+    ours = _logits(create_model("inception-resnet-v2", weights=tmp_path / "old.keras"), photos[0])
+    assert _max_rel(ours, reference) <= 1e-4
+
+
+def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
+    """Export (parity judged against eager on the converted weights), FP16, INT8 and a Triton
+    repository from a .keras file; inception-run then needs no flags: the artifact carries Keras's
+    preprocessing, and its top-1 on each photo is Keras's own."""
+    from inception_deploy.pipeline import deploy
+
+    reference, files = saved("xception")
+    result = deploy("xception", tmp_path / "xception.onnx", weights=files[".keras"], fp16=True, int8=True,
+                    int8_target="cpu", calib_samples=True, triton_repository=tmp_path / "repo", engine="no")
+    fp32, fp16, int8 = result.artifacts
+    assert fp32.metadata["preprocess"] == KERAS_PREPROCESS.to_dict()
+    assert fp32.metadata["weights"]["file"] == "model.keras"
+    assert fp32.parity.passed and fp16.parity.passed, fp32.parity.table() + fp16.parity.table()
+    assert min(row.cosine for row in int8.parity.rows) > 0.9, int8.parity.table()
+    assert {m.name for m in result.triton} == {"xception", "xception_fp16", "xception_int8_cpu"}
+    run = CliRunner().invoke(main, ["run", str(fp32.path), "--samples", "--json"])
+    assert run.exit_code == 0, run.output
+    top1 = [json.loads(line)["indices"][0] for line in run.stdout.splitlines()]
+    assert top1 == reference.argmax(1).tolist()
+
+
+# --- refusals that need no Keras ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("model.keras", b"not a zip", "not a zip archive"),
+    ("model.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "not a readable Keras file"),
+    ("model.weights.h5", b"", "not a readable Keras file"),
+])
+def test_unreadable_keras_files_fail_in_one_line(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["export", "--arch", "v3", "--weights", str(path), "-o", str(tmp_path / "o.onnx")])
+    assert result.exit_code == 2
+    assert problem in result.output and str(path) in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_hdf5_and_zip_files_without_keras_layers(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(WeightsError, match="without Keras layers"):
+        create_model("v3", weights=tmp_path / "other.h5")
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    with pytest.raises(WeightsError, match="without model.weights.h5"):
+        create_model("v3", weights=tmp_path / "other.keras")
+
+
+def test_keras_weights_default_to_keras_preprocessing():
+    from inception_deploy.models.registry import get_arch
+
+    spec = get_arch("xception")
+    assert default_preprocess(spec, "fine_tuned.keras") == KERAS_PREPROCESS
+    assert default_preprocess(spec, "timm.pth") == spec.preprocess
+    assert KERAS_PREPROCESS.keep_aspect is False and KERAS_PREPROCESS.resize_size == 299
