@@ -16,6 +16,11 @@ Keras 2 / tf.keras files). A layer is found by its name, never by its position i
   order. Same-shaped neighbours (InceptionC's 1x1 branch and pooling branch) make shapes alone
   useless as a key.
 
+What the weights cannot say is checked in the model's config where the file has one (.keras,
+legacy .h5): a top other than global average pooling and one Dense, or added layers, is refused
+rather than loaded into a network that computes something else. Links and datasets that read
+other files are refused too: h5py would follow them into local files.
+
 Where Keras computes differently, the network is built with Keras's numerics (``BUILD_OPTIONS``,
 applied by ``zoo.create_model``): v3's 3x3 average pools leave padding out of the mean, Xception's
 batch norms use epsilon 1e-3 and its stride-2 max pools TensorFlow's "same" padding.
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 import zipfile
@@ -34,7 +38,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import WeightsError, first_line
+from .errors import InceptionDeployError, WeightsError, first_line
+from .metadata import MAX_CLASSES, MAX_DOCUMENT_BYTES, load_json
 from .preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
 
 # keras.applications' preprocess_input "tf" mode (x / 127.5 - 1: mean = std = 0.5 on [0, 1]) on the
@@ -51,11 +56,23 @@ KERAS_NAMES = {"v3": "InceptionV3", "inception-resnet-v2": "InceptionResNetV2", 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
-# variables of each layer kind in the order Keras 3 creates them (its files number them so)
+# IRv2 weighs 0.23 GB in float32: a larger weights file inside a .keras archive is not one of these networks
+_MAX_WEIGHTS_BYTES = 2 << 30
+# variables of each layer kind in the order Keras 3 creates them (its files number them so). Three
+# batch-norm variables are read as beta/mean/variance: keras.applications' BatchNormalization(scale=False);
+# center=False never occurs there (another layout would not match the logits tests)
 _BATCH_NORM_VARS = {4: ("gamma", "beta", "moving_mean", "moving_variance"),
-                    3: ("beta", "moving_mean", "moving_variance")}  # scale=False: InceptionV3, InceptionResNetV2
+                    3: ("beta", "moving_mean", "moving_variance")}
 _VARS = {"conv2d": ("kernel", "bias"), "separable_conv2d": ("depthwise_kernel", "pointwise_kernel", "bias"),
          "dense": ("kernel", "bias")}
+# Layer classes keras.applications builds these networks from, and what a fine-tuned top may add
+# (any other one computes something our network does not: GlobalMaxPooling2D, Rescaling, ...)
+_CONTAINERS = {"Functional", "Sequential", "Model"}
+_KNOWN_CLASSES = _CONTAINERS | {
+    "InputLayer", "Conv2D", "SeparableConv2D", "BatchNormalization", "Activation", "MaxPooling2D",
+    "AveragePooling2D", "Concatenate", "Add", "CustomScaleLayer", "Lambda", "GlobalAveragePooling2D", "Dense",
+    "Dropout", "Flatten"}
+_OUTPUT_ACTIVATIONS = ("linear", "softmax")  # ours returns the logits; the runtime prints the softmax
 
 
 def is_keras_file(path: str | os.PathLike) -> bool:
@@ -73,8 +90,8 @@ def is_keras_file(path: str | os.PathLike) -> bool:
 @dataclass
 class KerasLayer:
     """One layer with weights: its Keras name, kind (the snake-case class name: conv2d,
-    batch_normalization, separable_conv2d, dense...) and its variables by Keras's names, still
-    on disk (h5py datasets) until a shape has been checked."""
+    batch_normalization, separable_conv2d, dense...; "other" for a custom layer's sublayer) and
+    its variables by Keras's names, still on disk (h5py datasets) until a shape has been checked."""
 
     name: str
     kind: str
@@ -83,6 +100,15 @@ class KerasLayer:
     def describe(self) -> str:
         shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in self.variables.items())
         return f"{self.name} ({self.kind}: {shapes})"
+
+
+@dataclass
+class KerasFile:
+    """The layers with weights, in the file's order, and the model's layers as its config lists
+    them (class name and config of each, nested models flattened; None for a .weights.h5)."""
+
+    layers: list
+    config_layers: list | None
 
 
 @dataclass(frozen=True)
@@ -97,63 +123,114 @@ class Slot:
 
 @contextlib.contextmanager
 def open_keras(path: str | os.PathLike):
-    """The layers with weights of a Keras file, in the file's order; the file stays open inside."""
+    """The KerasFile at ``path``; its datasets can be read inside the ``with``."""
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: checkpoint file is empty")
     try:
         with contextlib.ExitStack() as stack:
             config = None
-            if zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                hdf5 = f.read(8) == _HDF5_SIGNATURE
+            if not hdf5 and zipfile.is_zipfile(path):
                 archive = stack.enter_context(zipfile.ZipFile(path))
                 if "model.weights.h5" not in archive.namelist():
                     raise WeightsError(f"{path}: a zip archive without model.weights.h5, not a .keras file")
                 if "config.json" in archive.namelist():
-                    config = json.loads(archive.read("config.json"))
-                source = io.BytesIO(archive.read("model.weights.h5"))
-            elif path.name.lower().endswith(".keras"):
-                raise WeightsError(f"{path}: not a zip archive, as .keras files are (truncated, or another format?)")
+                    config = load_json(_member(archive, "config.json", MAX_DOCUMENT_BYTES, path), path,
+                                       "config.json")
+                source = io.BytesIO(_member(archive, "model.weights.h5", _MAX_WEIGHTS_BYTES, path))
+            elif not hdf5:
+                what = "a zip archive, as .keras files are" if path.name.lower().endswith(".keras") else "an HDF5 file"
+                raise WeightsError(f"{path}: not {what} (truncated, or another format?)")
             else:
                 source = path
             h5 = stack.enter_context(h5py.File(source, "r"))
-            yield list(_layers(h5, config, path))
-    except WeightsError:
+            if config is None and "model_config" in h5.attrs:  # legacy .h5 from model.save
+                config = load_json(_text(h5.attrs["model_config"]), path, "model_config")
+            yield KerasFile(list(_layers(h5, config, path)), _config_layers(config, path))
+    except InceptionDeployError:
         raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
         raise WeightsError(f"{path}: not a readable Keras file ({first_line(e)})") from None
 
 
+def _member(archive, name: str, limit: int, path) -> bytes:
+    """A zip member's bytes, refused before decompressing when it declares more than ``limit``."""
+    size = archive.getinfo(name).file_size
+    if size > limit:
+        raise WeightsError(f"{path}: {name} declares {size / 1e9:.1f} GB, more than a checkpoint of these networks "
+                           f"(limit {limit / 1e9:.1f} GB)")
+    return archive.read(name)
+
+
+def _child(group, key: str, path):
+    """``group[key]``, refused where it is a link or a dataset that reads another file: a
+    checkpoint must not pull local files' bytes into exported weights."""
+    import h5py
+
+    if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+        raise WeightsError(f"{path}: {group.name}/{key} is a link to elsewhere; a checkpoint holds its own data")
+    item = group[key]
+    if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
+        raise WeightsError(f"{path}: {item.name} reads its data from other files; a checkpoint holds its own data")
+    return item
+
+
+def _dataset(group, key: str, path):
+    import h5py
+
+    item = _child(group, key, path)
+    if not isinstance(item, h5py.Dataset):
+        raise WeightsError(f"{path}: {item.name} is not a dataset of weights")
+    return item
+
+
 def _layers(h5, config, path):
+    if "_layer_checkpoint_dependencies" in h5:
+        raise WeightsError(f"{path}: a tf.keras 2.13-2.15 .keras file, whose layout is not read; save the model "
+                           f"as .h5 with that version (model.save('model.h5'))")
     if "layers" in h5 and "layer_names" not in h5.attrs:
-        yield from _keras3_layers(h5["layers"], _config_names(config), path)
+        names = _config_names(config, path) if config is not None else None
+        for key in _child(h5, "layers", path):
+            yield from _keras3_layers(_child(h5["layers"], key, path), key, True, names, path)
     else:
-        root = h5["model_weights"] if "model_weights" in h5 else h5
+        root = _child(h5, "model_weights", path) if "model_weights" in h5 else h5
         if "layer_names" not in root.attrs:
             raise WeightsError(f"{path}: an HDF5 file without Keras layers (no 'layers' group or 'layer_names')")
-        yield from _legacy_layers(root)
+        yield from _legacy_layers(root, path)
 
 
-def _keras3_layers(group, names: dict | None, path):
-    """Keras 3's layout: ``layers/<kind>[_<k>]/vars/<i>``, nested models under their own ``layers``.
-    Keras 3.6 and later record each layer's name on its ``vars``; older files only in the .keras
-    archive's config (``names``: key -> name)."""
-    for key in group:
-        entry = group[key]
-        variables = entry.get("vars")
-        if variables is not None and len(variables):
-            name = variables.attrs.get("name")
-            if name is None and names is not None:
-                name = names.get(entry.name)
-            if name is None:
-                raise WeightsError(f"{path}: written by a Keras before 3.6, which records no layer names in "
-                                   f".weights.h5 files; save the model as .keras (or with a newer Keras)")
-            kind = re.sub(r"_\d+$", "", key)
-            ordered = [variables[str(i)] for i in range(len(variables))]
-            yield KerasLayer(str(name), kind, dict(zip(_variable_names(kind, len(ordered)), ordered)))
-        if "layers" in entry:
-            yield from _keras3_layers(entry["layers"], names, path)
+def _keras3_layers(entry, key: str, listed: bool, names: dict | None, path):
+    """Keras 3's layout: ``layers/<kind>[_<k>]/vars/<i>``, a nested model's layers under its own
+    ``layers``, a custom layer's sublayers under their attribute names (kind "other": no place
+    in our networks). Keras 3.6 and later record each layer's name on its ``vars``; older files
+    only in the .keras archive's config (``names``: group path -> name)."""
+    import h5py
+
+    if not isinstance(entry, h5py.Group):
+        return
+    if "vars" in entry and len(_child(entry, "vars", path)):
+        variables = entry["vars"]
+        name = variables.attrs.get("name")
+        if name is None and names is not None:
+            name = names.get(entry.name)
+        if name is None:
+            raise WeightsError(f"{path}: written by a Keras before 3.6, which records no layer names in "
+                               f".weights.h5 files; save the model as .keras (or with a newer Keras)")
+        kind = re.sub(r"_\d+$", "", key) if listed else "other"
+        ordered = [_dataset(variables, str(i), path) for i in range(len(variables))]
+        yield KerasLayer(_text(name), kind, dict(zip(_variable_names(kind, len(ordered)), ordered)))
+    for child in entry:
+        if child == "layers":
+            for inner in _child(entry, "layers", path):
+                yield from _keras3_layers(_child(entry["layers"], inner, path), inner, True, names, path)
+        elif child != "vars":
+            yield from _keras3_layers(_child(entry, child, path), child, False, names, path)
 
 
 def _variable_names(kind: str, count: int) -> tuple[str, ...]:
@@ -162,11 +239,31 @@ def _variable_names(kind: str, count: int) -> tuple[str, ...]:
     return _VARS.get(kind, tuple(str(i) for i in range(count)))[:count]
 
 
-def _config_names(config) -> dict | None:
-    """HDF5 path of each layer's group -> layer name, from a .keras archive's config.json: Keras 3
-    numbers the layers of each class in ``model.layers`` order, which the config lists."""
+def _config_layers(config, path) -> list | None:
+    """Every layer of a Keras model config (nested models flattened) as (class name, config)."""
     if config is None:
         return None
+    found = []
+
+    def walk(model_config):
+        layers = model_config.get("config", {}).get("layers", [])
+        if not isinstance(layers, list):
+            raise TypeError("'layers' is not a list")
+        for layer in layers:
+            found.append((layer["class_name"], layer.get("config", {})))
+            if layer["class_name"] in _CONTAINERS:
+                walk(layer)
+
+    try:
+        walk(config)
+    except (TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise WeightsError(f"{path}: the model config is not a Keras model's ({first_line(e)})") from None
+    return found
+
+
+def _config_names(config, path) -> dict:
+    """HDF5 path of each layer's group -> layer name, from a .keras archive's config.json: Keras 3
+    numbers the layers of each class in ``model.layers`` order, which the config lists."""
     names = {}
 
     def walk(model_config, prefix):
@@ -177,10 +274,13 @@ def _config_names(config) -> dict | None:
             counts[kind] = index + 1
             key = f"{prefix}/{kind}" + (f"_{index}" if index else "")
             names[key] = layer["config"]["name"]
-            if "layers" in layer.get("config", {}):
+            if layer["class_name"] in _CONTAINERS:
                 walk(layer, f"{key}/layers")
 
-    walk(config, "/layers")
+    try:
+        walk(config, "/layers")
+    except (TypeError, KeyError, AttributeError, RecursionError) as e:
+        raise WeightsError(f"{path}: the model config is not a Keras model's ({first_line(e)})") from None
     return names
 
 
@@ -191,17 +291,22 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _legacy_layers(root):
-    """Keras 2 / legacy HDF5: a group per layer name (nested models hold their layers' weights
-    under ``<layer>/<variable>``), the variables listed in ``weight_names``."""
-    for layer_name in root.attrs["layer_names"]:
-        group = root[_text(layer_name)]
-        by_layer: dict[str, dict] = {}
-        for weight_name in group.attrs.get("weight_names", []):
+def _legacy_layers(root, path):
+    """Keras 2 / legacy HDF5: a group per layer name listing its variables in ``weight_names``
+    (``conv2d/kernel:0``; Keras 3.0-3.2 wrote a bare ``kernel``). A nested model's group holds
+    the weights of all its layers, owned by the name before the variable's; a plain layer's
+    group is the layer (TensorFlow 1 graphs may have suffixed the scope: ``block1_conv1_1/kernel:0``)."""
+    for layer_name in list(root.attrs["layer_names"]):
+        group = _child(root, _text(layer_name), path)
+        by_owner: dict[str, dict] = {}
+        for weight_name in list(group.attrs.get("weight_names", [])):
             weight_name = _text(weight_name)
-            *_, owner, variable = weight_name.split("/")
-            by_layer.setdefault(owner, {})[variable.split(":")[0]] = group[weight_name]
-        for name, variables in by_layer.items():
+            parts = weight_name.split("/")
+            owner = parts[-2] if len(parts) > 1 else _text(layer_name)
+            by_owner.setdefault(owner, {})[parts[-1].split(":")[0]] = _dataset(group, weight_name, path)
+        if len(by_owner) == 1:
+            by_owner = {_text(layer_name): next(iter(by_owner.values()))}
+        for name, variables in by_owner.items():
             yield KerasLayer(name, _legacy_kind(variables), variables)
 
 
@@ -279,8 +384,8 @@ _SLOTS = {"v3": _v3_slots, "inception-resnet-v2": _inception_resnet_v2_slots, "x
 def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The Keras file at ``path`` as a state_dict of ``model`` (built by ``spec`` with
     ``BUILD_OPTIONS``): each layer found by name, its tensors transposed from Keras's layouts.
-    Raises a one-line WeightsError for another architecture, a top that is not one Dense layer,
-    or a model built without Keras's numerics."""
+    Raises a one-line WeightsError for another architecture, a top other than global average
+    pooling and one Dense, or a model built without Keras's numerics (or with aux heads)."""
     path = Path(path)
     if spec.name not in _SLOTS:
         raise WeightsError(f"{path}: Keras checkpoints load into {', '.join(_SLOTS)} "
@@ -288,14 +393,57 @@ def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Te
     if getattr(model, "build_options", None) != BUILD_OPTIONS[spec.name]:
         raise WeightsError(f"{path}: a Keras checkpoint needs {spec.name} built with Keras's numerics "
                            f"{BUILD_OPTIONS[spec.name]}; create_model({spec.name!r}, weights=...) builds it so")
+    if any(getattr(model, name, None) is not None for name in spec.aux_modules):
+        raise WeightsError(f"{path}: Keras's {KERAS_NAMES[spec.name]} has no auxiliary head: build {spec.name} "
+                           f"without aux_logits")
     expected = model.state_dict()
-    with open_keras(path) as layers:
-        pairs = _match(list(_SLOTS[spec.name](model)), layers, spec, path)
+    with open_keras(path) as keras_file:
+        dense = _classifier_layer(keras_file.layers, spec, path)
+        _check_config(keras_file.config_layers, model, spec, path)
+        pairs = _match(list(_SLOTS[spec.name](model)), keras_file.layers, spec, path)
         state = {}
         for slot, layer in pairs:
             state.update(_convert(slot, layer, expected, path))
-        state.update(_classifier(layers, spec, path))
+        state.update(_classifier(dense, getattr(model, spec.classifier).in_features, spec, path))
     return state
+
+
+def _check_config(config_layers, model, spec, path) -> None:
+    """Where the file has the model's config (.keras, legacy .h5), refuse weightless layers that
+    would compute what our network does not: another pooling before the classifier, a
+    Rescaling, an added activation. A .weights.h5 has no config: its top is taken to be
+    global average pooling and the one Dense, as keras.applications and fine-tuning build it."""
+    if config_layers is None:
+        return
+
+    def name(config):
+        return config.get("name", "?") if isinstance(config, dict) else "?"
+
+    for cls, config in config_layers:
+        if cls not in _KNOWN_CLASSES:
+            raise WeightsError(f"{path}: layer {name(config)} ({cls}) has no counterpart in {spec.name}; a "
+                               f"fine-tuned top must be global average pooling and one Dense")
+        activation = _activation(config) if cls in ("Activation", "Dense") else None
+        if activation is not None and activation not in _OUTPUT_ACTIVATIONS + (("relu",) if cls == "Activation" else ()):
+            raise WeightsError(f"{path}: layer {name(config)} ({cls}) applies {activation}; {spec.name} returns the "
+                               f"logits of its classifier (the runtime prints their softmax)")
+    pools = sum(cls == "GlobalAveragePooling2D" for cls, _ in config_layers)
+    if pools != 1:
+        raise WeightsError(f"{path}: has {pools} GlobalAveragePooling2D layers; {spec.name} pools once, "
+                           f"before its classifier")
+    relus = sum(cls == "Activation" and _activation(config) == "relu" for cls, config in config_layers)
+    ours = sum(isinstance(module, torch.nn.ReLU) for module in model.modules())
+    if relus != ours:
+        raise WeightsError(f"{path}: has {relus} ReLU activation layers where Keras's {KERAS_NAMES[spec.name]} has "
+                           f"{ours}: layers were added to the network")
+
+
+def _activation(config) -> str:
+    """An activation as the config names it (a string, or a serialized function)."""
+    value = config.get("activation", "linear") if isinstance(config, dict) else "linear"
+    if isinstance(value, dict):
+        value = value.get("config", value.get("class_name", "?"))
+    return str(value)
 
 
 def _match(slots, layers, spec, path):
@@ -303,6 +451,9 @@ def _match(slots, layers, spec, path):
     automatically named layers of their kind in creation order. Every weighted layer of the
     file must be used, except the classifier (``_classifier``)."""
     by_name = {layer.name: layer for layer in layers}
+    if len(by_name) != len(layers):
+        twice = sorted({layer.name for layer in layers if sum(other.name == layer.name for other in layers) > 1})
+        raise WeightsError(f"{path}: more than one layer named {', '.join(twice[:3])}; layer names must be unique")
     pairs, used = [], set()
     for slot in (s for s in slots if s.name is not None):
         layer = by_name.get(slot.name)
@@ -335,7 +486,8 @@ def _automatic_index(name: str, kind: str) -> int | None:
     return int(match.group(1) or 0) if match else None
 
 
-def _classifier(layers, spec, path) -> dict[str, torch.Tensor]:
+def _classifier_layer(layers, spec, path) -> KerasLayer:
+    """The file's one Dense layer: our networks end in one Linear after global average pooling."""
     dense = [layer for layer in layers if layer.kind == "dense"]
     if not dense:
         raise WeightsError(f"{path}: no Dense classifier (saved with include_top=False?); {spec.name} needs its "
@@ -344,7 +496,16 @@ def _classifier(layers, spec, path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: a custom top of {len(dense)} Dense layers "
                            f"({', '.join(layer.describe() for layer in dense[:3])}) cannot be mapped onto "
                            f"{spec.name}'s single {spec.classifier} layer (global average pool, then one Linear)")
-    layer = dense[0]
+    return dense[0]
+
+
+def _classifier(layer: KerasLayer, in_features: int, spec, path) -> dict[str, torch.Tensor]:
+    kernel = tuple(layer.variables["kernel"].shape)
+    classes = kernel[-1] if len(kernel) == 2 else 0
+    bias = tuple(layer.variables["bias"].shape) if "bias" in layer.variables else (classes,)
+    if len(kernel) != 2 or kernel[0] != in_features or not 1 <= classes <= MAX_CLASSES or bias != (classes,):
+        raise WeightsError(f"{path}: Dense layer {layer.describe()} is not a classifier on {spec.name}'s "
+                           f"{in_features} pooled features (at most {MAX_CLASSES} classes)")
     state = {f"{spec.classifier}.weight": _tensor(layer, "kernel", path).T.contiguous()}
     if "bias" in layer.variables:
         state[f"{spec.classifier}.bias"] = _tensor(layer, "bias", path)
@@ -374,6 +535,8 @@ def _convert(slot: Slot, layer: KerasLayer, expected, path) -> dict[str, torch.T
         if variable not in source.variables:
             raise WeightsError(f"{path}: layer {layer.describe()} has no {variable}")
         shape = tuple(source.variables[variable].shape)
+        if order and len(shape) != len(order):
+            raise WeightsError(f"{path}: layer {layer.describe()}: {variable} is not a 4-dimensional kernel")
         shape = tuple(shape[i] for i in order) if order else shape
         if key not in expected or tuple(expected[key].shape) != shape:
             want = "x".join(map(str, expected[key].shape)) if key in expected else "nothing"

@@ -66,8 +66,12 @@ class PreprocessConfig:
         return replace(self, input_size=input_size, resize_size=math.floor(input_size / self.crop_pct))
 
     def to_dict(self) -> dict:
+        """The fields as JSON types; ``keep_aspect`` only where False, so artifacts and calibration
+        cache digests of every other config read as they did before the field existed."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if self.keep_aspect:
+            del d["keep_aspect"]
         return d
 
     @classmethod

@@ -107,6 +107,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
         if spec is None:
             raise WeightsError(f"{path}: a Keras checkpoint loads only into a network of this zoo (create_model)")
         state = keras_state_dict(model, spec, path)
+        label_offset = label_offset or 0  # keras.applications heads have no background class
     else:
         state = read_checkpoint(path)
     if spec is not None:

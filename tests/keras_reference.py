@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-KERAS_APPLICATIONS = {"v3": "InceptionV3", "inception-resnet-v2": "InceptionResNetV2", "xception": "Xception"}
+from inception_deploy.keras_checkpoints import KERAS_NAMES
 
 
 def import_keras():
@@ -37,22 +37,35 @@ def keras_model(keras, arch: str, images_nhwc: np.ndarray, *, classes: int = 100
     headless network (a fine-tuned model's top); default the application's own classifier,
     without softmax (logits)."""
     keras.utils.set_random_seed(seed)
-    application = getattr(keras.applications, KERAS_APPLICATIONS[arch])
+    application = getattr(keras.applications, KERAS_NAMES[arch])
     if top is None:
         model = application(weights=None, classes=classes, classifier_activation=None)
     else:
         base = application(weights=None, include_top=False, input_shape=(299, 299, 3))
         model = keras.Model(base.input, top(keras, base.output))
+    return calibrate(keras, model, images_nhwc, seed)
+
+
+def calibrate(keras, model, images_nhwc: np.ndarray, seed: int = 0):
+    """Random biases, batch-norm offsets and scales, and batch-norm statistics from the images
+    (nested models too)."""
     rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for variable in layer.weights:
-            if variable.path.endswith(("bias", "beta", "gamma")):
-                base_value = 1.0 if variable.path.endswith("gamma") else 0.0
-                variable.assign(base_value + rng.normal(0, 0.1, variable.shape).astype("float32"))
+    for variable in model.weights:
+        if variable.path.endswith(("bias", "beta", "gamma")):
+            base_value = 1.0 if variable.path.endswith("gamma") else 0.0
+            variable.assign(base_value + rng.normal(0, 0.1, variable.shape).astype("float32"))
+    for layer in _all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0
     model(images_nhwc, training=True)
     return model
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def keras_logits(model, images_nhwc: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ import torch
 from click.testing import CliRunner
 
 from inception_deploy.cli import main
-from inception_deploy.errors import WeightsError
-from inception_deploy.keras_checkpoints import BUILD_OPTIONS, KERAS_PREPROCESS
+from inception_deploy.errors import InceptionDeployError, WeightsError
+from inception_deploy.keras_checkpoints import BUILD_OPTIONS, KERAS_NAMES, KERAS_PREPROCESS
 from inception_deploy.parity import sample_photos
-from inception_deploy.preprocess import preprocess
+from inception_deploy.preprocess import PreprocessConfig, load_image, preprocess
 from inception_deploy.zoo import create_model, default_preprocess
-from keras_reference import KERAS_APPLICATIONS, import_keras, keras_logits, keras_model
+from keras_reference import calibrate, import_keras, keras_logits, keras_model
 
 FORMATS = [".keras", ".weights.h5", ".h5"]
 
@@ -68,7 +68,7 @@ def saved(keras, photos, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("arch", list(KERAS_APPLICATIONS))
+@pytest.mark.parametrize("arch", list(KERAS_NAMES))
 def test_logits_equal_keras_in_every_format(arch, saved, photos):
     reference, files = saved(arch)
     assert np.abs(reference).max() > 0.5  # calibrated statistics: the network computes something
@@ -110,16 +110,17 @@ def _dense_top(classes):
 
 
 def test_fine_tuned_top_with_another_class_count(keras, photos, tmp_path):
-    """The usual fine-tuning: include_top=False, global average pool, one Dense; here in a nested
-    Sequential as well (the application as one layer), in each format."""
+    """The usual fine-tuning: include_top=False, global average pool, one Dense (in a .keras file:
+    its config is checked too); and in a nested Sequential (the application as one layer), in
+    each format."""
     model = keras_model(keras, "v3", photos[1], top=_dense_top(5))
     reference = keras_logits(model, photos[1])
     base = keras.applications.Xception(weights=None, include_top=False, pooling="avg", input_shape=(299, 299, 3))
-    nested = keras.Sequential([keras.Input((299, 299, 3)), base, keras.layers.Dense(3)])
+    nested = calibrate(keras, keras.Sequential([keras.Input((299, 299, 3)), base, keras.layers.Dense(3)]), photos[1])
     nested_reference = keras_logits(nested, photos[1])
+    path = _save(model, tmp_path / "top.keras")
+    assert _max_rel(_logits(create_model("v3", num_classes=5, weights=path), photos[0]), reference) <= 1e-4
     for suffix in FORMATS:
-        path = _save(model, tmp_path / f"top{suffix}")
-        assert _max_rel(_logits(create_model("v3", num_classes=5, weights=path), photos[0]), reference) <= 1e-4
         path = _save(nested, tmp_path / f"nested{suffix}")
         assert _max_rel(_logits(create_model("xception", num_classes=3, weights=path), photos[0]),
                         nested_reference) <= 1e-4
@@ -139,6 +140,34 @@ def test_tops_that_cannot_be_mapped_are_refused(keras, photos, tmp_path):
     _save(headless, tmp_path / "headless.weights.h5")
     with pytest.raises(WeightsError, match="no Dense classifier"):
         create_model("v3", weights=tmp_path / "headless.weights.h5")
+    # weightless layers that compute what our network does not, seen in the saved config
+    max_pool = keras.Model(headless.input, keras.layers.Dense(5)(keras.layers.GlobalMaxPooling2D()(headless.output)))
+    _save(max_pool, tmp_path / "max.keras")
+    with pytest.raises(WeightsError, match=r"\(GlobalMaxPooling2D\) has no counterpart in v3"):
+        create_model("v3", num_classes=5, weights=tmp_path / "max.keras")
+    relu = keras.layers.Activation("relu")(keras.layers.GlobalAveragePooling2D()(headless.output))
+    _save(keras.Model(headless.input, keras.layers.Dense(5)(relu)), tmp_path / "relu.h5")
+    with pytest.raises(WeightsError, match="has 95 ReLU activation layers where Keras's InceptionV3 has 94"):
+        create_model("v3", num_classes=5, weights=tmp_path / "relu.h5")
+
+
+def test_a_custom_layers_weights_are_not_skipped(keras, tmp_path):
+    """A custom layer keeps its sublayers' variables under their attribute names (no config in a
+    .weights.h5 to say what it computes): they have no place in our network."""
+
+    class NormalizedHead(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.norm = keras.layers.LayerNormalization()
+
+        def call(self, x):
+            return self.norm(x)
+
+    base = keras.applications.Xception(weights=None, include_top=False, pooling="avg", input_shape=(299, 299, 3))
+    model = keras.Model(base.input, keras.layers.Dense(4)(NormalizedHead()(base.output)))
+    _save(model, tmp_path / "custom.weights.h5")
+    with pytest.raises(WeightsError, match=r"layers that xception has no place for: .*\(other: "):
+        create_model("xception", num_classes=4, weights=tmp_path / "custom.weights.h5")
 
 
 def test_another_architectures_file_is_refused_by_name(saved):
@@ -183,7 +212,8 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
 
     reference, files = saved("xception")
     result = deploy("xception", tmp_path / "xception.onnx", weights=files[".keras"], fp16=True, int8=True,
-                    int8_target="cpu", calib_samples=True, triton_repository=tmp_path / "repo", engine="no")
+                    int8_target="cpu", calib_samples=True, calib_method="minmax", triton_repository=tmp_path / "repo",
+                    engine="no")
     fp32, fp16, int8 = result.artifacts
     assert fp32.metadata["preprocess"] == KERAS_PREPROCESS.to_dict()
     assert fp32.metadata["weights"]["file"] == "model.keras"
@@ -202,7 +232,8 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
 @pytest.mark.parametrize("name, content, problem", [
     ("model.keras", b"not a zip", "not a zip archive"),
     ("model.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "not a readable Keras file"),
-    ("model.weights.h5", b"", "not a readable Keras file"),
+    ("model.weights.h5", b"", "checkpoint file is empty"),
+    ("model.weights.h5", b"PK\x05\x06" + b"\0" * 18, "a zip archive without model.weights.h5"),
 ])
 def test_unreadable_keras_files_fail_in_one_line(tmp_path, name, content, problem):
     path = tmp_path / name
@@ -211,6 +242,50 @@ def test_unreadable_keras_files_fail_in_one_line(tmp_path, name, content, proble
     assert result.exit_code == 2
     assert problem in result.output and str(path) in result.output and len(result.output.splitlines()) == 1
     assert not (tmp_path / "o.onnx").exists()
+
+
+def _keras3_file(path, **datasets):
+    """A minimal Keras 3 .weights.h5: one named conv2d layer holding ``datasets``."""
+    with h5py.File(path, "w") as f:
+        variables = f.create_group("layers/conv2d/vars")
+        variables.attrs["name"] = "conv2d"
+        for key, make in datasets.items():
+            make(variables, key)
+    return path
+
+
+def test_checkpoints_that_read_other_files_are_refused(tmp_path):
+    """h5py follows external storage and external links: a checkpoint could copy a local file's
+    bytes into weights that are then exported and served."""
+    (tmp_path / "secret.bin").write_bytes(b"\1" * 108)
+    external = _keras3_file(tmp_path / "external.weights.h5", **{"0": lambda g, k: g.create_dataset(
+        k, shape=(3, 3, 3, 1), dtype="float32", external=[(str(tmp_path / "secret.bin"), 0, 108)])})
+    with pytest.raises(WeightsError, match="reads its data from other files"):
+        create_model("v3", weights=external)
+    linked = _keras3_file(tmp_path / "linked.weights.h5", **{"0": lambda g, k: g.__setitem__(
+        k, h5py.ExternalLink(str(external), "/layers/conv2d/vars/0"))})
+    with pytest.raises(WeightsError, match="is a link to elsewhere"):
+        create_model("v3", weights=linked)
+
+
+@pytest.mark.parametrize("config, problem", [
+    ("[1]", "not a Keras model's"),
+    ('{"config": {"layers": [1]}}', "not a Keras model's"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+])
+def test_malformed_keras_configs_fail_in_one_line(tmp_path, config, problem):
+    weights = _keras3_file(tmp_path / "model.weights.h5")
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        archive.writestr("config.json", config)
+        archive.write(weights, "model.weights.h5")
+    with pytest.raises(InceptionDeployError, match=problem):
+        create_model("v3", weights=tmp_path / "model.keras")
+
+
+def test_a_group_where_weights_should_be_is_refused(tmp_path):
+    path = _keras3_file(tmp_path / "group.weights.h5", **{"0": lambda g, k: g.create_group(k)})
+    with pytest.raises(WeightsError, match="is not a dataset of weights"):
+        create_model("v3", weights=path)
 
 
 def test_hdf5_and_zip_files_without_keras_layers(tmp_path):
@@ -230,4 +305,53 @@ def test_keras_weights_default_to_keras_preprocessing():
     spec = get_arch("xception")
     assert default_preprocess(spec, "fine_tuned.keras") == KERAS_PREPROCESS
     assert default_preprocess(spec, "timm.pth") == spec.preprocess
-    assert KERAS_PREPROCESS.keep_aspect is False and KERAS_PREPROCESS.resize_size == 299
+
+
+def test_stretched_pixels_are_keras_load_img(keras, tmp_path):
+    """keep_aspect=False gives the pixels of keras.utils.load_img(target_size=(299, 299)) with the
+    same filter, on a photo that is not square."""
+    photo = tmp_path / "wide.png"
+    from PIL import Image
+
+    Image.open(sample_photos()[0]).convert("RGB").crop((0, 0, 512, 300)).save(photo)
+    config = PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
+    theirs = np.asarray(keras.utils.load_img(photo, target_size=(299, 299), interpolation="bilinear"), np.float32)
+    np.testing.assert_array_equal(load_image(photo, config), theirs / 255)
+
+
+def _legacy_variant(source, target, layout):
+    """A Keras 3 legacy .h5 rewritten as older Keras wrote it: ``keras2`` (variable names with
+    ':0'), ``keras2-weights`` (save_weights: the layers at the file's root), ``keras3.0``
+    (Keras 3.0-3.2: bare variable names)."""
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as out:
+        root = out if layout == "keras2-weights" else out.create_group("model_weights")
+        layers = src["model_weights"]
+        root.attrs["layer_names"] = layers.attrs["layer_names"]
+        for name in layers.attrs["layer_names"]:
+            group = root.create_group(name)
+            renamed = []
+            for weight in layers[name].attrs["weight_names"]:
+                new = {"keras3.0": weight.split("/")[-1]}.get(layout, f"{weight}:0")
+                group.create_dataset(new, data=layers[name][weight][()])
+                renamed.append(new)
+            group.attrs["weight_names"] = renamed
+    return target
+
+
+@pytest.mark.parametrize("layout", ["keras2", "keras2-weights", "keras3.0"])
+def test_older_keras_hdf5_layouts(layout, saved, photos, tmp_path):
+    reference, files = saved("xception")
+    path = _legacy_variant(files[".h5"], tmp_path / f"{layout}.h5", layout)
+    assert _max_rel(_logits(create_model("xception", weights=path), photos[0]), reference) <= 1e-4
+
+
+def test_hostile_classifier_shape_is_refused_before_reading(saved, tmp_path):
+    """A Dense kernel declared 2048 x 4M (32 GiB, stored sparse in a small file) is refused from
+    its shape, never read."""
+    path = tmp_path / "huge.weights.h5"
+    shutil.copy(saved("xception")[1][".weights.h5"], path)
+    with h5py.File(path, "r+") as f:
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars"].create_dataset("0", shape=(2048, 1 << 22), dtype="float32", chunks=(64, 64))
+    with pytest.raises(WeightsError, match="is not a classifier on xception's 2048 pooled features"):
+        create_model("xception", weights=path)

@@ -54,6 +54,26 @@ def test_stretch_resizes_both_sides_as_keras_load_img():
                                                                                               (0.5,) * 3, (0.5,) * 3)))
 
 
+def test_keep_aspect_is_written_only_where_false():
+    """Artifacts and calibration caches made before the field existed read and digest as before."""
+    from inception_deploy.calibration.cache import preprocess_digest
+
+    kept = get_arch("v3").preprocess
+    assert "keep_aspect" not in kept.to_dict() and PreprocessConfig.from_dict(kept.to_dict()) == kept
+    stretched = PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
+    assert stretched.to_dict()["keep_aspect"] is False and PreprocessConfig.from_dict(stretched.to_dict()) == stretched
+    assert preprocess_digest(stretched) != preprocess_digest(PreprocessConfig(299, 299, "bilinear", (0.5,) * 3,
+                                                                              (0.5,) * 3))
+
+
+def test_export_preprocessing_flags_choose_the_resize():
+    from inception_deploy.cli import _preprocess_config
+
+    base = get_arch("v3").preprocess
+    assert _preprocess_config(base, None, None, None, None, None, None, False).keep_aspect is False
+    assert _preprocess_config(base, None, None, None, None, None, None, None) == base
+
+
 def _png(image):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
