@@ -19,9 +19,9 @@ import torch
 from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from keras_reference import KERAS_APPLICATIONS, import_keras, keras_logits, keras_model  # noqa: E402
+from keras_reference import import_keras, keras_logits, keras_model  # noqa: E402
 
-from inception_deploy.keras_checkpoints import KERAS_PREPROCESS  # noqa: E402
+from inception_deploy.keras_checkpoints import KERAS_NAMES, KERAS_PREPROCESS  # noqa: E402
 from inception_deploy.parity import sample_photos  # noqa: E402
 from inception_deploy.preprocess import preprocess  # noqa: E402
 from inception_deploy.zoo import create_model  # noqa: E402
@@ -35,7 +35,7 @@ def main():
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for arch, application in KERAS_APPLICATIONS.items():
+        for arch, application in KERAS_NAMES.items():
             model = keras_model(keras, arch, nhwc)
             reference = keras_logits(model, nhwc)
             for suffix in (".keras", ".weights.h5", ".h5"):

@@ -11,19 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from trt_real import bindings
+from trt_real import bindings, onnx_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def onnx_folder(tmp_path_factory):
+    """The engine tests' ONNX files, written once here for every release's process."""
+    folder = tmp_path_factory.mktemp("trt_onnx")
+    onnx_files.write_onnx_files(folder)
+    return folder
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("version,cuda_major", bindings.MATRIX, ids=[v for v, _ in bindings.MATRIX])
-def test_against_real_bindings(version, cuda_major):
+def test_against_real_bindings(version, cuda_major, request):
     try:
         bindings.fetch(version, cuda_major)
     except bindings.Unavailable as e:
         pytest.skip(str(e))
-    env = {**os.environ, bindings.ENV: version}
+    env = {**os.environ, bindings.ENV: version, onnx_files.ONNX_FOLDER_ENV: str(request.getfixturevalue("onnx_folder"))}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra",
                            str(ROOT / "tests" / "trt_real")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1200)

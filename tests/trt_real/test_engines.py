@@ -1,6 +1,7 @@
 """The engine builder, the TensorRT backend and the CLI, every call bound against the real
 bindings of this process's release (see tests/trt_real/double.py for what that proves)."""
 import json
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -9,30 +10,18 @@ from click.testing import CliRunner
 
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
-from inception_deploy.export import export_onnx
 from inception_deploy.export.engine import build_engine, engine_unavailable_reason
-from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.metadata import read_sidecar
-from inception_deploy.parity import sample_folder
 from inception_deploy.runtime.tensorrt_backend import TensorRTBackend, TensorRTUnavailable
-
-SIZE = 64  # small inputs keep every build and run fast
+from trt_real.onnx_files import ONNX_FOLDER_ENV, SIZE, onnx_paths, write_onnx_files
 
 
 @pytest.fixture(scope="module")
 def onnx_files(tmp_path_factory):
-    """GoogLeNet (random weights) at FP32 with dynamic and static batch, FP16, and INT8 for both targets."""
-    folder = tmp_path_factory.mktemp("onnx")
-    from inception_deploy.models.registry import get_arch
-
-    config = get_arch("v1").preprocess.with_input_size(SIZE)
-    fp32 = export_onnx("v1", folder / "v1.onnx", opset=17, preprocess=config, check_parity=False).path
-    static = export_onnx("v1", folder / "v1_b2.onnx", opset=17, batch=2, preprocess=config, check_parity=False).path
-    fp16 = convert_fp16(fp32, folder / "v1_fp16.onnx").path
-    int8 = quantize_int8(fp32, folder / "v1_int8.onnx", target="tensorrt", calib_dir=sample_folder(),
-                         cache=folder / "v1.calib.json", method="minmax").path
-    cpu = quantize_int8(fp32, folder / "v1_int8_cpu.onnx", target="cpu", cache=folder / "v1.calib.json").path
-    return {"fp32": fp32, "static": static, "fp16": fp16, "int8": int8, "cpu": cpu}
+    """The ONNX files the parent process wrote once for every release, or written here when
+    this folder runs on its own."""
+    shared = os.environ.get(ONNX_FOLDER_ENV)
+    return onnx_paths(shared) if shared else write_onnx_files(tmp_path_factory.mktemp("onnx"))
 
 
 def _images(n, seed=0):
