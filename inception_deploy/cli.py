@@ -276,10 +276,10 @@ def main():
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @_one_line_errors
 def export_command(arch, weights, num_classes, labels, output, opset, batch, max_batch, input_size,
-                   no_simplify, mean, std, resize, crop_pct, interpolation, keep_aspect, fp16, fp16_io, int8, int8_target,
-                   int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile,
-                   calib_cache, engine, max_engine_batch, timing_cache, no_parity, eval_data, eval_limit, triton_repo,
-                   quiet):
+                   no_simplify, mean, std, resize, crop_pct, interpolation, keep_aspect, fp16, fp16_io, int8,
+                   int8_target, int8_remainder, calib_dir, calib_samples, calib_images, calib_batch, calib_method,
+                   percentile, calib_cache, engine, max_engine_batch, timing_cache, no_parity, eval_data, eval_limit,
+                   triton_repo, quiet):
     """Export a classifier to ONNX (aux heads stripped), check it and verify parity;
     optionally FP16 and INT8 models and a TensorRT engine beside it."""
     from .export.engine import describe_layers

@@ -423,8 +423,9 @@ def _check_config(config_layers, model, spec, path) -> None:
         if cls not in _KNOWN_CLASSES:
             raise WeightsError(f"{path}: layer {name(config)} ({cls}) has no counterpart in {spec.name}; a "
                                f"fine-tuned top must be global average pooling and one Dense")
+        allowed = _OUTPUT_ACTIVATIONS + (("relu",) if cls == "Activation" else ())
         activation = _activation(config) if cls in ("Activation", "Dense") else None
-        if activation is not None and activation not in _OUTPUT_ACTIVATIONS + (("relu",) if cls == "Activation" else ()):
+        if activation is not None and activation not in allowed:
             raise WeightsError(f"{path}: layer {name(config)} ({cls}) applies {activation}; {spec.name} returns the "
                                f"logits of its classifier (the runtime prints their softmax)")
     pools = sum(cls == "GlobalAveragePooling2D" for cls, _ in config_layers)

@@ -121,7 +121,8 @@ def resized_size(width: int, height: int, config: PreprocessConfig) -> tuple[int
 
 def resize_and_crop(image: Image.Image, config: PreprocessConfig) -> Image.Image:
     """Shorter side to ``resize_size`` (longer side truncated, as torchvision's Resize does; or
-    both sides, see ``resized_size``), then the center ``input_size`` square (offsets rounded as torchvision's CenterCrop does)."""
+    both sides, see ``resized_size``), then the center ``input_size`` square (offsets rounded as
+    torchvision's CenterCrop does)."""
     size = resized_size(*image.size, config)
     if size != image.size:
         image = image.resize(size, _PIL_FILTERS[config.interpolation])

@@ -172,7 +172,7 @@ def test_a_custom_layers_weights_are_not_skipped(keras, tmp_path):
 
 
 def test_another_architectures_file_is_refused_by_name(saved):
-    with pytest.raises(WeightsError, match=r"no conv2d layer named block1_conv1 \(for conv1\); is this a Keras Xception"):
+    with pytest.raises(WeightsError, match=r"no conv2d layer named block1_conv1 \(for conv1\); is this a Keras Xcep"):
         create_model("xception", weights=saved("v3")[1][".weights.h5"])
     with pytest.raises(WeightsError, match="not arch resnet50"):
         create_model("resnet50", weights=saved("v3")[1][".keras"])
@@ -239,10 +239,11 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
 def test_unreadable_keras_files_fail_in_one_line(tmp_path, name, content, problem):
     path = tmp_path / name
     path.write_bytes(content)
-    result = CliRunner().invoke(main, ["export", "--arch", "v3", "--weights", str(path), "-o", str(tmp_path / "o.onnx")])
+    output = tmp_path / "o.onnx"
+    result = CliRunner().invoke(main, ["export", "--arch", "v3", "--weights", str(path), "-o", str(output)])
     assert result.exit_code == 2
     assert problem in result.output and str(path) in result.output and len(result.output.splitlines()) == 1
-    assert not (tmp_path / "o.onnx").exists()
+    assert not output.exists()
 
 
 def _keras3_file(path, **datasets):
