@@ -105,7 +105,7 @@ class KerasLayer:
 @dataclass
 class KerasFile:
     """The layers with weights, in the file's order, and the model's layers as its config lists
-    them (class name and config of each, nested models flattened; None for a .weights.h5)."""
+    them (``_config_layers``; None for a .weights.h5)."""
 
     layers: list
     config_layers: list | None
@@ -152,7 +152,8 @@ def open_keras(path: str | os.PathLike):
             h5 = stack.enter_context(h5py.File(source, "r"))
             if config is None and "model_config" in h5.attrs:  # legacy .h5 from model.save
                 config = load_json(_text(h5.attrs["model_config"]), path, "model_config")
-            yield KerasFile(list(_layers(h5, config, path)), _config_layers(config, path))
+            config_layers = _config_layers(config, path)
+            yield KerasFile(list(_layers(h5, config_layers, path)), config_layers)
     except InceptionDeployError:
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
@@ -190,12 +191,12 @@ def _dataset(group, key: str, path):
     return item
 
 
-def _layers(h5, config, path):
+def _layers(h5, config_layers, path):
     if "_layer_checkpoint_dependencies" in h5:
         raise WeightsError(f"{path}: a tf.keras 2.13-2.15 .keras file, whose layout is not read; save the model "
                            f"as .h5 with that version (model.save('model.h5'))")
     if "layers" in h5 and "layer_names" not in h5.attrs:
-        names = _config_names(config, path) if config is not None else None
+        names = _config_names(config_layers, path) if config_layers is not None else None
         for key in _child(h5, "layers", path):
             yield from _keras3_layers(_child(h5["layers"], key, path), key, True, names, path)
     else:
@@ -240,48 +241,44 @@ def _variable_names(kind: str, count: int) -> tuple[str, ...]:
 
 
 def _config_layers(config, path) -> list | None:
-    """Every layer of a Keras model config (nested models flattened) as (class name, config)."""
+    """Every layer of a Keras model config, nested models flattened, as (class name, config, the
+    HDF5 group Keras 3 keeps its variables in): Keras 3 numbers the layers of each class in
+    ``model.layers`` order, which the config lists."""
     if config is None:
         return None
     found = []
 
-    def walk(model_config):
+    def walk(model_config, prefix):
         layers = model_config.get("config", {}).get("layers", [])
         if not isinstance(layers, list):
             raise TypeError("'layers' is not a list")
-        for layer in layers:
-            found.append((layer["class_name"], layer.get("config", {})))
-            if layer["class_name"] in _CONTAINERS:
-                walk(layer)
-
-    try:
-        walk(config)
-    except (TypeError, KeyError, AttributeError, RecursionError) as e:
-        raise WeightsError(f"{path}: the model config is not a Keras model's ({first_line(e)})") from None
-    return found
-
-
-def _config_names(config, path) -> dict:
-    """HDF5 path of each layer's group -> layer name, from a .keras archive's config.json: Keras 3
-    numbers the layers of each class in ``model.layers`` order, which the config lists."""
-    names = {}
-
-    def walk(model_config, prefix):
         counts = {}
-        for layer in model_config.get("config", {}).get("layers", []):
+        for layer in layers:
             kind = _snake_case(layer["class_name"])
             index = counts.get(kind, 0)
             counts[kind] = index + 1
-            key = f"{prefix}/{kind}" + (f"_{index}" if index else "")
-            names[key] = layer["config"]["name"]
+            group = f"{prefix}/{kind}" + (f"_{index}" if index else "")
+            found.append((layer["class_name"], layer.get("config", {}), group))
             if layer["class_name"] in _CONTAINERS:
-                walk(layer, f"{key}/layers")
+                walk(layer, f"{group}/layers")
 
     try:
         walk(config, "/layers")
     except (TypeError, KeyError, AttributeError, RecursionError) as e:
-        raise WeightsError(f"{path}: the model config is not a Keras model's ({first_line(e)})") from None
-    return names
+        raise _bad_config(path, e) from None
+    return found
+
+
+def _config_names(config_layers, path) -> dict:
+    """HDF5 group of each layer -> its name (for Keras 3 files that record no names)."""
+    try:
+        return {group: config["name"] for _, config, group in config_layers}
+    except (TypeError, KeyError) as e:
+        raise _bad_config(path, e) from None
+
+
+def _bad_config(path, e) -> WeightsError:
+    return WeightsError(f"{path}: the model config is not a Keras model's ({first_line(e)})")
 
 
 def _snake_case(name: str) -> str:
@@ -419,7 +416,7 @@ def _check_config(config_layers, model, spec, path) -> None:
     def name(config):
         return config.get("name", "?") if isinstance(config, dict) else "?"
 
-    for cls, config in config_layers:
+    for cls, config, _ in config_layers:
         if cls not in _KNOWN_CLASSES:
             raise WeightsError(f"{path}: layer {name(config)} ({cls}) has no counterpart in {spec.name}; a "
                                f"fine-tuned top must be global average pooling and one Dense")
@@ -428,11 +425,11 @@ def _check_config(config_layers, model, spec, path) -> None:
         if activation is not None and activation not in allowed:
             raise WeightsError(f"{path}: layer {name(config)} ({cls}) applies {activation}; {spec.name} returns the "
                                f"logits of its classifier (the runtime prints their softmax)")
-    pools = sum(cls == "GlobalAveragePooling2D" for cls, _ in config_layers)
+    pools = sum(cls == "GlobalAveragePooling2D" for cls, _, _ in config_layers)
     if pools != 1:
         raise WeightsError(f"{path}: has {pools} GlobalAveragePooling2D layers; {spec.name} pools once, "
                            f"before its classifier")
-    relus = sum(cls == "Activation" and _activation(config) == "relu" for cls, config in config_layers)
+    relus = sum(cls == "Activation" and _activation(config) == "relu" for cls, config, _ in config_layers)
     ours = sum(isinstance(module, torch.nn.ReLU) for module in model.modules())
     if relus != ours:
         raise WeightsError(f"{path}: has {relus} ReLU activation layers where Keras's {KERAS_NAMES[spec.name]} has "
