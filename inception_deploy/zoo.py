@@ -32,7 +32,7 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
     if not 1 <= num_classes <= MAX_CLASSES:
         raise InceptionDeployError(f"num_classes must be between 1 and {MAX_CLASSES}, not {num_classes}")
     options = {}
-    if weights is not None and str(weights) != PRETRAINED and is_keras_file(weights):
+    if _is_keras(weights):
         options = BUILD_OPTIONS.get(spec.name, {})  # Keras's numerics; other archs are refused by the loader
     with torch.random.fork_rng():
         torch.manual_seed(INIT_SEED)
@@ -52,9 +52,14 @@ def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
 def default_preprocess(spec: ArchSpec, weights=None) -> PreprocessConfig:
     """The preprocessing ``weights`` were trained with: Keras's for a Keras checkpoint, else the
     architecture's (its reference's checkpoints)."""
-    if weights is not None and str(weights) != PRETRAINED and is_keras_file(weights):
+    if _is_keras(weights):
         return KERAS_PREPROCESS
     return spec.preprocess
+
+
+def _is_keras(weights) -> bool:
+    """A checkpoint file Keras wrote (not None, not "pretrained")."""
+    return weights is not None and str(weights) != PRETRAINED and is_keras_file(weights)
 
 
 def _calibration_batch(spec: ArchSpec):
