@@ -59,6 +59,9 @@ def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device
     from .runtime import open_backend
 
     backend = open_backend(path, device=device, precision=precision, openvino_mode=openvino_mode)
+    if backend.max_batch is not None and batch > backend.max_batch:  # refused before allocating the input
+        raise InceptionDeployError(f"{path}: takes batches up to {backend.max_batch}, not {batch}; give "
+                                   f"--batch-sizes within its limit")
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
     times = _timed(lambda: backend.infer(x), iterations, warmup)

@@ -9,12 +9,14 @@ no TensorRT or no GPU: everything else was written.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import math
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 
 import click
@@ -120,39 +122,119 @@ def _calibration_options(group: str):
 
 
 def _one_line_errors(fn):
-    """Our errors become one line on stderr and exit code 2, never a traceback. SIGTERM and
-    SIGHUP act as Ctrl-C does: the work unwinds (temporary files and folders are removed, no
-    destination is touched) and the process exits 128 + the signal number."""
+    """Our errors become one line on stderr and exit code 2, never a traceback; so do a missing
+    optional dependency (with the extra that installs it) and a standard output that cannot be
+    written (a full disk, a closed pipe). SIGTERM, SIGHUP and Ctrl-C unwind the work (temporary
+    files and folders are removed, no destination is touched) and exit 128 + the signal number."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        received = []
-
-        def interrupt(signum, frame):
-            if not received:  # a second signal must not cut the cleanup short
-                received.append(signum)
-                raise KeyboardInterrupt
-
-        previous = {sig: signal.signal(sig, interrupt) for sig in _TERMINATING_SIGNALS}
-        _log_to_stderr()
+        interrupts = _Interrupts()
         try:
-            return fn(*args, **kwargs)
-        except InceptionDeployError as e:
-            click.echo(f"error: {printable(e)}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+            interrupts.install()
+            _log_to_stderr()
+            try:
+                return fn(*args, **kwargs)
+            except InceptionDeployError as e:
+                interrupts.hold()
+                _fail(printable(e))
+            except ModuleNotFoundError as e:
+                extra = _EXTRAS.get((e.name or "").partition(".")[0])
+                if extra is None:
+                    raise
+                interrupts.hold()
+                command = click.get_current_context().command_path
+                _fail(f"{command} needs {e.name.partition('.')[0]}: pip install 'inception-deploy[{extra}]'")
+            except OSError as e:
+                if not _stdout_broken(e):
+                    raise
+                interrupts.hold()
+                _fail(f"standard output: cannot write ({e.strerror}); the output is incomplete")
         except KeyboardInterrupt:
-            signum = received[0] if received else signal.SIGINT
+            interrupts.hold()
+            signum = interrupts.signum or signal.SIGINT
             click.echo(f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written",
                        err=True)
             sys.exit(128 + signum)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            interrupts.restore()
 
     return wrapper
 
 
-_TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# the extra that installs each optional dependency a command may import
+_EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export", "h5py": "export",
+           "polygraphy": "export", "matplotlib": "bench", "openvino": "openvino", "tritonclient": "triton"}
+
+
+def _fail(message: str):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _stdout_broken(e: OSError) -> bool:
+    """Whether ``e`` came from click.echo writing standard output (every result line goes through
+    it). Its unwritten bytes are then sent to /dev/null, so the interpreter's exit does not fail
+    on them too."""
+    tb, from_echo = e.__traceback__, False
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is click.echo.__code__ and not frame.f_locals.get("err") and frame.f_locals.get("file") in (
+                None, sys.stdout):
+            from_echo = True
+        tb = tb.tb_next
+    if not from_echo or e.filename is not None:
+        return False
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (a test runner's buffer)
+        pass
+    return True
+
+
+class _Interrupts:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt once, so the work unwinds through its
+    cleanups; later signals are ignored while it does (hold), and the previous handlers come back
+    at the end. A KeyboardInterrupt that lands in a finalizer (``__del__``, a weakref callback) is
+    swallowed by Python with a traceback printed: it is caught here instead and delivered again."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.signum = None
+        self.raised = False
+        self.previous: dict = {}
+        self.previous_hook = None
+
+    def install(self) -> None:
+        self.previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.raised:
+            return
+        self.signum = self.signum or signum
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def _unraisable(self, info) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) and self.signum is not None:
+            self.raised = False  # swallowed in a finalizer: signal again, outside it
+            threading.Timer(0.01, os.kill, (os.getpid(), self.signum)).start()
+            return
+        self.previous_hook(info)
+
+    def hold(self) -> None:
+        self.raised = True
+
+    def restore(self) -> None:
+        self.hold()
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if self.previous_hook is not None:
+            sys.unraisablehook = self.previous_hook
 
 
 class _PrefixedFormatter(logging.Formatter):
@@ -289,6 +371,9 @@ def export_command(arch, weights, num_classes, labels, output, opset, batch, max
 
     if quiet:
         logging.getLogger("inception_deploy").setLevel(logging.WARNING)
+    if batch is not None and click.get_current_context().get_parameter_source("max_batch").name != "DEFAULT":
+        raise ConfigError(f"--batch {batch} fixes the batch size and --max-batch {max_batch} bounds a dynamic "
+                          f"one: give one of them")
     spec = get_arch(arch)
     config = _preprocess_config(default_preprocess(spec, weights), input_size, mean, std, resize, crop_pct,
                                 interpolation, keep_aspect)
@@ -336,7 +421,8 @@ def _announce(line: str) -> None:
 
 def _report(result):
     shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
-    click.echo(f"wrote {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
+    verb = "kept" if result.reused else "wrote"
+    click.echo(f"{verb} {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
                f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
                f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s")
     if result.parity is not None:
@@ -629,7 +715,8 @@ def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engi
                  json_out, plot, no_progress):
     """Accuracy of eager PyTorch and each artifact on a labelled image set, on exactly the same images:
     top-1/top-5 with 95% intervals, the difference to the reference with McNemar's test, agreement,
-    images/s and the classes that lose most. Exit 3 when an engine cannot run here."""
+    images/s and the classes that lose most. Exit 1 when an image could not be used (as inception-run), 3 when
+    an engine cannot run here."""
     from tqdm import tqdm
 
     from .evaluation import evaluate
@@ -664,6 +751,8 @@ def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engi
 
         plot_accuracy(report, plot)
         _announce(f"wrote {plot}")
+    if report.skipped:
+        sys.exit(EXIT_PARTLY_FAILED)
     if report.not_run:
         sys.exit(EXIT_NO_ENGINE)
 
@@ -770,7 +859,7 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
 
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))
-    if report.rows and not report.passed:
+    if report.failed:
         sys.exit(EXIT_PARTLY_FAILED)
     if report.skipped:
         sys.exit(EXIT_NO_ENGINE)
@@ -798,17 +887,21 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
     from .bench import figure_class, run_benchmarks, table
+    from .fileio import check_writable
 
     try:
         sizes = sorted({int(b) for b in batch_sizes.split(",") if b.strip()})
     except ValueError:
         raise ConfigError(f"--batch-sizes must be comma-separated integers, not {batch_sizes!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError("--batch-sizes needs at least one size >= 1")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
+        raise ConfigError(f"--batch-sizes needs sizes from 1 to {MAX_BATCH}, not {batch_sizes!r}")
     if not models and not torch_arch:
         raise ConfigError("nothing to benchmark: pass model files and/or --torch-arch")
     if torch_compile and not torch_arch:
         raise ConfigError("--torch-compile needs --torch-arch")
+    for path in (json_out, plot):
+        if path:
+            check_writable(path)
     devices = tuple(dict.fromkeys(d.strip() for d in device.split(",") if d.strip()))
     unknown = [d for d in devices if d not in DEVICES]
     if not devices or unknown:

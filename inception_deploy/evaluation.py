@@ -9,6 +9,7 @@ inference throughput, and the classes that lose most. Statistics use only the st
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import re
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from .errors import InceptionDeployError
 from .preprocess import PreprocessConfig, decode_rgb, describe_image_error, load_image, normalize
+
+log = logging.getLogger(__name__)
 
 Z95 = 1.959963984540054  # the normal quantile of 97.5%
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -66,11 +69,16 @@ class ClassNames:
         found = self.by_name.get(name, self.by_name.get(name.casefold()))
         if found is not None:
             return found
-        if numbers and name.isdigit() and int(name) < len(self.labels):
+        if numbers and _is_index(name) and int(name) < len(self.labels):
             return int(name)
         raise EvalError(f"{where}: class {name!r} is not one of the model's {len(self.labels)} classes (by label"
                         f"{', ImageNet WNID' if len(self.labels) == 1000 else ''}{' or index' if numbers else ''}); "
                         f"map it with --class-map")
+
+
+def _is_index(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses."""
+    return re.fullmatch(r"[0-9]+", text) is not None
 
 
 def _read_class_map(path, names: ClassNames) -> dict[str, int]:
@@ -100,10 +108,14 @@ def _rows(path: Path):
         reader = csv.reader(lines)
     else:
         reader = (line.split() for line in lines)
-    for line_no, row in enumerate(reader, 1):
-        row = [field.strip() for field in row]
-        if any(row):
-            yield line_no, row
+    line_no = 0
+    try:
+        for line_no, row in enumerate(reader, 1):
+            row = [field.strip() for field in row]
+            if any(row):
+                yield line_no, row
+    except csv.Error as e:  # e.g. a field over the csv module's size limit
+        raise EvalError(f"{path}: line {line_no + 1}: not a readable CSV row ({e})") from None
 
 
 def read_labelled(data: str | os.PathLike, names: ClassNames, ground_truth: str | os.PathLike | None = None
@@ -152,10 +164,12 @@ def _from_rows(table: Path, root: Path, names: ClassNames, extension_optional: b
     rows = list(_rows(table))
     if rows and rows[0][1][0].casefold() in HEADER_WORDS:
         rows = rows[1:]
-    if rows and all(len(row) == 1 and row[0].isdigit() for _, row in rows[:50]):
+    if rows and all(len(row) == 1 and _is_index(row[0]) for _, row in rows[:50]):
         raise EvalError(f"{table}: one number per line is the ImageNet devkit's ground truth, whose IDs are not "
                         f"class indices; use Caffe's val.txt (name index) or Kaggle's LOC_val_solution.csv")
     files, targets, missing = [], [], []
+    listed: dict[Path, tuple[int, str]] = {}
+    duplicates = 0  # each image once: its line and label
     by_stem = {p.stem: p for p in root.iterdir() if p.is_file()} if extension_optional else {}
     for line_no, row in rows:
         if len(row) < 2:
@@ -169,14 +183,26 @@ def _from_rows(table: Path, root: Path, names: ClassNames, extension_optional: b
         if not path.is_file():
             missing.append((line_no, row[0]))
             continue
+        target = names.index(label, f"{table}: line {line_no}", numbers=True)
+        key = path.resolve()
+        if key in listed:
+            first_line_no, first_label, first_target = listed[key]
+            if first_target != target:
+                raise EvalError(f"{table}: line {line_no}: {row[0]} is labelled {label!r} here and {first_label!r} "
+                                f"on line {first_line_no}; an image has one label")
+            duplicates += 1
+            continue
+        listed[key] = (line_no, label, target)
         files.append(path)
-        targets.append(names.index(label, f"{table}: line {line_no}", numbers=True))
+        targets.append(target)
     if missing:
         line_no, name = missing[0]
         raise EvalError(f"{table}: {len(missing)} listed images do not exist under {root} (first: line {line_no}: "
                         f"{name})")
     if not files:
         raise EvalError(f"{table}: lists no images")
+    if duplicates:
+        log.warning("%s: %d images listed more than once with the same label; each counted once", table, duplicates)
     return LabelledSet(files, targets, str(table))
 
 

@@ -20,8 +20,7 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO
 def atomic_path(dest: str | os.PathLike):
     """Yield a temporary path in ``dest``'s folder; on success it replaces ``dest``."""
     dest = Path(dest)
-    if dest.is_dir():
-        raise InceptionDeployError(f"{dest}: is a folder; give a file name")
+    _check_replaceable(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -32,9 +31,10 @@ def atomic_path(dest: str | os.PathLike):
     try:
         try:
             yield tmp
-        except OSError as e:
-            if e.errno in _WRITE_ERRNOS and e.filename in (None, name):
-                raise InceptionDeployError(f"{dest}: cannot write ({e.strerror})") from None
+        except Exception as e:
+            failure = write_failure(e)
+            if failure is not None and failure.filename in (None, name):
+                raise InceptionDeployError(f"{dest}: cannot write ({failure.strerror})") from None
             raise
         try:
             os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; give the usual permissions
@@ -45,12 +45,28 @@ def atomic_path(dest: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
+def write_failure(e: BaseException) -> OSError | None:
+    """The OSError meaning "the destination cannot be written" behind ``e``, also where a library
+    (torch's exporter, onnx) wrapped it in an error of its own; None where there is none."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def check_writable(dest: str | os.PathLike) -> None:
     """Fail fast, before slow work, when ``dest`` could not be written later."""
     dest = Path(dest)
-    if dest.is_dir():
-        raise InceptionDeployError(f"{dest}: is a folder; give a file name")
-    existing = next(p for p in (dest.parent, *dest.parent.parents) if os.path.exists(p))
+    _check_replaceable(dest)
+    check_folder_writable(dest.parent, dest)
+
+
+def check_folder_writable(folder: Path, dest: Path) -> None:
+    """Fail fast when ``dest`` cannot be created in ``folder`` (or the nearest existing parent)."""
+    existing = next(p for p in (folder, *folder.parents) if os.path.exists(p))
     if not existing.is_dir():
         raise InceptionDeployError(f"{dest}: cannot write there ({existing} is not a folder)")
     try:
@@ -59,6 +75,25 @@ def check_writable(dest: str | os.PathLike) -> None:
         os.unlink(name)
     except OSError as e:
         raise InceptionDeployError(f"{dest}: cannot write there ({e.strerror})") from None
+
+
+def _check_replaceable(dest: Path) -> None:
+    """An output may replace a regular file, never a folder, a device, a FIFO or a socket."""
+    if dest.is_dir():
+        raise InceptionDeployError(f"{dest}: is a folder; give a file name")
+    if dest.exists() and not dest.is_file():
+        raise InceptionDeployError(f"{dest}: exists and is not a regular file (a device, FIFO or socket); "
+                                   f"refusing to replace it")
+
+
+def check_input_file(path: Path, what: str, error=InceptionDeployError) -> None:
+    """``path`` must be a non-empty regular file: a folder, a missing or an empty file is one line."""
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what} file")
+    if not path.is_file():
+        raise error(f"{path}: no such {what} file")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: {what} file is empty")
 
 
 def current_umask() -> int:

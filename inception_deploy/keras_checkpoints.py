@@ -29,16 +29,19 @@ Inception-ResNet-v2 (timm's layout, itself ported from TensorFlow) needs neither
 from __future__ import annotations
 
 import contextlib
-import io
+import lzma
 import os
 import re
+import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import InceptionDeployError, WeightsError, first_line
+from .fileio import check_input_file
 from .metadata import MAX_CLASSES, MAX_DOCUMENT_BYTES, load_json
 from .preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
 
@@ -56,8 +59,10 @@ KERAS_NAMES = {"v3": "InceptionV3", "inception-resnet-v2": "InceptionResNetV2", 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _SUFFIXES = (".keras", ".h5", ".hdf5")
-# IRv2 weighs 0.23 GB in float32: a larger weights file inside a .keras archive is not one of these networks
-_MAX_WEIGHTS_BYTES = 2 << 30
+# What a .keras archive's weights may inflate to, per float32 byte the network needs: float64 files
+# take twice as much, and HDF5's own structure and the optimizer-free layer groups a few MB more
+_WEIGHTS_BYTES_PER_FLOAT32_BYTE = 2
+_HDF5_OVERHEAD_BYTES = 64 << 20
 # variables of each layer kind in the order Keras 3 creates them (its files number them so). Three
 # batch-norm variables are read as beta/mean/variance: keras.applications' BatchNormalization(scale=False);
 # center=False never occurs there (another layout would not match the logits tests)
@@ -122,15 +127,14 @@ class Slot:
 
 
 @contextlib.contextmanager
-def open_keras(path: str | os.PathLike):
-    """The KerasFile at ``path``; its datasets can be read inside the ``with``."""
+def open_keras(path: str | os.PathLike, max_weights_bytes: int):
+    """The KerasFile at ``path``; its datasets can be read inside the ``with``. A .keras archive's
+    weights are inflated into a temporary file, at most ``max_weights_bytes`` of them (a small
+    archive can declare and inflate to gigabytes)."""
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise WeightsError(f"{path}: checkpoint file is empty")
+    check_input_file(path, "checkpoint", WeightsError)
     try:
         with contextlib.ExitStack() as stack:
             config = None
@@ -141,9 +145,13 @@ def open_keras(path: str | os.PathLike):
                 if "model.weights.h5" not in archive.namelist():
                     raise WeightsError(f"{path}: a zip archive without model.weights.h5, not a .keras file")
                 if "config.json" in archive.namelist():
-                    config = load_json(_member(archive, "config.json", MAX_DOCUMENT_BYTES, path), path,
-                                       "config.json")
-                source = io.BytesIO(_member(archive, "model.weights.h5", _MAX_WEIGHTS_BYTES, path))
+                    with tempfile.TemporaryFile() as member:
+                        _inflate(archive, "config.json", member, MAX_DOCUMENT_BYTES, path)
+                        member.seek(0)
+                        config = load_json(member.read(), path, "config.json")
+                source = stack.enter_context(tempfile.TemporaryFile())
+                _inflate(archive, "model.weights.h5", source, max_weights_bytes, path)
+                source.seek(0)
             elif not hdf5:
                 what = "a zip archive, as .keras files are" if path.name.lower().endswith(".keras") else "an HDF5 file"
                 raise WeightsError(f"{path}: not {what} (truncated, or another format?)")
@@ -156,17 +164,39 @@ def open_keras(path: str | os.PathLike):
             yield KerasFile(list(_layers(h5, config_layers, path)), config_layers)
     except InceptionDeployError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
+    except (OSError, KeyError, ValueError, TypeError, RecursionError, zipfile.BadZipFile) as e:
         raise WeightsError(f"{path}: not a readable Keras file ({first_line(e)})") from None
 
 
-def _member(archive, name: str, limit: int, path) -> bytes:
-    """A zip member's bytes, refused before decompressing when it declares more than ``limit``."""
+def _inflate(archive, name: str, out, limit: int, path) -> None:
+    """Copy a zip member into the file ``out``, refused as soon as it declares or inflates to more
+    than ``limit`` bytes; a member the zipfile module cannot decompress is one line too."""
     size = archive.getinfo(name).file_size
     if size > limit:
-        raise WeightsError(f"{path}: {name} declares {size / 1e9:.1f} GB, more than a checkpoint of these networks "
-                           f"(limit {limit / 1e9:.1f} GB)")
-    return archive.read(name)
+        raise WeightsError(f"{path}: {name} declares {_megabytes(size)}, more than this network's weights can take "
+                           f"({_megabytes(limit)})")
+    try:
+        with archive.open(name) as member:
+            written = 0
+            while chunk := member.read(1 << 20):
+                written += len(chunk)
+                if written > limit:  # the declared size lied
+                    raise WeightsError(f"{path}: {name} inflates to more than this network's weights can take "
+                                       f"({_megabytes(limit)})")
+                out.write(chunk)
+    except (NotImplementedError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, zlib.error, lzma.LZMAError) as e:
+        # NotImplementedError: a compression method zipfile lacks; RuntimeError: encrypted; OSError: bad bzip2
+        raise WeightsError(f"{path}: cannot read {name} from the archive ({first_line(e)})") from None
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.0f} MB"
+
+
+def weights_budget(expected: dict) -> int:
+    """The most bytes a Keras weights file of a network with state_dict ``expected`` can need."""
+    float32_bytes = 4 * sum(t.numel() for t in expected.values() if t.is_floating_point())
+    return _WEIGHTS_BYTES_PER_FLOAT32_BYTE * float32_bytes + _HDF5_OVERHEAD_BYTES
 
 
 def _child(group, key: str, path):
@@ -174,7 +204,10 @@ def _child(group, key: str, path):
     checkpoint must not pull local files' bytes into exported weights."""
     import h5py
 
-    if not isinstance(group.get(key, getlink=True), h5py.HardLink):
+    link = group.get(key, getlink=True)
+    if link is None:
+        raise WeightsError(f"{path}: has no {group.name.rstrip('/')}/{key}; is this a Keras checkpoint?")
+    if not isinstance(link, h5py.HardLink):
         raise WeightsError(f"{path}: {group.name}/{key} is a link to elsewhere; a checkpoint holds its own data")
     item = group[key]
     if isinstance(item, h5py.Dataset) and (item.external or item.is_virtual):
@@ -197,8 +230,9 @@ def _layers(h5, config_layers, path):
                            f"as .h5 with that version (model.save('model.h5'))")
     if "layers" in h5 and "layer_names" not in h5.attrs:
         names = _config_names(config_layers, path) if config_layers is not None else None
+        seen: set[int] = set()
         for key in _child(h5, "layers", path):
-            yield from _keras3_layers(_child(h5["layers"], key, path), key, True, names, path)
+            yield from _keras3_layers(_child(h5["layers"], key, path), key, True, names, seen, path)
     else:
         root = _child(h5, "model_weights", path) if "model_weights" in h5 else h5
         if "layer_names" not in root.attrs:
@@ -206,15 +240,21 @@ def _layers(h5, config_layers, path):
         yield from _legacy_layers(root, path)
 
 
-def _keras3_layers(entry, key: str, listed: bool, names: dict | None, path):
+def _keras3_layers(entry, key: str, listed: bool, names: dict | None, seen: set[int], path):
     """Keras 3's layout: ``layers/<kind>[_<k>]/vars/<i>``, a nested model's layers under its own
     ``layers``, a custom layer's sublayers under their attribute names (kind "other": no place
     in our networks). Keras 3.6 and later record each layer's name on its ``vars``; older files
-    only in the .keras archive's config (``names``: group path -> name)."""
+    only in the .keras archive's config (``names``: group path -> name). Each HDF5 object is
+    visited once (``seen``: their addresses): hard links can make a group its own child, or a
+    small graph of groups into more paths than can be walked."""
     import h5py
 
     if not isinstance(entry, h5py.Group):
         return
+    address = h5py.h5o.get_info(entry.id).addr
+    if address in seen:
+        return
+    seen.add(address)
     if "vars" in entry and len(_child(entry, "vars", path)):
         variables = entry["vars"]
         name = variables.attrs.get("name")
@@ -229,9 +269,9 @@ def _keras3_layers(entry, key: str, listed: bool, names: dict | None, path):
     for child in entry:
         if child == "layers":
             for inner in _child(entry, "layers", path):
-                yield from _keras3_layers(_child(entry["layers"], inner, path), inner, True, names, path)
+                yield from _keras3_layers(_child(entry["layers"], inner, path), inner, True, names, seen, path)
         elif child != "vars":
-            yield from _keras3_layers(_child(entry, child, path), child, False, names, path)
+            yield from _keras3_layers(_child(entry, child, path), child, False, names, seen, path)
 
 
 def _variable_names(kind: str, count: int) -> tuple[str, ...]:
@@ -394,7 +434,7 @@ def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Te
         raise WeightsError(f"{path}: Keras's {KERAS_NAMES[spec.name]} has no auxiliary head: build {spec.name} "
                            f"without aux_logits")
     expected = model.state_dict()
-    with open_keras(path) as keras_file:
+    with open_keras(path, weights_budget(expected)) as keras_file:
         dense = _classifier_layer(keras_file.layers, spec, path)
         _check_config(keras_file.config_layers, model, spec, path)
         pairs = _match(list(_SLOTS[spec.name](model)), keras_file.layers, spec, path)

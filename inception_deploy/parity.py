@@ -60,6 +60,11 @@ class ParityRow:
     reference_accuracy: float | None = None
     judged: bool = True  # False: measured and shown, but not held against the thresholds (see check_backend)
 
+    @property
+    def verdict(self) -> str:
+        """"pass", "fail", or "not judged" (measured only): the words of the table, JSON and API."""
+        return "not judged" if not self.judged else "pass" if self.passed else "fail"
+
 
 @dataclass
 class ParityReport:
@@ -68,12 +73,26 @@ class ParityReport:
     skipped_inputs: list[tuple[str, str]] = field(default_factory=list)  # (photo, why it was unusable)
 
     @property
+    def verdict(self) -> str:
+        """"fail" when a judged row fails, "pass" when every row was judged and passes, else
+        "not judged" (rows only measured, e.g. reduced precision of random weights; or no row)."""
+        verdicts = {r.verdict for r in self.rows}
+        if "fail" in verdicts:
+            return "fail"
+        return "pass" if verdicts == {"pass"} else "not judged"
+
+    @property
     def passed(self) -> bool:
-        """Every judged row passes (rows that are only measured do not count)."""
-        return bool(self.rows) and all(r.passed for r in self.rows if r.judged)
+        return self.verdict == "pass"
+
+    @property
+    def failed(self) -> bool:
+        """A judged row failed: what makes the commands exit 1."""
+        return self.verdict == "fail"
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "rows": [asdict(r) for r in self.rows],
+        return {"verdict": self.verdict, "passed": self.passed,
+                "rows": [{**asdict(r), "verdict": r.verdict} for r in self.rows],
                 "skipped": [{"artifact": a, "reason": r} for a, r in self.skipped],
                 "skipped_inputs": [{"file": str(f), "reason": r} for f, r in self.skipped_inputs]}
 
@@ -87,8 +106,7 @@ class ParityReport:
                    f"{r.mean_abs:.2e}", f"{r.cosine:.6f}", f"{r.top1:.1%}", f"{r.top5:.1%}"]
             if labelled:
                 row.append("" if r.accuracy is None else f"{r.accuracy:.1%} ({r.reference_accuracy:.1%})")
-            verdict = "PASS" if r.passed else "FAIL"
-            rows.append(row + [verdict if r.judged else f"{verdict.lower()}, not judged (random weights)"])
+            rows.append(row + [r.verdict.upper() if r.judged else "not judged (random weights)"])
         headers = [first_column, "precision", "backend", "n", "max abs", "max rel", "mean abs", "cosine",
                    "top-1 agree", "top-5 overlap"] + (["accuracy (eager)"] if labelled else []) + ["result"]
         for artifact, reason in self.skipped:

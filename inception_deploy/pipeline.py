@@ -38,8 +38,8 @@ class DeployResult:
     @property
     def failed(self) -> list[Path]:
         """Artifacts whose judged parity failed (they are kept for inspection)."""
-        failed = [r.path for r in self.artifacts if r.parity is not None and not r.parity.passed]
-        if self.engine_parity is not None and not self.engine_parity.passed:
+        failed = [r.path for r in self.artifacts if r.parity is not None and r.parity.failed]
+        if self.engine_parity is not None and self.engine_parity.failed:
             failed.append(self.engine.path)
         return failed
 
@@ -126,7 +126,7 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     result = DeployResult()
     fp32 = export_onnx(arch, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
                        max_batch=max_batch, simplify=simplify, check_parity=parity, labels=labels,
-                       preprocess=preprocess, progress=progress)
+                       preprocess=preprocess, reuse=fp16 or int8, progress=progress)
     result.artifacts.append(fp32)
     reference = fp32.model if parity else None
     judge = weights is not None

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import WeightsError
-from .fileio import atomic_path, sha256_file
+from .fileio import atomic_path, check_input_file, sha256_file
 from .models.registry import ArchSpec, PretrainedWeights, spec_for_model
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,7 @@ _SHOWN = 5  # how many keys of each kind an error lists
 def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat {name: tensor} dict, unwrapped and de-prefixed."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise WeightsError(f"{path}: checkpoint file is empty")
+    check_input_file(path, "checkpoint", WeightsError)
     if path.suffix == ".safetensors":
         state = _read_safetensors(path)
     else:
@@ -121,8 +118,23 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
                   for k, v in expected.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
         raise WeightsError(_mismatch_message(path, spec, state, expected, missing, unexpected, mismatched))
+    _check_values(state, path)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _check_values(state, path) -> None:
+    """Refuse values no trained network has: NaN or infinity anywhere, a negative batch-norm
+    variance (its square root is NaN). Exported as they are, they give NaN logits or a model that
+    passes parity with garbage on both sides."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = tensor[~torch.isfinite(tensor)]
+            raise WeightsError(f"{path}: {key} holds {bad.numel()} non-finite value(s) (e.g. {bad[0].item()}); "
+                               f"the checkpoint is corrupt or its training diverged")
+        if key.endswith("running_var") and (tensor < 0).any():
+            raise WeightsError(f"{path}: {key} holds a negative batch-norm variance ({tensor.min().item():.4g}); "
+                               f"a variance cannot be negative")
 
 
 def _rename_legacy_keys(state, spec: ArchSpec, path):

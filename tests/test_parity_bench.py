@@ -54,9 +54,8 @@ def test_parity_judges_each_precision_by_its_thresholds(v1_random, tmp_path):
     code, stdout, _ = _cli("parity", "--arch", "v1", "--onnx", fp16, "--synthetic", "0")
     assert "| fp16 " in stdout and code == 0  # random weights: reduced precision is measured, not judged
     row = stdout.splitlines()[2]
-    cosine = float(row.split("|")[8])
-    verdict = "pass" if cosine >= 0.999 and "100.0%" in row.split("|")[9] else "fail"
-    assert row.split("|")[-2].strip() == f"{verdict}, not judged (random weights)"
+    assert 0 < float(row.split("|")[8]) <= 1  # the cosine is measured and shown...
+    assert row.split("|")[-2].strip() == "not judged (random weights)"  # ...but no verdict: no PASS or FAIL
 
 
 def test_parity_needs_the_weights_the_artifact_was_made_from(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InceptionDeployError, first_line
-from ..fileio import atomic_path, sha256_file
+from ..fileio import atomic_path, sha256_file, write_failure
 from ..labels import labels_digest, resolve_labels
 from ..metadata import SCHEMA_VERSION, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
@@ -46,6 +46,7 @@ class ExportResult:
     parity: ParityReport | None
     seconds: float
     model: object = None  # the eager torch model exported (FP32 reference of later stages)
+    reused: bool = False  # an existing file of the same export request, kept
 
     @property
     def size_bytes(self) -> int:
@@ -56,13 +57,14 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
                 num_classes: int = 1000, opset: int | None = None, batch: int | None = None,
                 max_batch: int = 64, input_size: int | None = None, simplify: bool = True,
                 check_parity: bool = True, labels: str | os.PathLike | None = None,
-                preprocess: PreprocessConfig | None = None, progress=None) -> ExportResult:
+                preprocess: PreprocessConfig | None = None, reuse: bool = False, progress=None) -> ExportResult:
     """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
 
     ``batch``: a static batch size; None gives a dynamic ``batch`` dimension up to ``max_batch``.
     ``preprocess`` overrides the preprocessing of the weights (``model.preprocess``, set by
     ``create_model``: the architecture's, or Keras's for a Keras checkpoint).
-    ``progress``: called with one line as each slow step starts.
+    ``progress``: called with one line as each slow step starts. ``reuse``: keep an existing
+    ``output`` exported by the same arch, weights, options and versions (``export_request``).
     """
     say = progress or silent
     start = time.perf_counter()
@@ -76,6 +78,12 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
     exporter = _choose_exporter(opset)
     label_names, label_source = resolve_labels(labels, num_classes)
     output = Path(output if output is not None else f"{spec.file_stem}.onnx")
+    request = export_request(spec.name, weights_info, num_classes, config, batch, max_batch, opset, exporter,
+                             simplify, labels_digest(label_names))
+    if reuse:
+        reused = _reuse(output, request, model, config, batch, max_batch, check_parity, say, start)
+        if reused is not None:
+            return reused
     with atomic_path(output) as tmp:
         say(f"exporting {spec.name} ({config.input_size}x{config.input_size}) with torch's {exporter} exporter...")
         proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
@@ -83,6 +91,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
         if opset is not None and written != opset:
             raise InceptionDeployError(f"asked for opset {opset} but the {exporter} exporter wrote {written}")
         _name_io(proto, dynamic=batch is None)
+        strip_build_details(proto)
         metadata = {
             "schema": SCHEMA_VERSION,
             "arch": spec.name,
@@ -97,6 +106,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
             "exporter": exporter,
             "opset": written,
             "versions": _versions(),
+            "export_request": request,
         }
         set_onnx_metadata(proto, metadata)
         _check(proto, output, num_classes)
@@ -107,10 +117,51 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
+    return _result(output, proto, metadata, report, start, model)
+
+
+def _result(output: Path, proto, metadata: dict, report, start: float, model) -> ExportResult:
     graph = proto.graph
-    return ExportResult(output, spec.name, written, exporter, INPUT_NAME, value_shape(graph.input[0]),
-                        OUTPUT_NAME, value_shape(graph.output[0]), metadata, report, time.perf_counter() - start,
-                        model)
+    return ExportResult(output, metadata["arch"], metadata["opset"], metadata["exporter"], INPUT_NAME,
+                        value_shape(graph.input[0]), OUTPUT_NAME, value_shape(graph.output[0]), metadata, report,
+                        time.perf_counter() - start, model)
+
+
+def export_request(arch: str, weights_info: dict, num_classes: int, config: PreprocessConfig, batch, max_batch: int,
+                   opset, exporter: str, simplify: bool, labels_sha: str) -> str:
+    """A digest of everything that decides an export's content (arch, weights, options, torch and
+    package versions): equal digests, equal files, so an existing file may be reused."""
+    import hashlib
+    import json
+
+    fields = {"arch": arch, "weights": {k: v for k, v in weights_info.items() if k != "note"},
+              "num_classes": num_classes, "preprocess": config.to_dict(), "batch": batch, "max_batch": max_batch,
+              "opset": opset, "exporter": exporter, "simplify": simplify, "labels": labels_sha,
+              "versions": _versions()}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _reuse(output: Path, request: str, model, config, batch, max_batch, check_parity: bool, say,
+           start: float) -> ExportResult | None:
+    """The existing ``output`` when it was exported by the same request (its ``export_request``
+    digest); its parity is checked again against ``model`` when asked (seconds, not an export)."""
+    from ..metadata import onnx_metadata
+
+    if not output.is_file():
+        return None
+    try:
+        proto = load_onnx(output)
+        metadata = onnx_metadata(proto, output)
+    except InceptionDeployError:
+        return None  # not ours, or unreadable: exported over, as before
+    if metadata is None or metadata.get("precision", "fp32") != "fp32" or metadata.get("export_request") != request:
+        return None
+    say(f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
+        f"{request[:12]}); delete it to export again")
+    report = _parity(model, output, config, batch, max_batch, say) if check_parity else None
+    result = _result(output, proto, metadata, report, start, model)
+    result.reused = True
+    return result
 
 
 def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, object, dict]:
@@ -188,6 +239,8 @@ def _export(model, path: Path, size: int, batch, max_batch, opset, exporter, sim
         try:
             torch.onnx.export(model, (example,), str(path), **kwargs)
         except Exception as e:
+            if write_failure(e) is not None:
+                raise  # the destination's fault: atomic_path names it
             raise InceptionDeployError(f"torch.onnx.export ({exporter}) failed: {first_line(e)}") from None
     return onnx.load(str(path))
 
@@ -205,6 +258,29 @@ def _quiet():
             yield
     finally:
         torch_log.setLevel(level)
+
+
+# the node metadata kept: each node's PyTorch module path (e.g. ['', 'Mixed_6b', 'Mixed_6b.branch1x1'])
+KEPT_NODE_METADATA = ("pkg.torch.onnx.name_scopes",)
+
+
+def strip_build_details(proto) -> None:
+    """Drop what the exporters record about the machine that built the graph: stack traces with
+    absolute source paths, FX node text and doc strings; keep each node's module path."""
+    def nodes(graph):
+        for node in graph.node:
+            yield node
+            for attribute in node.attribute:
+                for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                    yield from nodes(subgraph)
+
+    for node in (*nodes(proto.graph), *(n for f in proto.functions for n in f.node)):
+        kept = [(m.key, m.value) for m in node.metadata_props if m.key in KEPT_NODE_METADATA]
+        del node.metadata_props[:]
+        for key, value in kept:
+            node.metadata_props.add(key=key, value=value)
+        node.doc_string = ""
+    proto.graph.doc_string = ""
 
 
 def _opset_of(proto) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..calibration import CalibrationCache, CalibrationImages, calibrate, write_qdq
 from ..calibration.cache import graph_digest, preprocess_digest
+from ..calibration.images import FEW_IMAGES
 from ..calibration.qdq import WEIGHT_BITS, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
@@ -162,6 +163,9 @@ def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool,
             raise
         log.info("recalibrating: %s", e)
         return None
+    if calibration.images < FEW_IMAGES:  # e.g. left by a --calib-samples demonstration
+        log.warning("%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
+                    "with --calib-dir on your own images", cache, calibration.images, FEW_IMAGES)
     return calibration
 
 

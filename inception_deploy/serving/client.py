@@ -69,7 +69,12 @@ class TritonClient:
             raise ClientError(f"{url}: cannot reach a Triton server ({first_line(e)})") from None
         if not ready:
             raise ClientError(f"{url}: the Triton server is not ready")
-        self.model = model or self._only_pipeline(client, url)
+        try:
+            self.model = model or self._only_pipeline(client, url)
+        except ClientError:
+            raise
+        except Exception as e:  # an answer that is not the JSON Triton's API defines
+            raise ClientError(f"{url}: cannot read the server's model index ({first_line(e)})") from None
         self.num_classes = self._check_pipeline(client, url)
 
     def _client(self):
@@ -93,12 +98,16 @@ class TritonClient:
             meta = client.get_model_metadata(self.model, **({"as_json": True} if self.protocol == "grpc" else {}))
         except Exception as e:
             raise ClientError(f"{url}: model {self.model!r} is not available ({first_line(e)})") from None
-        inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])
-        names = ([i["name"] for i in inputs], [o["name"] for o in outputs])
+        try:
+            inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])
+            names = ([i["name"] for i in inputs], [o["name"] for o in outputs])
+            classes = int(outputs[0]["shape"][-1]) if outputs else 0
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            raise ClientError(f"{url}: model {self.model!r}: the server's metadata is not Triton's") from None
         if names != ([IMAGE_INPUT], [PROBABILITIES]):
             raise ClientError(f"{url}: model {self.model!r} takes {names[0]} and gives {names[1]}; expected a "
                               f"pipeline written by inception-triton ({IMAGE_INPUT} -> {PROBABILITIES})")
-        return int(outputs[0]["shape"][-1])
+        return classes
 
     def predict(self, sources: Iterable, topk: int = 5) -> list[Prediction]:
         return list(self.iter_predict(sources, topk))
@@ -131,9 +140,11 @@ class TritonClient:
         try:
             timeout = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}  # HTTP: at connect
             result = self._client().infer(self.model, [image], outputs=[wanted], **timeout)
+            return _prediction(name, result.as_numpy(PROBABILITIES).reshape(-1))
         except self.module.InferenceServerException as e:
             return Prediction(name, error=_server_reason(e))
-        return _prediction(name, result.as_numpy(PROBABILITIES).reshape(-1))
+        except Exception as e:  # a truncated or malformed answer: this image's error, the others go on
+            return Prediction(name, error=f"unreadable answer from the server ({first_line(e)})")
 
 
 def _server_reason(e) -> str:

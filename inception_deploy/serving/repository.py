@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InceptionDeployError
-from ..fileio import check_writable, current_umask
+from ..errors import InceptionDeployError, printable
+from ..fileio import check_folder_writable, current_umask, write_failure
 from ..metadata import check_graph_shape, read_sidecar
 from ..runtime.base import ENGINE_SUFFIXES, ONNX_SUFFIXES, resolve_metadata
 
@@ -197,20 +197,42 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
             say(f"writing {name} ({', '.join(str(a.path) for a in artifacts)})")
             written.append(_write_model(staging, name, artifacts, settings))
         _replace_folder(staging, output)
+    except OSError as e:
+        failure = write_failure(e)
+        if failure is None:
+            raise
+        raise RepositoryError(f"{output}: cannot write the repository ({failure.strerror}); nothing was "
+                              f"changed there") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
 
 
 def check_destination(output: str | os.PathLike, replace: bool = False) -> Path:
-    """Fail before any work when the repository could not be written: tritonclient missing, or
-    ``output`` an existing file or non-empty folder that is not to be replaced."""
+    """Fail before any work when the repository could not be written: tritonclient missing,
+    ``output`` an existing file or non-empty folder that is not to be replaced, or a folder that
+    ``replace`` may not empty because it is not a model repository (a user's documents)."""
     _config_module()
     output = Path(output)
-    if output.exists() and not (output.is_dir() and (replace or not any(output.iterdir()))):
-        raise RepositoryError(f"{output}: already exists; choose an empty or new folder, or replace it (--force)")
-    check_writable(output.parent / ".repository-probe")
+    if output.exists() or output.is_symlink():
+        if not output.is_dir():
+            raise RepositoryError(f"{output}: exists and is not a folder; choose a new or empty folder")
+        entries = list(output.iterdir())
+        if entries and not replace:
+            raise RepositoryError(f"{output}: already exists; choose an empty or new folder, or replace it (--force)")
+        strangers = [e.name for e in entries if not _is_model_folder(e)]
+        if strangers:
+            raise RepositoryError(f"{output}: not a Triton model repository ({printable(strangers[0])} is not a "
+                                  f"model folder with a config.pbtxt); --force replaces only a repository, "
+                                  f"so nothing was touched")
+    check_folder_writable(output.parent, output)
     return output
+
+
+def _is_model_folder(entry: Path) -> bool:
+    """A folder of a Triton model repository: a real folder holding config.pbtxt, version folders
+    and files a model's config names (as inception-triton writes them)."""
+    return entry.is_dir() and not entry.is_symlink() and (entry / "config.pbtxt").is_file()
 
 
 def _replace_folder(new: Path, dest: Path) -> None:

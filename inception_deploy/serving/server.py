@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InceptionDeployError
+from ..fileio import check_writable
 
 STAND_IN_BACKENDS = ("onnxruntime", "openvino")
 
@@ -107,6 +108,8 @@ class TritonServer:
                       (("http", http_port), ("grpc", grpc_port), ("metrics", metrics_port))}
         self.ready_timeout, self.exit_on_error = ready_timeout, exit_on_error
         self.binary = find_server()
+        if log_path:
+            check_writable(log_path)  # written as the server runs: a regular file, never a FIFO or device
         self.workdir = Path(tempfile.mkdtemp(prefix="inception-serve-"))
         self.log_path = Path(log_path) if log_path else self.workdir / "server.log"
         self.process: subprocess.Popen | None = None
