@@ -62,3 +62,23 @@ def unprivileged():
     finally:
         os.seteuid(0)
         os.setegid(0)
+
+
+def cli(*args):
+    """A command through click's runner: (exit code, stdout, stderr); an uncaught exception fails."""
+    from click.testing import CliRunner
+
+    from inception_deploy.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def one_error_line(stderr: str, *fragments) -> str:
+    """The one ``error:`` line of ``stderr`` (no traceback), holding each of ``fragments``."""
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

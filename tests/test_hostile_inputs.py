@@ -13,35 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hostile import TINY_SIZE, tiny_classifier, tiny_metadata, unprivileged
+from hostile import TINY_SIZE, cli, one_error_line, tiny_classifier, tiny_metadata, unprivileged
 from inception_deploy.calibration.cache import FORMAT, CalibrationCache
-from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError, printable
 from inception_deploy.fileio import atomic_path
 from inception_deploy.inputs import InputError, expand_inputs
 from inception_deploy.metadata import MAX_DOCUMENT_BYTES, parse_metadata, validate_metadata
 from inception_deploy.parity import sample_photos
 from inception_deploy.runtime import Predictor
-
-
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_error_line(stderr: str, *fragments) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
@@ -85,9 +68,9 @@ DOCTORED = [
 @pytest.mark.parametrize("name,change,field", DOCTORED, ids=[d[0] for d in DOCTORED])
 def test_doctored_metadata_is_blamed_on_the_model(name, change, field, tmp_path, photo):
     model = tiny_classifier(tmp_path / "m.onnx", _doctored(change))
-    code, stdout, stderr = _cli("run", model, photo)
+    code, stdout, stderr = cli("run", model, photo)
     assert code == 2 and stdout == ""
-    _one_error_line(stderr, str(model), field)
+    one_error_line(stderr, str(model), field)
 
 
 @pytest.mark.parametrize("document,message", [
@@ -99,14 +82,14 @@ def test_doctored_metadata_is_blamed_on_the_model(name, change, field, tmp_path,
 ], ids=["deep", "truncated", "huge-int", "string", "huge"])
 def test_hostile_json_is_refused(document, message, tmp_path, photo):
     model = tiny_classifier(tmp_path / "m.onnx", document)
-    code, _, stderr = _cli("run", model, photo)
+    code, _, stderr = cli("run", model, photo)
     assert code == 2
-    _one_error_line(stderr, str(model), message)
+    one_error_line(stderr, str(model), message)
 
 
 def test_a_valid_tiny_model_runs(tmp_path, photo):
     """The doctored cases above fail because of their one change, not the tiny model."""
-    code, stdout, _ = _cli("run", tiny_classifier(tmp_path / "m.onnx"), photo, "--json")
+    code, stdout, _ = cli("run", tiny_classifier(tmp_path / "m.onnx"), photo, "--json")
     assert code == 0 and json.loads(stdout)["labels"][0].startswith("class ")
 
 
@@ -114,7 +97,7 @@ def test_labels_with_control_characters_are_printed_escaped(tmp_path, photo):
     meta = tiny_metadata()
     meta["labels"]["names"] = ["\x1b[2J\x1b[31mred", "two\nlines", "\u202eevil"]
     model = tiny_classifier(tmp_path / "m.onnx", meta)
-    code, stdout, _ = _cli("run", model, photo, "--topk", "3")
+    code, stdout, _ = cli("run", model, photo, "--topk", "3")
     assert code == 0
     assert "\x1b" not in stdout and "\u202e" not in stdout and len(stdout.splitlines()) == 5  # header, rule, 3 rows
     assert "\\x1b[2J\\x1b[31mred" in stdout and "two\\nlines" in stdout and "\\u202eevil" in stdout
@@ -124,9 +107,9 @@ def test_sidecar_is_validated_like_onnx_metadata(tmp_path, photo):
     engine = tmp_path / "m.plan"
     engine.write_bytes(b"plan")
     (tmp_path / "m.plan.json").write_text(json.dumps(_doctored(lambda m: m.update(num_classes=-5))))
-    code, _, stderr = _cli("run", engine, photo)
+    code, _, stderr = cli("run", engine, photo)
     assert code == 2
-    _one_error_line(stderr, "m.plan.json", "num_classes is -5")
+    one_error_line(stderr, "m.plan.json", "num_classes is -5")
 
 
 def test_input_expansion_loses_and_hides_nothing(tmp_path, photo):
@@ -140,7 +123,7 @@ def test_input_expansion_loses_and_hides_nothing(tmp_path, photo):
     os.mkfifo(folder / "fifo.jpg")  # would block a reader forever
     inputs = [photo, tmp_path / "empty", f"{tmp_path}/*.nomatch", tmp_path / "dangling.jpg", folder,
               tmp_path / "missing.jpg"]
-    code, stdout, stderr = _cli("run", model, *inputs, "--json")
+    code, stdout, stderr = cli("run", model, *inputs, "--json")
     assert code == 1 and "Traceback" not in stderr
     results = [json.loads(line) for line in stdout.splitlines()]
     by_name = {Path(r["file"]).name: r for r in results}
@@ -197,17 +180,17 @@ def test_label_file_mismatch_names_the_model(tmp_path, photo):
     model = tiny_classifier(tmp_path / "m.onnx")
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
-    code, _, stderr = _cli("run", model, photo, "--labels", labels)
+    code, _, stderr = cli("run", model, photo, "--labels", labels)
     assert code == 2
-    _one_error_line(stderr, f"{labels}: has 2 labels but {model} has 3 classes")
+    one_error_line(stderr, f"{labels}: has 2 labels but {model} has 3 classes")
 
 
 def test_control_characters_in_file_names_stay_on_one_line(tmp_path):
     model = tiny_classifier(tmp_path / "m.onnx")
     name = tmp_path / "evil\x1bc\nname.jpg"
-    code, _, stderr = _cli("run", model, name)
+    code, _, stderr = cli("run", model, name)
     assert code == 1 and "\x1b" not in stderr
-    _one_error_line(stderr, "evil\\x1bc\\nname.jpg: no such file or folder")
+    one_error_line(stderr, "evil\\x1bc\\nname.jpg: no such file or folder")
 
 
 # --- calibration caches -------------------------------------------------------------------------
@@ -244,10 +227,10 @@ def test_bad_calibration_cache_is_refused_before_the_export(tmp_path, photo):
     cache = tmp_path / "bad.calib.json"
     cache.write_text("[" * 50_000)
     start = time.perf_counter()
-    code, _, stderr = _cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx", "--int8", "--calib-cache", cache,
+    code, _, stderr = cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx", "--int8", "--calib-cache", cache,
                            "--calib-dir", tmp_path)
     assert code == 2 and time.perf_counter() - start < 5  # an export alone takes several seconds
-    _one_error_line(stderr, str(cache), "nested too deeply")
+    one_error_line(stderr, str(cache), "nested too deeply")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.calib.json", "photo.jpg"]
 
 
@@ -263,7 +246,7 @@ def test_bad_calibration_cache_is_refused_before_the_export(tmp_path, photo):
 def test_export_fails_fast_on_unusable_options(args, message, tmp_path, photo):
     (tmp_path / "empty").mkdir()
     start = time.perf_counter()
-    code, _, stderr = _cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx",
+    code, _, stderr = cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx",
                            *[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and time.perf_counter() - start < 5
     assert message in stderr and "Traceback" not in stderr
@@ -279,9 +262,9 @@ def test_checkpoint_refused_by_safe_loading_says_why(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"fc.weight": Payload()}, evil)
-    code, _, stderr = _cli("export", "--arch", "v1", "--weights", evil, "-o", tmp_path / "m.onnx")
+    code, _, stderr = cli("export", "--arch", "v1", "--weights", evil, "-o", tmp_path / "m.onnx")
     assert code == 2
-    line = _one_error_line(stderr, str(evil), "pickled Python object (posix.system)", "could run code")
+    line = one_error_line(stderr, str(evil), "pickled Python object (posix.system)", "could run code")
     assert "weights_only=False" not in line and "False" not in line and "pwned" not in stderr
 
 
@@ -310,7 +293,7 @@ def test_parity_skips_unreadable_photos_and_runs_each_artifact_on_its_backend(ex
     engine = tmp_path / "v1.plan"
     engine.write_bytes(b"plan")
     (tmp_path / "v1.plan.json").write_text(json.dumps(exported("v1").metadata))
-    code, stdout, stderr = _cli("parity", "--arch", "v1", "--onnx", v1, "--engine", engine, "--images", photos,
+    code, stdout, stderr = cli("parity", "--arch", "v1", "--onnx", v1, "--engine", engine, "--images", photos,
                                 "--synthetic", "0")
     assert "note: skipped 1 unusable photo(s), e.g. " in stderr and "broken.jpg: not an image" in stderr
     rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
@@ -324,9 +307,9 @@ def test_parity_skips_unreadable_photos_and_runs_each_artifact_on_its_backend(ex
 
 def test_parity_with_no_usable_photo_is_an_error(exported, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"")
-    code, _, stderr = _cli("parity", "--arch", "v1", "--onnx", exported("v1").path, "--images", tmp_path)
+    code, _, stderr = cli("parity", "--arch", "v1", "--onnx", exported("v1").path, "--images", tmp_path)
     assert code == 2
-    _one_error_line(stderr, str(tmp_path), "no usable photo among 1")
+    one_error_line(stderr, str(tmp_path), "no usable photo among 1")
 
 
 # --- fuzzing the readers ---------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import contextlib
 import http.server
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -17,30 +16,11 @@ import zipfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from PIL import Image
 
-from hostile import tiny_classifier
-from inception_deploy.cli import main
+from hostile import cli, one_error_line, tiny_classifier
 from inception_deploy.parity import sample_photos
-from inception_deploy.zoo import create_model
-
-
-def _cli(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _error(stderr: str, *fragments) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def _script(code: str, *args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
@@ -81,15 +61,15 @@ def test_force_never_empties_a_folder_that_is_not_a_repository(tiny, tmp_path):
     folder = tmp_path / "documents"
     folder.mkdir()
     (folder / "thesis.txt").write_text("years of work")
-    code, _, stderr = _cli("triton", tiny, "-o", folder, "--force")
+    code, _, stderr = cli("triton", tiny, "-o", folder, "--force")
     assert code == 2
-    _error(stderr, str(folder), "not a Triton model repository", "thesis.txt")
+    one_error_line(stderr, str(folder), "not a Triton model repository", "thesis.txt")
     assert (folder / "thesis.txt").read_text() == "years of work"
     # a repository this tool wrote is replaced by --force, and a non-empty one without it is refused
     repository = tmp_path / "repository"
-    assert _cli("triton", tiny, "-o", repository)[0] == 0
-    assert _cli("triton", tiny, "-o", repository)[0] == 2
-    code, _, stderr = _cli("triton", tiny, "-o", repository, "--force")
+    assert cli("triton", tiny, "-o", repository)[0] == 0
+    assert cli("triton", tiny, "-o", repository)[0] == 2
+    code, _, stderr = cli("triton", tiny, "-o", repository, "--force")
     assert code == 0, stderr
     assert (repository / "tiny" / "config.pbtxt").is_file()
 
@@ -105,12 +85,12 @@ def test_outputs_never_replace_what_is_not_a_regular_file(kind, tiny, photo, tmp
                  ["bench", tiny, "--batch-sizes", "1", "--iterations", "1", "--json", target],
                  ["calibrate", tiny, "--calib-samples", "-o", target]):
         (tmp_path / "labels.csv").write_text(f"{photo.name},class 0\n")
-        code, _, stderr = _cli(*args)
+        code, _, stderr = cli(*args)
         assert code == 2 and "Traceback" not in stderr, (args, stderr)
         if kind != "folder":  # click's own option check refuses a folder (a usage error)
-            _error(stderr, str(target), "not a regular file")
+            one_error_line(stderr, str(target), "not a regular file")
     assert {"fifo": target.is_fifo, "folder": target.is_dir, "device": target.is_char_device}[kind]()
-    code, _, stderr = _cli("triton", tiny, "-o", tmp_path / "labels.csv", "--force")  # click refuses a file
+    code, _, stderr = cli("triton", tiny, "-o", tmp_path / "labels.csv", "--force")  # click refuses a file
     assert code == 2 and (tmp_path / "labels.csv").read_text().startswith(photo.name)
 
 
@@ -132,9 +112,9 @@ def test_checkpoints_with_impossible_values_are_refused(fmt, damage, message, bu
         from safetensors.torch import save_file
 
         save_file(state, str(path))
-    code, _, stderr = _cli("export", "--arch", "v1", "--weights", path, "-o", tmp_path / "v1.onnx")
+    code, _, stderr = cli("export", "--arch", "v1", "--weights", path, "-o", tmp_path / "v1.onnx")
     assert code == 2
-    _error(stderr, str(path), message)
+    one_error_line(stderr, str(path), message)
     assert not (tmp_path / "v1.onnx").exists()
 
 
@@ -147,9 +127,9 @@ def _keras3(path, build):
 
 
 def _export_keras(path, tmp_path):
-    code, _, stderr = _cli("export", "--arch", "v3", "--weights", path, "-o", tmp_path / "o.onnx")
+    code, _, stderr = cli("export", "--arch", "v3", "--weights", path, "-o", tmp_path / "o.onnx")
     assert code == 2 and not (tmp_path / "o.onnx").exists()
-    return _error(stderr, str(path))
+    return one_error_line(stderr, str(path))
 
 
 def test_hdf5_groups_linking_to_themselves_or_into_a_huge_graph_are_walked_once(tmp_path):
@@ -211,7 +191,7 @@ def test_a_keras_decompression_bomb_is_stopped_at_the_networks_size(tmp_path):
     run = _script(code, path, tmp_path / "o.onnx")
     peak_kib, exit_code = map(int, run.stdout.split())
     assert exit_code == 2, run.stderr
-    _error(run.stderr, str(path), "more than this network's weights can take")
+    one_error_line(run.stderr, str(path), "more than this network's weights can take")
     assert peak_kib < 1.2e6, peak_kib  # the inflated member would be 1.6 GB (twice, before)
 
 
@@ -225,16 +205,16 @@ def test_a_keras_decompression_bomb_is_stopped_at_the_networks_size(tmp_path):
 def test_labelled_sets_that_cannot_be_read_as_given(rows, message, tiny, photo, tmp_path):
     table = tmp_path / "labels.csv"
     table.write_text(rows)
-    code, _, stderr = _cli("eval", "--data", table, "--onnx", tiny)
+    code, _, stderr = cli("eval", "--data", table, "--onnx", tiny)
     assert code == 2
-    _error(stderr, str(table), message)
+    one_error_line(stderr, str(table), message)
 
 
 def test_eval_exits_1_when_an_image_is_unreadable_and_counts_a_repeated_image_once(tiny, photo, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     table = tmp_path / "labels.csv"
     table.write_text("photo.jpg,0\nbroken.jpg,1\nphoto.jpg,0\n")
-    code, stdout, stderr = _cli("eval", "--data", table, "--onnx", tiny, "--no-progress")
+    code, stdout, stderr = cli("eval", "--data", table, "--onnx", tiny, "--no-progress")
     assert code == 1, stderr  # as inception-run: the unreadable image is reported, the others counted
     assert "1 unreadable images skipped" in stderr and "listed more than once" in stderr
     assert f"{table}: 1 images" in stdout
@@ -244,26 +224,26 @@ def test_eval_exits_1_when_an_image_is_unreadable_and_counts_a_repeated_image_on
 
 def test_a_full_disk_names_the_destination(tiny, tmp_path):
     with _tiny_disk(tmp_path / "disk", "8k") as disk:
-        code, _, stderr = _cli("triton", tiny, "-o", disk / "repository")
+        code, _, stderr = cli("triton", tiny, "-o", disk / "repository")
         assert code == 2
-        _error(stderr, str(disk / "repository"), "No space left on device")
+        one_error_line(stderr, str(disk / "repository"), "No space left on device")
         assert list(disk.iterdir()) == []
-        code, _, stderr = _cli("export", "--arch", "v1", "-o", disk / "v1.onnx", "--no-parity")
+        code, _, stderr = cli("export", "--arch", "v1", "-o", disk / "v1.onnx", "--no-parity")
         assert code == 2
-        _error(stderr, f"{disk / 'v1.onnx'}: cannot write (No space left on device)")
+        one_error_line(stderr, f"{disk / 'v1.onnx'}: cannot write (No space left on device)")
         assert "torch.onnx" not in stderr and list(disk.iterdir()) == []
 
 
 def test_an_unwritable_parent_is_named_not_a_probe_file(tiny, tmp_path):
     with _tiny_disk(tmp_path / "readonly", "8k", "ro") as disk:
-        code, _, stderr = _cli("triton", tiny, "-o", disk / "repository")
+        code, _, stderr = cli("triton", tiny, "-o", disk / "repository")
         assert code == 2
-        line = _error(stderr, f"{disk / 'repository'}: cannot write there (Read-only file system)")
+        line = one_error_line(stderr, f"{disk / 'repository'}: cannot write there (Read-only file system)")
         assert "probe" not in line
     (tmp_path / "file.txt").write_text("a file, not a folder")
-    code, _, stderr = _cli("triton", tiny, "-o", tmp_path / "file.txt" / "repository")
+    code, _, stderr = cli("triton", tiny, "-o", tmp_path / "file.txt" / "repository")
     assert code == 2
-    assert "probe" not in _error(stderr, str(tmp_path / "file.txt" / "repository"), "file.txt is not a folder")
+    assert "probe" not in one_error_line(stderr, str(tmp_path / "file.txt" / "repository"), "file.txt is not a folder")
 
 
 def test_a_full_stdout_is_one_line(tiny, photo):
@@ -272,7 +252,7 @@ def test_a_full_stdout_is_one_line(tiny, photo):
         run = subprocess.run([sys.executable, "-c", code, str(tiny), str(photo), "--json"], stdout=full,
                              stderr=subprocess.PIPE, text=True, timeout=120)
     assert run.returncode == 2
-    _error(run.stderr, "standard output: cannot write (No space left on device)")
+    one_error_line(run.stderr, "standard output: cannot write (No space left on device)")
     assert "Exception ignored" not in run.stderr
 
 
@@ -316,13 +296,13 @@ def test_a_server_answering_truncated_json(truncate_index, photo, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        code, stdout, stderr = _cli("run", "--server", url, photo, photo, "--no-progress")
+        code, stdout, stderr = cli("run", "--server", url, photo, photo, "--no-progress")
     finally:
         server.shutdown()
     assert "Traceback" not in stderr
     if truncate_index:  # nothing could be asked: the server is named
         assert code == 2
-        _error(stderr, url, "cannot read the server's model index")
+        one_error_line(stderr, url, "cannot read the server's model index")
     else:  # each image's answer is unreadable: each named, exit 1
         assert code == 1
         assert stderr.count("unreadable answer from the server") == 2 and str(photo) in stderr
@@ -331,15 +311,15 @@ def test_a_server_answering_truncated_json(truncate_index, photo, tmp_path):
 # --- 5. batch sizes ------------------------------------------------------------------------------
 
 def test_batch_sizes_beyond_a_model_or_the_toolkit_are_refused_before_allocating(tiny, tmp_path):
-    code, _, stderr = _cli("bench", tiny, "--batch-sizes", "100000")
+    code, _, stderr = cli("bench", tiny, "--batch-sizes", "100000")
     assert code == 2
-    _error(stderr, "--batch-sizes needs sizes from 1 to 1024")
-    code, _, stderr = _cli("bench", tiny, "--batch-sizes", "9", "--iterations", "1", "--warmup", "0")
+    one_error_line(stderr, "--batch-sizes needs sizes from 1 to 1024")
+    code, _, stderr = cli("bench", tiny, "--batch-sizes", "9", "--iterations", "1", "--warmup", "0")
     assert code == 2
-    _error(stderr, str(tiny), "takes batches up to 8, not 9")
-    code, _, stderr = _cli("export", "--arch", "v1", "--batch", "1024", "--max-batch", "1", "-o", tmp_path / "a.onnx")
+    one_error_line(stderr, str(tiny), "takes batches up to 8, not 9")
+    code, _, stderr = cli("export", "--arch", "v1", "--batch", "1024", "--max-batch", "1", "-o", tmp_path / "a.onnx")
     assert code == 2
-    _error(stderr, "--batch 1024 fixes the batch size and --max-batch 1 bounds a dynamic one")
+    one_error_line(stderr, "--batch 1024 fixes the batch size and --max-batch 1 bounds a dynamic one")
 
 
 # --- 6. a signal landing in a finalizer ------------------------------------------------------------
@@ -398,7 +378,7 @@ def test_commands_needing_torch_say_which_extra_installs_it(command, args, tmp_p
             f"sys.argv = ['inception-{command}'] + sys.argv[1:]\n{command}_main()")
     run = _script(code, *args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
-    _error(run.stderr, f"inception-{command} needs ", ": pip install 'inception-deploy[export]'")
+    one_error_line(run.stderr, f"inception-{command} needs ", ": pip install 'inception-deploy[export]'")
 
 
 # --- 16. what an artifact tells about where it was built -----------------------------------------
