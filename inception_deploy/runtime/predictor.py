@@ -18,6 +18,7 @@ from ..errors import InceptionDeployError
 from ..inputs import InputError, describe_image_error
 from ..labels import read_labels
 from ..metadata import preprocess_of
+from ..postprocess import softmax, top_k
 from ..preprocess import load_image, normalize
 from .base import open_backend
 
@@ -34,6 +35,13 @@ class Prediction:
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         return {k: v for k, v in asdict(self).items() if k != "error"}
+
+
+def prediction(name: str, probabilities: np.ndarray, labels: list[str], topk: int) -> Prediction:
+    """The top ``topk`` of one image's probabilities (``postprocess``: as the Triton pipeline ranks them)."""
+    order = top_k(probabilities, topk)
+    return Prediction(name, [labels[i] for i in order], [int(i) for i in order],
+                      [float(probabilities[i]) for i in order])
 
 
 class Predictor:
@@ -99,18 +107,11 @@ class Predictor:
 
     def _flush(self, pending, topk) -> Iterator[Prediction]:
         images = [image for _, image, _ in pending if image is not None]
-        logits = self.backend.infer(normalize(np.stack(images), self.config)) if images else None
+        probabilities = softmax(self.backend.infer(normalize(np.stack(images), self.config))) if images else None
         row = 0
         for name, image, error in pending:
             if image is None:
                 yield Prediction(name, error=error)
                 continue
-            yield self._top(name, logits[row], topk)
+            yield prediction(name, probabilities[row], self.labels, topk)
             row += 1
-
-    def _top(self, name, logits: np.ndarray, topk: int) -> Prediction:
-        shifted = logits.astype(np.float64) - logits.max()
-        probs = np.exp(shifted) / np.exp(shifted).sum()
-        order = np.argsort(-probs, kind="stable")[:topk]
-        return Prediction(name, [self.labels[i] for i in order], [int(i) for i in order],
-                          [float(probs[i]) for i in order])

@@ -6,6 +6,7 @@ the answers are the same ``Prediction`` objects a local ``Predictor`` returns.
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +17,8 @@ import numpy as np
 
 from ..errors import InceptionDeployError, first_line
 from ..inputs import InputError, describe_os_error
-from ..runtime.predictor import Prediction
-from .repository import IMAGE_INPUT, PROBABILITIES
+from ..runtime.predictor import Prediction, prediction
+from .repository import IMAGE_INPUT, LABELS_PARAMETER, PROBABILITIES
 
 PROTOCOLS = {"http": 8000, "grpc": 8001}
 
@@ -76,6 +77,7 @@ class TritonClient:
         except Exception as e:  # an answer that is not the JSON Triton's API defines
             raise ClientError(f"{url}: cannot read the server's model index ({first_line(e)})") from None
         self.num_classes = self._check_pipeline(client, url)
+        self.labels = self._labels(client, url)
 
     def _client(self):
         """One client per thread: tritonclient's clients are not shared across threads."""
@@ -109,6 +111,22 @@ class TritonClient:
                               f"pipeline written by inception-triton ({IMAGE_INPUT} -> {PROBABILITIES})")
         return classes
 
+    def _labels(self, client, url: str) -> list[str] | None:
+        """The class names the pipeline's config carries (repositories written since they do),
+        so the client ranks the full probabilities as a local run does; None: an older
+        repository, ranked by Triton's classification extension (values rounded to 6 digits)."""
+        try:
+            config = client.get_model_config(self.model, **({"as_json": True} if self.protocol == "grpc" else {}))
+            config = config.get("config", config)
+            text = config.get("parameters", {}).get(LABELS_PARAMETER, {}).get("string_value")
+            labels = None if text is None else json.loads(text)
+        except Exception as e:  # an answer that is not Triton's
+            raise ClientError(f"{url}: cannot read model {self.model!r}'s config ({first_line(e)})") from None
+        if labels is not None and (not isinstance(labels, list) or len(labels) != self.num_classes
+                                   or not all(isinstance(label, str) for label in labels)):
+            raise ClientError(f"{url}: model {self.model!r}'s labels do not name its {self.num_classes} classes")
+        return labels
+
     def predict(self, sources: Iterable, topk: int = 5) -> list[Prediction]:
         return list(self.iter_predict(sources, topk))
 
@@ -136,11 +154,15 @@ class TritonClient:
             return Prediction(name, error=describe_os_error(e))
         image = self.module.InferInput(IMAGE_INPUT, [1, 1], "BYTES")
         image.set_data_from_numpy(np.array([[data]], dtype=np.object_))
-        wanted = self.module.InferRequestedOutput(PROBABILITIES, class_count=topk)
+        ranked_here = self.labels is not None
+        wanted = self.module.InferRequestedOutput(PROBABILITIES, **({} if ranked_here else {"class_count": topk}))
         try:
             timeout = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}  # HTTP: at connect
             result = self._client().infer(self.model, [image], outputs=[wanted], **timeout)
-            return _prediction(name, result.as_numpy(PROBABILITIES).reshape(-1))
+            answer = result.as_numpy(PROBABILITIES).reshape(-1)
+            if ranked_here:
+                return prediction(name, answer.astype(np.float64), self.labels, topk)
+            return _prediction(name, answer)
         except self.module.InferenceServerException as e:
             return Prediction(name, error=_server_reason(e))
         except Exception as e:  # a truncated or malformed answer: this image's error, the others go on

@@ -31,6 +31,7 @@ KINDS = ("auto", "cpu", "gpu")
 ONNX_BACKENDS = ("onnxruntime", "openvino")
 IMAGE_INPUT, PROBABILITIES = "IMAGE", "PROBABILITIES"
 LABELS_FILE = "labels.txt"
+LABELS_PARAMETER = "labels"  # the pipeline's config parameter holding the class names as JSON
 # Triton's server and client libraries cap a dimension at int64 and a batch at this many rows
 MAX_TRITON_BATCH = 1024
 
@@ -381,26 +382,23 @@ def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, se
     pre.parameters["dtype"].string_value = artifact.dtype
     pre.instance_group.add(count=settings["instances"], kind=mc.ModelInstanceGroup.KIND_CPU)
     _batching(pre, max_batch, (), settings["queue_delay_us"])
-    version = root / pre.name / "1"
-    _copy_model_code(version, "preprocess_model.py")
-    package = version / "inception_preprocess"  # the package's preprocessing, exactly as it generated this
-    package.mkdir()
-    (package / "__init__.py").write_text('"""inception_deploy\'s preprocessing, copied for Triton."""\n')
-    for module in ("preprocess.py", "errors.py"):
-        shutil.copyfile(resources.files("inception_deploy").joinpath(module), package / module)
+    _copy_model_code(root / pre.name / "1", "preprocess_model.py", "inception_preprocess",
+                     ("preprocess.py", "errors.py"))  # the package's preprocessing, exactly as it generated this
     _write_config(root / pre.name, pre)
 
     soft = mc.ModelConfig(name=f"{name}_softmax", backend="python", max_batch_size=max_batch)
     soft.input.add(name="LOGITS", data_type=dtype, dims=[classes])
-    soft.output.add(name=PROBABILITIES, data_type=mc.TYPE_FP32, dims=[classes], label_filename=LABELS_FILE)
+    soft.output.add(name=PROBABILITIES, data_type=mc.TYPE_FP64, dims=[classes], label_filename=LABELS_FILE)
     soft.instance_group.add(count=settings["instances"], kind=mc.ModelInstanceGroup.KIND_CPU)
-    _copy_model_code(root / soft.name / "1", "softmax_model.py")
+    _copy_model_code(root / soft.name / "1", "softmax_model.py", "inception_postprocess", ("postprocess.py",))
     shutil.copyfile(labels, root / soft.name / LABELS_FILE)
     _write_config(root / soft.name, soft)
 
     pipe = mc.ModelConfig(name=f"{name}_pipeline", platform="ensemble", max_batch_size=max_batch)
     pipe.input.add(name=IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1])
-    pipe.output.add(name=PROBABILITIES, data_type=mc.TYPE_FP32, dims=[classes], label_filename=LABELS_FILE)
+    pipe.output.add(name=PROBABILITIES, data_type=mc.TYPE_FP64, dims=[classes], label_filename=LABELS_FILE)
+    # the labels for clients that rank the probabilities themselves (TritonClient: as a local run does)
+    pipe.parameters[LABELS_PARAMETER].string_value = json.dumps(artifact.metadata["labels"]["names"])
     steps = pipe.ensemble_scheduling.step
     steps.add(model_name=pre.name, model_version=-1, input_map={IMAGE_INPUT: IMAGE_INPUT},
               output_map={artifact.input_name: "pixels"})
@@ -413,9 +411,16 @@ def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, se
     _write_config(root / pipe.name, pipe)
 
 
-def _copy_model_code(version: Path, module: str) -> None:
+def _copy_model_code(version: Path, module: str, package_name: str, modules: tuple) -> None:
+    """``module`` as the version's model.py, with ``modules`` of this package copied beside it as
+    package ``package_name`` (the server imports them from there)."""
     version.mkdir(parents=True)
     shutil.copyfile(resources.files("inception_deploy.serving.triton_models").joinpath(module), version / "model.py")
+    package = version / package_name
+    package.mkdir()
+    (package / "__init__.py").write_text(f'"""inception_deploy\'s {", ".join(modules)}, copied for Triton."""\n')
+    for name in modules:
+        shutil.copyfile(resources.files("inception_deploy").joinpath(name), package / name)
 
 
 def _write_config(folder: Path, config) -> None:
