@@ -3,6 +3,11 @@
 These machines are noisy, so every (model, batch size) runs in a fresh interpreter: no memory,
 thread pool or allocator state carries over from the previous measurement. The child runs
 ``python -m inception_deploy.bench '<json spec>'`` and prints one JSON result line.
+
+The configurations are interleaved in rounds (each round times every configuration once, a share
+of the iterations), so a load that comes and goes hits them alike instead of whichever ran at
+that moment; the spread of the rounds' medians says how far a figure can be trusted, and a
+figure whose rounds disagree (or whose p99 is far above its p50) is flagged unstable.
 """
 from __future__ import annotations
 
@@ -10,16 +15,20 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .cpu import machine_name
 from .errors import InceptionDeployError
+from .progress import heartbeat
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
 TORCH_GPU_MODES = ("fp16-channels-last", "fp16-cuda-graph")
 TORCH_COMPILE_MODE = "compile-bf16-channels-last"  # opt-in (--torch-compile): compiling takes minutes
+ROUNDS = 3
+UNSTABLE_SPREAD = 0.10  # the rounds' medians differ by more than this share of the overall median
+UNSTABLE_TAIL = 3.0  # or p99 is more than this many times p50
 
 
 @dataclass
@@ -33,14 +42,23 @@ class BenchResult:
     p99_ms: float
     images_per_s: float
     compile_s: float | None = None  # torch.compile's first call, kept out of the latency figures
+    times_ms: list[float] = field(default_factory=list)  # every timed run
+    spread: float = 0.0  # (largest - smallest median of a round) / median of all runs
+    rounds: int = 1
+
+    @property
+    def unstable(self) -> bool:
+        return self.spread > UNSTABLE_SPREAD or self.p99_ms > UNSTABLE_TAIL * self.p50_ms
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "unstable": self.unstable}
 
 
-def _summarize(model, backend, precision, batch, times_ms) -> BenchResult:
+def _summarize(model, backend, precision, batch, times_ms, round_medians=()) -> BenchResult:
     p50, p90, p99 = (float(np.percentile(times_ms, q)) for q in (50, 90, 99))
-    return BenchResult(model, backend, precision, batch, p50, p90, p99, batch * 1000 / p50)
+    spread = (max(round_medians) - min(round_medians)) / p50 if len(round_medians) > 1 else 0.0
+    return BenchResult(model, backend, precision, batch, p50, p90, p99, batch * 1000 / p50, times_ms=list(times_ms),
+                       spread=spread, rounds=max(1, len(round_medians)))
 
 
 def _timed(run, iterations: int, warmup: int) -> list[float]:
@@ -144,7 +162,9 @@ def isolated(spec: dict) -> BenchResult:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InceptionDeployError(f"benchmark of {spec.get('model') or spec.get('arch')} at batch "
                                    f"{spec['batch']} failed: {reason}")
-    return BenchResult(**json.loads(lines[-1]))
+    fields = json.loads(lines[-1])
+    fields.pop("unstable", None)  # derived
+    return BenchResult(**fields)
 
 
 def _child(spec: dict) -> BenchResult:
@@ -181,15 +201,31 @@ def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch
     if torch_arch:
         modes = _torch_modes() + ((TORCH_COMPILE_MODE,) if torch_compile else ())
         specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in modes]
-    results = []
-    for spec in specs:
-        for batch in batch_sizes:
-            result = isolated({**spec, "batch": batch, "iterations": iterations, "warmup": warmup})
-            compiled = f" (compiled in {result.compile_s:.1f} s, not timed)" if result.compile_s else ""
-            progress(f"{result.model} [{result.precision}] b{batch}: p50 {result.p50_ms:.1f} ms, "
-                     f"{result.images_per_s:.1f} images/s{compiled}")
-            results.append(result)
-    return results
+    configurations = [(spec, batch) for spec in specs for batch in batch_sizes]
+    rounds = min(ROUNDS, iterations)
+    runs: list[list[BenchResult]] = [[] for _ in configurations]
+    for round_index in range(rounds):
+        share = iterations // rounds + (round_index < iterations % rounds)
+        for (spec, batch), done in zip(configurations, runs):
+            if spec.get("mode") == TORCH_COMPILE_MODE and done:  # compiling takes minutes: one round only
+                continue
+            what = spec.get("model") or f"torch {spec['arch']} {spec['mode']}"
+            with heartbeat(progress, f"timing {what} at batch {batch}"):
+                done.append(isolated({**spec, "batch": batch, "iterations": share, "warmup": warmup}))
+            last = done[-1]
+            compiled = f" (compiled in {last.compile_s:.1f} s, not timed)" if last.compile_s else ""
+            progress(f"round {round_index + 1}/{rounds}: {last.model} [{last.precision}] b{batch}: p50 "
+                     f"{last.p50_ms:.1f} ms, {last.images_per_s:.1f} images/s{compiled}")
+    return [_merge(done) for done in runs]
+
+
+def _merge(rounds: list[BenchResult]) -> BenchResult:
+    """One configuration's rounds as one result: percentiles over every run, the rounds' spread."""
+    first = rounds[0]
+    merged = _summarize(first.model, first.backend, first.precision, first.batch,
+                        [t for r in rounds for t in r.times_ms], [r.p50_ms for r in rounds])
+    merged.compile_s = first.compile_s
+    return merged
 
 
 def _torch_modes() -> tuple[str, ...]:
@@ -217,10 +253,22 @@ def table(results: list[BenchResult]) -> str:
     rows = []
     for r in results:
         ratio = f"{r.images_per_s / baseline[r.batch]:.2f}x" if r.batch in baseline else ""
+        spread = f"±{50 * r.spread:.0f}%" + (" UNSTABLE" if r.unstable else "")
         rows.append((r.model, r.backend, r.precision, r.batch, f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}",
-                     f"{r.p99_ms:.1f}", f"{r.images_per_s:.1f}", ratio))
+                     f"{r.p99_ms:.1f}", f"{r.images_per_s:.1f}", ratio, spread))
     return tabulate(rows, headers=("model", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms",
-                                   "images/s", "vs torch fp32"), tablefmt="github", disable_numparse=True)
+                                   "images/s", "vs torch fp32", "rounds' spread"), tablefmt="github",
+                    disable_numparse=True)
+
+
+def unstable_warning(results: list[BenchResult]) -> str | None:
+    """One line when some figures cannot be trusted, else None."""
+    unstable = [r for r in results if r.unstable]
+    if not unstable:
+        return None
+    return (f"{len(unstable)} of {len(results)} figures are UNSTABLE (their rounds' medians differ by more than "
+            f"{UNSTABLE_SPREAD:.0%}, or p99 is over {UNSTABLE_TAIL:g}x p50): something else is loading this "
+            f"machine; compare them only with care, or run again")
 
 
 def _series_name(r: BenchResult) -> str:
@@ -268,6 +316,11 @@ def bench_figure(results: list[BenchResult], machine: str | None = None, day: st
         batches = [p.batch for p in points]
         throughput.plot(batches, [p.images_per_s for p in points], **style[name], **line)
         latency.plot(batches, [p.p50_ms for p in points], **style[name], **line)
+        for p in points:  # an unstable figure is circled in red on both panels
+            if p.unstable:
+                for ax, y in ((throughput, p.images_per_s), (latency, p.p50_ms)):
+                    ax.plot([p.batch], [y], marker="o", markersize=11, fillstyle="none", color="red",
+                            linestyle="none")
     throughput.set(ylabel="throughput (images/s)", title="Throughput (higher is better)")
     throughput.set_ylim(bottom=0)
     latency.set(ylabel="median latency (ms)", title="Median latency (lower is better)")
@@ -290,7 +343,10 @@ def bench_figure(results: list[BenchResult], machine: str | None = None, day: st
         ax.grid(True, alpha=0.3)
     models = list(dict.fromkeys(name.rsplit(" ", 1)[0] for name in series))
     title = fill("Inception benchmark: " + ", ".join(models), 110)
-    figure.suptitle(f"{title}\n{machine or machine_name()}, {day or datetime.date.today().isoformat()}",
+    warning = ""
+    if any(r.unstable for r in results):
+        warning = f"\nred circles: UNSTABLE figures (rounds disagree, or p99 > {UNSTABLE_TAIL:g}x p50)"
+    figure.suptitle(f"{title}\n{machine or machine_name()}, {day or datetime.date.today().isoformat()}{warning}",
                     fontsize=12)
     figure.legend(*throughput.get_legend_handles_labels(), loc="outside lower center",
                   ncols=min(len(series), 4), fontsize=8, frameon=False)

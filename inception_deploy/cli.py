@@ -848,7 +848,7 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
 
         check_writable(json_out)
     report = check_artifacts(arch, artifacts, weights=weights, device=device, precision=precision, images=images,
-                             samples=samples, synthetic=synthetic, batch_size=batch_size)
+                             samples=samples, synthetic=synthetic, batch_size=batch_size, progress=_announce)
     if report.skipped_inputs:
         name, reason = report.skipped_inputs[0]
         click.echo(f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}",
@@ -886,7 +886,7 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
                   openvino_mode, json_out, plot):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
-    from .bench import figure_class, run_benchmarks, table
+    from .bench import figure_class, run_benchmarks, table, unstable_warning
     from .fileio import check_writable
 
     try:
@@ -917,6 +917,8 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
                              progress=lambda line: click.echo(line, err=True), precision=precision,
                              torch_compile=torch_compile, openvino_mode=openvino_mode)
     click.echo(table(results))
+    if unstable_warning(results):
+        click.echo(f"warning: {unstable_warning(results)}", err=True)
     for r in results:
         if r.compile_s is not None:
             click.echo(f"torch.compile at batch {r.batch}: {r.compile_s:.1f} s to compile (not in the latency)")

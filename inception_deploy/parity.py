@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .preprocess import PreprocessConfig, normalize, preprocess, synthetic_images
+from .progress import Progress, heartbeat, silent
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[i
 
 
 def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", precision: str | None = None,
-                    images=None, samples: int = 32, synthetic: int = 8, batch_size: int = 8) -> ParityReport:
+                    images=None, samples: int = 32, synthetic: int = 8, batch_size: int = 8,
+                    progress: Progress | None = None) -> ParityReport:
     """One row per artifact: eager ``arch`` (with ``weights``) vs the artifact on the same
     images, each preprocessed as that artifact declares, judged by the artifact's precision (or
     bf16's thresholds where ``precision="bf16"`` runs an FP32 file in bfloat16).
@@ -202,7 +204,8 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     ONNX files run on ONNX Runtime's ``device`` (OpenVINO for "openvino"), engines on TensorRT; an
     engine that cannot run on this machine (no TensorRT, no GPU) is listed in ``report.skipped``
     with the reason.
-    Unusable photos in ``images`` are skipped and listed in ``report.skipped_inputs``."""
+    Unusable photos in ``images`` are skipped and listed in ``report.skipped_inputs``.
+    ``progress``: hears each step (building the reference, each artifact), and a heartbeat."""
     from .errors import InceptionDeployError
     from .fileio import sha256_file
     from .metadata import preprocess_of
@@ -214,6 +217,7 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
     from .models.registry import canonical_arch, get_arch
 
     spec = get_arch(arch)
+    say = progress or silent
     report = ParityReport()
     backends = []
     for path in artifacts:
@@ -240,16 +244,20 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
             raise InceptionDeployError(f"{path}: was exported from other weights ({meta['weights']['file']}, "
                                        f"sha256 {recorded[:12]}...) than {weights}")
         classes = meta["num_classes"]
-        if classes not in models:
-            models[classes] = create_model(arch, num_classes=classes, weights=weights)
-        config = preprocess_of(meta)
-        if config not in decoded_photos:
-            decoded_photos[config] = _decode_photos(photos, config, report.skipped_inputs, images)
-        batch = decoded_photos[config]
-        if synthetic:
-            batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
-        reference = eager_logits(models[classes], batch)
-        got = np.concatenate([backend.infer(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
+        with heartbeat(say, f"checking {path}"):
+            if classes not in models:
+                say(f"building {spec.name} with {weights or 'random weights'} as the eager reference...")
+                models[classes] = create_model(arch, num_classes=classes, weights=weights)
+            config = preprocess_of(meta)
+            if config not in decoded_photos:
+                decoded_photos[config] = _decode_photos(photos, config, report.skipped_inputs, images)
+            batch = decoded_photos[config]
+            if synthetic:
+                batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234),
+                                                         config)])
+            say(f"running eager PyTorch and {path} ({backend.name}) on {len(batch)} images...")
+            reference = eager_logits(models[classes], batch)
+            got = np.concatenate([backend.infer(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
         judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
         row = compare(str(path), reference, got, judged_as, backend.name)
         random_weights = weights is None and not (meta.get("weights") or {}).get("file")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 Progress = Callable[[str], None]
+HEARTBEAT_SECONDS = 8.0  # no stage stays silent longer than this
 
 
 def silent(line: str) -> None:
@@ -19,7 +20,7 @@ def silent(line: str) -> None:
 
 
 @contextmanager
-def heartbeat(say: Progress, what: str, every: float = 30.0):
+def heartbeat(say: Progress, what: str, every: float = HEARTBEAT_SECONDS):
     """While the body runs, say "still <what> (N s)" every ``every`` seconds from a thread."""
     start = time.perf_counter()
     done = threading.Event()

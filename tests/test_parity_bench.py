@@ -90,6 +90,10 @@ def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
     assert [(r["precision"], r["batch"]) for r in results] == [
         ("fp32", 1), ("fp32", 2), ("fp32", 1), ("fp32", 2), ("bf16-channels-last", 1), ("bf16-channels-last", 2)]
     assert all(r["p50_ms"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in results)
+    # interleaved: two rounds of one timed run each per configuration, their spread reported
+    assert all(r["rounds"] == 2 and len(r["times_ms"]) == 2 and r["spread"] >= 0 for r in results)
+    assert stderr.count("round 1/2: ") == 6 and stderr.count("round 2/2: ") == 6
+    assert stderr.index("round 2/2: ") > stderr.rindex("round 1/2: ")  # every configuration, then again
     assert "vs torch fp32" in stdout and "1.00x" in stdout
     assert f"wrote {out}" in stderr
 
@@ -99,7 +103,22 @@ def test_bench_table_ratios():
             BenchResult("m.onnx", "onnxruntime cpu", "int8", 8, 100.0, 110.0, 120.0, 80.0),
             BenchResult("m.onnx", "onnxruntime cpu", "int8", 32, 300.0, 310.0, 320.0, 106.7)]
     lines = table(rows).splitlines()
-    assert lines[3].rstrip("| ").endswith("4.00x") and lines[4].rstrip().endswith("|")
+    assert lines[3].split("|")[9].strip() == "4.00x" and lines[4].split("|")[9].strip() == ""
+
+
+def test_unstable_figures_are_flagged_in_the_table_the_warning_and_the_plot():
+    steady = BenchResult("m.onnx", "onnxruntime cpu", "fp32", 8, 100.0, 101.0, 102.0, 80.0, spread=0.04, rounds=3)
+    loaded = BenchResult("m.onnx", "onnxruntime cpu", "fp32", 32, 100.0, 150.0, 160.0, 320.0, spread=0.3, rounds=3)
+    tail = BenchResult("n.onnx", "onnxruntime cpu", "fp32", 8, 10.0, 20.0, 35.0, 800.0, spread=0.02, rounds=3)
+    assert [r.unstable for r in (steady, loaded, tail)] == [False, True, True]
+    lines = table([steady, loaded, tail]).splitlines()
+    assert [line.split("|")[10].strip() for line in lines[2:]] == ["±2%", "±15% UNSTABLE", "±1% UNSTABLE"]
+    from inception_deploy.bench import unstable_warning
+
+    assert unstable_warning([steady]) is None and unstable_warning([steady, loaded]).startswith("1 of 2 figures")
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")
+    assert "UNSTABLE" in bench_figure([steady, loaded], machine="x", day="y").get_suptitle()
+    assert "UNSTABLE" not in bench_figure([steady], machine="x", day="y").get_suptitle()
 
 
 def test_bench_bad_input(tmp_path):

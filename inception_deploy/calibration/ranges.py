@@ -19,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InceptionDeployError
-from ..progress import Progress, silent
+from ..progress import Progress, heartbeat, silent
 from ..runtime.base import padded_chunks
 
 log = logging.getLogger(__name__)
@@ -102,10 +102,12 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
         seen += len(batch)
     if seen == 0:
         raise InceptionDeployError("no calibration images")
+    say = progress or silent
     if method != "minmax":
-        (progress or silent)(f"computing {method} thresholds for {len(stats)} tensors from {seen} images...")
-    return {name: _result(name, h, method, percentile) for name, h in stats.items() if h.counts is not None or
-            np.isfinite(h.minimum)}
+        say(f"computing {method} thresholds for {len(stats)} tensors from {seen} images...")
+    with heartbeat(say, f"computing {method} thresholds"):
+        return {name: _result(name, h, method, percentile) for name, h in stats.items() if h.counts is not None or
+                np.isfinite(h.minimum)}
 
 
 def _result(name: str, h: _Histogram, method: str, percentile: float) -> dict:
