@@ -398,19 +398,6 @@ def test_exported_files_keep_module_names_and_drop_stack_traces(exported):
 
 # --- 11. no silent stretches ---------------------------------------------------------------------
 
-def test_a_heartbeat_speaks_while_a_stage_runs():
-    from inception_deploy.progress import HEARTBEAT_SECONDS, heartbeat
-
-    lines = []
-    with heartbeat(lines.append, "computing entropy thresholds", every=0.05):
-        time.sleep(0.35)
-    assert len(lines) >= 3 and lines[0].startswith("still computing entropy thresholds (")
-    count = len(lines)
-    time.sleep(0.15)
-    assert len(lines) == count  # stopped with the stage
-    assert HEARTBEAT_SECONDS <= 8
-
-
 def test_parity_announces_each_step(exported):
     code, stdout, stderr = cli("parity", "--arch", "v1", "--onnx", exported("v1").path, "--synthetic", "0")
     assert code == 0, stderr

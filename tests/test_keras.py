@@ -205,6 +205,30 @@ def test_files_of_keras_before_3_6(saved, photos, tmp_path):
     assert _max_rel(ours, reference) <= 1e-4
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    ("kernel", np.nan, "non-finite"), ("moving_variance", -1.0, "negative batch-norm variance")])
+def test_keras_weights_no_trained_network_has_are_refused(saved, tmp_path, variable, value, message):
+    """A NaN kernel or a negative moving variance in a real Keras file: one line naming the file
+    and the tensor, exit 2, nothing exported."""
+    _, files = saved("xception")
+    path = tmp_path / "damaged.weights.h5"
+    shutil.copyfile(files[".weights.h5"], path)
+    with h5py.File(path, "r+") as f:
+        names = []
+        f.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        layer = "block1_conv1" if variable == "kernel" else "block1_conv1_bn"
+        index = {"kernel": 0, "moving_variance": 3}[variable]
+        dataset = f[next(n for n in names if f[n.rsplit("/", 1)[0]].attrs.get("name") == layer
+                         and n.endswith(f"vars/{index}"))]
+        data = dataset[()]
+        data.flat[0] = value
+        dataset[()] = data
+    output = tmp_path / "o.onnx"
+    result = CliRunner().invoke(main, ["export", "--arch", "xception", "--weights", str(path), "-o", str(output)])
+    assert result.exit_code == 2 and not output.exists()
+    assert str(path) in result.stderr and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
     """Export (parity judged against eager on the converted weights), FP16, INT8 and a Triton
     repository from a .keras file; inception-run then needs no flags: the artifact carries Keras's

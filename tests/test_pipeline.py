@@ -18,6 +18,11 @@ def test_deploy_runs_every_stage_and_announces_each(tmp_path, capsys):
     fp32, fp16 = result.artifacts
     assert fp32.parity.passed and all(r.judged for r in fp32.parity.rows)  # FP32 is always judged
     assert fp16.parity.rows and not any(r.judged for r in fp16.parity.rows)  # random weights: measured only
+    # one vocabulary in the API, the table and the exit code: measured only is neither passed nor failed
+    assert fp32.parity.verdict == "pass" and fp16.parity.verdict == "not judged"
+    assert not fp16.parity.passed and not fp16.parity.failed
+    assert "not judged (random weights)" in fp16.parity.table() and "FAIL" not in fp16.parity.table()
+    assert json.loads(json.dumps(fp16.parity.to_dict()))["verdict"] == "not judged"
     assert result.failed == []
     assert lines[0] == "exporting v1 (224x224) with torch's torchscript exporter..."
     assert lines[1] == "checking parity against eager PyTorch on 13 images, one at a time and in batches of up to 8..."
@@ -61,6 +66,15 @@ def test_calib_samples_calibrates_on_the_shipped_photos_from_any_folder(tmp_path
     cache = json.loads((tmp_path / "googlenet.calib.json").read_text())
     assert cache["images"] == 5
     assert (tmp_path / "googlenet_int8_cpu.onnx").is_file()
+    # again without images: the FP32 file and the 5-image cache are reused, each said
+    plain = [a for a in args if a != "--calib-samples"]
+    again = CliRunner().invoke(main, plain)
+    assert again.exit_code == 0, again.stderr
+    assert "reusing googlenet.onnx: exported earlier from the same arch, weights and options" in again.stderr
+    assert "exporting v1" not in again.stderr and again.stdout.startswith("kept googlenet.onnx (")
+    assert "reusing a calibration made from only 5 images (300 or more recommended)" in again.stderr
+    other = CliRunner().invoke(main, [a if a != "96" else "128" for a in plain] + ["--calib-samples"])
+    assert other.exit_code == 0 and "exporting v1" in other.stderr  # another option: exported again
     both = CliRunner().invoke(main, args + ["--calib-dir", str(tmp_path)])
     assert both.exit_code == 2 and "--calib-dir and --calib-samples" in both.stderr
     neither = CliRunner().invoke(main, ["calibrate", str(tmp_path / "googlenet.onnx")])
