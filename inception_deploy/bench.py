@@ -21,6 +21,7 @@ import numpy as np
 
 from .cpu import machine_name
 from .errors import InceptionDeployError
+from .plotting import figure_class
 from .progress import heartbeat
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
@@ -92,7 +93,7 @@ def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int
     and replayed as a CUDA graph)."""
     import torch
 
-    from .zoo import create_model
+    from .checkpoints.zoo import create_model
 
     model = create_model(arch)
     size = model_input_size(arch)
@@ -180,6 +181,33 @@ if __name__ == "__main__":
     except InceptionDeployError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def parse_devices(text: str, precision: str | None) -> tuple[str, ...]:
+    """``--device cpu,openvino`` as a tuple of known devices (each ONNX model runs on each)."""
+    from .runtime.base import DEVICES
+
+    devices = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
+    unknown = [d for d in devices if d not in DEVICES]
+    if not devices or unknown:
+        raise InceptionDeployError(f"--device: unknown device {(unknown or [text])[0]!r}; choose from "
+                                   f"{', '.join(DEVICES)}")
+    if precision == "bf16" and not {"auto", "openvino"} & set(devices):
+        raise InceptionDeployError("--precision bf16 runs on OpenVINO: add openvino to --device")
+    return devices
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes 1,8,32`` as sorted sizes, each from 1 to MAX_BATCH."""
+    from .metadata import MAX_BATCH
+
+    try:
+        sizes = sorted({int(b) for b in text.split(",") if b.strip()})
+    except ValueError:
+        raise InceptionDeployError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
+        raise InceptionDeployError(f"--batch-sizes needs sizes from 1 to {MAX_BATCH}, not {text!r}")
+    return sizes
 
 
 def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch: str | None = None,
@@ -278,16 +306,6 @@ def _series_name(r: BenchResult) -> str:
 
     model = r.model if r.model.startswith("torch ") else os.path.basename(r.model)
     return f"{model} {r.precision}" + (" openvino" if r.backend.startswith("openvino") else "")
-
-
-def figure_class():
-    """matplotlib's Figure; commands with --plot call this before their long run, so a missing
-    matplotlib is one line up front, not an error after the work."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
-    return Figure
 
 
 def bench_figure(results: list[BenchResult], machine: str | None = None, day: str | None = None):

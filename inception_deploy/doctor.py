@@ -112,8 +112,7 @@ def _nvidia_smi() -> list[Fact]:
 
 
 def _tensorrt() -> list[Fact]:
-    from .runtime.tensorrt_backend import (TensorRTUnavailable, cuda_version, current_gpu, import_cudart,
-                                           import_tensorrt)
+    from .runtime.tensorrt_backend import TensorRTUnavailable, cuda_version, current_gpu, import_cudart, import_tensorrt
 
     facts = []
     if importlib.util.find_spec("tensorrt") is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -43,6 +44,12 @@ def atomic_path(dest: str | os.PathLike):
             raise InceptionDeployError(f"{dest}: cannot write ({e.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(dest: str | os.PathLike, document) -> None:
+    """``document`` as indented JSON at ``dest``, atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(document, indent=1))
 
 
 def write_failure(e: BaseException) -> OSError | None:

@@ -11,11 +11,13 @@ import glob
 import os
 import stat
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from .errors import InceptionDeployError
 from .preprocess import PreprocessConfig, describe_image_error, describe_os_error, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -89,6 +91,38 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[InputError]
             else:
                 problems.append(InputError(str(path), "not a regular file"))
     return sorted(files), problems
+
+
+def sample_folder() -> Path:
+    """The folder of real photos shipped with the package (see inception_deploy/data/README.md)."""
+    return Path(str(resources.files("inception_deploy").joinpath("data/samples")))
+
+
+def sample_photos() -> list:
+    return sorted(sample_folder().glob("*.jpg"), key=lambda p: p.name)
+
+
+def find_images(folder: str | os.PathLike) -> tuple[list[Path], list]:
+    """The image files under ``folder`` and the (name, reason) of what could not be looked at
+    (unreadable subfolders, dangling links); an error when there is no image at all."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "a file, not a folder of images" if folder.exists() else "no such image folder"
+        raise InceptionDeployError(f"{folder}: {what}")
+    files, problems = scan_folder(folder)
+    if not files:
+        why = f"first problem: {problems[0].name}: {problems[0].reason}" if problems else \
+            f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+        raise InceptionDeployError(f"{folder}: no images found ({why})")
+    return files, [(p.name, p.reason) for p in problems]
+
+
+def spread(files: list, count: int) -> list:
+    """At most ``count`` of ``files``, evenly spread over the list (a folder sorted by class is
+    sampled across classes)."""
+    if len(files) <= count:
+        return files
+    return [files[i] for i in np.linspace(0, len(files) - 1, count).round().astype(int)]
 
 
 def decoded(files: Iterable, config: PreprocessConfig, skipped: list) -> Iterator[np.ndarray]:

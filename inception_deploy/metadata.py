@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from .errors import InceptionDeployError
+from .errors import InceptionDeployError, first_line
 from .preprocess import INTERPOLATIONS, PreprocessConfig
 
 METADATA_KEY = "inception_deploy"
@@ -29,6 +29,7 @@ MAX_LABEL_CHARS = 1000
 MAX_DOCUMENT_BYTES = 32 << 20  # 100,000 long label names fit easily
 PRECISIONS = ("fp32", "fp16", "int8", "unknown")
 INT8_TARGETS = ("tensorrt", "cpu")
+INT8_REMAINDERS = ("fp32", "fp16")  # precision of what an INT8 graph leaves unquantized
 
 
 class MetadataError(InceptionDeployError):
@@ -230,3 +231,25 @@ def set_onnx_metadata(proto, metadata: dict) -> None:
             return
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, value
+
+
+def load_onnx(path: str | os.PathLike):
+    """An ONNX file as a ModelProto (external data not loaded), or one line saying why not."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InceptionDeployError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError, OSError, ...
+        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
+
+
+def fp32_metadata(proto, src) -> dict:
+    metadata = onnx_metadata(proto, src)
+    if metadata is None:
+        raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
+    if metadata.get("precision", "fp32") != "fp32":
+        raise InceptionDeployError(f"{src}: is already {metadata['precision']}; start from the FP32 export")
+    return metadata

@@ -14,13 +14,32 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .calibration.images import calibration_folder
+from .calibration.policy import CalibrationRequest
 from .errors import ConfigError
+from .fileio import check_writable
 from .metadata import preprocess_of
-from .export.onnx import ExportResult
-from .parity import ParityReport
+from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent
+
+if TYPE_CHECKING:  # the export stages import torch: only when deploy runs
+    from .export.onnx import ExportResult
+    from .verify.metrics import ParityReport
+
+ENGINE_CHOICES = ("auto", "yes", "no")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Whether to build a TensorRT engine (auto: where TensorRT and a GPU are; yes: the same, and
+    the caller exits 3 when impossible; no), its largest batch, and the timing cache to reuse."""
+
+    build: str = "auto"
+    max_batch: int = 32
+    timing_cache: str | os.PathLike | None = None
 
 
 @dataclass
@@ -47,8 +66,6 @@ class DeployResult:
 def default_output(arch: str) -> Path:
     """``<file stem of the arch>.onnx`` in the current folder, e.g. ``inception_v3.onnx`` for v3
     and ``googlenet.onnx`` for v1 (the reference's own name)."""
-    from .models.registry import get_arch
-
     return Path(f"{get_arch(arch).file_stem}.onnx")
 
 
@@ -85,36 +102,35 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
       weights (``weights=None``) have no decision margins, so their FP16/INT8 rows are measured
       but not judged; FP32 is always judged.
     """
-    from .export import export_onnx
-    from .export.precision import check_calibration_source, check_remainder, convert_fp16, quantize_int8
-    from .fileio import check_writable
+    from .export import export_onnx  # torch: only now
+    from .export.precision import check_remainder, convert_fp16, quantize
 
     say = progress or silent
-    from .calibration import calibration_folder
-
     if fp16_io and not fp16:
         raise ConfigError("--fp16-io (fp16_io) needs --fp16 (fp16)")
     if not int8 and (calib_dir is not None or calib_samples or calib_cache is not None):
         raise ConfigError("--calib-dir, --calib-samples and --calib-cache need --int8")
-    calib_dir = calibration_folder(calib_dir, calib_samples)
-    if engine not in ("auto", "yes", "no"):
-        raise ConfigError(f"engine must be auto, yes or no, not {engine!r}")
+    if engine not in ENGINE_CHOICES:
+        raise ConfigError(f"engine must be {', '.join(ENGINE_CHOICES)}, not {engine!r}")
+    if int8_remainder != "fp32" and not int8:
+        raise ConfigError("--int8-remainder needs --int8")
     output = Path(output) if output is not None else default_output(arch)
-    own_cache = calib_cache is None  # the default cache beside the output is ours to replace when stale
-    calib_cache = Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json")
+    engine_options = EngineOptions(engine, max_engine_batch, timing_cache)
+    calibration = CalibrationRequest(
+        calibration_folder(calib_dir, calib_samples), calib_images, calib_batch, calib_method, percentile,
+        Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json"),
+        replace_stale=calib_cache is None)  # the default cache beside the output is ours to replace when stale
     fp16_path = _beside(output, "_fp16")
     if int8:  # an FP16 remainder is TensorRT's: it picks the target when none is named
         int8_target = int8_target or ("tensorrt" if int8_remainder == "fp16" else default_int8_target())
         check_remainder(int8_remainder, int8_target, f"--opset {opset}", opset)  # before the slow export
-    elif int8_remainder != "fp32":
-        raise ConfigError("--int8-remainder needs --int8")
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
     for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
         check_writable(path)
     if int8:
-        check_calibration_source(calib_dir, calib_cache)
+        calibration.check()
     if eval_data is not None:  # a bad labelled set is refused before the slow export
-        from .evaluation import ClassNames, read_labelled
+        from .labelled import ClassNames, read_labelled
         from .labels import resolve_labels
 
         read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
@@ -134,14 +150,11 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
         result.artifacts.append(convert_fp16(output, fp16_path, fp16_io=fp16_io, reference_model=reference,
                                              judge_parity=judge, progress=progress))
     if int8:
-        result.artifacts.append(quantize_int8(
-            output, int8_path, target=int8_target, calib_dir=calib_dir, cache=calib_cache,
-            replace_stale_cache=own_cache, method=calib_method, images=calib_images, batch=calib_batch,
-            percentile=percentile, remainder=int8_remainder, reference_model=reference, judge_parity=judge,
-            progress=progress))
-    if engine != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
+        result.artifacts.append(quantize(output, int8_path, int8_target, calibration, remainder=int8_remainder,
+                                         reference_model=reference, judge_parity=judge, progress=progress))
+    if engine_options.build != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
-        _build_engine(result, source, reference, max_engine_batch, timing_cache, judge, say)
+        _build_engine(result, source, reference, engine_options, judge, say)
     written = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
     if eval_data is not None:
         from .evaluation import evaluate
@@ -157,20 +170,19 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     return result
 
 
-def _build_engine(result: DeployResult, source: ExportResult, reference, max_batch: int, timing_cache,
-                  judge: bool, say: Progress) -> None:
+def _build_engine(result: DeployResult, source: ExportResult, reference, options: EngineOptions, judge: bool,
+                  say: Progress) -> None:
     from .export.engine import EngineNotBuilt, build_engine, engine_unavailable_reason
-    from .metadata import preprocess_of
-    from .parity import check_backend
+    from .verify.comparator import check_backend, verification_batches
 
     reason = engine_unavailable_reason()
     if reason:
         result.engine_skipped = f"{source.path.with_suffix('.plan')} not built: {reason}"
         return
-    batch = source.metadata.get("batch")
+    batch, max_batch = source.metadata.get("batch"), options.max_batch
     try:
         built = build_engine(source.path, min_batch=batch or 1, opt_batch=batch or min(8, max_batch),
-                             max_batch=batch or max_batch, timing_cache=timing_cache, progress=say)
+                             max_batch=batch or max_batch, timing_cache=options.timing_cache, progress=say)
     except EngineNotBuilt as e:
         result.engine_skipped = str(e)
         return
@@ -180,7 +192,7 @@ def _build_engine(result: DeployResult, source: ExportResult, reference, max_bat
     from .runtime.tensorrt_backend import TensorRTBackend
 
     backend = TensorRTBackend(built.path)
-    sizes = (batch,) if batch else (1, min(8, max_batch))
+    sizes = verification_batches(batch, max_batch)
     precision = built.metadata["precision"]
     say(f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}...")
     result.engine_parity = check_backend(reference, backend, preprocess_of(source.metadata), sizes, precision,

@@ -65,6 +65,22 @@ class PreprocessConfig:
             return self
         return replace(self, input_size=input_size, resize_size=math.floor(input_size / self.crop_pct))
 
+    def with_overrides(self, input_size: int | None = None, mean=None, std=None, resize: int | None = None,
+                       crop_pct: float | None = None, interpolation: str | None = None,
+                       keep_aspect: bool | None = None) -> "PreprocessConfig":
+        """This config with the options a user gave changed (None: kept). ``crop_pct`` sets the
+        resize size as timm does, floor(input size / crop pct); ``resize`` sets it directly."""
+        if resize is not None and crop_pct is not None:
+            raise ConfigError("--resize and --crop-pct both set the resize size: give one")
+        config = self.with_input_size(input_size) if input_size else self
+        changes = {k: v for k, v in {"mean": mean, "std": std, "interpolation": interpolation,
+                                     "keep_aspect": keep_aspect}.items() if v is not None}
+        if resize is not None:
+            changes["resize_size"] = resize
+        if crop_pct is not None:
+            changes["resize_size"] = math.floor(config.input_size / crop_pct)
+        return replace(config, **changes) if changes else config
+
     def to_dict(self) -> dict:
         """The fields as JSON types; ``keep_aspect`` only where False, so artifacts and calibration
         cache digests of every other config read as they did before the field existed."""

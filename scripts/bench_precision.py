@@ -3,8 +3,8 @@
     python scripts/bench_precision.py [--arch v3] [--runs 20] [--calib-images 512] [--skip-calibration-times]
 
 Each (model, batch size) is timed in a process of its own (inception_deploy.bench: median of
---runs after 3 warm-ups), so one measurement's memory and threads do not disturb the next. Calibration images: --calib-dir,
-or 512 JPEGs of 640x480 to 1280x960 made from the shipped photos.
+--runs after 3 warm-ups), so one measurement's memory and threads do not disturb the next.
+Calibration images: --calib-dir, or 512 JPEGs of 640x480 to 1280x960 made from the shipped photos.
 """
 import argparse
 import tempfile
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bench_run import calibration_images
+
 from inception_deploy.bench import isolated
 
 
@@ -27,9 +28,10 @@ def main():
     from tabulate import tabulate
 
     from inception_deploy.calibration.cache import preprocess_digest
+    from inception_deploy.calibration.policy import CalibrationRequest
     from inception_deploy.calibration.qdq import prepare
     from inception_deploy.export import export_onnx
-    from inception_deploy.export.precision import convert_fp16, quantize_int8, run_calibration
+    from inception_deploy.export.precision import convert_fp16, quantize_int8
     from inception_deploy.fileio import sha256_file
     from inception_deploy.metadata import preprocess_of
 
@@ -44,9 +46,8 @@ def main():
             prepare(fp32.path, prepared)
             for method in ("entropy", "minmax", "percentile"):
                 start = time.perf_counter()
-                cache = run_calibration(prepared, calib_dir, config, sha256_file(fp32.path), preprocess_digest(config),
-                                        method=method, images=args.calib_images, batch=8, percentile=99.99,
-                                        progress=None)
+                request = CalibrationRequest(calib_dir, args.calib_images, 8, method)
+                cache = request.calibrate(prepared, config, sha256_file(fp32.path), preprocess_digest(config))
                 rows.append((method, cache.images, f"{time.perf_counter() - start:.1f}"))
                 print(*rows[-1], flush=True)
             print(tabulate(rows, headers=("calibration", "images", "seconds"), tablefmt="github",

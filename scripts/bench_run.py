@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inception_deploy.parity import sample_photos
-from inception_deploy.inputs import expand_inputs
+from inception_deploy.inputs import expand_inputs, sample_photos
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import Predictor
 

@@ -15,8 +15,8 @@ from tabulate import tabulate
 from inception_deploy import create_model, list_archs
 from inception_deploy.export import export_onnx
 from inception_deploy.metadata import preprocess_of
-from inception_deploy.parity import check_backend
 from inception_deploy.runtime import OnnxRuntimeBackend
+from inception_deploy.verify.comparator import check_backend
 
 
 def main():

@@ -31,7 +31,7 @@ ARCHS = ["v1", "v2", "v3", "v4", "inception-resnet-v1", "inception-resnet-v2", "
 
 def eval_views(count: int, seed: int = 1) -> list[Image.Image]:
     """Random crops (30-100% of the side) and flips of the shipped photos."""
-    from inception_deploy.parity import sample_photos
+    from inception_deploy.inputs import sample_photos
 
     rng = np.random.default_rng(seed)
     photos = [Image.open(p).convert("RGB") for p in sample_photos()]
@@ -72,8 +72,8 @@ def measure(name, fp32_path, model, calib_dir, images: np.ndarray, labels, folde
     """Calibrate once, quantize for both targets (and the tensorrt target with an FP16 remainder),
     compare each with eager on ``images``."""
     from inception_deploy.export.precision import quantize_int8
-    from inception_deploy.parity import eager_logits
     from inception_deploy.runtime import OnnxRuntimeBackend
+    from inception_deploy.runtime.torch_runner import eager_logits
 
     cache = folder / f"{name}.calib.json"  # one calibration for every variant
     quantize_int8(fp32_path, folder / f"{name}.first.onnx", target="cpu", calib_dir=calib_dir, cache=cache,

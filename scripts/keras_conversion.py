@@ -21,10 +21,10 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from keras_reference import import_keras, keras_logits, keras_model  # noqa: E402
 
-from inception_deploy.keras_checkpoints import KERAS_NAMES, KERAS_PREPROCESS  # noqa: E402
-from inception_deploy.parity import sample_photos  # noqa: E402
+from inception_deploy.checkpoints.keras import KERAS_NAMES, KERAS_PREPROCESS  # noqa: E402
+from inception_deploy.checkpoints.zoo import create_model  # noqa: E402
+from inception_deploy.inputs import sample_photos  # noqa: E402
 from inception_deploy.preprocess import preprocess  # noqa: E402
-from inception_deploy.zoo import create_model  # noqa: E402
 
 
 def main():

@@ -92,10 +92,10 @@ def main():
     args = parser.parse_args()
 
     from bench_run import calibration_images
+
     from inception_deploy.calibration import CalibrationImages
-    from inception_deploy.export.onnx import load_onnx
-    from inception_deploy.export.precision import fp32_metadata, quantize_int8
-    from inception_deploy.metadata import preprocess_of
+    from inception_deploy.export.precision import quantize_int8
+    from inception_deploy.metadata import fp32_metadata, load_onnx, preprocess_of
 
     python = modelopt_python(args.venv, args.modelopt)
     with tempfile.TemporaryDirectory(prefix="modelopt-compare-") as tmp:

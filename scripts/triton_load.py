@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from inception_deploy.parity import sample_photos
+from inception_deploy.inputs import sample_photos
 from inception_deploy.runtime import Predictor
 from inception_deploy.serving import TritonClient, TritonServer, write_repository
 

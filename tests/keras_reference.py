@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from inception_deploy.keras_checkpoints import KERAS_NAMES
+from inception_deploy.checkpoints.keras import KERAS_NAMES
 
 
 def import_keras():

@@ -72,7 +72,7 @@ def main():
     from PIL import Image
 
     sys.path.insert(0, os.environ.get("INCEPTION_DEPLOY_REFERENCES", ""))
-    from inception_deploy.parity import sample_photos
+    from inception_deploy.inputs import sample_photos
 
     arrays = {}
     for arch in ARCHS:

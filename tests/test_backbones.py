@@ -15,10 +15,12 @@ from click.testing import CliRunner
 
 from inception_deploy.cli import main
 from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.inputs import sample_folder, sample_photos
+from inception_deploy.labelled import imagenet_wnids
 from inception_deploy.models.registry import ARCHS, get_arch
-from inception_deploy.evaluation import imagenet_wnids
-from inception_deploy.parity import check_backend, eager_logits, sample_folder, sample_photos
 from inception_deploy.preprocess import preprocess
+from inception_deploy.runtime.torch_runner import eager_logits
+from inception_deploy.verify.comparator import check_backend
 
 BACKBONES = [spec.name for spec in ARCHS if spec.family != "Inception"]
 ATTENTION = ["seresnet50", "resnest50d"]  # sigmoid gates; split-attention softmax
@@ -69,10 +71,10 @@ def test_run_openvino_eval_and_repository_on_the_exported_file(arch, exported, b
         _check_openvino_and_eval(arch, path, model, expected, tmp_path)
 
     pytest.importorskip("tritonclient.grpc", reason="tritonclient (the triton extra) is not installed")
-    from inception_deploy.serving import write_repository
-
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
+
+    from inception_deploy.serving import write_repository
 
     (written,) = write_repository([path], tmp_path / "repo", max_batch=8)
     config = text_format.Parse((tmp_path / "repo" / written.name / "config.pbtxt").read_text(),

@@ -8,10 +8,11 @@ from functools import partial
 import pytest
 import torch
 
-from inception_deploy import create_model, zoo
+from inception_deploy import create_model
+from inception_deploy.checkpoints import zoo
+from inception_deploy.checkpoints.weights import download, expected_digest
 from inception_deploy.errors import WeightsError
 from inception_deploy.models import PretrainedWeights, get_arch
-from inception_deploy.weights import download, expected_digest
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,9 @@ def test_real_build_run_and_parity(precision, tmp_path, built_models):
     """Real TensorRT: v3 engine per precision, run through the runtime, parity against eager."""
     from inception_deploy.export import export_onnx
     from inception_deploy.export.precision import quantize_int8
-    from inception_deploy.parity import check_backend, sample_photos
+    from inception_deploy.inputs import sample_photos
     from inception_deploy.runtime.tensorrt_backend import TensorRTBackend
+    from inception_deploy.verify.comparator import check_backend
 
     model = built_models("v3")
     onnx_path = export_onnx(model, tmp_path / "v3.onnx", check_parity=False).path

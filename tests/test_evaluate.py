@@ -6,13 +6,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import trained_classifier as tc
 from click.testing import CliRunner
 from PIL import Image
 
-import trained_classifier as tc
 from inception_deploy.cli import main
-from inception_deploy.evaluation import ClassNames, EvalError, evaluate, mcnemar_exact, read_labelled, wilson
+from inception_deploy.evaluation import evaluate
+from inception_deploy.labelled import ClassNames, EvalError, read_labelled
 from inception_deploy.labels import imagenet_labels
+from inception_deploy.verify.statistics import mcnemar_exact, wilson
 
 LABELS = [f"class_{i}" for i in range(tc.CLASSES)]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from inception_deploy import create_model, list_archs, parity
+from inception_deploy import create_model, list_archs
 from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
@@ -16,6 +16,7 @@ from inception_deploy.labels import imagenet_labels, labels_digest
 from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata
 from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
+from inception_deploy.verify import metrics
 
 ARCHS = list_archs()
 
@@ -156,7 +157,7 @@ def test_cli_preprocessing_overrides(tmp_path):
 
 
 def test_cli_parity_failure_keeps_file_and_exits_1(tmp_path, monkeypatch):
-    monkeypatch.setitem(parity.THRESHOLDS, "fp32", parity.Thresholds(max_rel=0.0))
+    monkeypatch.setitem(metrics.THRESHOLDS, "fp32", metrics.Thresholds(max_rel=0.0))
     out = tmp_path / "f.onnx"
     code, stdout, stderr = _cli("--arch", "v1", "-o", str(out), "--batch", "1", "--opset", "17")
     assert code == 1 and out.is_file()

@@ -13,17 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile import TINY_SIZE, cli, one_error_line, tiny_classifier, tiny_metadata, unprivileged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hostile import TINY_SIZE, cli, one_error_line, tiny_classifier, tiny_metadata, unprivileged
 from inception_deploy.calibration.cache import FORMAT, CalibrationCache
 from inception_deploy.errors import InceptionDeployError, printable
 from inception_deploy.fileio import atomic_path
-from inception_deploy.inputs import InputError, expand_inputs
+from inception_deploy.inputs import InputError, expand_inputs, sample_photos
 from inception_deploy.metadata import MAX_DOCUMENT_BYTES, parse_metadata, validate_metadata
-from inception_deploy.parity import sample_photos
 from inception_deploy.runtime import Predictor
 
 
@@ -435,8 +434,8 @@ def test_calibration_cache_key_is_the_graph_not_the_metadata(exported, tmp_path)
     """An export without a parity report has other metadata, the same graph: its cache stays valid."""
     from inception_deploy.calibration.cache import graph_digest
     from inception_deploy.export import export_onnx
-    from inception_deploy.export.onnx import load_onnx
     from inception_deploy.fileio import sha256_file
+    from inception_deploy.metadata import load_onnx
 
     with_parity = exported("v1").path
     without = export_onnx("v1", tmp_path / "v1.onnx", check_parity=False).path

@@ -18,9 +18,9 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-
 from hostile import cli, one_error_line, tiny_classifier
-from inception_deploy.parity import sample_photos
+
+from inception_deploy.inputs import sample_photos
 
 
 def _script(code: str, *args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
@@ -331,7 +331,7 @@ def test_a_signal_landing_in_a_finalizer_still_interrupts_without_a_traceback(tm
     code = f"""
 import gc, pathlib, sys, time
 import click
-from inception_deploy.cli import _one_line_errors
+from inception_deploy.cli.guard import one_line_errors
 
 class Slow:
     def __del__(self):
@@ -339,7 +339,7 @@ class Slow:
         time.sleep(3)   # the signal lands here
 
 @click.command()
-@_one_line_errors
+@one_line_errors
 def work():
     Slow()
     gc.collect()

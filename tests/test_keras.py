@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from keras_reference import calibrate, import_keras, keras_logits, keras_model
 
+from inception_deploy.checkpoints.keras import BUILD_OPTIONS, KERAS_NAMES, KERAS_PREPROCESS
+from inception_deploy.checkpoints.zoo import create_model, default_preprocess
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError, WeightsError
-from inception_deploy.keras_checkpoints import BUILD_OPTIONS, KERAS_NAMES, KERAS_PREPROCESS
-from inception_deploy.parity import sample_photos
+from inception_deploy.inputs import sample_photos
 from inception_deploy.preprocess import PreprocessConfig, load_image, preprocess
-from inception_deploy.zoo import create_model, default_preprocess
-from keras_reference import calibrate, import_keras, keras_logits, keras_model
 
 FORMATS = [".keras", ".weights.h5", ".h5"]
 
@@ -85,8 +85,8 @@ def test_logits_equal_keras_in_every_format(arch, saved, photos):
 ])
 def test_each_keras_numerics_option_is_needed(arch, option, torch_value, saved, photos):
     """The PyTorch layouts' own numerics, one option at a time, move the logits well past the bound."""
+    from inception_deploy.checkpoints.keras import keras_state_dict
     from inception_deploy.models.registry import get_arch
-    from inception_deploy.keras_checkpoints import keras_state_dict
 
     reference, files = saved(arch)
     spec = get_arch(arch)
@@ -98,8 +98,8 @@ def test_each_keras_numerics_option_is_needed(arch, option, torch_value, saved, 
 
 
 def test_a_model_built_without_keras_numerics_is_refused(saved):
+    from inception_deploy.checkpoints.weights import load_weights
     from inception_deploy.models.registry import get_arch
-    from inception_deploy.weights import load_weights
 
     model = get_arch("xception").build()  # timm's numerics
     with pytest.raises(WeightsError, match="Keras's numerics"):

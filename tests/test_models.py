@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from inception_deploy import InceptionDeployError, calibrate_batchnorm, create_model, list_archs
+from inception_deploy.checkpoints.zoo import synthetic_batch
 from inception_deploy.errors import UnknownArchError
 from inception_deploy.models import check_input_size, get_arch
 from inception_deploy.models.registry import ARCHS as SPECS
-from inception_deploy.zoo import synthetic_batch
 
 INCEPTIONS = ["v1", "v2", "v3", "v4", "inception-resnet-v1", "inception-resnet-v2", "xception"]
 BACKBONES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "seresnet50", "densenet121",

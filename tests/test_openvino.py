@@ -1,16 +1,19 @@
 """The OpenVINO backend on this toolkit's own ONNX files (skips where OpenVINO is not installed)."""
 import numpy as np
 import pytest
+import trained_classifier as tc
 from click.testing import CliRunner
 
-import trained_classifier as tc
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import quantize_int8
-from inception_deploy.parity import check_backend, compare, eager_logits, sample_folder
+from inception_deploy.inputs import sample_folder
 from inception_deploy.preprocess import normalize
 from inception_deploy.runtime import OnnxRuntimeBackend, open_backend
+from inception_deploy.runtime.torch_runner import eager_logits
+from inception_deploy.verify.comparator import check_backend
+from inception_deploy.verify.metrics import compare
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'inception-deploy[openvino]')")
 from inception_deploy.runtime.openvino_backend import OpenVINOBackend  # noqa: E402

@@ -164,7 +164,7 @@ def test_bench_plot_panels_ticks_and_speedups(tmp_path):
 
 
 def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
-    from inception_deploy.parity import sample_photos
+    from inception_deploy.inputs import sample_photos
 
     calib = tmp_path / "calib"
     calib.mkdir()

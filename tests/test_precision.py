@@ -5,10 +5,10 @@ import os
 import numpy as np
 import onnx
 import pytest
+import trained_classifier as tc
 from click.testing import CliRunner
 from PIL import Image
 
-import trained_classifier as tc
 from inception_deploy.calibration import CalibrationCache, CalibrationImages
 from inception_deploy.calibration.ranges import entropy_bin
 from inception_deploy.cli import main
@@ -16,9 +16,9 @@ from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.metadata import onnx_metadata
-from inception_deploy.parity import check_backend
 from inception_deploy.preprocess import normalize
 from inception_deploy.runtime import OnnxRuntimeBackend
+from inception_deploy.verify.comparator import check_backend
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
-from inception_deploy.models import get_arch
-from inception_deploy.parity import sample_photos
-from inception_deploy.preprocess import PreprocessConfig, load_image, normalize, preprocess, resize_and_crop, to_rgb
 from reference_transforms import ARCHS, EXPECTED, STRIDE, crop_digest
+
+from inception_deploy.inputs import sample_photos
+from inception_deploy.models import get_arch
+from inception_deploy.preprocess import PreprocessConfig, load_image, normalize, preprocess, resize_and_crop, to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +67,9 @@ def test_keep_aspect_is_written_only_where_false():
 
 
 def test_export_preprocessing_flags_choose_the_resize():
-    from inception_deploy.cli import _preprocess_config
-
     base = get_arch("v3").preprocess
-    assert _preprocess_config(base, None, None, None, None, None, None, False).keep_aspect is False
-    assert _preprocess_config(base, None, None, None, None, None, None, None) == base
+    assert base.with_overrides(keep_aspect=False).keep_aspect is False
+    assert base.with_overrides() == base
 
 
 def _png(image):

@@ -20,8 +20,8 @@ from inception_deploy.calibration.ranges import float_tensors
 
 ARCHS = list_archs()
 # architectures with residual Adds where a Conv output meets a skip (fusion points of rule 3)
-RESIDUAL = {"inception-resnet-v1", "inception-resnet-v2", "xception", "resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d",
-            "seresnet50", "res2net50_26w_4s", "resnest50d"}
+RESIDUAL = {"inception-resnet-v1", "inception-resnet-v2", "xception", "resnet18", "resnet34", "resnet50", "resnet101",
+            "resnext50_32x4d", "seresnet50", "res2net50_26w_4s", "resnest50d"}
 GATES = {"seresnet50": "Sigmoid", "resnest50d": "Softmax"}  # attention gates
 POOLS = ("MaxPool", "AveragePool")
 HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul")

@@ -2,16 +2,17 @@
 
 The reference libraries (torchvision, timm, Cadene's pretrainedmodels, facenet-pytorch) are not
 dependencies; CI installs them aside (scripts/reference_env.sh, pointed to by
-INCEPTION_DEPLOY_REFERENCES) and elsewhere each case skips with a reason. Where they import, this is the strongest check we have: the
-reference's own state_dict loads strictly into our module and both give the same logits.
+INCEPTION_DEPLOY_REFERENCES) and elsewhere each case skips with a reason. Where they import, this is
+the strongest check we have: the reference's own state_dict loads strictly into our module and both
+give the same logits.
 """
 
 import pytest
 import torch
-
-from inception_deploy.models import calibrate_batchnorm, get_arch
-from inception_deploy.zoo import synthetic_batch
 from reference_transforms import ARCHS as REFERENCE_TRANSFORM_ARCHS
+
+from inception_deploy.checkpoints.zoo import synthetic_batch
+from inception_deploy.models import calibrate_batchnorm, get_arch
 
 
 def _torchvision(name, **kw):
@@ -85,10 +86,10 @@ def test_reference_state_dict_loads_and_logits_match(arch, aux):
 def test_preprocessing_equals_reference_eval_transform(arch):
     """Live version of tests/test_preprocess.py's stored numbers, on the references themselves."""
     from PIL import Image
-
-    from inception_deploy.parity import sample_photos
-    from inception_deploy.preprocess import preprocess
     from reference_transforms import reference_transform
+
+    from inception_deploy.inputs import sample_photos
+    from inception_deploy.preprocess import preprocess
 
     try:
         _, full = reference_transform(arch)

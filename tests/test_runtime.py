@@ -11,8 +11,8 @@ from PIL import Image
 
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
+from inception_deploy.inputs import sample_photos
 from inception_deploy.labels import imagenet_labels
-from inception_deploy.parity import sample_photos
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import OnnxRuntimeBackend, Predictor, open_backend
 from inception_deploy.runtime.tensorrt_backend import check_compatible
@@ -70,7 +70,7 @@ def test_glob_patterns_are_expanded(v1_onnx):
     folder = sample_photos()[0].parent
     code, stdout, _ = _run(v1_onnx, f"{folder}/c[ah]*.jpg", "--json")
     assert code == 0
-    assert [os.path.basename(json.loads(l)["file"]) for l in stdout.splitlines()] == ["camera.jpg", "chelsea.jpg"]
+    assert [os.path.basename(json.loads(line)["file"]) for line in stdout.splitlines()] == ["camera.jpg", "chelsea.jpg"]
 
 
 def _bad_files(folder):
@@ -92,14 +92,14 @@ def test_bad_images_are_reported_and_the_rest_still_run(v1_onnx, tmp_path):
     paths = _bad_files(tmp_path)
     code, stdout, stderr = _run(v1_onnx, *paths, "--json")
     assert code == 1
-    results = {os.path.basename(json.loads(l)["file"]): json.loads(l) for l in stdout.splitlines()}
+    results = {os.path.basename(json.loads(line)["file"]): json.loads(line) for line in stdout.splitlines()}
     assert "labels" in results["good.jpg"]
     assert results["missing.jpg"]["error"] == "no such file or folder"
     assert results["text.jpg"]["error"].startswith("not an image")
     assert results["empty.jpg"]["error"].startswith("not an image")
     assert results["truncated.jpg"]["error"].startswith("truncated or corrupt image")
     assert "error" in results["garbage.png"]
-    errors = [l for l in stderr.splitlines() if l.startswith("error: ")]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 5 and "Traceback" not in stderr
     assert stderr.rstrip().endswith("5 of 6 inputs failed")
 

@@ -23,9 +23,10 @@ from click.testing import CliRunner
 pytest.importorskip("tritonclient.grpc", reason="tritonclient (the triton extra) is not installed")
 
 import trained_classifier as tc  # noqa: E402
+
 from inception_deploy.cli import main  # noqa: E402
 from inception_deploy.errors import InceptionDeployError  # noqa: E402
-from inception_deploy.parity import sample_photos  # noqa: E402
+from inception_deploy.inputs import sample_photos  # noqa: E402
 from inception_deploy.runtime.predictor import Predictor  # noqa: E402
 from inception_deploy.serving import TritonClient, TritonServer, write_repository  # noqa: E402
 from inception_deploy.serving.client import parse_url  # noqa: E402

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from trt_real import bindings, onnx_files
 
 ROOT = Path(__file__).resolve().parent.parent

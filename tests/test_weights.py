@@ -5,10 +5,10 @@ import torch
 from safetensors.torch import save_file
 
 from inception_deploy import create_model, list_archs
+from inception_deploy.checkpoints.weights import load_weights, read_checkpoint
+from inception_deploy.checkpoints.zoo import synthetic_batch
 from inception_deploy.errors import WeightsError
 from inception_deploy.models import get_arch
-from inception_deploy.weights import load_weights, read_checkpoint
-from inception_deploy.zoo import synthetic_batch
 
 ARCHS = list_archs()
 

@@ -5,9 +5,10 @@ activations / s8 weights), because what is cached is each tensor's observed min/
 clipping threshold, from which each target derives its own range.
 """
 from .cache import CalibrationCache
-from .images import CalibrationImages, calibration_folder, find_images
-from .qdq import TARGETS, write_qdq
+from .images import CalibrationImages, calibration_folder
+from .policy import CalibrationRequest, calibrate_onnx
+from .qdq import write_qdq
 from .ranges import METHODS, calibrate
 
-__all__ = ["CalibrationCache", "CalibrationImages", "METHODS", "TARGETS", "calibrate", "calibration_folder",
-           "find_images", "write_qdq"]
+__all__ = ["CalibrationCache", "CalibrationImages", "CalibrationRequest", "METHODS", "calibrate", "calibrate_onnx",
+           "calibration_folder", "write_qdq"]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import atomic_path
+from ..fileio import write_json
 from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..preprocess import PreprocessConfig
 from .ranges import METHODS
@@ -53,8 +53,7 @@ class CalibrationCache:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | os.PathLike) -> Path:
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1))
+        write_json(path, {"format": FORMAT, **asdict(self)})
         return Path(path)
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ConfigError, InceptionDeployError, printable
-from ..inputs import IMAGE_SUFFIXES, decoded, scan_folder
+from ..inputs import decoded, find_images, sample_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 
 log = logging.getLogger(__name__)
@@ -23,33 +23,8 @@ def calibration_folder(calib_dir, samples: bool):
     if calib_dir is not None and samples:
         raise ConfigError("--calib-dir and --calib-samples both name the calibration images: give one")
     if samples:
-        from ..parity import sample_folder
-
         return sample_folder()
     return calib_dir
-
-
-def find_images(folder: str | os.PathLike) -> tuple[list[Path], list]:
-    """The image files under ``folder`` and the (name, reason) of what could not be looked at
-    (unreadable subfolders, dangling links); an error when there is no image at all."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        what = "a file, not a folder of images" if folder.exists() else "no such image folder"
-        raise InceptionDeployError(f"{folder}: {what}")
-    files, problems = scan_folder(folder)
-    if not files:
-        why = f"first problem: {problems[0].name}: {problems[0].reason}" if problems else \
-            f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
-        raise InceptionDeployError(f"{folder}: no images found ({why})")
-    return files, [(p.name, p.reason) for p in problems]
-
-
-def spread(files: list, count: int) -> list:
-    """At most ``count`` of ``files``, evenly spread over the list (a folder sorted by class is
-    sampled across classes)."""
-    if len(files) <= count:
-        return files
-    return [files[i] for i in np.linspace(0, len(files) - 1, count).round().astype(int)]
 
 
 def warn_skipped(folder, skipped: list) -> None:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
+from ..metadata import INT8_TARGETS
 from .cache import CalibrationCache
-
-TARGETS = ("tensorrt", "cpu")
 
 QUANTIZED_OPS = ("Conv", "MaxPool", "AveragePool")  # rule 1
 WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
@@ -181,8 +180,8 @@ def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str |
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    if target not in TARGETS:
-        raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(TARGETS)}")
+    if target not in INT8_TARGETS:
+        raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
     options = {}
     if target == "tensorrt":
         graph = onnx.load(str(prepared_path)).graph

@@ -16,10 +16,8 @@ from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, check_writable, sha256_file
-from ..metadata import onnx_metadata, sidecar_path
+from ..metadata import load_onnx, onnx_metadata, sidecar_path
 from ..progress import Progress, heartbeat, silent
-from .onnx import load_onnx
-
 
 log = logging.getLogger(__name__)
 

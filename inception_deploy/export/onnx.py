@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
+from ..checkpoints.weights import download
+from ..checkpoints.zoo import INIT_SEED, PRETRAINED, create_model
 from ..errors import InceptionDeployError, first_line
 from ..fileio import atomic_path, sha256_file, write_failure
+from ..inputs import sample_photos
 from ..labels import labels_digest, resolve_labels
-from ..metadata import SCHEMA_VERSION, set_onnx_metadata
+from ..metadata import SCHEMA_VERSION, load_onnx, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
-from ..parity import ParityReport, check_backend
 from ..preprocess import PreprocessConfig
 from ..progress import silent
+from ..verify.comparator import SYNTHETIC_IMAGES, check_backend, verification_batches
+from ..verify.metrics import ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +117,7 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
         _save(proto, tmp)
         report = None
         if check_parity:
-            report = _parity(model, tmp, config, batch, max_batch, say)
+            report = check_onnx_parity(model, tmp, config, batch, max_batch, say=say)
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
@@ -158,16 +162,13 @@ def _reuse(output: Path, request: str, model, config, batch, max_batch, check_pa
         return None
     say(f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
         f"{request[:12]}); delete it to export again")
-    report = _parity(model, output, config, batch, max_batch, say) if check_parity else None
+    report = check_onnx_parity(model, output, config, batch, max_batch, say=say) if check_parity else None
     result = _result(output, proto, metadata, report, start, model)
     result.reused = True
     return result
 
 
 def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, object, dict]:
-    from ..weights import download
-    from ..zoo import INIT_SEED, PRETRAINED, create_model
-
     if not isinstance(arch_or_model, str):
         spec = spec_for_model(arch_or_model)
         if spec is None:
@@ -322,34 +323,18 @@ def _save(proto, path: Path):
     onnx.save(proto, str(path))
 
 
-def _parity(model, path: Path, config: PreprocessConfig, batch, max_batch, say) -> ParityReport:
+def check_onnx_parity(model, path: Path, config: PreprocessConfig, batch: int | None, max_batch: int | None,
+                      precision: str = "fp32", judged: bool = True, say=silent) -> ParityReport:
+    """An ONNX file on ONNX Runtime's CPU against the eager ``model``, at the verification batch
+    sizes (export, FP16 and INT8 alike), announced through ``say``."""
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, device="cpu", max_batch=batch or max_batch)
-    sizes = (batch,) if batch else tuple(sorted({1, min(8, max_batch)}))
-    say(parity_announcement(sizes))
-    return check_backend(model, backend, config, sizes, "fp32", "onnxruntime-cpu")
-
-
-def parity_announcement(sizes) -> str:
-    from ..parity import SYNTHETIC_IMAGES, sample_photos
-
+    sizes = verification_batches(batch, max_batch)
     images = len(sample_photos()) + SYNTHETIC_IMAGES
     how = f"one at a time and in batches of up to {max(sizes)}" if len(sizes) > 1 else f"in batches of {sizes[0]}"
-    return f"checking parity against eager PyTorch on {images} images, {how}..."
-
-
-def load_onnx(path: str | os.PathLike):
-    """An ONNX file as a ModelProto (external data not loaded), or one line saying why not."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise InceptionDeployError(f"{path}: no such ONNX file")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError, OSError, ...
-        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
+    say(f"checking parity against eager PyTorch on {images} images, {how}...")
+    return check_backend(model, backend, config, sizes, precision, "onnxruntime-cpu", judged=judged)
 
 
 def value_shape(value) -> list:

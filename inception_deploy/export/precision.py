@@ -11,16 +11,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..calibration import CalibrationCache, CalibrationImages, calibrate, write_qdq
+from ..calibration import write_qdq
 from ..calibration.cache import graph_digest, preprocess_digest
-from ..calibration.images import FEW_IMAGES
+from ..calibration.policy import CalibrationRequest
 from ..calibration.qdq import WEIGHT_BITS, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
-from ..metadata import onnx_metadata, preprocess_of, set_onnx_metadata
-from ..parity import check_backend
-from ..progress import Progress, silent
-from .onnx import ExportResult, load_onnx, value_shape
+from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
+from ..progress import silent
+from .onnx import ExportResult, check_onnx_parity, value_shape
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 # kernels for (its DEFAULT_OP_BLOCK_LIST). Everything else (Conv, pooling, Concat, Add, Relu)
 # runs in FP16; BN is already folded into Conv by the exporter.
 FP16_KEEP_FP32 = ("Gemm", "MatMul")
-REMAINDERS = ("fp32", "fp16")  # precision of what an INT8 graph leaves unquantized
 
 
 def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: bool = False,
@@ -75,6 +73,15 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     cache beside the output is the toolkit's own; a cache the user named is not). ``progress``:
     called with one line as each slow step starts; with it, calibration also shows a bar.
     """
+    request = CalibrationRequest(calib_dir, images, batch, method, percentile, cache, replace_stale_cache)
+    return quantize(src, output, target, request, remainder=remainder, reference_model=reference_model,
+                    judge_parity=judge_parity, progress=progress)
+
+
+def quantize(src: str | os.PathLike, output: str | os.PathLike, target: str, request: CalibrationRequest, *,
+             remainder: str = "fp32", reference_model=None, judge_parity: bool = True,
+             progress=None) -> ExportResult:
+    """``quantize_int8`` over a CalibrationRequest (the pipeline's form)."""
     import onnx
 
     say = progress or silent
@@ -85,33 +92,13 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     check_remainder(remainder, target, src, metadata["opset"])
     config = preprocess_of(metadata)
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
-    request = None
-    if calib_dir is not None:  # images named now: the cache must have been made the way asked now
-        request = {"method": method, "percentile": percentile, "images": None}
-        if replace_stale_cache and cache is not None and Path(cache).exists():
-            # the image count only decides for our own default cache (a folder with unreadable
-            # files yields fewer than it holds, so a cache the user named is never refused for it)
-            from ..calibration import find_images
-
-            request["images"] = min(images, len(find_images(calib_dir)[0]))
-    calibration = cached_calibration(cache, graph_sha, pre_sha, replace_stale_cache and calib_dir is not None,
-                                     request)
-    if calibration is not None:
-        say(f"reusing calibration cache {cache} ({calibration.images} images, {calibration.method})")
-    if calibration is None and calib_dir is None:
-        raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
-                                   "calibration cache (--calib-cache FILE)")
+    calibration = request.cached(graph_sha, pre_sha, say)
     with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         say(f"preparing {src} for quantization (shape inference, graph optimization)...")
         prepare(src, prepared)
         if calibration is None:
-            say(f"calibrating on up to {images} images of {calib_dir} ({method})...")
-            calibration = run_calibration(prepared, calib_dir, config, graph_sha, pre_sha, method=method,
-                                          images=images, batch=batch, percentile=percentile,
-                                          progress=progress)
-            if cache is not None:
-                calibration.save(cache)
+            calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
         quantized = Path(folder) / "quantized.onnx"
         say(f"writing INT8 Q/DQ nodes for the {target} target...")
         write_qdq(prepared, calibration, target, quantized)
@@ -131,9 +118,9 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
 def check_remainder(remainder: str, target: str, src=None, opset: int | None = None) -> None:
     """FP16 for the unquantized remainder is TensorRT's (ONNX Runtime's CPU has no FP16
     arithmetic) and needs FP16 Q/DQ scales, which ONNX allows from opset 19."""
-    if remainder not in REMAINDERS:
+    if remainder not in INT8_REMAINDERS:
         raise InceptionDeployError(f"unknown INT8 remainder precision {remainder!r}; choose one of: "
-                                   f"{', '.join(REMAINDERS)}")
+                                   f"{', '.join(INT8_REMAINDERS)}")
     if remainder == "fp16" and target != "tensorrt":
         raise InceptionDeployError(f"--int8-remainder fp16 is for --int8-target tensorrt, not {target} "
                                    f"(ONNX Runtime's CPU kernels have no FP16 arithmetic)")
@@ -142,88 +129,10 @@ def check_remainder(remainder: str, target: str, src=None, opset: int | None = N
                                    f"this model has opset {opset}: export it with the default opset")
 
 
-def cached_calibration(cache, graph_sha: str, pre_sha: str, replace_stale: bool,
-                       request: dict | None = None) -> CalibrationCache | None:
-    """The ranges in ``cache`` when it exists and was made for this graph and preprocessing;
-    None when there is none (or it is stale and ``replace_stale``); otherwise an error.
-
-    ``request`` (method, percentile, images available or None) is given when the caller also
-    named calibration images: a cache made another way (another method, or fewer images than
-    asked for and available, e.g. after a ``--calib-samples`` demonstration) is then stale too,
-    so what the user asks for now is never silently replaced by an older calibration."""
-    if cache is None or not Path(cache).exists():
-        return None
-    calibration = CalibrationCache.load(cache)
-    try:
-        calibration.check(cache, graph_sha, pre_sha)
-        if request is not None:
-            _check_request(cache, calibration, **request)
-    except InceptionDeployError as e:
-        if not replace_stale:
-            raise
-        log.info("recalibrating: %s", e)
-        return None
-    if calibration.images < FEW_IMAGES:  # e.g. left by a --calib-samples demonstration
-        log.warning("%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
-                    "with --calib-dir on your own images", cache, calibration.images, FEW_IMAGES)
-    return calibration
-
-
-def _check_request(cache, calibration: CalibrationCache, method: str, percentile: float, images: int | None) -> None:
-    made = f"{calibration.method}{f' {calibration.percentile}' if calibration.percentile else ''}"
-    asked = f"{method}{f' {percentile}' if method == 'percentile' else ''}"
-    if made != asked:
-        raise InceptionDeployError(f"{cache}: stale calibration cache: made with {made}, {asked} asked for "
-                                   f"(delete it or name another --calib-cache)")
-    if images is not None and calibration.images < images:
-        raise InceptionDeployError(f"{cache}: stale calibration cache: made from {calibration.images} images, "
-                                   f"{images} asked for and available (delete it or name another --calib-cache)")
-
-
-def check_calibration_source(calib_dir, cache) -> None:
-    """Fail before a slow export when INT8 could not be calibrated anyway: no images and no
-    cache, an image folder without images, a corrupt cache, a cache that cannot be written."""
-    from ..calibration import find_images
-    from ..fileio import check_writable
-
-    cache_exists = cache is not None and Path(cache).exists()
-    if calib_dir is None and not cache_exists:
-        raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR, an existing "
-                                   "--calib-cache, or --calib-samples for a demonstration")
-    if cache_exists:
-        CalibrationCache.load(cache)
-    if calib_dir is not None:
-        find_images(calib_dir)
-        if cache is not None:
-            check_writable(cache)
-
-
-def run_calibration(prepared, calib_dir, config, graph_sha: str, pre_sha: str, *, method: str, images: int,
-                    batch: int, percentile: float, progress: Progress | None) -> CalibrationCache:
-    """Calibrate the prepared graph on a folder of images into a CalibrationCache; with
-    ``progress``, a bar over the images and a line when the threshold search starts."""
-    data = CalibrationImages(calib_dir, config, count=images, batch=batch)
-    tensors = calibrate(prepared, data.batches(progress is not None), method, percentile, progress)
-    return CalibrationCache(method, percentile if method == "percentile" else None, data.used, graph_sha, pre_sha,
-                            tensors)
-
-
-def fp32_metadata(proto, src) -> dict:
-    metadata = onnx_metadata(proto, src)
-    if metadata is None:
-        raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
-    if metadata.get("precision", "fp32") != "fp32":
-        raise InceptionDeployError(f"{src}: is already {metadata['precision']}; start from the FP32 export")
-    return metadata
-
-
 def _finish(proto, metadata: dict, output, reference_model, precision: str, start: float, judge: bool,
             say) -> ExportResult:
     """Write atomically with metadata; verify against the eager model when one is given."""
     import onnx
-
-    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from .onnx import parity_announcement
 
     output = Path(output)
     report = None
@@ -231,11 +140,8 @@ def _finish(proto, metadata: dict, output, reference_model, precision: str, star
         set_onnx_metadata(proto, metadata)
         onnx.save(proto, str(tmp))
         if reference_model is not None:
-            backend = OnnxRuntimeBackend(tmp, device="cpu", max_batch=metadata.get("max_batch"))
-            sizes = (metadata["batch"],) if metadata.get("batch") else (1, 8)
-            say(parity_announcement(sizes))
-            report = check_backend(reference_model, backend, preprocess_of(metadata), sizes, precision,
-                                   "onnxruntime-cpu", judged=judge)
+            report = check_onnx_parity(reference_model, tmp, preprocess_of(metadata), metadata.get("batch"),
+                                       metadata.get("max_batch"), precision, judge, say)
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             onnx.save(proto, str(tmp))

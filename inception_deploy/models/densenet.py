@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 class DenseLayer(nn.Module):
     """BN -> ReLU -> 1x1 conv (to ``bn_size`` x growth) -> BN -> ReLU -> 3x3 conv (to growth)."""
 

@@ -23,7 +23,7 @@ def _chain(in_channels, widths, kernels, last_stride=1):
     return nn.Sequential(*layers)
 
 
-class _Residual(nn.Module):
+class Residual(nn.Module):
     """out = relu(x + scale * conv1x1(concat(branches(x)))): the Inception-ResNet unit."""
 
     def __init__(self, scale, relu):
@@ -39,7 +39,7 @@ class _Residual(nn.Module):
         return self.relu(out) if self.relu is not None else out
 
 
-class Block35(_Residual):
+class Block35(Residual):
     """Inception-ResNet-A on the 35x35 grid: 1x1 | 1x1->3x3 | 1x1->3x3->3x3."""
 
     def __init__(self, channels, branch2_widths, scale):
@@ -50,7 +50,7 @@ class Block35(_Residual):
         self.conv2d = nn.Conv2d(64 + branch2_widths[-1], channels, kernel_size=1)
 
 
-class _Factorized(_Residual):
+class _Factorized(Residual):
     """1x1 | 1x1->1xk->kx1 residual block (Block17: k=7 on 17x17, Block8: k=3 on 8x8)."""
 
     kernel = 0

@@ -1,7 +1,6 @@
-"""What every backend offers, and how a model file picks its backend."""
+"""What every backend offers (the runner interface), and the helpers backends share."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -29,44 +28,6 @@ class Backend(Protocol):
 
     def describe(self) -> str:
         """One line: backend, device, providers actually used, precision."""
-
-
-def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None,
-                 precision: str | None = None, openvino_mode: str = "latency") -> Backend:
-    """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime (OpenVINO with
-    ``device="openvino"``), .plan/.engine/.trt -> TensorRT. ``arch`` supplies preprocessing and
-    labels for artifacts without metadata. ``precision="bf16"`` runs an ONNX file in bfloat16 on
-    OpenVINO (the only CPU backend that can); ``auto`` then means OpenVINO. ``openvino_mode``:
-    OpenVINO's "latency" or "throughput" performance hint."""
-    path = Path(path)
-    if device not in DEVICES:
-        raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
-    if precision not in (None, "bf16"):
-        raise InceptionDeployError(f"unknown execution precision {precision!r}; choose bf16 or leave it out")
-    if precision == "bf16" and device not in ("auto", "openvino"):
-        raise InceptionDeployError(f"--precision bf16 runs on OpenVINO: use --device openvino, not {device}")
-    if not path.is_file():
-        raise InceptionDeployError(f"{path}: no such model file")
-    suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        if device == "openvino" or precision == "bf16":
-            from .openvino_backend import OpenVINOBackend
-
-            return OpenVINOBackend(path, arch=arch, precision="bf16" if precision == "bf16" else "f32",
-                                   mode=openvino_mode)
-        from .onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, device=device, arch=arch)
-    if suffix in ENGINE_SUFFIXES:
-        if device not in ("auto", "tensorrt") or precision is not None:
-            raise InceptionDeployError(f"{path}: TensorRT engines run on the GPU in the precision they were built "
-                                       f"with; --device {device}{' --precision ' + precision if precision else ''} "
-                                       f"needs an .onnx")
-        from .tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(path, arch=arch)
-    raise InceptionDeployError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx, "
-                               f"or a TensorRT engine (.plan, .engine, .trt)")
 
 
 def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | None, num_classes: int) -> dict:

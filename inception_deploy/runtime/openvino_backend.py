@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InceptionDeployError, first_line
-from ..metadata import check_graph_shape
+from ..metadata import check_graph_shape, load_onnx
 from .base import resolve_metadata, split_batches
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,6 @@ class OpenVINOBackend:
     def __init__(self, path: str | os.PathLike, arch: str | None = None, precision: str = "f32",
                  mode: str = "latency", threads: int | None = None, cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
                  max_batch: int | None = None):
-        from ..export.onnx import load_onnx
-
         if precision not in PRECISIONS:
             raise InceptionDeployError(f"unknown OpenVINO precision {precision!r}; choose one of: "
                                        f"{', '.join(PRECISIONS)}")
@@ -86,7 +84,8 @@ class OpenVINOBackend:
         if precision == "bf16" and self.executes != "bf16":
             raise InceptionDeployError(
                 f"{self.path}: bf16 was asked for, but this CPU has no bfloat16 arithmetic (OpenVINO runs "
-                f"{self.executes}; its CPU capabilities: {', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})")
+                f"{self.executes}; its CPU capabilities: "
+                f"{', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})")
         recorded = self.metadata.get("precision", "fp32")
         self.precision = "bf16" if self.executes == "bf16" and recorded in ("fp32", "unknown") else recorded
         self.mode = mode

@@ -14,13 +14,15 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..errors import InceptionDeployError
+from ..cpu import int8_may_saturate
+from ..errors import InceptionDeployError, printable
 from ..inputs import InputError, describe_image_error
 from ..labels import read_labels
 from ..metadata import preprocess_of
+from ..models.registry import canonical_arch, get_arch
 from ..postprocess import softmax, top_k
 from ..preprocess import load_image, normalize
-from .base import open_backend
+from .open import open_backend
 
 
 @dataclass
@@ -115,3 +117,24 @@ class Predictor:
                 continue
             yield prediction(name, probabilities[row], self.labels, topk)
             row += 1
+
+
+def caveats(backend, model_path, arch: str | None = None) -> list[str]:
+    """What to know before trusting a run of ``backend``, as "warning: ..." / "note: ..." lines:
+    an ignored --arch, random weights, an INT8 placement meant for another runtime, 8-bit INT8
+    weights on a CPU whose int8 sums can saturate."""
+    meta, name, lines = backend.metadata, backend.name, []
+    model = printable(model_path)
+    if arch is not None and canonical_arch(meta.get("arch")) != get_arch(arch).name:
+        lines.append(f"warning: {model} was exported from {meta.get('arch')} and carries its preprocessing and labels; "
+                     f"--arch {printable(arch)} ignored")
+    if "init_seed" in (meta.get("weights") or {}):
+        lines.append(f"note: {model} was exported with randomly initialised weights: its labels mean nothing")
+    if meta.get("int8_target") == "tensorrt" and name.startswith("onnxruntime cpu"):
+        lines.append(f"warning: {model} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32 "
+                     f"(export --int8-target cpu for CPU serving)")
+    if int8_may_saturate(meta, name):
+        lines.append(f"warning: {model} has 8-bit INT8 weights and this CPU has no VNNI: {name}'s int8 sums can "
+                     f"saturate (check it with inception-parity; --int8-target cpu writes 7-bit weights, which "
+                     f"cannot)")
+    return lines

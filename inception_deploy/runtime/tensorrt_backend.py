@@ -192,7 +192,8 @@ class TensorRTBackend:
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or not outputs:
-            raise InceptionDeployError(f"{self.path}: not an image classifier engine (inputs {inputs}, outputs {outputs})")
+            raise InceptionDeployError(f"{self.path}: not an image classifier engine (inputs {inputs}, "
+                                       f"outputs {outputs})")
         self.input_name = inputs[0]
         self.output_name = "logits" if "logits" in outputs else outputs[0]
         shape = tuple(self.engine.get_tensor_shape(self.input_name))

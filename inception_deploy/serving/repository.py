@@ -156,8 +156,9 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
 
     Each model is named after its file's stem; an engine beside the ONNX file it was built
     from (``v3.onnx``, ``v3.plan``) is model ``v3_trt``. Plans with the same file name (e.g.
-    ``a100/v3.plan``, ``l4/v3.plan``) become one model with a plan per GPU (``cc_model_filenames``), when they were built by the same TensorRT from the
-    same model. ``kind``: where ONNX models run (engines always run on the GPU); ``auto`` lets
+    ``a100/v3.plan``, ``l4/v3.plan``) become one model with a plan per GPU (``cc_model_filenames``),
+    when they were built by the same TensorRT from the same model. ``kind``: where ONNX models
+    run (engines always run on the GPU); ``auto`` lets
     Triton pick the GPU when there is one. ``max_batch``: the largest batch the server forms
     (default: the artifact's limit). ``onnx_backend``: Triton's ONNX Runtime or OpenVINO backend.
     """

@@ -17,8 +17,8 @@ def write_onnx_files(folder) -> dict:
     """GoogLeNet (random weights) at FP32 with dynamic and static batch, FP16, and INT8 for both targets."""
     from inception_deploy.export import export_onnx
     from inception_deploy.export.precision import convert_fp16, quantize_int8
+    from inception_deploy.inputs import sample_folder
     from inception_deploy.models.registry import get_arch
-    from inception_deploy.parity import sample_folder
 
     paths = onnx_paths(folder)
     config = get_arch("v1").preprocess.with_input_size(SIZE)

@@ -168,9 +168,8 @@ def test_refused_input_shape_is_an_error_not_garbage(onnx_files, tmp_path):
 
 def test_real_cuda_bindings_without_a_driver_explain_themselves(monkeypatch):
     """The REAL cuda-python on this machine (no driver) answers cudaErrorInsufficientDriver."""
-    from trt_real.conftest import REAL_CUDART
-
     import inception_deploy.runtime.tensorrt_backend as backend
+    from trt_real.conftest import REAL_CUDART
 
     monkeypatch.setattr(backend, "import_cudart", lambda what: REAL_CUDART)
     reason = engine_unavailable_reason()
@@ -211,9 +210,8 @@ def test_doctor_reports_tensorrt_cuda_python_and_the_gpu(trt, monkeypatch):
     facts = {f.name: f for f in doctor.diagnose()}
     assert facts["tensorrt"] == doctor.Fact("tensorrt", trt.__version__, True)
     assert facts["cuda gpu"].value == "Stand-in GPU (host memory) (compute capability 9.0)"
-    from trt_real.conftest import REAL_CUDART
-
     import inception_deploy.runtime.tensorrt_backend as backend
+    from trt_real.conftest import REAL_CUDART
 
     monkeypatch.setattr(backend, "import_cudart", lambda what: REAL_CUDART)  # the real one: no driver here
     facts = {f.name: f for f in doctor.diagnose()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from inception_deploy.runtime.base import open_backend
+from inception_deploy.runtime.open import open_backend
 
 
 class TritonPythonModel:

@@ -5,12 +5,13 @@ import os
 
 from torch import nn
 
-from .errors import InceptionDeployError
-from .keras_checkpoints import BUILD_OPTIONS, KERAS_PREPROCESS, is_keras_file
-from .metadata import MAX_CLASSES
-from .models.batchnorm import calibrate_batchnorm
-from .models.registry import ArchSpec, get_arch
-from .preprocess import PreprocessConfig, normalize, synthetic_images
+from ..errors import InceptionDeployError
+from ..inputs import sample_photos
+from ..metadata import MAX_CLASSES
+from ..models.batchnorm import calibrate_batchnorm
+from ..models.registry import ArchSpec, get_arch
+from ..preprocess import PreprocessConfig, normalize, preprocess, synthetic_images
+from .keras import BUILD_OPTIONS, KERAS_PREPROCESS, is_keras_file
 from .weights import download, load_weights
 
 PRETRAINED = "pretrained"
@@ -67,9 +68,6 @@ def _calibration_batch(spec: ArchSpec):
     attention blocks (ResNeSt's split attention) normalize one pooled vector per image, and
     statistics of a few smooth synthetic images alone blow real photos up to logits near 1e3."""
     import torch
-
-    from .parity import sample_photos
-    from .preprocess import preprocess
 
     return torch.cat([synthetic_batch(spec), torch.from_numpy(preprocess(sample_photos(), spec.preprocess))])
 

@@ -40,10 +40,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import InceptionDeployError, WeightsError, first_line
-from .fileio import check_input_file
-from .metadata import MAX_CLASSES, MAX_DOCUMENT_BYTES, load_json
-from .preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
+from ..errors import InceptionDeployError, WeightsError, first_line
+from ..fileio import check_input_file
+from ..metadata import MAX_CLASSES, MAX_DOCUMENT_BYTES, load_json
+from ..models.inception_resnet import Residual
+from ..models.layers import BasicConv2d
+from ..models.xception import SeparableConv2d
+from ..preprocess import INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
 
 # keras.applications' preprocess_input "tf" mode (x / 127.5 - 1: mean = std = 0.5 on [0, 1]) on the
 # image resized straight to 299 x 299 (load_img / image_dataset_from_directory), aspect not kept
@@ -365,8 +368,6 @@ def _text(value) -> str:
 
 
 def _v3_slots(model):
-    from .models.layers import BasicConv2d
-
     for path, module in model.named_modules():
         if isinstance(module, BasicConv2d):
             yield Slot(f"{path}.conv", "conv2d")
@@ -376,8 +377,6 @@ def _v3_slots(model):
 def _inception_resnet_v2_slots(model):
     """Automatic names except the residual up-projections (``block35_1_conv``... with a bias, no
     batch norm) and ``conv_7b``."""
-    from .models.inception_resnet import _Residual
-    from .models.layers import BasicConv2d
 
     stages = {"repeat": "block35", "repeat_1": "block17", "repeat_2": "block8"}
     for path, module in model.named_modules():
@@ -385,7 +384,7 @@ def _inception_resnet_v2_slots(model):
             name = "conv_7b" if path == "conv2d_7b" else None
             yield Slot(f"{path}.conv", "conv2d", name)
             yield Slot(f"{path}.bn", "batch_normalization", name and f"{name}_bn")
-        elif isinstance(module, _Residual):
+        elif isinstance(module, Residual):
             stage, _, index = path.partition(".")
             name = "block8_10" if path == "block8" else f"{stages[stage]}_{int(index) + 1}"
             yield Slot(f"{path}.conv2d", "conv2d", f"{name}_conv")
@@ -395,7 +394,6 @@ def _xception_slots(model):
     """Named layers except the four 1x1 shortcut convolutions and their batch norms. Keras counts
     the entry convolutions as block 1, so our ``block<i>`` is Keras's ``block<i+1>`` and our exit
     convolutions ``conv3`` / ``conv4`` are ``block14_sepconv1`` / ``block14_sepconv2``."""
-    from .models.xception import SeparableConv2d
 
     for ours, keras in (("conv1", "block1_conv1"), ("conv2", "block1_conv2")):
         yield Slot(ours, "conv2d", keras)

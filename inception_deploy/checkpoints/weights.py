@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import WeightsError
-from .fileio import atomic_path, check_input_file, sha256_file
-from .models.registry import ArchSpec, PretrainedWeights, spec_for_model
+from ..errors import WeightsError
+from ..fileio import atomic_path, check_input_file, sha256_file
+from ..models.registry import ArchSpec, PretrainedWeights, spec_for_model
+from .keras import is_keras_file, keras_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
     classes and the architecture's published weights are known to carry them. Keras files
     (.keras, .h5, .weights.h5) are converted into the layout first.
     """
-    from .keras_checkpoints import is_keras_file, keras_state_dict
-
     spec = spec_for_model(model)
     expected = model.state_dict()
     if is_keras_file(path):

@@ -1,0 +1,129 @@
+"""What a calibration request is, when an existing cache answers it, and calibrating when none
+does: one policy for ``inception-export --int8`` and ``inception-calibrate``.
+
+A cache answers a request when it was made for this graph and preprocessing and, where images
+are named now, made the way asked now (method; at least as many images as asked for and
+available): what the user asks for is never silently replaced by an older calibration. A stale
+cache is refused, or recalibrated over where it is the toolkit's own default cache
+(``replace_stale``); a cache made from few images warns each time it is reused.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InceptionDeployError
+from ..fileio import check_writable
+from ..inputs import find_images
+from ..metadata import fp32_metadata, load_onnx, preprocess_of
+from ..progress import Progress, silent
+from .cache import CalibrationCache, graph_digest, preprocess_digest
+from .images import FEW_IMAGES, CalibrationImages
+from .qdq import prepare
+from .ranges import calibrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """Calibration as asked for: images from ``folder`` (None: an existing ``cache`` only), how
+    many and in which batches, the clipping ``method``; the ``cache`` file to reuse or write, and
+    whether a stale one may be replaced (the default cache beside the output is ours)."""
+
+    folder: str | os.PathLike | None = None
+    images: int = 512
+    batch: int = 8
+    method: str = "entropy"
+    percentile: float = 99.99
+    cache: str | os.PathLike | None = None
+    replace_stale: bool = False
+
+    def check(self) -> None:
+        """Fail before a slow export when INT8 could not be calibrated anyway: no images and no
+        cache, a folder without images, a corrupt cache, a cache that cannot be written."""
+        cache_exists = self.cache is not None and Path(self.cache).exists()
+        if self.folder is None and not cache_exists:
+            raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR, an existing "
+                                       "--calib-cache, or --calib-samples for a demonstration")
+        if cache_exists:
+            CalibrationCache.load(self.cache)
+        if self.folder is not None:
+            find_images(self.folder)
+            if self.cache is not None:
+                check_writable(self.cache)
+
+    def cached(self, graph_sha: str, pre_sha: str, say: Progress = silent) -> CalibrationCache | None:
+        """The cache's ranges when it answers this request for this graph and preprocessing;
+        None when there is none or it is stale and ours to replace; otherwise an error."""
+        if self.cache is None or not Path(self.cache).exists():
+            if self.folder is None:
+                raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
+                                           "calibration cache (--calib-cache FILE)")
+            return None
+        calibration = CalibrationCache.load(self.cache)
+        replace = self.replace_stale and self.folder is not None
+        try:
+            calibration.check(self.cache, graph_sha, pre_sha)
+            if self.folder is not None:
+                self._check_made_as_asked(calibration)
+        except InceptionDeployError as e:
+            if not replace:
+                raise
+            log.info("recalibrating: %s", e)
+            return None
+        if calibration.images < FEW_IMAGES:  # e.g. left by a --calib-samples demonstration
+            log.warning("%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
+                        "with --calib-dir on your own images", self.cache, calibration.images, FEW_IMAGES)
+        say(f"reusing calibration cache {self.cache} ({calibration.images} images, {calibration.method})")
+        return calibration
+
+    def _check_made_as_asked(self, calibration: CalibrationCache) -> None:
+        made = f"{calibration.method}{f' {calibration.percentile}' if calibration.percentile else ''}"
+        asked = f"{self.method}{f' {self.percentile}' if self.method == 'percentile' else ''}"
+        if made != asked:
+            raise InceptionDeployError(f"{self.cache}: stale calibration cache: made with {made}, {asked} asked for "
+                                       f"(delete it or name another --calib-cache)")
+        if not self.replace_stale:
+            # the image count only decides for our own default cache (a folder with unreadable
+            # files yields fewer than it holds, so a cache the user named is never refused for it)
+            return
+        available = min(self.images, len(find_images(self.folder)[0]))
+        if calibration.images < available:
+            raise InceptionDeployError(f"{self.cache}: stale calibration cache: made from {calibration.images} "
+                                       f"images, {available} asked for and available (delete it or name another "
+                                       f"--calib-cache)")
+
+    def calibrate(self, prepared, config, graph_sha: str, pre_sha: str,
+                  progress: Progress | None = None) -> CalibrationCache:
+        """Calibrate the prepared graph on the folder's images (written to the cache when one is
+        named); with ``progress``, a bar over the images and a line when the threshold search starts."""
+        (progress or silent)(f"calibrating on up to {self.images} images of {self.folder} ({self.method})...")
+        data = CalibrationImages(self.folder, config, count=self.images, batch=self.batch)
+        tensors = calibrate(prepared, data.batches(progress is not None), self.method, self.percentile, progress)
+        calibration = CalibrationCache(self.method, self.percentile if self.method == "percentile" else None,
+                                       data.used, graph_sha, pre_sha, tensors)
+        if self.cache is not None:
+            calibration.save(self.cache)
+        return calibration
+
+
+def calibrate_onnx(model: str | os.PathLike, request: CalibrationRequest,
+                   progress: Progress | None = None) -> CalibrationCache:
+    """Calibrate an FP32 ONNX export (``inception-calibrate``) on ``request.folder`` into
+    ``request.cache``, always anew: per-tensor ranges, the method, and digests of the graph and
+    its preprocessing, so a later export reuses it only for the same model."""
+    say = progress or silent
+    model = Path(model)
+    proto = load_onnx(model)
+    config = preprocess_of(fp32_metadata(proto, model))
+    check_writable(request.cache)
+    find_images(request.folder)
+    with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
+        prepared = Path(folder) / "prepared.onnx"
+        say(f"preparing {model} for calibration (shape inference, graph optimization)...")
+        prepare(model, prepared)
+        return request.calibrate(prepared, config, graph_digest(proto), preprocess_digest(config), progress)

@@ -1,0 +1,14 @@
+"""matplotlib, asked for up front: commands with --plot call ``figure_class`` before their long
+run, so a missing matplotlib is one line, not an error after the work."""
+from __future__ import annotations
+
+from .errors import InceptionDeployError
+
+
+def figure_class():
+    """matplotlib's Figure, or a one-line error naming the extra that installs it."""
+    try:
+        from matplotlib.figure import Figure  # optional (the bench extra)
+    except ImportError:
+        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
+    return Figure

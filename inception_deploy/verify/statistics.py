@@ -1,0 +1,37 @@
+"""Statistics of accuracy on labelled images, with the standard library only: intervals of a
+proportion, and of a paired difference with McNemar's exact test."""
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959963984540054  # the normal quantile of 97.5%
+
+
+def wilson(correct: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% interval of a proportion (sound near 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(only_reference: int, only_model: int) -> float:
+    """Two-sided exact McNemar p-value: under "no difference" the images where exactly one model is
+    right split as a fair coin."""
+    n = only_reference + only_model
+    if n == 0:
+        return 1.0
+    k = min(only_reference, only_model)
+    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
+                 for i in range(k + 1)]
+    top = max(log_terms)
+    return min(1.0, 2 * math.exp(top) * sum(math.exp(t - top) for t in log_terms))
+
+
+def paired_difference(only_reference: int, only_model: int, n: int) -> tuple[float, float, float]:
+    """Model minus reference accuracy with its 95% interval (Wald, for paired proportions)."""
+    diff = (only_model - only_reference) / n
+    se = math.sqrt(max(only_model + only_reference - (only_model - only_reference) ** 2 / n, 0.0)) / n
+    return diff, diff - Z95 * se, diff + Z95 * se
