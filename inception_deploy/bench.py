@@ -21,8 +21,13 @@ import numpy as np
 
 from .cpu import machine_name
 from .errors import InceptionDeployError
+from .fileio import atomic_path
+from .metadata import MAX_BATCH
+from .models.registry import get_arch
 from .plotting import figure_class
 from .progress import heartbeat
+from .runtime import open_backend
+from .runtime.base import DEVICES, ENGINE_SUFFIXES
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
 TORCH_GPU_MODES = ("fp16-channels-last", "fp16-cuda-graph")
@@ -75,8 +80,6 @@ def _timed(run, iterations: int, warmup: int) -> list[float]:
 
 def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device: str = "auto",
                      precision: str | None = None, openvino_mode: str = "latency") -> BenchResult:
-    from .runtime import open_backend
-
     backend = open_backend(path, device=device, precision=precision, openvino_mode=openvino_mode)
     if backend.max_batch is not None and batch > backend.max_batch:  # refused before allocating the input
         raise InceptionDeployError(f"{path}: takes batches up to {backend.max_batch}, not {batch}; give "
@@ -149,8 +152,6 @@ def _cuda_graph(model, x):
 
 
 def model_input_size(arch: str) -> int:
-    from .models.registry import get_arch
-
     return get_arch(arch).preprocess.input_size
 
 
@@ -185,8 +186,6 @@ if __name__ == "__main__":
 
 def parse_devices(text: str, precision: str | None) -> tuple[str, ...]:
     """``--device cpu,openvino`` as a tuple of known devices (each ONNX model runs on each)."""
-    from .runtime.base import DEVICES
-
     devices = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
     unknown = [d for d in devices if d not in DEVICES]
     if not devices or unknown:
@@ -199,8 +198,6 @@ def parse_devices(text: str, precision: str | None) -> tuple[str, ...]:
 
 def parse_batch_sizes(text: str) -> list[int]:
     """``--batch-sizes 1,8,32`` as sorted sizes, each from 1 to MAX_BATCH."""
-    from .metadata import MAX_BATCH
-
     try:
         sizes = sorted({int(b) for b in text.split(",") if b.strip()})
     except ValueError:
@@ -216,8 +213,6 @@ def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch
     """Every model and torch baseline at every batch size, each in its own process. ``device``:
     one device or several (each ONNX model runs on each, side by side; engines once, on TensorRT);
     ``precision="bf16"`` applies where OpenVINO runs."""
-    from .runtime.base import ENGINE_SUFFIXES
-
     devices = (device,) if isinstance(device, str) else tuple(device)
     specs = []
     for model in map(str, models):
@@ -403,8 +398,6 @@ def plot_latency(results: list[BenchResult], path) -> None:
     from one run do not), plain tick labels at the batch sizes actually measured, and a title
     naming the models, the CPU, its core count and the date.
     """
-    from .fileio import atomic_path
-
     figure = bench_figure(results)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)

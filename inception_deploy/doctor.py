@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from . import __version__
+from .cpu import has_vnni, machine_name
 from .errors import first_line
 
 
@@ -50,8 +51,6 @@ def _python() -> list[Fact]:
 
 
 def _cpu() -> list[Fact]:
-    from .cpu import has_vnni, machine_name
-
     vnni = has_vnni()
     note = {True: "", None: "",
             False: " (8-bit INT8 weights can saturate here: the cpu target's 7-bit weights cannot)"}[vnni]

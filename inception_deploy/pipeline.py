@@ -20,10 +20,13 @@ from .calibration.images import calibration_folder
 from .calibration.policy import CalibrationRequest
 from .errors import ConfigError
 from .fileio import check_writable
+from .labelled import ClassNames, read_labelled
+from .labels import resolve_labels
 from .metadata import preprocess_of
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent
+from .serving.repository import check_destination, write_repository
 
 if TYPE_CHECKING:  # the export stages import torch: only when deploy runs
     from .export.onnx import ExportResult
@@ -130,13 +133,9 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     if int8:
         calibration.check()
     if eval_data is not None:  # a bad labelled set is refused before the slow export
-        from .labelled import ClassNames, read_labelled
-        from .labels import resolve_labels
 
         read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
     if triton_repository is not None:
-        from .serving.repository import check_destination
-
         check_destination(triton_repository)
 
     result = DeployResult()
@@ -164,8 +163,6 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
                                      preprocess=preprocess_of(fp32.metadata), labels=fp32.metadata["labels"]["names"],
                                      limit=eval_limit)
     if triton_repository is not None:
-        from .serving.repository import write_repository
-
         result.triton = write_repository(written, triton_repository, progress=progress)
     return result
 

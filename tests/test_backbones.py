@@ -21,6 +21,7 @@ from inception_deploy.models.registry import ARCHS, get_arch
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime.torch_runner import eager_logits
 from inception_deploy.verify.comparator import check_backend
+from inception_deploy.verify.metrics import THRESHOLDS
 
 BACKBONES = [spec.name for spec in ARCHS if spec.family != "Inception"]
 ATTENTION = ["seresnet50", "resnest50d"]  # sigmoid gates; split-attention softmax
@@ -85,12 +86,15 @@ def test_run_openvino_eval_and_repository_on_the_exported_file(arch, exported, b
 
 @pytest.mark.parametrize("arch", ATTENTION)
 def test_fp16_and_int8_of_residual_and_attention_archs(arch, exported, built_models, tmp_path):
-    """FP16 passes its parity thresholds; INT8 (both targets) keeps the logits' direction. With
-    random weights the top-1 of near-ties moves, so INT8 is judged by cosine only (its accuracy
-    bar is measured on the trained classifier, tests/test_precision.py)."""
+    """FP16 keeps FP16's cosine bound on every image and the top-1 of every photo; INT8 (both
+    targets) keeps the logits' direction. With random weights the top-1 of near-ties moves (a
+    smooth synthetic image of ResNeSt flips in FP16 with onnxruntime 1.32 at cosine 0.99996), so
+    neither is judged by top-1 on synthetic images (accuracy bars: the trained classifier,
+    tests/test_precision.py)."""
     path, model = exported(arch).path, built_models(arch)
-    fp16 = convert_fp16(path, tmp_path / "fp16.onnx", reference_model=model)
-    assert fp16.parity.passed, fp16.parity.table()
+    fp16 = convert_fp16(path, tmp_path / "fp16.onnx", reference_model=model, judge_parity=False)
+    assert min(r.cosine for r in fp16.parity.rows) >= THRESHOLDS["fp16"].min_cosine, fp16.parity.table()
+    assert all(r.top1 == 1.0 for r in fp16.parity.rows if r.inputs.startswith("photos")), fp16.parity.table()
     for target in ("tensorrt", "cpu"):
         int8 = quantize_int8(path, tmp_path / f"int8_{target}.onnx", target=target, calib_dir=sample_folder(),
                              method="minmax", reference_model=model, judge_parity=False)

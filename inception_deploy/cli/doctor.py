@@ -5,6 +5,8 @@ import json
 
 import click
 
+from ..doctor import as_json as facts_json
+from ..doctor import diagnose
 from ..errors import printable
 from .guard import one_line_errors
 from .options import command, option
@@ -16,9 +18,6 @@ from .options import command, option
 def doctor_command(as_json):
     """Say what this machine can do: Python, torch, ONNX Runtime (providers that really load),
     TensorRT, cuda-python, GPU and driver, and which extra to install for what is missing."""
-    from ..doctor import as_json as facts_json
-    from ..doctor import diagnose
-
     facts = diagnose()
     if as_json:
         click.echo(json.dumps(facts_json(facts), indent=1))

@@ -22,10 +22,11 @@ from ..errors import InceptionDeployError, first_line
 from ..fileio import atomic_path, sha256_file, write_failure
 from ..inputs import sample_photos
 from ..labels import labels_digest, resolve_labels
-from ..metadata import SCHEMA_VERSION, load_onnx, set_onnx_metadata
+from ..metadata import SCHEMA_VERSION, load_onnx, onnx_metadata, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..preprocess import PreprocessConfig
 from ..progress import silent
+from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..verify.comparator import SYNTHETIC_IMAGES, check_backend, verification_batches
 from ..verify.metrics import ParityReport
 
@@ -149,8 +150,6 @@ def _reuse(output: Path, request: str, model, config, batch, max_batch, check_pa
            start: float) -> ExportResult | None:
     """The existing ``output`` when it was exported by the same request (its ``export_request``
     digest); its parity is checked again against ``model`` when asked (seconds, not an export)."""
-    from ..metadata import onnx_metadata
-
     if not output.is_file():
         return None
     try:
@@ -327,8 +326,6 @@ def check_onnx_parity(model, path: Path, config: PreprocessConfig, batch: int | 
                       precision: str = "fp32", judged: bool = True, say=silent) -> ParityReport:
     """An ONNX file on ONNX Runtime's CPU against the eager ``model``, at the verification batch
     sizes (export, FP16 and INT8 alike), announced through ``say``."""
-    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
-
     backend = OnnxRuntimeBackend(path, device="cpu", max_batch=batch or max_batch)
     sizes = verification_batches(batch, max_batch)
     images = len(sample_photos()) + SYNTHETIC_IMAGES

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import import_module
 
 from ..errors import InceptionDeployError, UnknownArchError, first_line
+from ..metadata import MAX_INPUT_SIZE
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, PreprocessConfig
 
 
@@ -206,8 +207,6 @@ def check_input_size(spec: ArchSpec, size: int) -> None:
     milliseconds), so the answer is the network's own, not a hand-kept table.
     """
     import torch
-
-    from ..metadata import MAX_INPUT_SIZE
 
     if size < spec.min_input_size:
         raise InceptionDeployError(f"arch {spec.name} needs an input of at least {spec.min_input_size} pixels, "

@@ -7,7 +7,9 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import InceptionDeployError
+from ..labels import resolve_labels
 from ..metadata import METADATA_KEY, parse_metadata
+from ..models.registry import get_arch
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
@@ -37,8 +39,6 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
     """
     if props is not None and (arch is None or METADATA_KEY in props):
         return parse_metadata(props, str(source))
-    from ..labels import resolve_labels
-    from ..models.registry import get_arch
 
     spec = get_arch(arch)
     if num_classes < 1:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InceptionDeployError, printable
+from ..errors import InceptionDeployError, first_line, printable
 from ..fileio import check_folder_writable, current_umask, write_failure
 from ..metadata import check_graph_shape, read_sidecar
 from ..runtime.base import ENGINE_SUFFIXES, ONNX_SUFFIXES, resolve_metadata
@@ -80,8 +80,6 @@ def inspect_artifact(path: str | os.PathLike, arch: str | None = None) -> Artifa
 
 def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
     import onnxruntime as ort
-
-    from ..errors import first_line
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # read, do not compile
