@@ -52,3 +52,27 @@ def exported(tmp_path_factory, built_models):
         return cache[arch]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """The trained-head classifier (tests/trained_classifier.py), built and exported once per run:
+    its model, preprocessing config and FP32 ONNX (opset 17, parity checked). Tests write what
+    they derive from it into folders of their own."""
+    import trained_classifier as tc
+
+    from inception_deploy.export import export_onnx
+
+    model, config = tc.build()
+    fp32 = export_onnx(model, tmp_path_factory.mktemp("trained") / "small.onnx", opset=17, preprocess=config).path
+    return {"model": model, "config": config, "fp32": fp32}
+
+
+@pytest.fixture(scope="session")
+def v1_opset17(tmp_path_factory):
+    """inception-export --arch v1 --opset 17 with no weights (random init from the fixed seed), once per
+    run: the TorchScript exporter's file (tests that edit it work on a copy)."""
+    from inception_deploy.export import export_onnx
+
+    return export_onnx("v1", tmp_path_factory.mktemp("v1_opset17") / "googlenet.onnx", opset=17,
+                       check_parity=False).path

@@ -20,13 +20,10 @@ LABELS = [f"class_{i}" for i in range(tc.CLASSES)]
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
+def classifier(trained, tmp_path_factory):
     """The trained-head classifier, its FP32 ONNX, and a labelled folder of 200 images (+1 broken)."""
-    from inception_deploy.export import export_onnx
-
     folder = tmp_path_factory.mktemp("eval")
-    model, config = tc.build()
-    onnx_path = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config, check_parity=False).path
+    model, config, onnx_path = trained["model"], trained["config"], trained["fp32"]
     images, labels = tc.learnable_images(200, seed=21)
     data = folder / "data"
     for i, (image, label) in enumerate(zip(images, labels)):

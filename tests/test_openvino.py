@@ -6,7 +6,6 @@ from click.testing import CliRunner
 
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
-from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import quantize_int8
 from inception_deploy.inputs import sample_folder
 from inception_deploy.preprocess import normalize
@@ -20,12 +19,9 @@ from inception_deploy.runtime.openvino_backend import OpenVINOBackend  # noqa: E
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("openvino")
-    model, config = tc.build()
-    fp32 = export_onnx(model, folder / "small.onnx", preprocess=config, check_parity=False).path
+def classifier(trained, tmp_path_factory):
     test, labels = tc.learnable_images(400, seed=999)
-    return dict(model=model, config=config, fp32=fp32, folder=folder, test=(normalize(test, config), labels))
+    return dict(trained, folder=tmp_path_factory.mktemp("openvino"), test=(normalize(test, trained["config"]), labels))
 
 
 def test_fp32_file_runs_in_f32_and_passes_fp32_parity(classifier):

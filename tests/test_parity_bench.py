@@ -17,12 +17,10 @@ def _cli(*args):
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.fixture(scope="module")
-def v1_random(tmp_path_factory):
-    """inception-export --arch v1 with no weights (random init from the fixed seed)."""
-    path = tmp_path_factory.mktemp("parity") / "googlenet.onnx"
-    export_onnx("v1", path, opset=17, check_parity=False)
-    return path
+@pytest.fixture
+def v1_random(v1_opset17):
+    """inception-export --arch v1 --opset 17 with no weights (random init from the fixed seed)."""
+    return v1_opset17
 
 
 def test_parity_passes_for_an_honest_export(v1_random, tmp_path):

@@ -120,10 +120,8 @@ def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, 
         named.stderr
 
 
-def test_a_model_meets_the_wrong_arch(tmp_path):
-    from inception_deploy import export_onnx
-
-    path = str(export_onnx("v1", tmp_path / "g.onnx", opset=17, check_parity=False).path)
+def test_a_model_meets_the_wrong_arch(v1_opset17):
+    path = str(v1_opset17)
     run = CliRunner().invoke(main, ["run", path, "--samples", "--arch", "v3", "--json"])
     assert run.exit_code == 0, run.stderr
     assert f"warning: {path} was exported from v1 and carries its preprocessing and labels; --arch v3 ignored" in \

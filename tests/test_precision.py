@@ -22,14 +22,12 @@ from inception_deploy.verify.comparator import check_backend
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
+def classifier(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("precision")
-    model, config = tc.build()
-    fp32 = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config).path
     calib = tc.write_images(folder / "calib", 320, seed=200)
     test_images, test_labels = tc.learnable_images(1000, seed=999)
-    return dict(model=model, config=config, fp32=fp32, calib=calib, folder=folder,
-                test={"labelled": (normalize(test_images, config), test_labels)})
+    return dict(trained, calib=calib, folder=folder,
+                test={"labelled": (normalize(test_images, trained["config"]), test_labels)})
 
 
 def _accuracy(classifier, path, precision):

@@ -48,14 +48,12 @@ needs_server = pytest.mark.skipif(_server_available() is not None, reason=f"{_se
 
 
 @pytest.fixture(scope="session")
-def classifier_files(tmp_path_factory):
+def classifier_files(trained, tmp_path_factory):
     """The trained-head classifier as FP32 ONNX and FP16 ONNX with FP16 input/output, and images."""
-    from inception_deploy.export import export_onnx
     from inception_deploy.export.precision import convert_fp16
 
     folder = tmp_path_factory.mktemp("serving")
-    model, config = tc.build()
-    fp32 = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config, check_parity=False).path
+    fp32 = trained["fp32"]
     fp16 = convert_fp16(fp32, folder / "small_fp16.onnx", fp16_io=True).path
     images = tc.write_images(folder / "images", 64, seed=7)
     return {"fp32": fp32, "fp16": fp16, "images": sorted(images.iterdir()), "folder": folder}
