@@ -345,7 +345,8 @@ class Slow:
 def work():
     Slow()
     gc.collect()
-    time.sleep(30)
+    for _ in range(3000):  # work in Python: a signal pending before a long C call would wait for it to end
+        time.sleep(0.01)
     print("finished")
 
 work()

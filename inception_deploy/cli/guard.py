@@ -127,8 +127,9 @@ class _Interrupts:
 
     def _unraisable(self, info) -> None:
         if isinstance(info.exc_value, KeyboardInterrupt) and self.signum is not None:
-            self.raised = False  # swallowed in a finalizer: signal again, outside it
-            threading.Timer(0.01, os.kill, (os.getpid(), self.signum)).start()
+            self.raised = False  # swallowed in a finalizer: signal again, outside it, to the main thread
+            # (a process-wide kill may land on another thread and leave the main one asleep)
+            threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident, self.signum)).start()
             return
         self.previous_hook(info)
 
