@@ -384,6 +384,19 @@ def test_commands_needing_torch_say_which_extra_installs_it(command, args, tmp_p
     one_error_line(run.stderr, f"inception-{command} needs ", ": pip install 'inception-deploy[export]'")
 
 
+def test_running_an_onnx_model_needs_no_extra(tmp_path):
+    """The base install's promise: inception-run works with none of the extras' packages."""
+    tiny = tiny_classifier(tmp_path / "tiny.onnx")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_photos()[0].read_bytes())
+    extras = EXPORT_EXTRA + ("openvino", "tritonclient", "matplotlib", "tensorrt", "h5py")
+    code = (f"import sys\nsys.modules.update(dict.fromkeys({extras!r}))\nfrom inception_deploy.cli import run_main\n"
+            f"sys.argv = ['inception-run'] + sys.argv[1:]\nrun_main()")
+    run = _script(code, tiny, photo, "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["labels"][0].startswith("class ")
+
+
 # --- 16. what an artifact tells about where it was built -----------------------------------------
 
 def test_exported_files_keep_module_names_and_drop_stack_traces(exported):
