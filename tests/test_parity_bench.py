@@ -179,7 +179,7 @@ def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
 def test_bench_torch_compile_reports_compile_time_apart_from_latency():
     import re
 
-    code, stdout, stderr = _cli("bench", "--torch-arch", "v1", "--torch-compile", "--batch-sizes", "1",
+    code, stdout, stderr = _cli("bench", "--torch-arch", "resnet18", "--torch-compile", "--batch-sizes", "1",
                                 "--iterations", "1", "--warmup", "0")
     assert code == 0, stderr
     row = next(line for line in stdout.splitlines() if "| compile-bf16-channels-last " in line)

@@ -18,6 +18,7 @@ from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.metadata import onnx_metadata
 from inception_deploy.preprocess import normalize
 from inception_deploy.runtime import OnnxRuntimeBackend
+from inception_deploy.runtime.torch_runner import TorchRunner
 from inception_deploy.verify.comparator import check_backend
 
 
@@ -26,13 +27,13 @@ def classifier(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("precision")
     calib = tc.write_images(folder / "calib", 320, seed=200)
     test_images, test_labels = tc.learnable_images(1000, seed=999)
-    return dict(trained, calib=calib, folder=folder,
+    return dict(trained, calib=calib, folder=folder, reference=TorchRunner(trained["model"]),  # eager once per set
                 test={"labelled": (normalize(test_images, trained["config"]), test_labels)})
 
 
 def _accuracy(classifier, path, precision):
     backend = OnnxRuntimeBackend(path)
-    report = check_backend(classifier["model"], backend, classifier["config"], (8,), precision,
+    report = check_backend(classifier["reference"], backend, classifier["config"], (8,), precision,
                            labelled=classifier["test"])
     row = next(r for r in report.rows if r.inputs.startswith("labelled"))
     return row, report
@@ -46,7 +47,7 @@ def test_fp32_reference_accuracy(classifier):
 
 def test_fp16_loses_at_most_a_tenth_of_a_point(classifier):
     result = convert_fp16(classifier["fp32"], classifier["folder"] / "small_fp16.onnx",
-                          reference_model=classifier["model"])
+                          reference_model=classifier["reference"])
     assert result.parity.passed, result.parity.table()
     row, report = _accuracy(classifier, result.path, "fp16")
     assert row.accuracy >= row.reference_accuracy - 0.001 - 1e-9, report.table()  # 1 image in 1000
@@ -76,7 +77,7 @@ def test_fp16_io(classifier):
 def test_int8_loses_at_most_one_point(target, classifier):
     cache = classifier["folder"] / "small.calib.json"
     result = quantize_int8(classifier["fp32"], classifier["folder"] / f"small_int8_{target}.onnx", target=target,
-                           calib_dir=classifier["calib"], cache=cache, reference_model=classifier["model"])
+                           calib_dir=classifier["calib"], cache=cache, reference_model=classifier["reference"])
     row, report = _accuracy(classifier, result.path, "int8")
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9, report.table()
     assert row.passed, report.table()  # int8 thresholds on the data it was calibrated for
@@ -146,6 +147,37 @@ def test_entropy_clips_outliers_and_keeps_dense_ranges():
     counts = np.bincount(np.minimum((values / width).astype(int), 2047), minlength=2048)
     threshold = (entropy_bin(counts) + 0.5) * width
     assert 2.0 < threshold < 8.0
+
+
+def _kl_clipped_at(counts, i, levels=128, eps=1e-4):
+    """KL(P || Q) for clipping at bin i, written out bin by bin (entropy_bin's definition)."""
+    c = counts[:int(np.flatnonzero(counts).max()) + 1].astype(float)
+    c[0] = c[1]
+    p = c[:i].copy()
+    p[-1] += c[i:].sum()
+    level = np.arange(i) * levels // i
+    q = np.zeros(i)
+    for k in range(levels):
+        members = level == k
+        used = members & (p > 0)
+        if used.any():
+            q[used] = c[:i][members].sum() / used.sum()
+    p, q = p / p.sum(), q / q.sum()
+    q[(q == 0) & (p > 0)] = eps
+    q /= q.sum()
+    return sum(a * np.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_entropy_bin_minimizes_the_divergence(seed):
+    rng = np.random.default_rng(seed)
+    values = [np.abs(rng.normal(0, 1, 20000)), np.maximum(rng.normal(0, 1, 20000), 0),  # a ReLU's zeros
+              np.abs(rng.standard_cauchy(3000)), np.r_[rng.uniform(0, 0.1, 500), 50.0]][seed]  # outliers
+    counts = np.bincount(np.minimum((values / (values.max() / 2048)).astype(int), 2047), minlength=2048)
+    chosen = entropy_bin(counts)
+    candidates = range(128, int(np.flatnonzero(counts).max()) + 2, 7)
+    best = min(_kl_clipped_at(counts, i) for i in candidates)
+    assert _kl_clipped_at(counts, chosen + 1) <= best + 1e-12
 
 
 def test_calibration_methods_order(classifier):
@@ -235,7 +267,7 @@ def test_int8_with_fp16_remainder(classifier, tmp_path):
                        check_parity=False).path  # default opset (FP16 Q/DQ scales need 19+)
     result = quantize_int8(fp32, tmp_path / "small20_int8_tensorrt_fp16.onnx", target="tensorrt",
                            calib_dir=classifier["calib"], cache=tmp_path / "c.json", remainder="fp16",
-                           reference_model=classifier["model"])
+                           reference_model=classifier["reference"])
     assert len(result.parity.rows) == 4  # parity-checked (photos / synthetic: out of distribution here)
     row, report = _accuracy(classifier, result.path, "int8")
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9 and row.passed, report.table()

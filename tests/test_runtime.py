@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -16,6 +17,7 @@ from inception_deploy.labels import imagenet_labels
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import OnnxRuntimeBackend, Predictor, open_backend
 from inception_deploy.runtime.tensorrt_backend import check_compatible
+from inception_deploy.runtime.torch_runner import TorchRunner
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +232,24 @@ def test_importing_the_runtime_imports_neither_torch_nor_tensorrt():
             "print(sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_eager_runner_runs_its_model_once_per_input_set():
+    calls = []
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            return x.mean((2, 3))
+
+    runner = TorchRunner(Model())
+    zeros, ones = np.zeros((2, 3, 4, 4), np.float32), np.ones((2, 3, 4, 4), np.float32)
+    runner.infer(zeros)[:] = 7  # the caller gets a copy: what is kept cannot be spoiled
+    assert runner.infer(zeros.copy()).tolist() == [[0.0] * 3] * 2
+    runner.infer(ones)
+    runner.infer(zeros[:1])
+    assert calls == [2, 2, 1]
+    for i in range(TorchRunner.REMEMBERED):  # the oldest set is forgotten, and run again
+        runner.infer(np.full((1, 3, 4, 4), i + 2, np.float32))
+    runner.infer(zeros)
+    assert calls[-1] == 2 and len(calls) == 4 + TorchRunner.REMEMBERED

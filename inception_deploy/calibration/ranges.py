@@ -126,43 +126,49 @@ def _result(name: str, h: _Histogram, method: str, percentile: float) -> dict:
     return {"min": h.minimum, "max": h.maximum, "threshold": max(float(min(threshold, top)), MIN_THRESHOLD)}
 
 
-def entropy_bin(counts: np.ndarray, levels: int = NUM_LEVELS) -> int:
+def entropy_bin(counts: np.ndarray, levels: int = NUM_LEVELS, eps: float = 1e-4) -> int:
     """The histogram bin whose edge, as clipping threshold, minimizes KL(P || Q).
 
     For each candidate i: P is the histogram up to i with everything beyond folded into its last
     bin; Q is the histogram up to i *without* that tail, merged into ``levels`` levels and
     spread back over P's nonzero bins. So clipping costs what it loses and coarse levels cost
-    what they blur (TensorRT's and MXNet's formulation), with the usual epsilon smoothing.
+    what they blur (TensorRT's and MXNet's formulation), with the usual epsilon smoothing (a bin
+    where P has mass and Q none gets ``eps``, then Q is renormalized).
     The first bin is set to its neighbour's count (as pytorch-quantization does): after a ReLU
     it holds every exact zero, a spike that would otherwise dominate the divergence.
+
+    Q is constant within a level, so each candidate's divergence is a sum over levels of prefix
+    sums: all ~2000 candidates at once in milliseconds, where a loop over them took 0.1 s per
+    tensor (14 s for GoogLeNet's 140 tensors).
     """
     last = int(np.flatnonzero(counts).max()) + 1 if counts.any() else levels
     if last <= levels:
         return last - 1
-    counts = counts[:last].astype(np.float64)
-    counts[0] = counts[1]
-    tail = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])  # tail[i] = sum(counts[i:])
-    best, best_kl = last - 1, np.inf
-    for i in range(levels, last + 1):
-        p = counts[:i].copy()
-        p[-1] += tail[i]
-        nonzero = p > 0
-        level = (np.arange(i) * levels) // i
-        sums = np.bincount(level, weights=counts[:i], minlength=levels)
-        used = np.bincount(level, weights=nonzero, minlength=levels)
-        q = np.where(nonzero, sums[level] / np.maximum(used[level], 1), 0.0)
-        kl = _kl(p / p.sum(), q / q.sum())
-        if kl < best_kl:
-            best, best_kl = i - 1, kl
-    return best
+    c = counts[:last].astype(np.float64)
+    c[0] = c[1]
+    total = c.sum()  # P's mass, whatever the candidate
+    below = np.concatenate([[0.0], np.cumsum(c)])  # below[i] = sum(c[:i]): Q's mass
+    tail = total - below  # tail[i] = sum(c[i:])
+    nonzero = np.concatenate([[0], np.cumsum(c > 0)])
+    c_log_c = np.concatenate([[0.0], np.cumsum(np.where(c > 0, c * np.log(np.where(c > 0, c, 1.0)), 0.0))])
 
-
-def _kl(p: np.ndarray, q: np.ndarray, eps: float = 1e-4) -> float:
-    """KL(p || q); bins where p has mass and q none get eps in q (then renormalized)."""
-    empty = (q == 0) & (p > 0)
-    if empty.any():
-        q = q.copy()
-        q[empty] = eps
-        q /= q.sum()
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+    i = np.arange(levels, last + 1)  # candidates: P and Q over bins [0, i)
+    edges = (np.arange(levels + 1)[None, :] * i[:, None] + levels - 1) // levels  # level k: [edges[k], edges[k+1])
+    sums = np.diff(below[edges], axis=1)  # c per level (no tail)
+    used = np.diff(nonzero[edges], axis=1).astype(np.float64)  # P's nonzero bins per level
+    p_last = c[i - 1] + tail[i]  # P's last bin takes the tail
+    used[:, -1] += (p_last > 0) & (c[i - 1] == 0)
+    mass = sums.copy()  # P's mass per level
+    mass[:, -1] += tail[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_q = np.log(sums / np.maximum(used, 1) / below[i][:, None])  # normalized Q of a nonzero bin
+        smoothed = (sums[:, -1] == 0) & (tail[i] > 0)  # P's last bin has mass, Q's none: eps
+        log_q[smoothed, -1] = np.log(eps)
+        log_q[smoothed] -= np.log1p(eps)
+        cross = np.where(mass > 0, mass * log_q, 0.0).sum(axis=1) / total
+        p_log_p = (c_log_c[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
+                   ) / total - np.log(total)
+        kl = p_log_p - cross
+    if not np.isfinite(kl).any():
+        return last - 1
+    return int(i[np.nanargmin(np.where(np.isfinite(kl), kl, np.nan))]) - 1

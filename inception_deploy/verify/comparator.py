@@ -59,12 +59,14 @@ def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[i
                   judged: bool = True) -> ParityReport:
     """Eager ``model`` vs ``backend`` on the shipped photos and synthetic images (and the named
     ``labelled`` (images, labels) sets, whose rows also report accuracy) at every batch size.
+    ``model`` may be a ``TorchRunner``: checks that share one run the eager model once per input set.
     ``judged=False`` measures without holding the rows against the thresholds: reduced precision
     on randomly initialised weights, which have no decision margins, flips near-ties that mean
     nothing."""
     inputs = {name: (images, None) for name, images in parity_inputs(config).items()}
     inputs.update(labelled or {})
-    return compare_runners(TorchRunner(model), backend, inputs, batch_sizes, precision, backend_name, judged)
+    reference = model if isinstance(model, TorchRunner) else TorchRunner(model)
+    return compare_runners(reference, backend, inputs, batch_sizes, precision, backend_name, judged)
 
 
 def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", precision: str | None = None,
