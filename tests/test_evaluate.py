@@ -179,7 +179,7 @@ def test_export_evaluates_everything_it_wrote(tmp_path):
         for i in range(3):
             _touch(tmp_path / "data" / wnid / f"{i}.png")
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "g.onnx"), "--fp16",
-                                       "--no-parity", "--engine", "no", "--input-size", "96",
+                                       "--opset", "17", "--no-parity", "--engine", "no", "--input-size", "96",
                                        "--eval-data", str(tmp_path / "data")])
     assert result.exit_code == 0, result.output
     assert "6 images, reference eager" in result.output

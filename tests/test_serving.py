@@ -417,7 +417,8 @@ def test_export_writes_a_repository_of_everything_it_wrote(tmp_path):
     """The deploy pipeline's --triton-repo: FP32 and FP16 artifacts, one model each."""
     out, repo = tmp_path / "g.onnx", tmp_path / "repo"
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out), "--fp16", "--no-parity",
-                                       "--engine", "no", "--input-size", "96", "--triton-repo", str(repo)])
+                                       "--opset", "17", "--engine", "no", "--input-size", "96",
+                                       "--triton-repo", str(repo)])
     assert result.exit_code == 0, result.output
     assert f"wrote Triton repository {repo} (models g, g_fp16" in result.output
     assert (repo / "g_fp16" / "1" / "model.onnx").read_bytes() == (tmp_path / "g_fp16.onnx").read_bytes()
