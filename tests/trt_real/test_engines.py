@@ -12,6 +12,7 @@ from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.engine import build_engine, engine_unavailable_reason
 from inception_deploy.metadata import read_sidecar
+from inception_deploy.models.registry import get_arch
 from inception_deploy.runtime.tensorrt_backend import TensorRTBackend, TensorRTUnavailable
 from trt_real.onnx_files import ONNX_FOLDER_ENV, SIZE, onnx_paths, write_onnx_files
 
@@ -197,7 +198,8 @@ def test_deploy_builds_and_checks_the_engine(tmp_path):
 
     assert engine_unavailable_reason() is None
     lines = []
-    result = deploy("v1", tmp_path / "g.onnx", opset=17, fp16=True, engine="yes", max_engine_batch=4,
+    small = get_arch("v1").preprocess.with_input_size(SIZE)  # the stages are checked here, not the pixels
+    result = deploy("v1", tmp_path / "g.onnx", opset=17, preprocess=small, fp16=True, engine="yes", max_engine_batch=4,
                     progress=lines.append)
     assert result.engine is not None and result.engine.path == tmp_path / "g_fp16.plan"
     assert result.engine_parity is not None and result.engine_parity.rows
