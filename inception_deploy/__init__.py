@@ -4,6 +4,7 @@ to verified production inference.
 Public names are imported lazily, so ``import inception_deploy.runtime`` on a machine without
 torch works: only the names that need torch import it.
 """
+
 from importlib import import_module
 
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ of the iterations), so a load that comes and goes hits them alike instead of whi
 that moment; the spread of the rounds' medians says how far a figure can be trusted, and a
 figure whose rounds disagree (or whose p99 is far above its p50) is flagged unstable.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,19 @@ class BenchResult:
 def _summarize(model, backend, precision, batch, times_ms, round_medians=()) -> BenchResult:
     p50, p90, p99 = (float(np.percentile(times_ms, q)) for q in (50, 90, 99))
     spread = (max(round_medians) - min(round_medians)) / p50 if len(round_medians) > 1 else 0.0
-    return BenchResult(model, backend, precision, batch, p50, p90, p99, batch * 1000 / p50, times_ms=list(times_ms),
-                       spread=spread, rounds=max(1, len(round_medians)))
+    return BenchResult(
+        model,
+        backend,
+        precision,
+        batch,
+        p50,
+        p90,
+        p99,
+        batch * 1000 / p50,
+        times_ms=list(times_ms),
+        spread=spread,
+        rounds=max(1, len(round_medians)),
+    )
 
 
 def _timed(run, iterations: int, warmup: int) -> list[float]:
@@ -78,12 +90,20 @@ def _timed(run, iterations: int, warmup: int) -> list[float]:
     return times
 
 
-def measure_artifact(path: str, batch: int, iterations: int, warmup: int, device: str = "auto",
-                     precision: str | None = None, openvino_mode: str = "latency") -> BenchResult:
+def measure_artifact(
+    path: str,
+    batch: int,
+    iterations: int,
+    warmup: int,
+    device: str = "auto",
+    precision: str | None = None,
+    openvino_mode: str = "latency",
+) -> BenchResult:
     backend = open_backend(path, device=device, precision=precision, openvino_mode=openvino_mode)
     if backend.max_batch is not None and batch > backend.max_batch:  # refused before allocating the input
-        raise InceptionDeployError(f"{path}: takes batches up to {backend.max_batch}, not {batch}; give "
-                                   f"--batch-sizes within its limit")
+        raise InceptionDeployError(
+            f"{path}: takes batches up to {backend.max_batch}, not {batch}; give --batch-sizes within its limit"
+        )
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
     times = _timed(lambda: backend.infer(x), iterations, warmup)
@@ -157,13 +177,15 @@ def model_input_size(arch: str) -> int:
 
 def isolated(spec: dict) -> BenchResult:
     """Run one measurement in a fresh interpreter and return its result."""
-    proc = subprocess.run([sys.executable, "-m", "inception_deploy.bench", json.dumps(spec)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "inception_deploy.bench", json.dumps(spec)], capture_output=True, text=True
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InceptionDeployError(f"benchmark of {spec.get('model') or spec.get('arch')} at batch "
-                                   f"{spec['batch']} failed: {reason}")
+        raise InceptionDeployError(
+            f"benchmark of {spec.get('model') or spec.get('arch')} at batch {spec['batch']} failed: {reason}"
+        )
     fields = json.loads(lines[-1])
     fields.pop("unstable", None)  # derived
     return BenchResult(**fields)
@@ -171,8 +193,15 @@ def isolated(spec: dict) -> BenchResult:
 
 def _child(spec: dict) -> BenchResult:
     if spec["kind"] == "artifact":
-        return measure_artifact(spec["model"], spec["batch"], spec["iterations"], spec["warmup"], spec["device"],
-                                spec.get("precision"), spec.get("openvino_mode", "latency"))
+        return measure_artifact(
+            spec["model"],
+            spec["batch"],
+            spec["iterations"],
+            spec["warmup"],
+            spec["device"],
+            spec.get("precision"),
+            spec.get("openvino_mode", "latency"),
+        )
     return measure_torch(spec["arch"], spec["mode"], spec["batch"], spec["iterations"], spec["warmup"])
 
 
@@ -189,8 +218,9 @@ def parse_devices(text: str, precision: str | None) -> tuple[str, ...]:
     devices = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
     unknown = [d for d in devices if d not in DEVICES]
     if not devices or unknown:
-        raise InceptionDeployError(f"--device: unknown device {(unknown or [text])[0]!r}; choose from "
-                                   f"{', '.join(DEVICES)}")
+        raise InceptionDeployError(
+            f"--device: unknown device {(unknown or [text])[0]!r}; choose from {', '.join(DEVICES)}"
+        )
     if precision == "bf16" and not {"auto", "openvino"} & set(devices):
         raise InceptionDeployError("--precision bf16 runs on OpenVINO: add openvino to --device")
     return devices
@@ -207,9 +237,18 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
-def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch: str | None = None,
-                   device: str | tuple[str, ...] = "auto", progress=print, precision: str | None = None,
-                   torch_compile: bool = False, openvino_mode: str = "latency") -> list[BenchResult]:
+def run_benchmarks(
+    models,
+    batch_sizes,
+    iterations: int,
+    warmup: int,
+    torch_arch: str | None = None,
+    device: str | tuple[str, ...] = "auto",
+    progress=print,
+    precision: str | None = None,
+    torch_compile: bool = False,
+    openvino_mode: str = "latency",
+) -> list[BenchResult]:
     """Every model and torch baseline at every batch size, each in its own process. ``device``:
     one device or several (each ONNX model runs on each, side by side; engines once, on TensorRT);
     ``precision="bf16"`` applies where OpenVINO runs."""
@@ -219,8 +258,16 @@ def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch
         if model.lower().endswith(ENGINE_SUFFIXES):
             specs.append({"kind": "artifact", "model": model, "device": "auto", "precision": None})
             continue
-        specs += [{"kind": "artifact", "model": model, "device": d, "openvino_mode": openvino_mode,
-                   "precision": precision if d in ("auto", "openvino") else None} for d in devices]
+        specs += [
+            {
+                "kind": "artifact",
+                "model": model,
+                "device": d,
+                "openvino_mode": openvino_mode,
+                "precision": precision if d in ("auto", "openvino") else None,
+            }
+            for d in devices
+        ]
     if torch_arch:
         modes = _torch_modes() + ((TORCH_COMPILE_MODE,) if torch_compile else ())
         specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in modes]
@@ -237,16 +284,24 @@ def run_benchmarks(models, batch_sizes, iterations: int, warmup: int, torch_arch
                 done.append(isolated({**spec, "batch": batch, "iterations": share, "warmup": warmup}))
             last = done[-1]
             compiled = f" (compiled in {last.compile_s:.1f} s, not timed)" if last.compile_s else ""
-            progress(f"round {round_index + 1}/{rounds}: {last.model} [{last.precision}] b{batch}: p50 "
-                     f"{last.p50_ms:.1f} ms, {last.images_per_s:.1f} images/s{compiled}")
+            progress(
+                f"round {round_index + 1}/{rounds}: {last.model} [{last.precision}] b{batch}: p50 "
+                f"{last.p50_ms:.1f} ms, {last.images_per_s:.1f} images/s{compiled}"
+            )
     return [_merge(done) for done in runs]
 
 
 def _merge(rounds: list[BenchResult]) -> BenchResult:
     """One configuration's rounds as one result: percentiles over every run, the rounds' spread."""
     first = rounds[0]
-    merged = _summarize(first.model, first.backend, first.precision, first.batch,
-                        [t for r in rounds for t in r.times_ms], [r.p50_ms for r in rounds])
+    merged = _summarize(
+        first.model,
+        first.backend,
+        first.precision,
+        first.batch,
+        [t for r in rounds for t in r.times_ms],
+        [r.p50_ms for r in rounds],
+    )
     merged.compile_s = first.compile_s
     return merged
 
@@ -277,11 +332,37 @@ def table(results: list[BenchResult]) -> str:
     for r in results:
         ratio = f"{r.images_per_s / baseline[r.batch]:.2f}x" if r.batch in baseline else ""
         spread = f"±{50 * r.spread:.0f}%" + (" UNSTABLE" if r.unstable else "")
-        rows.append((r.model, r.backend, r.precision, r.batch, f"{r.p50_ms:.1f}", f"{r.p90_ms:.1f}",
-                     f"{r.p99_ms:.1f}", f"{r.images_per_s:.1f}", ratio, spread))
-    return tabulate(rows, headers=("model", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms",
-                                   "images/s", "vs torch fp32", "rounds' spread"), tablefmt="github",
-                    disable_numparse=True)
+        rows.append(
+            (
+                r.model,
+                r.backend,
+                r.precision,
+                r.batch,
+                f"{r.p50_ms:.1f}",
+                f"{r.p90_ms:.1f}",
+                f"{r.p99_ms:.1f}",
+                f"{r.images_per_s:.1f}",
+                ratio,
+                spread,
+            )
+        )
+    return tabulate(
+        rows,
+        headers=(
+            "model",
+            "backend",
+            "precision",
+            "batch",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "images/s",
+            "vs torch fp32",
+            "rounds' spread",
+        ),
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def unstable_warning(results: list[BenchResult]) -> str | None:
@@ -289,9 +370,11 @@ def unstable_warning(results: list[BenchResult]) -> str | None:
     unstable = [r for r in results if r.unstable]
     if not unstable:
         return None
-    return (f"{len(unstable)} of {len(results)} figures are UNSTABLE (their rounds' medians differ by more than "
-            f"{UNSTABLE_SPREAD:.0%}, or p99 is over {UNSTABLE_TAIL:g}x p50): something else is loading this "
-            f"machine; compare them only with care, or run again")
+    return (
+        f"{len(unstable)} of {len(results)} figures are UNSTABLE (their rounds' medians differ by more than "
+        f"{UNSTABLE_SPREAD:.0%}, or p99 is over {UNSTABLE_TAIL:g}x p50): something else is loading this "
+        f"machine; compare them only with care, or run again"
+    )
 
 
 def _series_name(r: BenchResult) -> str:
@@ -332,8 +415,7 @@ def bench_figure(results: list[BenchResult], machine: str | None = None, day: st
         for p in points:  # an unstable figure is circled in red on both panels
             if p.unstable:
                 for ax, y in ((throughput, p.images_per_s), (latency, p.p50_ms)):
-                    ax.plot([p.batch], [y], marker="o", markersize=11, fillstyle="none", color="red",
-                            linestyle="none")
+                    ax.plot([p.batch], [y], marker="o", markersize=11, fillstyle="none", color="red", linestyle="none")
     throughput.set(ylabel="throughput (images/s)", title="Throughput (higher is better)")
     throughput.set_ylim(bottom=0)
     latency.set(ylabel="median latency (ms)", title="Median latency (lower is better)")
@@ -359,30 +441,54 @@ def bench_figure(results: list[BenchResult], machine: str | None = None, day: st
     warning = ""
     if any(r.unstable for r in results):
         warning = f"\nred circles: UNSTABLE figures (rounds disagree, or p99 > {UNSTABLE_TAIL:g}x p50)"
-    figure.suptitle(f"{title}\n{machine or machine_name()}, {day or datetime.date.today().isoformat()}{warning}",
-                    fontsize=12)
-    figure.legend(*throughput.get_legend_handles_labels(), loc="outside lower center",
-                  ncols=min(len(series), 4), fontsize=8, frameon=False)
+    figure.suptitle(
+        f"{title}\n{machine or machine_name()}, {day or datetime.date.today().isoformat()}{warning}", fontsize=12
+    )
+    figure.legend(
+        *throughput.get_legend_handles_labels(),
+        loc="outside lower center",
+        ncols=min(len(series), 4),
+        fontsize=8,
+        frameon=False,
+    )
     return figure
 
 
 def _speedup_bars(ax, series, style, sizes, baseline) -> None:
     """Throughput over torch eager FP32 at the same batch: one group of labelled bars per batch size
     (bars, so the labels never sit on each other as they would on crossing lines)."""
-    compared = {name: {p.batch: p.images_per_s / baseline[p.batch] for p in points if p.batch in baseline}
-                for name, points in series.items() if not (name.startswith("torch ") and name.endswith(" fp32"))}
+    compared = {
+        name: {p.batch: p.images_per_s / baseline[p.batch] for p in points if p.batch in baseline}
+        for name, points in series.items()
+        if not (name.startswith("torch ") and name.endswith(" fp32"))
+    }
     width = 0.8 / max(len(compared), 1)
     for i, (name, ratios) in enumerate(compared.items()):
         slots = [k for k, b in enumerate(sizes) if b in ratios]
-        bars = ax.bar([k - 0.4 + width * (i + 0.5) for k in slots], [ratios[sizes[k]] for k in slots], width,
-                      **style[name])
-        ax.bar_label(bars, [f"{ratios[sizes[k]]:.2f}x" for k in slots], fontsize=8 if len(compared) <= 3 else 7,
-                     padding=2, rotation=0 if len(compared) * len(sizes) <= 12 else 90)
-    reference = next((style[name]["color"] for name in series if name.startswith("torch ") and name.endswith(" fp32")),
-                     "0.3")
+        bars = ax.bar(
+            [k - 0.4 + width * (i + 0.5) for k in slots], [ratios[sizes[k]] for k in slots], width, **style[name]
+        )
+        ax.bar_label(
+            bars,
+            [f"{ratios[sizes[k]]:.2f}x" for k in slots],
+            fontsize=8 if len(compared) <= 3 else 7,
+            padding=2,
+            rotation=0 if len(compared) * len(sizes) <= 12 else 90,
+        )
+    reference = next(
+        (style[name]["color"] for name in series if name.startswith("torch ") and name.endswith(" fp32")), "0.3"
+    )
     ax.axhline(1.0, color=reference, linestyle="--", linewidth=1.2)  # torch eager FP32 itself
-    ax.text(0.98, 0.97, "dashed: torch eager FP32 = 1.00x", transform=ax.transAxes, ha="right", va="top",
-            fontsize=8, color=reference)
+    ax.text(
+        0.98,
+        0.97,
+        "dashed: torch eager FP32 = 1.00x",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+        color=reference,
+    )
     ax.set_xticks(range(len(sizes)), [str(b) for b in sizes])
     ax.set_ylim(0, max([1.0] + [x for r in compared.values() for x in r.values()]) * 1.25)  # room for the note
     ax.set(ylabel="throughput / torch eager FP32", title="Speed-up vs torch eager FP32")

@@ -1,5 +1,6 @@
 """What this CPU is and which int8 / bf16 arithmetic it has: speed figures and INT8 accuracy
 depend on it (README "FP16 and INT8"), so bench, doctor and the runtimes say it."""
+
 from __future__ import annotations
 
 import functools
@@ -53,5 +54,6 @@ def int8_may_saturate(metadata: dict, backend_name: str) -> bool:
     target measured exact here)."""
     if metadata.get("precision") != "int8" or metadata.get("int8_weight_bits", 8) != 8 or has_vnni() is not False:
         return False
-    return backend_name.startswith("openvino") or (backend_name.startswith("onnxruntime cpu")
-                                                   and metadata.get("int8_target") == "cpu")
+    return backend_name.startswith("openvino") or (
+        backend_name.startswith("onnxruntime cpu") and metadata.get("int8_target") == "cpu"
+    )

@@ -4,6 +4,7 @@ Each probe imports or runs one thing and reports what it found; a probe that fai
 fact saying so (never a traceback). The advice at the end names the extra to install for what
 is missing, from the driver version where a GPU is present.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,14 +47,19 @@ def _probe(name: str, probe) -> list[Fact]:
 
 
 def _python() -> list[Fact]:
-    return [Fact("python", f"{platform.python_version()} ({platform.system()} {platform.machine()})"),
-            Fact("inception-deploy", __version__)]
+    return [
+        Fact("python", f"{platform.python_version()} ({platform.system()} {platform.machine()})"),
+        Fact("inception-deploy", __version__),
+    ]
 
 
 def _cpu() -> list[Fact]:
     vnni = has_vnni()
-    note = {True: "", None: "",
-            False: " (8-bit INT8 weights can saturate here: the cpu target's 7-bit weights cannot)"}[vnni]
+    note = {
+        True: "",
+        None: "",
+        False: " (8-bit INT8 weights can saturate here: the cpu target's 7-bit weights cannot)",
+    }[vnni]
     return [Fact("cpu", machine_name() + note)]
 
 
@@ -66,14 +72,24 @@ def _libraries() -> list[Fact]:
             facts.append(Fact(name, f"installed but cannot be imported: {first_line(e)}", False))
             continue
         if version is None:
-            facts.append(Fact(name, "not installed" + (" (needed to export: the [export] extra)" if name in
-                                                        ("onnx", "torch") else "")))
+            facts.append(
+                Fact(
+                    name,
+                    "not installed" + (" (needed to export: the [export] extra)" if name in ("onnx", "torch") else ""),
+                )
+            )
         elif name == "torch":
             import torch
 
             cuda = torch.version.cuda
-            facts.append(Fact(name, f"{version} ({f'CUDA {cuda} build' if cuda else 'CPU build'}"
-                                    f"{', GPU usable' if cuda and torch.cuda.is_available() else ''})", True))
+            facts.append(
+                Fact(
+                    name,
+                    f"{version} ({f'CUDA {cuda} build' if cuda else 'CPU build'}"
+                    f"{', GPU usable' if cuda and torch.cuda.is_available() else ''})",
+                    True,
+                )
+            )
         else:
             facts.append(Fact(name, version, True))
     return facts
@@ -95,16 +111,21 @@ def _onnxruntime() -> list[Fact]:
         if used == provider:
             facts.append(Fact(f"  {provider}", "loads", True))
         else:  # onnxruntime-gpu without its CUDA/cuDNN libraries silently runs on the CPU
-            facts.append(Fact(f"  {provider}", f"listed, but a session falls back to {used} (libraries missing?)",
-                              False))
+            facts.append(
+                Fact(f"  {provider}", f"listed, but a session falls back to {used} (libraries missing?)", False)
+            )
     return facts
 
 
 def _nvidia_smi() -> list[Fact]:
     if shutil.which("nvidia-smi") is None:
         return [Fact("nvidia driver", "nvidia-smi not found (no NVIDIA driver)")]
-    out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     if out.returncode != 0:
         return [Fact("nvidia driver", f"nvidia-smi failed: {(out.stderr or out.stdout).strip()[:200]}", False)]
     return [Fact("gpu", line.strip(), True) for line in out.stdout.strip().splitlines()]
@@ -129,9 +150,13 @@ def _tensorrt() -> list[Fact]:
     version = _module_version("cuda.bindings") if importlib.util.find_spec("cuda.bindings") else "installed"
     err, driver = cudart.cudaDriverGetVersion()
     _, runtime = cudart.cudaRuntimeGetVersion()
-    facts.append(Fact("cuda-python", f"{version} (CUDA runtime {cuda_version(runtime)}, driver supports CUDA "
-                                     f"{cuda_version(driver)})",
-                      bool(driver) and driver >= runtime))
+    facts.append(
+        Fact(
+            "cuda-python",
+            f"{version} (CUDA runtime {cuda_version(runtime)}, driver supports CUDA {cuda_version(driver)})",
+            bool(driver) and driver >= runtime,
+        )
+    )
     try:
         gpu = current_gpu(cudart)
         facts.append(Fact("cuda gpu", f"{gpu['name']} (compute capability {gpu['compute_capability']})", True))
@@ -159,12 +184,17 @@ def _advice(facts: list[Fact]) -> list[Fact]:
 
 def diagnose() -> list[Fact]:
     facts = []
-    for name, probe in (("python", _python), ("cpu", _cpu), ("libraries", _libraries), ("onnxruntime", _onnxruntime),
-                        ("nvidia driver", _nvidia_smi), ("tensorrt", _tensorrt)):
+    for name, probe in (
+        ("python", _python),
+        ("cpu", _cpu),
+        ("libraries", _libraries),
+        ("onnxruntime", _onnxruntime),
+        ("nvidia driver", _nvidia_smi),
+        ("tensorrt", _tensorrt),
+    ):
         facts += _probe(name, probe)
     return facts + _probe("advice", lambda: _advice(facts))
 
 
 def as_json(facts: list[Fact]) -> list[dict]:
     return [asdict(f) for f in facts]
-

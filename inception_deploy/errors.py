@@ -1,4 +1,5 @@
 """Errors the toolkit reports to users as one line (the CLI prints them and exits 2)."""
+
 from __future__ import annotations
 
 import unicodedata

@@ -7,6 +7,7 @@ given, else the first artifact), the top-1 difference to the reference with a 95
 McNemar's exact test on the images where exactly one of the two is right, inference throughput,
 and the classes that lose most (``verify.statistics``). Labelled sets are read by ``labelled``.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,25 +67,52 @@ class EvalReport:
         pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
         rows = []
         for m in self.models:
-            delta = (f"{100 * m.delta_top1[0]:+.2f} [{100 * m.delta_top1[1]:+.2f}, {100 * m.delta_top1[2]:+.2f}]"
-                     if m.delta_top1 else "reference")
-            rows.append((m.name, m.precision, m.backend,
-                         f"{pct(m.top1)} [{pct(m.top1_ci[0])}, {pct(m.top1_ci[1])}]",
-                         f"{pct(m.top5)} [{pct(m.top5_ci[0])}, {pct(m.top5_ci[1])}]", delta,
-                         "-" if m.mcnemar_p is None else f"{m.mcnemar_p:.3g} ({m.only_reference}/{m.only_model})",
-                         "-" if m.agreement is None else pct(m.agreement), f"{m.images_per_s:.1f}"))
-        return tabulate(rows, headers=("model", "precision", "backend", "top-1 % [95% CI]", "top-5 % [95% CI]",
-                                       "top-1 vs reference, points", "McNemar p (ref/model only)",
-                                       "agreement %", "images/s"), disable_numparse=True)
+            delta = (
+                f"{100 * m.delta_top1[0]:+.2f} [{100 * m.delta_top1[1]:+.2f}, {100 * m.delta_top1[2]:+.2f}]"
+                if m.delta_top1
+                else "reference"
+            )
+            rows.append(
+                (
+                    m.name,
+                    m.precision,
+                    m.backend,
+                    f"{pct(m.top1)} [{pct(m.top1_ci[0])}, {pct(m.top1_ci[1])}]",
+                    f"{pct(m.top5)} [{pct(m.top5_ci[0])}, {pct(m.top5_ci[1])}]",
+                    delta,
+                    "-" if m.mcnemar_p is None else f"{m.mcnemar_p:.3g} ({m.only_reference}/{m.only_model})",
+                    "-" if m.agreement is None else pct(m.agreement),
+                    f"{m.images_per_s:.1f}",
+                )
+            )
+        return tabulate(
+            rows,
+            headers=(
+                "model",
+                "precision",
+                "backend",
+                "top-1 % [95% CI]",
+                "top-5 % [95% CI]",
+                "top-1 vs reference, points",
+                "McNemar p (ref/model only)",
+                "agreement %",
+                "images/s",
+            ),
+            disable_numparse=True,
+        )
 
     def losing_table(self, count: int = 5) -> str:
         lines = []
         for m in self.models:
             worst = [c for c in m.losing_classes[:count] if c["delta"] < 0]
             if worst:
-                lines.append(f"{m.name}: " + "; ".join(
-                    f"{c['label']} {100 * c['reference']:.0f}% -> {100 * c['accuracy']:.0f}% (n={c['images']})"
-                    for c in worst))
+                lines.append(
+                    f"{m.name}: "
+                    + "; ".join(
+                        f"{c['label']} {100 * c['reference']:.0f}% -> {100 * c['accuracy']:.0f}% (n={c['images']})"
+                        for c in worst
+                    )
+                )
         return "\n".join(lines)
 
 
@@ -111,10 +139,23 @@ def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[_Mod
     return models
 
 
-def evaluate(data: str | os.PathLike, *, artifacts=(), arch: str | None = None, weights=None, model=None,
-             preprocess: PreprocessConfig | None = None, labels: list[str] | None = None, device: str = "auto",
-             limit: int | None = None, batch_size: int = 8, class_map=None, ground_truth=None,
-             workers: int | None = None, progress=None) -> EvalReport:
+def evaluate(
+    data: str | os.PathLike,
+    *,
+    artifacts=(),
+    arch: str | None = None,
+    weights=None,
+    model=None,
+    preprocess: PreprocessConfig | None = None,
+    labels: list[str] | None = None,
+    device: str = "auto",
+    limit: int | None = None,
+    batch_size: int = 8,
+    class_map=None,
+    ground_truth=None,
+    workers: int | None = None,
+    progress=None,
+) -> EvalReport:
     """Top-1 / top-5 of eager and each artifact on the labelled set ``data`` (see ``read_labelled``).
 
     Eager: ``arch`` (with ``weights``, the class count of the artifacts) or a ready ``model``
@@ -144,8 +185,10 @@ def evaluate(data: str | os.PathLike, *, artifacts=(), arch: str | None = None, 
             labels, _ = resolve_labels(None, 1000)
         models.insert(0, _Model(name, TorchRunner(model), preprocess))
     if not models:
-        raise EvalError("nothing to evaluate: give --arch (eager) and/or artifacts" +
-                        (f" ({not_run[0][0]}: {not_run[0][1]})" if not_run else ""))
+        raise EvalError(
+            "nothing to evaluate: give --arch (eager) and/or artifacts"
+            + (f" ({not_run[0][0]}: {not_run[0][1]})" if not_run else "")
+        )
     labelled = read_labelled(data, ClassNames(labels, class_map), ground_truth)
     files, targets = labelled.files, np.asarray(labelled.targets)
     if limit is not None and limit < len(files):
@@ -154,17 +197,26 @@ def evaluate(data: str | os.PathLike, *, artifacts=(), arch: str | None = None, 
     report = EvalReport(str(data), 0, models[0].name, not_run=not_run)
     kept = _run(models, files, batch_size, workers or min(4, os.cpu_count() or 1), report.skipped, say)
     if not len(kept):
-        raise EvalError(f"{data}: none of its {len(files)} images could be read (first: {report.skipped[0][0]}: "
-                        f"{report.skipped[0][1]})")
+        raise EvalError(
+            f"{data}: none of its {len(files)} images could be read (first: {report.skipped[0][0]}: "
+            f"{report.skipped[0][1]})"
+        )
     targets = targets[kept]
     report.images = len(targets)
     reference_right = None
     for m in models:
         top5 = np.concatenate(m.top5)
         right1, right5 = top5[:, 0] == targets, (top5 == targets[:, None]).any(axis=1)
-        result = ModelResult(m.name, m.runner.precision, m.runner.name, right1.mean(),
-                             wilson(int(right1.sum()), len(targets)),
-                             right5.mean(), wilson(int(right5.sum()), len(targets)), len(targets) / m.seconds)
+        result = ModelResult(
+            m.name,
+            m.runner.precision,
+            m.runner.name,
+            right1.mean(),
+            wilson(int(right1.sum()), len(targets)),
+            right5.mean(),
+            wilson(int(right5.sum()), len(targets)),
+            len(targets) / m.seconds,
+        )
         if reference_right is None:
             reference_right, reference_top1 = right1, top5[:, 0]
         else:
@@ -183,7 +235,7 @@ def _run(models: list[_Model], files: list[Path], batch_size: int, workers: int,
     kept = []
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         for start in range(0, len(files), batch_size):
-            chunk = files[start:start + batch_size]
+            chunk = files[start : start + batch_size]
             decoded = list(pool.map(lambda f: _decode(f, models[0].config), chunk))
             for f, (image, error) in zip(chunk, decoded):
                 if error is not None:
@@ -215,8 +267,16 @@ def _losing_classes(targets, reference_right, right, labels, count: int = 10) ->
     for index in np.unique(targets):
         mask = targets == index
         ref, acc = float(reference_right[mask].mean()), float(right[mask].mean())
-        rows.append({"label": labels[index], "index": int(index), "images": int(mask.sum()),
-                     "reference": ref, "accuracy": acc, "delta": acc - ref})
+        rows.append(
+            {
+                "label": labels[index],
+                "index": int(index),
+                "images": int(mask.sum()),
+                "reference": ref,
+                "accuracy": acc,
+                "delta": acc - ref,
+            }
+        )
     return sorted(rows, key=lambda r: (r["delta"], -r["images"]))[:count]
 
 

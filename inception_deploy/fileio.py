@@ -1,6 +1,7 @@
 """Atomic writes: every artifact is written under a temporary name beside its destination and
 renamed into place only when complete, so a crash, an error or a signal never leaves half a
 file; a failed write (disk full, permission, read-only) is one line naming the destination."""
+
 from __future__ import annotations
 
 import contextlib
@@ -89,8 +90,9 @@ def _check_replaceable(dest: Path) -> None:
     if dest.is_dir():
         raise InceptionDeployError(f"{dest}: is a folder; give a file name")
     if dest.exists() and not dest.is_file():
-        raise InceptionDeployError(f"{dest}: exists and is not a regular file (a device, FIFO or socket); "
-                                   f"refusing to replace it")
+        raise InceptionDeployError(
+            f"{dest}: exists and is not a regular file (a device, FIFO or socket); refusing to replace it"
+        )
 
 
 def check_input_file(path: Path, what: str, error=InceptionDeployError) -> None:

@@ -5,6 +5,7 @@ Nothing is lost or hidden: an unreadable file or folder, an empty folder, a patt
 matches nothing, a dangling symbolic link or a device file becomes an ``InputError`` in its
 place, so the caller reports it on one line and still processes everything else.
 """
+
 from __future__ import annotations
 
 import glob
@@ -111,8 +112,11 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list]:
         raise InceptionDeployError(f"{folder}: {what}")
     files, problems = scan_folder(folder)
     if not files:
-        why = f"first problem: {problems[0].name}: {problems[0].reason}" if problems else \
-            f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+        why = (
+            f"first problem: {problems[0].name}: {problems[0].reason}"
+            if problems
+            else f"looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
         raise InceptionDeployError(f"{folder}: no images found ({why})")
     return files, [(p.name, p.reason) for p in problems]
 

@@ -1,6 +1,7 @@
 """Labelled image sets as users have them: an ImageFolder, a CSV / TSV of path,label, or a folder
 of images with ImageNet's ground-truth file; classes named by the model's labels, ImageNet
 WNIDs, indices, or a class map. Read, checked and refused in one line naming the file and line."""
+
 from __future__ import annotations
 
 import csv
@@ -57,9 +58,11 @@ class ClassNames:
             return found
         if numbers and _is_index(name) and int(name) < len(self.labels):
             return int(name)
-        raise EvalError(f"{where}: class {name!r} is not one of the model's {len(self.labels)} classes (by label"
-                        f"{', ImageNet WNID' if len(self.labels) == 1000 else ''}{' or index' if numbers else ''}); "
-                        f"map it with --class-map")
+        raise EvalError(
+            f"{where}: class {name!r} is not one of the model's {len(self.labels)} classes (by label"
+            f"{', ImageNet WNID' if len(self.labels) == 1000 else ''}{' or index' if numbers else ''}); "
+            f"map it with --class-map"
+        )
 
 
 def _is_index(text: str) -> bool:
@@ -72,8 +75,9 @@ def _read_class_map(path, names: ClassNames) -> dict[str, int]:
     mapped = {}
     for line_no, row in _rows(Path(path)):
         if len(row) != 2:
-            raise EvalError(f"{path}: line {line_no}: expected two fields (data set class, model class), got "
-                            f"{len(row)}")
+            raise EvalError(
+                f"{path}: line {line_no}: expected two fields (data set class, model class), got {len(row)}"
+            )
         mapped[row[0]] = names.index(row[1], f"{path}: line {line_no}", numbers=True)
     return mapped
 
@@ -104,8 +108,9 @@ def _rows(path: Path):
         raise EvalError(f"{path}: line {line_no + 1}: not a readable CSV row ({e})") from None
 
 
-def read_labelled(data: str | os.PathLike, names: ClassNames, ground_truth: str | os.PathLike | None = None
-                  ) -> LabelledSet:
+def read_labelled(
+    data: str | os.PathLike, names: ClassNames, ground_truth: str | os.PathLike | None = None
+) -> LabelledSet:
     """A labelled set in one of three layouts:
 
     - a folder of class subfolders (ImageFolder: the subfolder name is the class);
@@ -131,8 +136,10 @@ def _from_folders(folder: Path, names: ClassNames) -> LabelledSet:
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not subfolders:
         what = f"{len(loose)} images but no class subfolders" if loose else "no class subfolders and no images"
-        raise EvalError(f"{folder}: {what}; expected one subfolder per class (ImageFolder), a CSV of path,label, "
-                        f"or a folder of images with --ground-truth")
+        raise EvalError(
+            f"{folder}: {what}; expected one subfolder per class (ImageFolder), a CSV of path,label, "
+            f"or a folder of images with --ground-truth"
+        )
     files, targets = [], []
     for sub in subfolders:
         index = names.index(sub.name, f"{folder}: folder {sub.name!r}")
@@ -149,8 +156,10 @@ def _from_rows(table: Path, root: Path, names: ClassNames, extension_optional: b
     if rows and rows[0][1][0].casefold() in HEADER_WORDS:
         rows = rows[1:]
     if rows and all(len(row) == 1 and _is_index(row[0]) for _, row in rows[:50]):
-        raise EvalError(f"{table}: one number per line is the ImageNet devkit's ground truth, whose IDs are not "
-                        f"class indices; use Caffe's val.txt (name index) or Kaggle's LOC_val_solution.csv")
+        raise EvalError(
+            f"{table}: one number per line is the ImageNet devkit's ground truth, whose IDs are not "
+            f"class indices; use Caffe's val.txt (name index) or Kaggle's LOC_val_solution.csv"
+        )
     files, targets, missing = [], [], []
     listed: dict[Path, tuple[int, str]] = {}
     duplicates = 0  # each image once: its line and label
@@ -172,8 +181,10 @@ def _from_rows(table: Path, root: Path, names: ClassNames, extension_optional: b
         if key in listed:
             first_line_no, first_label, first_target = listed[key]
             if first_target != target:
-                raise EvalError(f"{table}: line {line_no}: {row[0]} is labelled {label!r} here and {first_label!r} "
-                                f"on line {first_line_no}; an image has one label")
+                raise EvalError(
+                    f"{table}: line {line_no}: {row[0]} is labelled {label!r} here and {first_label!r} "
+                    f"on line {first_line_no}; an image has one label"
+                )
             duplicates += 1
             continue
         listed[key] = (line_no, label, target)
@@ -181,8 +192,9 @@ def _from_rows(table: Path, root: Path, names: ClassNames, extension_optional: b
         targets.append(target)
     if missing:
         line_no, name = missing[0]
-        raise EvalError(f"{table}: {len(missing)} listed images do not exist under {root} (first: line {line_no}: "
-                        f"{name})")
+        raise EvalError(
+            f"{table}: {len(missing)} listed images do not exist under {root} (first: line {line_no}: {name})"
+        )
     if not files:
         raise EvalError(f"{table}: lists no images")
     if duplicates:

@@ -1,4 +1,5 @@
 """Class labels: the ImageNet-1k names ship with the package; other heads take a file."""
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ through ``validate_metadata``, so a doctored or corrupt artifact is refused as a
 line naming the file and the field, before any image is read. Reading it needs neither torch
 nor onnx: ONNX Runtime exposes metadata_props as ``custom_metadata_map``.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,15 +42,17 @@ def parse_metadata(props: dict[str, str], source: str) -> dict:
     if METADATA_KEY not in props:
         raise MetadataError(
             f"{source}: no {METADATA_KEY!r} metadata (not exported by inception-export); "
-            f"pass --arch to supply the preprocessing")
+            f"pass --arch to supply the preprocessing"
+        )
     return validate_metadata(load_json(props[METADATA_KEY], source, f"{METADATA_KEY!r} metadata"), source)
 
 
 def load_json(text: str | bytes, source, what: str) -> object:
     """``json.loads`` that refuses huge and deeply nested documents with one line."""
     if len(text) > MAX_DOCUMENT_BYTES:
-        raise MetadataError(f"{source}: {what} is {len(text) / 1e6:.0f} MB; refusing more than "
-                            f"{MAX_DOCUMENT_BYTES >> 20} MiB")
+        raise MetadataError(
+            f"{source}: {what} is {len(text) / 1e6:.0f} MB; refusing more than {MAX_DOCUMENT_BYTES >> 20} MiB"
+        )
     try:
         return json.loads(text)
     except RecursionError:
@@ -67,8 +70,10 @@ def validate_metadata(meta: object, source) -> dict:
     schema = meta.get("schema", SCHEMA_VERSION)
     check.integer("schema", schema, 1, 1 << 30)
     if schema > SCHEMA_VERSION:
-        check.fail("schema", f"is {schema}: written by a newer inception-deploy (this one reads up to "
-                             f"{SCHEMA_VERSION}); upgrade it")
+        check.fail(
+            "schema",
+            f"is {schema}: written by a newer inception-deploy (this one reads up to {SCHEMA_VERSION}); upgrade it",
+        )
     check.optional_text("arch", meta.get("arch"))
     classes = meta.get("num_classes")
     check.integer("num_classes", classes, 1, MAX_CLASSES)
@@ -186,11 +191,14 @@ def check_graph_shape(meta: dict, source, input_shape, num_classes: int | None) 
     if channels not in (None, 3):
         raise MetadataError(f"{source}: input has {channels} channels; an image classifier takes 3")
     if (height, width) != (size, size) and None not in (height, width):
-        raise MetadataError(f"{source}: invalid metadata: preprocess.input_size is {size} but the model's input "
-                            f"is {height}x{width}")
+        raise MetadataError(
+            f"{source}: invalid metadata: preprocess.input_size is {size} but the model's input is {height}x{width}"
+        )
     if num_classes and num_classes != meta["num_classes"]:
-        raise MetadataError(f"{source}: invalid metadata: num_classes is {meta['num_classes']} but the model "
-                            f"outputs {num_classes} classes")
+        raise MetadataError(
+            f"{source}: invalid metadata: num_classes is {meta['num_classes']} but the model "
+            f"outputs {num_classes} classes"
+        )
 
 
 def preprocess_of(meta: dict) -> PreprocessConfig:

@@ -8,6 +8,7 @@ a command line can show them while the API stays silent. Everything that would m
 stage fail (unwritable outputs, no calibration source, a corrupt calibration cache) is refused
 before the slow export starts.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -77,16 +78,39 @@ def default_int8_target() -> str:
     return "tensorrt" if importlib.util.find_spec("tensorrt") else "cpu"
 
 
-def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, num_classes: int = 1000,
-           labels=None, preprocess: PreprocessConfig | None = None, opset: int | None = None,
-           batch: int | None = None, max_batch: int = 64, simplify: bool = True,
-           fp16: bool = False, fp16_io: bool = False,
-           int8: bool = False, int8_target: str | None = None, int8_remainder: str = "fp32", calib_dir=None,
-           calib_samples: bool = False, calib_cache=None,
-           calib_images: int = 512, calib_batch: int = 8, calib_method: str = "entropy", percentile: float = 99.99,
-           engine: str = "auto", max_engine_batch: int = 32, timing_cache=None,
-           parity: bool = True, eval_data=None, eval_limit: int | None = None, triton_repository=None,
-           progress: Progress | None = None) -> DeployResult:
+def deploy(
+    arch: str,
+    output: str | os.PathLike | None = None,
+    *,
+    weights=None,
+    num_classes: int = 1000,
+    labels=None,
+    preprocess: PreprocessConfig | None = None,
+    opset: int | None = None,
+    batch: int | None = None,
+    max_batch: int = 64,
+    simplify: bool = True,
+    fp16: bool = False,
+    fp16_io: bool = False,
+    int8: bool = False,
+    int8_target: str | None = None,
+    int8_remainder: str = "fp32",
+    calib_dir=None,
+    calib_samples: bool = False,
+    calib_cache=None,
+    calib_images: int = 512,
+    calib_batch: int = 8,
+    calib_method: str = "entropy",
+    percentile: float = 99.99,
+    engine: str = "auto",
+    max_engine_batch: int = 32,
+    timing_cache=None,
+    parity: bool = True,
+    eval_data=None,
+    eval_limit: int | None = None,
+    triton_repository=None,
+    progress: Progress | None = None,
+) -> DeployResult:
     """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
 
     - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` (``..._fp16.onnx``
@@ -120,9 +144,14 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     output = Path(output) if output is not None else default_output(arch)
     engine_options = EngineOptions(engine, max_engine_batch, timing_cache)
     calibration = CalibrationRequest(
-        calibration_folder(calib_dir, calib_samples), calib_images, calib_batch, calib_method, percentile,
+        calibration_folder(calib_dir, calib_samples),
+        calib_images,
+        calib_batch,
+        calib_method,
+        percentile,
         Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json"),
-        replace_stale=calib_cache is None)  # the default cache beside the output is ours to replace when stale
+        replace_stale=calib_cache is None,
+    )  # the default cache beside the output is ours to replace when stale
     fp16_path = _beside(output, "_fp16")
     if int8:  # an FP16 remainder is TensorRT's: it picks the target when none is named
         int8_target = int8_target or ("tensorrt" if int8_remainder == "fp16" else default_int8_target())
@@ -133,24 +162,48 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
     if int8:
         calibration.check()
     if eval_data is not None:  # a bad labelled set is refused before the slow export
-
         read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
     if triton_repository is not None:
         check_destination(triton_repository)
 
     result = DeployResult()
-    fp32 = export_onnx(arch, output, weights=weights, num_classes=num_classes, opset=opset, batch=batch,
-                       max_batch=max_batch, simplify=simplify, check_parity=parity, labels=labels,
-                       preprocess=preprocess, reuse=fp16 or int8, progress=progress)
+    fp32 = export_onnx(
+        arch,
+        output,
+        weights=weights,
+        num_classes=num_classes,
+        opset=opset,
+        batch=batch,
+        max_batch=max_batch,
+        simplify=simplify,
+        check_parity=parity,
+        labels=labels,
+        preprocess=preprocess,
+        reuse=fp16 or int8,
+        progress=progress,
+    )
     result.artifacts.append(fp32)
     reference = fp32.model if parity else None
     judge = weights is not None
     if fp16:
-        result.artifacts.append(convert_fp16(output, fp16_path, fp16_io=fp16_io, reference_model=reference,
-                                             judge_parity=judge, progress=progress))
+        result.artifacts.append(
+            convert_fp16(
+                output, fp16_path, fp16_io=fp16_io, reference_model=reference, judge_parity=judge, progress=progress
+            )
+        )
     if int8:
-        result.artifacts.append(quantize(output, int8_path, int8_target, calibration, remainder=int8_remainder,
-                                         reference_model=reference, judge_parity=judge, progress=progress))
+        result.artifacts.append(
+            quantize(
+                output,
+                int8_path,
+                int8_target,
+                calibration,
+                remainder=int8_remainder,
+                reference_model=reference,
+                judge_parity=judge,
+                progress=progress,
+            )
+        )
     if engine_options.build != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
         _build_engine(result, source, reference, engine_options, judge, say)
@@ -159,16 +212,22 @@ def deploy(arch: str, output: str | os.PathLike | None = None, *, weights=None, 
         from .evaluation import evaluate
 
         say(f"evaluating eager and {len(written)} artifacts on {eval_data}...")
-        result.evaluation = evaluate(eval_data, artifacts=written, model=fp32.model,
-                                     preprocess=preprocess_of(fp32.metadata), labels=fp32.metadata["labels"]["names"],
-                                     limit=eval_limit)
+        result.evaluation = evaluate(
+            eval_data,
+            artifacts=written,
+            model=fp32.model,
+            preprocess=preprocess_of(fp32.metadata),
+            labels=fp32.metadata["labels"]["names"],
+            limit=eval_limit,
+        )
     if triton_repository is not None:
         result.triton = write_repository(written, triton_repository, progress=progress)
     return result
 
 
-def _build_engine(result: DeployResult, source: ExportResult, reference, options: EngineOptions, judge: bool,
-                  say: Progress) -> None:
+def _build_engine(
+    result: DeployResult, source: ExportResult, reference, options: EngineOptions, judge: bool, say: Progress
+) -> None:
     from .export.engine import EngineNotBuilt, build_engine, engine_unavailable_reason
     from .verify.comparator import check_backend, verification_batches
 
@@ -178,8 +237,14 @@ def _build_engine(result: DeployResult, source: ExportResult, reference, options
         return
     batch, max_batch = source.metadata.get("batch"), options.max_batch
     try:
-        built = build_engine(source.path, min_batch=batch or 1, opt_batch=batch or min(8, max_batch),
-                             max_batch=batch or max_batch, timing_cache=options.timing_cache, progress=say)
+        built = build_engine(
+            source.path,
+            min_batch=batch or 1,
+            opt_batch=batch or min(8, max_batch),
+            max_batch=batch or max_batch,
+            timing_cache=options.timing_cache,
+            progress=say,
+        )
     except EngineNotBuilt as e:
         result.engine_skipped = str(e)
         return
@@ -192,8 +257,15 @@ def _build_engine(result: DeployResult, source: ExportResult, reference, options
     sizes = verification_batches(batch, max_batch)
     precision = built.metadata["precision"]
     say(f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}...")
-    result.engine_parity = check_backend(reference, backend, preprocess_of(source.metadata), sizes, precision,
-                                         "tensorrt", judged=judge or precision == "fp32")
+    result.engine_parity = check_backend(
+        reference,
+        backend,
+        preprocess_of(source.metadata),
+        sizes,
+        precision,
+        "tensorrt",
+        judged=judge or precision == "fp32",
+    )
 
 
 def _beside(output: Path, suffix: str) -> Path:

@@ -1,5 +1,6 @@
 """matplotlib, asked for up front: commands with --plot call ``figure_class`` before their long
 run, so a missing matplotlib is one line, not an error after the work."""
+
 from __future__ import annotations
 
 from .errors import InceptionDeployError

@@ -1,6 +1,7 @@
 """Logits -> probabilities -> the top k: one implementation for the local Predictor and the
 Triton softmax model (this file is copied into the repository), so a server answers with the
 probabilities and the order a local run prints. Needs numpy only."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ order. It lives in the architecture registry, is written into every exported art
 read back by calibration and the runtime, so no stage re-derives it. This module stays free of
 torch so the ONNX runtime path never needs it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,12 @@ INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-_PIL_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-                "lanczos": Image.LANCZOS}
+_PIL_FILTERS = {
+    "nearest": Image.NEAREST,
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "lanczos": Image.LANCZOS,
+}
 
 
 @dataclass(frozen=True)
@@ -65,16 +70,26 @@ class PreprocessConfig:
             return self
         return replace(self, input_size=input_size, resize_size=math.floor(input_size / self.crop_pct))
 
-    def with_overrides(self, input_size: int | None = None, mean=None, std=None, resize: int | None = None,
-                       crop_pct: float | None = None, interpolation: str | None = None,
-                       keep_aspect: bool | None = None) -> "PreprocessConfig":
+    def with_overrides(
+        self,
+        input_size: int | None = None,
+        mean=None,
+        std=None,
+        resize: int | None = None,
+        crop_pct: float | None = None,
+        interpolation: str | None = None,
+        keep_aspect: bool | None = None,
+    ) -> "PreprocessConfig":
         """This config with the options a user gave changed (None: kept). ``crop_pct`` sets the
         resize size as timm does, floor(input size / crop pct); ``resize`` sets it directly."""
         if resize is not None and crop_pct is not None:
             raise ConfigError("--resize and --crop-pct both set the resize size: give one")
         config = self.with_input_size(input_size) if input_size else self
-        changes = {k: v for k, v in {"mean": mean, "std": std, "interpolation": interpolation,
-                                     "keep_aspect": keep_aspect}.items() if v is not None}
+        changes = {
+            k: v
+            for k, v in {"mean": mean, "std": std, "interpolation": interpolation, "keep_aspect": keep_aspect}.items()
+            if v is not None
+        }
         if resize is not None:
             changes["resize_size"] = resize
         if crop_pct is not None:
@@ -194,10 +209,14 @@ def decode_cost(width: int, height: int, mode: str, config: PreprocessConfig) ->
     new_width, new_height = resized_size(width, height, config)
     resized = new_width * new_height * 4 * 2
     if source + resized > DECODE_BUDGET_BYTES:
-        what = (f"resizing {width}x{height} to {new_width}x{new_height}" if resized > source
-                else f"decoding {width}x{height} {mode}")
-        raise ImageRefused(f"{what} needs about {(source + resized) / 1e6:,.0f} MB "
-                           f"(limit {DECODE_BUDGET_BYTES / 1e6:.0f} MB)")
+        what = (
+            f"resizing {width}x{height} to {new_width}x{new_height}"
+            if resized > source
+            else f"decoding {width}x{height} {mode}"
+        )
+        raise ImageRefused(
+            f"{what} needs about {(source + resized) / 1e6:,.0f} MB (limit {DECODE_BUDGET_BYTES / 1e6:.0f} MB)"
+        )
     return source + resized
 
 

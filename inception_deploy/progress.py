@@ -4,6 +4,7 @@ The API takes an optional ``progress`` callback (one line of text per call; the 
 stderr, Python users get silence by default). Stages that can run for minutes with nothing to
 show, like a TensorRT engine build, also report elapsed time while they run.
 """
+
 from __future__ import annotations
 
 import threading

@@ -6,6 +6,7 @@ Each (model, batch size) is timed in a process of its own (inception_deploy.benc
 --runs after 3 warm-ups), so one measurement's memory and threads do not disturb the next.
 Calibration images: --calib-dir, or 512 JPEGs of 640x480 to 1280x960 made from the shipped photos.
 """
+
 import argparse
 import tempfile
 import time
@@ -50,22 +51,49 @@ def main():
                 cache = request.calibrate(prepared, config, sha256_file(fp32.path), preprocess_digest(config))
                 rows.append((method, cache.images, f"{time.perf_counter() - start:.1f}"))
                 print(*rows[-1], flush=True)
-            print(tabulate(rows, headers=("calibration", "images", "seconds"), tablefmt="github",
-                           disable_numparse=True))
-        models = {"fp32": fp32.path,
-                  "fp16": convert_fp16(fp32.path, tmp / "fp16.onnx").path,
-                  "int8 (cpu target)": quantize_int8(fp32.path, tmp / "int8.onnx", target="cpu", calib_dir=calib_dir,
-                                                     images=min(args.calib_images, 128), progress=False).path}
+            print(
+                tabulate(rows, headers=("calibration", "images", "seconds"), tablefmt="github", disable_numparse=True)
+            )
+        models = {
+            "fp32": fp32.path,
+            "fp16": convert_fp16(fp32.path, tmp / "fp16.onnx").path,
+            "int8 (cpu target)": quantize_int8(
+                fp32.path,
+                tmp / "int8.onnx",
+                target="cpu",
+                calib_dir=calib_dir,
+                images=min(args.calib_images, 128),
+                progress=False,
+            ).path,
+        }
         table, base = [], {}
         for name, path in models.items():
-            b1, b8 = (isolated({"kind": "artifact", "model": str(path), "device": "cpu", "batch": b,
-                                "iterations": args.runs, "warmup": 3}) for b in (1, 8))
+            b1, b8 = (
+                isolated(
+                    {
+                        "kind": "artifact",
+                        "model": str(path),
+                        "device": "cpu",
+                        "batch": b,
+                        "iterations": args.runs,
+                        "warmup": 3,
+                    }
+                )
+                for b in (1, 8)
+            )
             base.setdefault(8, b8.p50_ms)
-            table.append((name, f"{b1.p50_ms:.1f}", f"{b8.p50_ms:.1f}", f"{b8.images_per_s:.1f}",
-                          f"{base[8] / b8.p50_ms:.2f}x"))
+            table.append(
+                (name, f"{b1.p50_ms:.1f}", f"{b8.p50_ms:.1f}", f"{b8.images_per_s:.1f}", f"{base[8] / b8.p50_ms:.2f}x")
+            )
             print(*table[-1], flush=True)
-    print(tabulate(table, headers=("ORT CPU, " + args.arch, "b1 ms (median)", "b8 ms (median)", "b8 images/s",
-                                   "b8 vs fp32"), tablefmt="github", disable_numparse=True))
+    print(
+        tabulate(
+            table,
+            headers=("ORT CPU, " + args.arch, "b1 ms (median)", "b8 ms (median)", "b8 images/s", "b8 vs fp32"),
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ to a temporary folder. Without --images, --count real-size JPEGs (640x480 to 128
 end-to-end is Predictor.predict over the files (decode + preprocess in threads, overlapped with
 inference). Both run once untimed on a few images first.
 """
+
 import argparse
 import os
 import tempfile
@@ -65,15 +66,17 @@ def main():
             os.mkdir(Path(tmp) / "images")
             files = make_images(Path(tmp) / "images", args.count)
         predictor = Predictor(model, batch_size=args.batch_size, workers=args.workers)
-        print(f"model: {model} ({predictor.backend.describe()}), {len(files)} images, batch {predictor.batch_size}, "
-              f"{predictor.workers} decode threads, {os.cpu_count()} CPUs")
+        print(
+            f"model: {model} ({predictor.backend.describe()}), {len(files)} images, batch {predictor.batch_size}, "
+            f"{predictor.workers} decode threads, {os.cpu_count()} CPUs"
+        )
 
         batch = preprocess(files[: predictor.batch_size], predictor.config)
         predictor.backend.infer(batch)  # warm-up
         decoded = preprocess(files, predictor.config)
         start = time.perf_counter()
         for i in range(0, len(decoded), predictor.batch_size):
-            predictor.backend.infer(decoded[i:i + predictor.batch_size])
+            predictor.backend.infer(decoded[i : i + predictor.batch_size])
         model_only = len(decoded) / (time.perf_counter() - start)
         del decoded
 
@@ -84,8 +87,10 @@ def main():
         failed = sum(r.error is not None for r in results)
 
     print(f"model only : {model_only:7.1f} images/s")
-    print(f"end to end : {end_to_end:7.1f} images/s ({end_to_end / model_only:.0%} of model only"
-          f"{f', {failed} failed' if failed else ''})")
+    print(
+        f"end to end : {end_to_end:7.1f} images/s ({end_to_end / model_only:.0%} of model only"
+        f"{f', {failed} failed' if failed else ''})"
+    )
 
 
 if __name__ == "__main__":

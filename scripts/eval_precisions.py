@@ -10,6 +10,7 @@ written (class_0 ... class_9 subfolders); then `inception-eval` does the rest:
     inception-eval --data DATA --onnx small.onnx --onnx small_fp16.onnx \\
         --onnx small_int8_tensorrt.onnx --onnx small_int8_cpu.onnx   (eager added here)
 """
+
 import argparse
 import os
 import sys
@@ -40,15 +41,23 @@ def main():
         artifacts = [fp32, convert_fp16(fp32, tmp / "small_fp16.onnx").path]
         calib = tc.write_images(tmp / "calib", args.calib, seed=5)
         for target in ("tensorrt", "cpu"):
-            artifacts.append(quantize_int8(fp32, tmp / f"small_int8_{target}.onnx", target=target, calib_dir=calib,
-                                           cache=tmp / "calib.json").path)
+            artifacts.append(
+                quantize_int8(
+                    fp32, tmp / f"small_int8_{target}.onnx", target=target, calib_dir=calib, cache=tmp / "calib.json"
+                ).path
+            )
         images, labels = tc.learnable_images(args.images, seed=2024)
         for i, (image, label) in enumerate(zip(images, labels)):
             folder = tmp / "data" / f"class_{label}"
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / f"{i:04d}.png")
-        report = evaluate(tmp / "data", artifacts=artifacts, model=model, preprocess=config,
-                          labels=[f"class_{i}" for i in range(tc.CLASSES)])
+        report = evaluate(
+            tmp / "data",
+            artifacts=artifacts,
+            model=model,
+            preprocess=config,
+            labels=[f"class_{i}" for i in range(tc.CLASSES)],
+        )
         print(report.table())
         print(report.losing_table())
 

@@ -5,6 +5,7 @@
 Each model is built first (not timed); then export (trace, convert, optimize, check, metadata)
 and the ONNX Runtime parity check are timed separately.
 """
+
 import argparse
 import tempfile
 import time
@@ -35,12 +36,27 @@ def main():
             backend = OnnxRuntimeBackend(result.path, device="cpu")
             report = check_backend(model, backend, preprocess_of(result.metadata), (1, 8))
             parity_s = time.perf_counter() - start
-            rows.append((arch, result.exporter, result.opset, f"{export_s:.1f}", f"{parity_s:.1f}",
-                         f"{result.size_bytes / 1e6:.1f}", "PASS" if report.passed else "FAIL"))
+            rows.append(
+                (
+                    arch,
+                    result.exporter,
+                    result.opset,
+                    f"{export_s:.1f}",
+                    f"{parity_s:.1f}",
+                    f"{result.size_bytes / 1e6:.1f}",
+                    "PASS" if report.passed else "FAIL",
+                )
+            )
             print(*rows[-1], flush=True)
     print()
-    print(tabulate(rows, headers=("arch", "exporter", "opset", "export s", "parity s", "size MB", "parity"),
-                   tablefmt="github", disable_numparse=True))
+    print(
+        tabulate(
+            rows,
+            headers=("arch", "exporter", "opset", "export s", "parity s", "size MB", "parity"),
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
 
 
 if __name__ == "__main__":

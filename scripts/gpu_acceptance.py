@@ -13,6 +13,7 @@ Everything goes to one Markdown report (and the same as JSON beside it). Without
 512 JPEGs made from the shipped photos calibrate the INT8 model. Exits 3 with one line where
 TensorRT or a GPU is missing.
 """
+
 import argparse
 import json
 import sys
@@ -52,9 +53,12 @@ def main():
         fp32 = export_onnx(args.arch, tmp / "fp32.onnx", weights=args.weights, progress=say)
         model = fp32.model
         int8 = dict(target="tensorrt", calib_dir=calib, cache=tmp / "calib.json", progress=say)
-        onnx_files = {"fp32": fp32.path, "fp16": convert_fp16(fp32.path, tmp / "fp16.onnx", progress=say).path,
-                      "int8": quantize_int8(fp32.path, tmp / "int8.onnx", **int8).path,
-                      "int8_fp16": quantize_int8(fp32.path, tmp / "int8_fp16.onnx", remainder="fp16", **int8).path}
+        onnx_files = {
+            "fp32": fp32.path,
+            "fp16": convert_fp16(fp32.path, tmp / "fp16.onnx", progress=say).path,
+            "int8": quantize_int8(fp32.path, tmp / "int8.onnx", **int8).path,
+            "int8_fp16": quantize_int8(fp32.path, tmp / "int8_fp16.onnx", remainder="fp16", **int8).path,
+        }
         builds, parity_tables, engines = [], [], []
         for name, path in onnx_files.items():
             cache = tmp / f"{name}.timing"
@@ -65,30 +69,43 @@ def main():
             built = build_engine(path, tmp / f"{name}.plan", max_batch=32, timing_cache=cache)
             warm = time.perf_counter() - start
             builds.append((name, f"{cold:.1f}", f"{warm:.1f}", describe_layers(built.metadata.get("layers"))))
-            facts[f"{name}_engine"] = {"build_s_cold": cold, "build_s_cached": warm,
-                                       "layers": built.metadata.get("layers"), "gpu": built.metadata["gpu"],
-                                       "tensorrt": built.metadata["tensorrt"]["version"]}
+            facts[f"{name}_engine"] = {
+                "build_s_cold": cold,
+                "build_s_cached": warm,
+                "layers": built.metadata.get("layers"),
+                "gpu": built.metadata["gpu"],
+                "tensorrt": built.metadata["tensorrt"]["version"],
+            }
             precision = built.metadata["precision"]
             backend = TensorRTBackend(built.path)
             try:
                 judged = precision == "fp32" or args.weights is not None
-                report = check_backend(model, backend, preprocess_of(built.metadata), (1, 8), precision, "tensorrt",
-                                       judged=judged)
+                report = check_backend(
+                    model, backend, preprocess_of(built.metadata), (1, 8), precision, "tensorrt", judged=judged
+                )
             finally:
                 backend.close()
             parity_tables.append(f"### {name} engine\n\n{report.table()}")
             facts[f"{name}_parity"] = report.to_dict()
             engines.append(built.path)
-        sections.append("## Engines\n\n" + tabulate(builds, headers=("engine", "build s (cold)", "build s (timing "
-                                                                      "cache)", "precision report"), tablefmt="github"))
+        sections.append(
+            "## Engines\n\n"
+            + tabulate(
+                builds,
+                headers=("engine", "build s (cold)", "build s (timing cache)", "precision report"),
+                tablefmt="github",
+            )
+        )
         sections.append("## Parity against eager PyTorch\n\n" + "\n\n".join(parity_tables))
         results = run_benchmarks(engines, [1, 8, 32], args.iterations, 10, torch_arch=args.arch, progress=say)
         sections.append("## Latency and throughput\n\n" + table(results))
         facts["bench"] = [r.to_dict() for r in results]
     gpu = facts["fp32_engine"]["gpu"]
-    title = (f"# GPU acceptance: {args.arch} on {gpu['name']} (compute capability {gpu['compute_capability']}), "
-             f"TensorRT {facts['fp32_engine']['tensorrt']}\n\n"
-             f"weights: {args.weights or 'random (FP16/INT8 parity measured, not judged)'}")
+    title = (
+        f"# GPU acceptance: {args.arch} on {gpu['name']} (compute capability {gpu['compute_capability']}), "
+        f"TensorRT {facts['fp32_engine']['tensorrt']}\n\n"
+        f"weights: {args.weights or 'random (FP16/INT8 parity measured, not judged)'}"
+    )
     report_path = Path(args.report)
     report_path.write_text(title + "\n\n" + "\n\n".join(sections) + "\n")
     report_path.with_suffix(".json").write_text(json.dumps(facts, indent=1))

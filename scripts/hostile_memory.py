@@ -7,6 +7,7 @@ The hostile folder holds what once cost gigabytes: thin strips (tiny on disk, hu
 short side is resized), large RGBA and 16-bit images that need several copies to convert, an
 image just under PIL's pixel limit, a decompression bomb, and corrupt files; plus ordinary photos.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def ordinary_folder(folder: Path, count: int) -> None:
 
 def peak_rss_mb(command: list[str]) -> tuple[float, float, int]:
     """(peak MB, seconds, exit code) of ``command`` run in a child process of its own."""
-    code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r)")
+    code = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r)"
+    )
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -60,8 +63,11 @@ def main() -> None:
         model = args.model
         if model is None:
             model = str(tmp / "googlenet.onnx")
-            subprocess.run(["inception-export", "--arch", "v1", "-o", model, "--no-parity", "--engine", "no"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["inception-export", "--arch", "v1", "-o", model, "--no-parity", "--engine", "no"],
+                check=True,
+                capture_output=True,
+            )
         hostile_folder(tmp / "hostile")
         ordinary_folder(tmp / "ordinary", 15)
         print("| folder | images | peak RSS MB | seconds | exit code |\n|---|---|---|---|---|")

@@ -15,6 +15,7 @@ agreement. --classifier adds the trained-head classifier of the precision tests
 --json writes the rows; --before reads rows written by another checkout (e.g. the previous
 placement) and prints them side by side with this run's.
 """
+
 import argparse
 import json
 import sys
@@ -59,16 +60,22 @@ def qdq_counts(path) -> dict:
 
 def agreement(reference: np.ndarray, logits: np.ndarray, labels=None) -> dict:
     cosine = np.sum(reference * logits, 1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(logits, axis=1))
-    row = {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
-           "top1_agreement": float(np.mean(reference.argmax(1) == logits.argmax(1)))}
+    row = {
+        "cosine_mean": float(cosine.mean()),
+        "cosine_min": float(cosine.min()),
+        "top1_agreement": float(np.mean(reference.argmax(1) == logits.argmax(1))),
+    }
     if labels is not None:
-        row.update(accuracy=float(np.mean(logits.argmax(1) == labels)),
-                   eager_accuracy=float(np.mean(reference.argmax(1) == labels)))
+        row.update(
+            accuracy=float(np.mean(logits.argmax(1) == labels)),
+            eager_accuracy=float(np.mean(reference.argmax(1) == labels)),
+        )
     return row
 
 
-def measure(name, fp32_path, model, calib_dir, images: np.ndarray, labels, folder: Path, calib_images: int,
-            remainder_fp16: bool) -> list:
+def measure(
+    name, fp32_path, model, calib_dir, images: np.ndarray, labels, folder: Path, calib_images: int, remainder_fp16: bool
+) -> list:
     """Calibrate once, quantize for both targets (and the tensorrt target with an FP16 remainder),
     compare each with eager on ``images``."""
     from inception_deploy.export.precision import quantize_int8
@@ -76,8 +83,9 @@ def measure(name, fp32_path, model, calib_dir, images: np.ndarray, labels, folde
     from inception_deploy.runtime.torch_runner import eager_logits
 
     cache = folder / f"{name}.calib.json"  # one calibration for every variant
-    quantize_int8(fp32_path, folder / f"{name}.first.onnx", target="cpu", calib_dir=calib_dir, cache=cache,
-                  images=calib_images)
+    quantize_int8(
+        fp32_path, folder / f"{name}.first.onnx", target="cpu", calib_dir=calib_dir, cache=cache, images=calib_images
+    )
     reference = eager_logits(model, images)
     rows = []
     for target, remainder in [("tensorrt", "fp32"), ("cpu", "fp32")] + [("tensorrt", "fp16")] * remainder_fp16:
@@ -85,9 +93,15 @@ def measure(name, fp32_path, model, calib_dir, images: np.ndarray, labels, folde
         options = {"remainder": remainder} if remainder != "fp32" else {}  # older checkouts have no remainder
         quantize_int8(fp32_path, path, target=target, cache=cache, **options)
         backend = OnnxRuntimeBackend(path)
-        logits = np.concatenate([backend.infer(images[i:i + 8]) for i in range(0, len(images), 8)])
-        rows.append({"model": name, "target": target + ("+fp16" if remainder == "fp16" else ""), **qdq_counts(path),
-                     **agreement(reference, logits, labels)})
+        logits = np.concatenate([backend.infer(images[i : i + 8]) for i in range(0, len(images), 8)])
+        rows.append(
+            {
+                "model": name,
+                "target": target + ("+fp16" if remainder == "fp16" else ""),
+                **qdq_counts(path),
+                **agreement(reference, logits, labels),
+            }
+        )
         print(f"  {name} {target}: {rows[-1]}", file=sys.stderr)
     return rows
 
@@ -131,8 +145,15 @@ def table(rows: list, before: list | None) -> str:
             now = format(r[key], fmt)
             return f"{format(b[key], fmt)} -> {now}" if b and key in b else now
 
-        line = [r["model"], r["target"], cell("qdq_pairs", "d"), cell("activation_tensors", "d"),
-                cell("cosine_mean", ".4f"), cell("cosine_min", ".4f"), cell("top1_agreement", ".1%")]
+        line = [
+            r["model"],
+            r["target"],
+            cell("qdq_pairs", "d"),
+            cell("activation_tensors", "d"),
+            cell("cosine_mean", ".4f"),
+            cell("cosine_min", ".4f"),
+            cell("top1_agreement", ".1%"),
+        ]
         if "accuracy (eager)" in headers:
             line.append(f"{cell('accuracy', '.1%')} ({r['eager_accuracy']:.1%})" if "accuracy" in r else "")
         lines.append(line)

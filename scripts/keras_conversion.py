@@ -9,6 +9,7 @@ Keras's parameter count against ours, and the largest logit difference on the ph
 
 Needs Keras from scripts/reference_env.sh (Keras 3 on the torch backend; no TensorFlow).
 """
+
 import sys
 import tempfile
 import time
@@ -48,16 +49,42 @@ def main():
                     logits = ours(torch.from_numpy(x)).double().numpy()
                 values = sum(t.numel() for k, t in ours.state_dict().items() if not k.endswith("num_batches_tracked"))
                 diff = np.abs(logits - reference).max()
-                rows.append([application, suffix, f"{path.stat().st_size / 1e6:.0f}", f"{seconds:.2f}",
-                             f"{model.count_params():,}", f"{values:,}", f"{diff:.2e}",
-                             f"{diff / np.abs(reference).max():.2e}",
-                             f"{(logits.argmax(1) == reference.argmax(1)).mean():.0%}"])
+                rows.append(
+                    [
+                        application,
+                        suffix,
+                        f"{path.stat().st_size / 1e6:.0f}",
+                        f"{seconds:.2f}",
+                        f"{model.count_params():,}",
+                        f"{values:,}",
+                        f"{diff:.2e}",
+                        f"{diff / np.abs(reference).max():.2e}",
+                        f"{(logits.argmax(1) == reference.argmax(1)).mean():.0%}",
+                    ]
+                )
                 path.unlink()
-    print(tabulate(rows, headers=["Keras model", "file", "MB", "convert s", "Keras params", "our values",
-                                  "max abs", "max rel", "top-1 agree"], tablefmt="github"))
-    print(f"\n{len(sample_photos())} photos; Keras {keras.__version__} on torch {torch.__version__}; 'our values': "
-          "parameters and batch-norm statistics (v3 and Inception-ResNet-v2 add a gamma of 1 per batch norm, "
-          "which Keras builds with scale=False)")
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "Keras model",
+                "file",
+                "MB",
+                "convert s",
+                "Keras params",
+                "our values",
+                "max abs",
+                "max rel",
+                "top-1 agree",
+            ],
+            tablefmt="github",
+        )
+    )
+    print(
+        f"\n{len(sample_photos())} photos; Keras {keras.__version__} on torch {torch.__version__}; 'our values': "
+        "parameters and batch-norm statistics (v3 and Inception-ResNet-v2 add a gamma of 1 per batch norm, "
+        "which Keras builds with scale=False)"
+    )
 
 
 if __name__ == "__main__":

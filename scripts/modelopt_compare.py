@@ -18,6 +18,7 @@ Printed: Q/DQ pairs and quantized activation tensors of each (common, only ours,
 by the op types that read them), how far the scales of the common tensors differ, and each
 graph's cosine / top-1 agreement with the FP32 model on those images (ONNX Runtime CPU).
 """
+
 import argparse
 import os
 import shutil
@@ -56,8 +57,11 @@ def quantized_activations(path) -> dict[str, float]:
             return numpy_helper.to_array(init[name])
         return numpy_helper.to_array(constants[name].attribute[0].t)
 
-    return {n.input[0]: float(value(n.input[1])) for n in graph.node
-            if n.op_type == "QuantizeLinear" and n.input[0] not in init and n.input[0] not in constants}
+    return {
+        n.input[0]: float(value(n.input[1]))
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in init and n.input[0] not in constants
+    }
 
 
 def readers(path, tensors) -> dict[str, str]:
@@ -75,10 +79,11 @@ def logits(path, images: np.ndarray) -> np.ndarray:
 
     from inception_deploy.runtime.onnxruntime_backend import UNFAITHFUL_OPTIMIZERS
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=UNFAITHFUL_OPTIMIZERS)
+    session = ort.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"], disabled_optimizers=UNFAITHFUL_OPTIMIZERS
+    )
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i:i + 1]})[0] for i in range(len(images))])
+    return np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
 
 
 def main():
@@ -106,24 +111,51 @@ def main():
         images = np.concatenate(list(data.batches(False))).astype(np.float32)
         np.save(tmp / "calib.npy", images)
 
-        ours = quantize_int8(args.model, tmp / "ours.onnx", target="tensorrt", calib_dir=calib_dir,
-                             images=args.calib_images, remainder=args.remainder).path
+        ours = quantize_int8(
+            args.model,
+            tmp / "ours.onnx",
+            target="tensorrt",
+            calib_dir=calib_dir,
+            images=args.calib_images,
+            remainder=args.remainder,
+        ).path
         copy = tmp / "input.onnx"  # ModelOpt rewrites its input in place
         shutil.copy(args.model, copy)
         theirs = tmp / "modelopt.onnx"
-        subprocess.run([str(python), "-m", "modelopt.onnx.quantization", "--onnx_path", str(copy),
-                        "--quantize_mode", "int8", "--calibration_method", "entropy", "--calibration_data_path",
-                        str(tmp / "calib.npy"), "--calibration_eps", "cpu", "--high_precision_dtype", args.remainder,
-                        "--output_path", str(theirs)],
-                       check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, stdout=sys.stderr)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "modelopt.onnx.quantization",
+                "--onnx_path",
+                str(copy),
+                "--quantize_mode",
+                "int8",
+                "--calibration_method",
+                "entropy",
+                "--calibration_data_path",
+                str(tmp / "calib.npy"),
+                "--calibration_eps",
+                "cpu",
+                "--high_precision_dtype",
+                args.remainder,
+                "--output_path",
+                str(theirs),
+            ],
+            check=True,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            stdout=sys.stderr,
+        )
 
         ours_q, theirs_q = quantized_activations(ours), quantized_activations(theirs)
         common = ours_q.keys() & theirs_q.keys()
         only = {"ours": sorted(ours_q.keys() - common), "ModelOpt": sorted(theirs_q.keys() - common)}
         import onnx
 
-        pairs = {name: sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(p)).graph.node)
-                 for name, p in (("ours", ours), ("ModelOpt", theirs))}
+        pairs = {
+            name: sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(p)).graph.node)
+            for name, p in (("ours", ours), ("ModelOpt", theirs))
+        }
         print(f"Q/DQ pairs: ours {pairs['ours']}, ModelOpt {pairs['ModelOpt']}")
         print(f"quantized activation tensors: ours {len(ours_q)}, ModelOpt {len(theirs_q)}, common {len(common)}")
         for who, names in only.items():
@@ -132,15 +164,19 @@ def main():
                 print(f"  only {who}: {sum(k == kind for k in kinds.values())} read by {kind}")
         if common:
             ratio = np.array([ours_q[n] / theirs_q[n] for n in sorted(common)])
-            print(f"scale ours / ModelOpt on common tensors: median {np.median(ratio):.3f}, "
-                  f"range {ratio.min():.3f} .. {ratio.max():.3f}")
+            print(
+                f"scale ours / ModelOpt on common tensors: median {np.median(ratio):.3f}, "
+                f"range {ratio.min():.3f} .. {ratio.max():.3f}"
+            )
         reference = logits(args.model, images)
         for who, path in (("ours", ours), ("ModelOpt", theirs)):
             got = logits(path, images)
             cosine = np.sum(reference * got, 1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1))
             agree = np.mean(reference.argmax(1) == got.argmax(1))
-            print(f"{who}: cosine to FP32 mean {cosine.mean():.4f} min {cosine.min():.4f}, top-1 agreement "
-                  f"{agree:.1%} on {len(images)} calibration images")
+            print(
+                f"{who}: cosine to FP32 mean {cosine.mean():.4f} min {cosine.min():.4f}, top-1 agreement "
+                f"{agree:.1%} on {len(images)} calibration images"
+            )
 
 
 if __name__ == "__main__":

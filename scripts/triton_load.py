@@ -12,6 +12,7 @@ sending its next request when the previous answer arrives. In-process rows: Pred
 the same files, one image per call (latency) and --max-batch images per call (throughput).
 Everything runs on this machine: client, server and model share its cores.
 """
+
 import argparse
 import tempfile
 import threading
@@ -67,8 +68,10 @@ def in_process(model: Path, files: list[str], batch: int) -> list[tuple]:
     start = time.perf_counter()
     predictor.predict(files)
     rate = len(files) / (time.perf_counter() - start)
-    return [("in-process", 1, 1 / np.mean(single), *_percentiles(single)),
-            (f"in-process, batch {batch}", "-", rate, "-", "-")]
+    return [
+        ("in-process", 1, 1 / np.mean(single), *_percentiles(single)),
+        (f"in-process, batch {batch}", "-", rate, "-", "-"),
+    ]
 
 
 def _percentiles(latencies) -> tuple[str, str]:
@@ -91,8 +94,16 @@ def main():
         if not models:
             from inception_deploy.pipeline import deploy
 
-            result = deploy("v3", Path(tmp) / "v3.onnx", int8=True, int8_target="cpu", calib_samples=True,
-                            engine="no", parity=False, progress=print)
+            result = deploy(
+                "v3",
+                Path(tmp) / "v3.onnx",
+                int8=True,
+                int8_target="cpu",
+                calib_samples=True,
+                engine="no",
+                parity=False,
+                progress=print,
+            )
             models = [a.path for a in result.artifacts]
         written = write_repository(models, Path(tmp) / "repository", max_batch=args.max_batch)
         rows = []
@@ -101,14 +112,20 @@ def main():
                 for protocol, url in (("http", f"http://{server.url}"), ("grpc", f"grpc://{server.grpc_url}")):
                     for concurrency in levels:
                         rate, latencies = load(url, f"{entry.name}_pipeline", files, concurrency)
-                        rows.append((model.name, f"Triton {protocol}", concurrency, f"{rate:.1f}",
-                                     *_percentiles(latencies)))
+                        rows.append(
+                            (model.name, f"Triton {protocol}", concurrency, f"{rate:.1f}", *_percentiles(latencies))
+                        )
                         print(rows[-1], flush=True)
         for model in models:  # the server is stopped: the in-process rows have the machine alone
-            rows += [(model.name, what, c, f"{rate:.1f}", p50, p99)
-                     for what, c, rate, p50, p99 in in_process(model, files, args.max_batch)]
-    print(tabulate(rows, headers=("model", "client", "concurrency", "requests/s", "p50 ms", "p99 ms"),
-                   disable_numparse=True))
+            rows += [
+                (model.name, what, c, f"{rate:.1f}", p50, p99)
+                for what, c, rate, p50, p99 in in_process(model, files, args.max_batch)
+            ]
+    print(
+        tabulate(
+            rows, headers=("model", "client", "concurrency", "requests/s", "p50 ms", "p99 ms"), disable_numparse=True
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -74,5 +74,6 @@ def v1_opset17(tmp_path_factory):
     run: the TorchScript exporter's file (tests that edit it work on a copy)."""
     from inception_deploy.export import export_onnx
 
-    return export_onnx("v1", tmp_path_factory.mktemp("v1_opset17") / "googlenet.onnx", opset=17,
-                       check_parity=False).path
+    return export_onnx(
+        "v1", tmp_path_factory.mktemp("v1_opset17") / "googlenet.onnx", opset=17, check_parity=False
+    ).path

@@ -1,5 +1,6 @@
 """Helpers that build hostile inputs in a temporary folder: a tiny real ONNX classifier whose
 metadata can be doctored, and ways to run a command as an unprivileged user."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,11 +18,24 @@ TINY_SIZE = 16
 
 
 def tiny_metadata(classes: int = 3) -> dict:
-    return {"schema": 1, "arch": "tiny", "num_classes": classes, "precision": "fp32", "batch": None, "max_batch": 8,
-            "preprocess": {"input_size": TINY_SIZE, "resize_size": 18, "interpolation": "bilinear",
-                           "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "channel_order": "RGB",
-                           "pixel_scale": 1.0},
-            "labels": {"source": "test", "names": [f"class {i}" for i in range(classes)]}}
+    return {
+        "schema": 1,
+        "arch": "tiny",
+        "num_classes": classes,
+        "precision": "fp32",
+        "batch": None,
+        "max_batch": 8,
+        "preprocess": {
+            "input_size": TINY_SIZE,
+            "resize_size": 18,
+            "interpolation": "bilinear",
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.25, 0.25, 0.25],
+            "channel_order": "RGB",
+            "pixel_scale": 1.0,
+        },
+        "labels": {"source": "test", "names": [f"class {i}" for i in range(classes)]},
+    }
 
 
 def tiny_classifier(path, metadata: dict | str | None = None, classes: int = 3, size: int = TINY_SIZE):
@@ -29,13 +43,16 @@ def tiny_classifier(path, metadata: dict | str | None = None, classes: int = 3, 
     (a document, or a raw string stored as is) under the toolkit's key."""
     weights = np.random.default_rng(0).normal(size=(classes, 3)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["features"]),
-         helper.make_node("Gemm", ["features", "W"], ["logits"], transB=1)],
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["features"]),
+            helper.make_node("Gemm", ["features", "W"], ["logits"], transB=1),
+        ],
         "tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-        [numpy_helper.from_array(weights, "W")])
+        [numpy_helper.from_array(weights, "W")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     document = tiny_metadata(classes) if metadata is None else metadata

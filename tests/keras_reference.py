@@ -5,6 +5,7 @@ runs on this project's torch, and needs no TensorFlow. ``keras_model`` builds an
 with random weights and realistic batch-norm statistics, so its logits on photos are those of a
 working network rather than of an untrained one's 0/1 statistics.
 """
+
 from __future__ import annotations
 
 import os

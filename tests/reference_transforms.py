@@ -10,6 +10,7 @@ The expected file holds, for each architecture and shipped photo, the sha256 of 
 pixels after the reference's resize + center crop, and every 13th pixel of its final float
 tensor: an independent computation, not our code's output.
 """
+
 import hashlib
 import os
 import sys
@@ -18,11 +19,28 @@ from pathlib import Path
 import numpy as np
 
 EXPECTED = Path(__file__).parent / "data" / "preprocess_reference.npz"
-ARCHS = ("v1", "v2", "v3", "v4", "resnet-v2", "xception", "resnet50", "densenet121", "seresnet50",
-         "res2net50_26w_4s", "resnest50d")
+ARCHS = (
+    "v1",
+    "v2",
+    "v3",
+    "v4",
+    "resnet-v2",
+    "xception",
+    "resnet50",
+    "densenet121",
+    "seresnet50",
+    "res2net50_26w_4s",
+    "resnest50d",
+)
 STRIDE = 13
-_TIMM_NAMES = {"v4": "inception_v4", "resnet-v2": "inception_resnet_v2", "xception": "legacy_xception",
-               "seresnet50": "seresnet50", "res2net50_26w_4s": "res2net50_26w_4s", "resnest50d": "resnest50d"}
+_TIMM_NAMES = {
+    "v4": "inception_v4",
+    "resnet-v2": "inception_resnet_v2",
+    "xception": "legacy_xception",
+    "seresnet50": "seresnet50",
+    "res2net50_26w_4s": "res2net50_26w_4s",
+    "resnest50d": "resnest50d",
+}
 # torchvision's ImageNet classifiers, IMAGENET1K_V1 weights: their own transforms preset
 _TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}
 

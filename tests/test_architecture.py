@@ -1,5 +1,6 @@
 """The shape of the code, checked by the test command: the layers import only downward and no
 module imports in a cycle (import-linter, contracts in pyproject.toml), and ruff's rules hold."""
+
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,9 @@ def test_layers_import_only_downward_and_nothing_imports_in_a_cycle():
     assert "2 kept, 0 broken" in run.stdout
 
 
-def test_ruff_finds_nothing():
-    run = subprocess.run([_tool("ruff"), "check", "inception_deploy", "tests", "scripts"], cwd=ROOT,
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-4000:]
+def test_ruff_finds_nothing_and_the_code_is_formatted():
+    for command in (["check"], ["format", "--check"]):
+        run = subprocess.run(
+            [_tool("ruff"), *command, "inception_deploy", "tests", "scripts"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert run.returncode == 0, " ".join(command) + "\n" + run.stdout[-4000:]

@@ -6,6 +6,7 @@ whose operators are resnet50's), and a Triton repository;
 FP16 and INT8 for the two attention archs (seresnet50 is resnet50's bottlenecks plus the gates);
 one real Triton server for two of them.
 """
+
 import json
 import shutil
 
@@ -39,8 +40,9 @@ def _check_openvino_and_eval(arch, path, model, expected, tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is not installed")
     from inception_deploy.runtime.openvino_backend import OpenVINOBackend
 
-    report = check_backend(model, OpenVINOBackend(path, cache_dir=None), get_arch(arch).preprocess, (8,),
-                           "fp32", "openvino")
+    report = check_backend(
+        model, OpenVINOBackend(path, cache_dir=None), get_arch(arch).preprocess, (8,), "fp32", "openvino"
+    )
     assert report.passed, report.table()
 
     # a labelled folder of the five photos, each under the class eager gives it: eager is 100%
@@ -50,8 +52,21 @@ def _check_openvino_and_eval(arch, path, model, expected, tmp_path):
     for photo, top5 in zip(sample_photos(), expected):
         (data / wnids[top5[0]]).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, data / wnids[top5[0]] / photo.name)
-    result = CliRunner().invoke(main, ["eval", "--data", str(data), "--arch", arch, "--onnx", str(path),
-                                       "--no-progress", "--json", str(tmp_path / "eval.json")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--arch",
+            arch,
+            "--onnx",
+            str(path),
+            "--no-progress",
+            "--json",
+            str(tmp_path / "eval.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     models = json.loads((tmp_path / "eval.json").read_text())["models"]
     assert [(m["top1"], m["agreement"]) for m in models] == [(1.0, None), (1.0, 1.0)]
@@ -78,8 +93,9 @@ def test_run_openvino_eval_and_repository_on_the_exported_file(arch, exported, b
     from inception_deploy.serving import write_repository
 
     (written,) = write_repository([path], tmp_path / "repo", max_batch=8)
-    config = text_format.Parse((tmp_path / "repo" / written.name / "config.pbtxt").read_text(),
-                               model_config_pb2.ModelConfig())
+    config = text_format.Parse(
+        (tmp_path / "repo" / written.name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     size = get_arch(arch).preprocess.input_size
     assert [list(i.dims) for i in config.input] == [[3, size, size]] and config.max_batch_size == 8
 
@@ -96,8 +112,15 @@ def test_fp16_and_int8_of_residual_and_attention_archs(arch, exported, built_mod
     assert min(r.cosine for r in fp16.parity.rows) >= THRESHOLDS["fp16"].min_cosine, fp16.parity.table()
     assert all(r.top1 == 1.0 for r in fp16.parity.rows if r.inputs.startswith("photos")), fp16.parity.table()
     for target in ("tensorrt", "cpu"):
-        int8 = quantize_int8(path, tmp_path / f"int8_{target}.onnx", target=target, calib_dir=sample_folder(),
-                             method="minmax", reference_model=model, judge_parity=False)
+        int8 = quantize_int8(
+            path,
+            tmp_path / f"int8_{target}.onnx",
+            target=target,
+            calib_dir=sample_folder(),
+            method="minmax",
+            reference_model=model,
+            judge_parity=False,
+        )
         photos = [r for r in int8.parity.rows if r.inputs.startswith("photos")]
         assert photos and min(r.cosine for r in photos) >= 0.95, (target, int8.parity.table())
 
@@ -123,5 +146,4 @@ def test_two_backbones_answer_through_a_real_triton_server(exported, tmp_path):
             remote = TritonClient(f"grpc://{server.grpc_url}", f"{path.stem}_pipeline").predict(photos, topk=5)
             local = Predictor(path).predict(photos, topk=5)
             assert [(r.error, r.indices) for r in remote] == [(None, p.indices) for p in local]
-            np.testing.assert_allclose([r.probabilities for r in remote], [p.probabilities for p in local],
-                                       atol=1e-5)
+            np.testing.assert_allclose([r.probabilities for r in remote], [p.probabilities for p in local], atol=1e-5)

@@ -1,6 +1,7 @@
 """The documentation: the MkDocs site builds with --strict (a broken link, a renamed command or an
 API name that no longer exists fails it), and the README stays a front door whose links into the
 docs resolve."""
+
 import os
 import re
 import shutil
@@ -15,8 +16,13 @@ README = (ROOT / "README.md").read_text("utf-8")
 def test_the_site_builds_strictly_with_the_generated_references(tmp_path):
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
     assert mkdocs, "mkdocs is not installed: pip install -e '.[docs]'"
-    run = subprocess.run([mkdocs, "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    run = subprocess.run(
+        [mkdocs, "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     cli = (tmp_path / "site" / "cli" / "index.html").read_text("utf-8")
     assert all(f"inception {command}" in cli for command in ("export", "run", "parity", "bench", "eval", "serve"))

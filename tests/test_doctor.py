@@ -1,4 +1,5 @@
 """inception doctor: one line per fact on any machine, never a traceback."""
+
 import json
 
 from click.testing import CliRunner
@@ -32,8 +33,11 @@ def test_a_broken_probe_is_one_fact(monkeypatch):
 
 
 def test_advice_names_the_extra_for_the_driver():
-    facts = [doctor.Fact("gpu", "NVIDIA A10, 550.54.15, 8.6", True), doctor.Fact("tensorrt", "not installed"),
-             doctor.Fact("torch", "2.13.0", True)]
+    facts = [
+        doctor.Fact("gpu", "NVIDIA A10, 550.54.15, 8.6", True),
+        doctor.Fact("tensorrt", "not installed"),
+        doctor.Fact("torch", "2.13.0", True),
+    ]
     tips = [f.value for f in doctor._advice(facts)]
     assert "TensorRT engines: pip install 'inception-deploy[tensorrt-cu12]' (driver 550.54.15)" in tips
     facts[0] = doctor.Fact("gpu", "NVIDIA H100, 580.65.06, 9.0", True)

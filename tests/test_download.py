@@ -1,4 +1,5 @@
 """Download code against a loopback HTTP server (these machines cannot reach the internet)."""
+
 import dataclasses
 import hashlib
 import http.server

@@ -4,6 +4,7 @@ The builder and backend are checked against the real TensorRT bindings of severa
 tests/trt_real (run by tests/test_tensorrt_bindings.py); here: what happens without TensorRT,
 and, where TensorRT and a GPU exist, a real build + run + parity (marked ``tensorrt``).
 """
+
 import importlib.machinery
 import importlib.util
 
@@ -35,12 +36,15 @@ def test_without_tensorrt_the_onnx_is_written_and_exit_code_is_3(tmp_path):
     with pytest.raises(EngineNotBuilt, match="not built: TensorRT is not installed"):
         build_engine(_tiny_onnx(tmp_path), tmp_path / "x.plan")
     out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1",
-                                       "--no-parity", "--engine", "yes"])
+    result = CliRunner().invoke(
+        main,
+        ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1", "--no-parity", "--engine", "yes"],
+    )
     assert result.exit_code == 3 and out.is_file()
     assert f"note: {tmp_path / 'm.plan'} not built: TensorRT is not installed" in result.stderr
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1",
-                                       "--no-parity"])
+    result = CliRunner().invoke(
+        main, ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1", "--no-parity"]
+    )
     assert result.exit_code == 0 and "not built" in result.stderr  # auto: a note, not a failure
     result = CliRunner().invoke(main, ["build", str(out)])
     assert result.exit_code == 3 and "TensorRT is not installed" in result.stderr
@@ -92,8 +96,9 @@ def test_gpu_acceptance_script_says_in_one_line_why_it_cannot_run(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_acceptance.py"
-    proc = subprocess.run([sys.executable, str(script), "--report", str(tmp_path / "r.md")], capture_output=True,
-                          text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--report", str(tmp_path / "r.md")], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 3 and proc.stdout == ""
     assert proc.stderr.startswith("error: no GPU acceptance run here: TensorRT is not installed")
     assert len(proc.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []

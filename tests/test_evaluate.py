@@ -1,4 +1,5 @@
 """inception-eval: accuracy on labelled sets, checked against an independent computation."""
+
 import json
 import math
 
@@ -64,8 +65,13 @@ def _wilson_by_roots(correct, n, z=1.959963984540054):
 
 
 def test_accuracies_match_an_independent_computation(classifier):
-    report = evaluate(classifier["data"], artifacts=[classifier["onnx"]], model=classifier["model"],
-                      preprocess=classifier["config"], labels=LABELS)
+    report = evaluate(
+        classifier["data"],
+        artifacts=[classifier["onnx"]],
+        model=classifier["model"],
+        preprocess=classifier["config"],
+        labels=LABELS,
+    )
     targets, eager_top5, onnx_top5 = _independent_predictions(classifier)
     assert report.images == len(targets) == 200
     assert [f for f, _ in report.skipped] == [str(classifier["data"] / "class_0" / "broken.png")]
@@ -102,8 +108,9 @@ def test_layouts_map_classes_by_label_wnid_index_and_map(tmp_path):
     names = ClassNames(imagenet_labels())
     for name in ("a.png", "b.png", "c.png", "sub/d.png"):
         _touch(tmp_path / "csv" / name)
-    (tmp_path / "csv" / "set.csv").write_text("path,label\na.png,goldfish\nb.png,n01440764\nc.png,5\n"
-                                              "sub/d.png,Great White Shark\n")
+    (tmp_path / "csv" / "set.csv").write_text(
+        "path,label\na.png,goldfish\nb.png,n01440764\nc.png,5\nsub/d.png,Great White Shark\n"
+    )
     assert read_labelled(tmp_path / "csv" / "set.csv", names).targets == [1, 0, 5, 2]
     (tmp_path / "csv" / "set.tsv").write_text("a.png\t7\nb.png\tgoldfish\n")
     assert read_labelled(tmp_path / "csv" / "set.tsv", names).targets == [7, 1]
@@ -115,7 +122,8 @@ def test_layouts_map_classes_by_label_wnid_index_and_map(tmp_path):
     assert read_labelled(val, names, ground_truth=tmp_path / "val.txt").targets == [65, 970]
     (tmp_path / "LOC_val_solution.csv").write_text(
         "ImageId,PredictionString\nILSVRC2012_val_00000002,n01443537 1 2 3 4 n01443537 5 6 7 8\n"
-        "ILSVRC2012_val_00000001,n01440764 1 2 3 4\n")
+        "ILSVRC2012_val_00000001,n01440764 1 2 3 4\n"
+    )
     labelled = read_labelled(val, names, ground_truth=tmp_path / "LOC_val_solution.csv")
     assert [p.name for p in labelled.files] == ["ILSVRC2012_val_00000002.JPEG", "ILSVRC2012_val_00000001.JPEG"]
     assert labelled.targets == [1, 0]
@@ -164,9 +172,25 @@ def test_cli_json_plot_and_an_engine_this_machine_cannot_run(classifier, tmp_pat
     plan.write_bytes(b"plan")  # with the sidecar inception-build writes: the ONNX's metadata and more
     sidecar_path(plan).write_text(json.dumps(onnx_metadata(onnx.load(str(classifier["onnx"])), "small.onnx")))
     pytest.importorskip("matplotlib")
-    result = CliRunner().invoke(main, ["eval", "--data", str(classifier["data"]), "--onnx", str(classifier["onnx"]),
-                                       "--engine", str(plan), "--limit", "50", "--json", str(tmp_path / "r.json"),
-                                       "--plot", str(tmp_path / "r.png"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--data",
+            str(classifier["data"]),
+            "--onnx",
+            str(classifier["onnx"]),
+            "--engine",
+            str(plan),
+            "--limit",
+            "50",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--plot",
+            str(tmp_path / "r.png"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 3, result.output  # the engine could not run here; the ONNX row is there
     assert f"warning: {plan} not evaluated" in result.output
     report = json.loads((tmp_path / "r.json").read_text())
@@ -178,15 +202,34 @@ def test_export_evaluates_everything_it_wrote(tmp_path):
     for wnid in ("n01440764", "n01443537"):
         for i in range(3):
             _touch(tmp_path / "data" / wnid / f"{i}.png")
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "g.onnx"), "--fp16",
-                                       "--opset", "17", "--no-parity", "--engine", "no", "--input-size", "96",
-                                       "--eval-data", str(tmp_path / "data")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--arch",
+            "v1",
+            "-o",
+            str(tmp_path / "g.onnx"),
+            "--fp16",
+            "--opset",
+            "17",
+            "--no-parity",
+            "--engine",
+            "no",
+            "--input-size",
+            "96",
+            "--eval-data",
+            str(tmp_path / "data"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "6 images, reference eager" in result.output
-    rows = [line.split()[0] for line in result.output.splitlines()
-            if line.startswith(("eager", str(tmp_path))) and "images, reference" not in line]
+    rows = [
+        line.split()[0]
+        for line in result.output.splitlines()
+        if line.startswith(("eager", str(tmp_path))) and "images, reference" not in line
+    ]
     assert rows == ["eager", str(tmp_path / "g.onnx"), str(tmp_path / "g_fp16.onnx")]
-
 
 
 @pytest.mark.parametrize("command", ["eval", "bench"])
@@ -200,10 +243,14 @@ def test_plot_without_matplotlib_fails_before_the_work(command, classifier, tmp_
     for module, name in ((evaluation, "evaluate"), (bench, "run_benchmarks")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("the work started before --plot was checked"))
     onnx_file = str(classifier["onnx"])
-    args = (["eval", "--data", str(classifier["data"]), "--onnx", onnx_file, "--no-progress"] if command == "eval"
-            else ["bench", onnx_file, "--batch-sizes", "1"])
+    args = (
+        ["eval", "--data", str(classifier["data"]), "--onnx", onnx_file, "--no-progress"]
+        if command == "eval"
+        else ["bench", onnx_file, "--batch-sizes", "1"]
+    )
     result = CliRunner().invoke(main, [*args, "--plot", str(tmp_path / "p.png")])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [
-        "error: --plot needs matplotlib: pip install 'inception-deploy[bench]'"]
+        "error: --plot needs matplotlib: pip install 'inception-deploy[bench]'"
+    ]
     assert not (tmp_path / "p.png").exists()

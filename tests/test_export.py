@@ -107,8 +107,16 @@ def test_weights_labels_and_input_size_are_recorded(tmp_path):
     torch.save(create_model("v1", num_classes=10).state_dict(), weights)
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"thing {i}\n" for i in range(10)))
-    result = export_onnx("googlenet", tmp_path / "ten.onnx", weights=weights, num_classes=10, labels=labels,
-                         input_size=160, batch=1, opset=17)
+    result = export_onnx(
+        "googlenet",
+        tmp_path / "ten.onnx",
+        weights=weights,
+        num_classes=10,
+        labels=labels,
+        input_size=160,
+        batch=1,
+        opset=17,
+    )
     meta = _metadata(result.path)
     assert meta["weights"] == {"file": "ten.pth", "sha256": sha256_file(weights)}
     assert meta["labels"]["names"] == [f"thing {i}" for i in range(10)] and meta["labels"]["source"] == "labels.txt"
@@ -146,9 +154,25 @@ def test_cli_export_prints_summary_and_table(tmp_path):
 
 def test_cli_preprocessing_overrides(tmp_path):
     out = tmp_path / "p.onnx"
-    code, stdout, _ = _cli("--arch", "v1", "-o", str(out), "--batch", "1", "--opset", "17", "--no-parity",
-                           "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--crop-pct", "0.875",
-                           "--interpolation", "bicubic")
+    code, stdout, _ = _cli(
+        "--arch",
+        "v1",
+        "-o",
+        str(out),
+        "--batch",
+        "1",
+        "--opset",
+        "17",
+        "--no-parity",
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--crop-pct",
+        "0.875",
+        "--interpolation",
+        "bicubic",
+    )
     assert code == 0
     pre = _metadata(out)["preprocess"]
     assert pre["mean"] == [0.485, 0.456, 0.406] and pre["std"] == [0.229, 0.224, 0.225]
@@ -164,15 +188,18 @@ def test_cli_parity_failure_keeps_file_and_exits_1(tmp_path, monkeypatch):
     assert "FAIL" in stdout and f"parity FAILED against eager PyTorch for {out}; kept for inspection" in stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--arch", "v5"], "unknown arch 'v5'; choose one of: v1 (googlenet"),
-    (["--arch", "v3", "--weights", "missing.pth"], "missing.pth: no such checkpoint file"),
-    (["--arch", "v3", "--opset", "7"], "opset 7 cannot be written: supported are 9-"),
-    (["--arch", "v3", "--input-size", "60"], "arch v3 needs an input of at least 75 pixels, not 60"),
-    (["--arch", "v2", "--input-size", "299"], "input size 299 is not supported by arch v2"),
-    (["--arch", "v1", "--resize", "300", "--crop-pct", "0.9"], "--resize and --crop-pct both set"),
-    (["--arch", "v1", "--resize", "100"], "resize size 100 is smaller than the crop 224"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--arch", "v5"], "unknown arch 'v5'; choose one of: v1 (googlenet"),
+        (["--arch", "v3", "--weights", "missing.pth"], "missing.pth: no such checkpoint file"),
+        (["--arch", "v3", "--opset", "7"], "opset 7 cannot be written: supported are 9-"),
+        (["--arch", "v3", "--input-size", "60"], "arch v3 needs an input of at least 75 pixels, not 60"),
+        (["--arch", "v2", "--input-size", "299"], "input size 299 is not supported by arch v2"),
+        (["--arch", "v1", "--resize", "300", "--crop-pct", "0.9"], "--resize and --crop-pct both set"),
+        (["--arch", "v1", "--resize", "100"], "resize size 100 is smaller than the crop 224"),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, stderr = _cli(*args, "--no-parity")

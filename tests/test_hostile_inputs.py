@@ -1,5 +1,6 @@
 """Hostile input across the commands: every case ends in one clear line naming the culprit, the
 right exit code, no traceback, nothing half-written, and the valid inputs still processed."""
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,12 @@ DOCTORED = [
     ("zero max batch", lambda m: m.update(max_batch=0), "max_batch is 0"),
     ("bool max batch", lambda m: m.update(max_batch=True), "max_batch must be an integer"),
     ("newer schema", lambda m: m.update(schema=99), "written by a newer inception-deploy"),
-    ("unknown precision", lambda m: m.update(precision="int4"), "precision is \"int4\""),
-    ("size vs graph", lambda m: m["preprocess"].update(input_size=20, resize_size=24),
-     f"preprocess.input_size is 20 but the model's input is {TINY_SIZE}x{TINY_SIZE}"),
+    ("unknown precision", lambda m: m.update(precision="int4"), 'precision is "int4"'),
+    (
+        "size vs graph",
+        lambda m: m["preprocess"].update(input_size=20, resize_size=24),
+        f"preprocess.input_size is 20 but the model's input is {TINY_SIZE}x{TINY_SIZE}",
+    ),
 ]
 
 
@@ -72,13 +76,17 @@ def test_doctored_metadata_is_blamed_on_the_model(name, change, field, tmp_path,
     one_error_line(stderr, str(model), field)
 
 
-@pytest.mark.parametrize("document,message", [
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-    ('{"num_classes": 3,', "corrupt 'inception_deploy' metadata"),
-    ("1" * 5000, "corrupt 'inception_deploy' metadata"),
-    ('"just a string"', "must be a JSON object"),
-    (json.dumps({"pad": "x" * (MAX_DOCUMENT_BYTES + 1)}), "refusing more than 32 MiB"),
-], ids=["deep", "truncated", "huge-int", "string", "huge"])
+@pytest.mark.parametrize(
+    "document,message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"num_classes": 3,', "corrupt 'inception_deploy' metadata"),
+        ("1" * 5000, "corrupt 'inception_deploy' metadata"),
+        ('"just a string"', "must be a JSON object"),
+        (json.dumps({"pad": "x" * (MAX_DOCUMENT_BYTES + 1)}), "refusing more than 32 MiB"),
+    ],
+    ids=["deep", "truncated", "huge-int", "string", "huge"],
+)
 def test_hostile_json_is_refused(document, message, tmp_path, photo):
     model = tiny_classifier(tmp_path / "m.onnx", document)
     code, _, stderr = cli("run", model, photo)
@@ -120,8 +128,14 @@ def test_input_expansion_loses_and_hides_nothing(tmp_path, photo):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "red.png")
     os.symlink(tmp_path / "gone2.jpg", folder / "dangling2.jpg")
     os.mkfifo(folder / "fifo.jpg")  # would block a reader forever
-    inputs = [photo, tmp_path / "empty", f"{tmp_path}/*.nomatch", tmp_path / "dangling.jpg", folder,
-              tmp_path / "missing.jpg"]
+    inputs = [
+        photo,
+        tmp_path / "empty",
+        f"{tmp_path}/*.nomatch",
+        tmp_path / "dangling.jpg",
+        folder,
+        tmp_path / "missing.jpg",
+    ]
     code, stdout, stderr = cli("run", model, *inputs, "--json")
     assert code == 1 and "Traceback" not in stderr
     results = [json.loads(line) for line in stdout.splitlines()]
@@ -194,24 +208,35 @@ def test_control_characters_in_file_names_stay_on_one_line(tmp_path):
 
 # --- calibration caches -------------------------------------------------------------------------
 
+
 def _cache_document(**changes):
-    doc = {"format": FORMAT, "method": "entropy", "percentile": None, "images": 10, "graph_sha256": "a" * 64,
-           "preprocess_sha256": "b" * 64, "tensors": {"x": {"min": -1.0, "max": 2.0, "threshold": 1.5}}}
+    doc = {
+        "format": FORMAT,
+        "method": "entropy",
+        "percentile": None,
+        "images": 10,
+        "graph_sha256": "a" * 64,
+        "preprocess_sha256": "b" * 64,
+        "tensors": {"x": {"min": -1.0, "max": 2.0, "threshold": 1.5}},
+    }
     doc.update(changes)
     return doc
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"tensors": {"x": {"min": -1, "max": 2, "threshold": -1}}}, "needs threshold > 0"),
-    ({"tensors": {"x": {"min": -1, "max": 2, "threshold": float("nan")}}}, "not a finite number"),
-    ({"tensors": {"x": {"min": 3, "max": 2, "threshold": 1}}}, "min <= max"),
-    ({"tensors": {}}, "tensors must be a non-empty object"),
-    ({"method": "magic"}, "method must be one of"),
-    ({"images": 0}, "images must be a positive integer"),
-    ({"graph_sha256": "nope"}, "graph_sha256 must be a sha256"),
-    ({"format": "inception-deploy-calibration/1"}, "expected inception-deploy-calibration/2"),
-    ({"extra": 1}, "unknown field 'extra'"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"tensors": {"x": {"min": -1, "max": 2, "threshold": -1}}}, "needs threshold > 0"),
+        ({"tensors": {"x": {"min": -1, "max": 2, "threshold": float("nan")}}}, "not a finite number"),
+        ({"tensors": {"x": {"min": 3, "max": 2, "threshold": 1}}}, "min <= max"),
+        ({"tensors": {}}, "tensors must be a non-empty object"),
+        ({"method": "magic"}, "method must be one of"),
+        ({"images": 0}, "images must be a positive integer"),
+        ({"graph_sha256": "nope"}, "graph_sha256 must be a sha256"),
+        ({"format": "inception-deploy-calibration/1"}, "expected inception-deploy-calibration/2"),
+        ({"extra": 1}, "unknown field 'extra'"),
+    ],
+)
 def test_calibration_cache_content_is_validated(change, message, tmp_path):
     path = tmp_path / "c.calib.json"
     path.write_text(json.dumps(_cache_document(**change)))
@@ -226,27 +251,30 @@ def test_bad_calibration_cache_is_refused_before_the_export(tmp_path, photo):
     cache = tmp_path / "bad.calib.json"
     cache.write_text("[" * 50_000)
     start = time.perf_counter()
-    code, _, stderr = cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx", "--int8", "--calib-cache", cache,
-                           "--calib-dir", tmp_path)
+    code, _, stderr = cli(
+        "export", "--arch", "v1", "-o", tmp_path / "m.onnx", "--int8", "--calib-cache", cache, "--calib-dir", tmp_path
+    )
     assert code == 2 and time.perf_counter() - start < 5  # an export alone takes several seconds
     one_error_line(stderr, str(cache), "nested too deeply")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.calib.json", "photo.jpg"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-o", "{tmp}/photo.jpg/m.onnx"], "photo.jpg is not a folder"),
-    (["-o", "{tmp}"], "is a directory"),
-    (["--int8", "--calib-dir", "{tmp}/nowhere"], "no such image folder"),
-    (["--int8", "--calib-dir", "{tmp}/empty"], "no images found"),
-    (["--num-classes", "1000000000"], "1000000000 is not in the range 1<=x<=100000"),
-    (["--input-size", "10"], "arch v1 needs an input of at least 15 pixels, not 10"),
-    (["--max-batch", "100000"], "is not in the range 1<=x<=1024"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-o", "{tmp}/photo.jpg/m.onnx"], "photo.jpg is not a folder"),
+        (["-o", "{tmp}"], "is a directory"),
+        (["--int8", "--calib-dir", "{tmp}/nowhere"], "no such image folder"),
+        (["--int8", "--calib-dir", "{tmp}/empty"], "no images found"),
+        (["--num-classes", "1000000000"], "1000000000 is not in the range 1<=x<=100000"),
+        (["--input-size", "10"], "arch v1 needs an input of at least 15 pixels, not 10"),
+        (["--max-batch", "100000"], "is not in the range 1<=x<=1024"),
+    ],
+)
 def test_export_fails_fast_on_unusable_options(args, message, tmp_path, photo):
     (tmp_path / "empty").mkdir()
     start = time.perf_counter()
-    code, _, stderr = cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx",
-                           *[a.format(tmp=tmp_path) for a in args])
+    code, _, stderr = cli("export", "--arch", "v1", "-o", tmp_path / "m.onnx", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and time.perf_counter() - start < 5
     assert message in stderr and "Traceback" not in stderr
     assert not (tmp_path / "m.onnx").exists()
@@ -282,6 +310,7 @@ def test_write_failure_names_the_destination(tmp_path):
 
 # --- parity ---------------------------------------------------------------------------------------
 
+
 def test_parity_skips_unreadable_photos_and_runs_each_artifact_on_its_backend(exported, tmp_path):
     v1 = exported("v1").path
     photos = tmp_path / "photos"
@@ -292,8 +321,9 @@ def test_parity_skips_unreadable_photos_and_runs_each_artifact_on_its_backend(ex
     engine = tmp_path / "v1.plan"
     engine.write_bytes(b"plan")
     (tmp_path / "v1.plan.json").write_text(json.dumps(exported("v1").metadata))
-    code, stdout, stderr = cli("parity", "--arch", "v1", "--onnx", v1, "--engine", engine, "--images", photos,
-                                "--synthetic", "0")
+    code, stdout, stderr = cli(
+        "parity", "--arch", "v1", "--onnx", v1, "--engine", engine, "--images", photos, "--synthetic", "0"
+    )
     assert "note: skipped 1 unusable photo(s), e.g. " in stderr and "broken.jpg: not an image" in stderr
     rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
     assert rows[str(v1)].rstrip(" |").endswith("PASS") and "| 3 " in rows[str(v1)]
@@ -313,15 +343,19 @@ def test_parity_with_no_usable_photo_is_an_error(exported, tmp_path):
 
 # --- fuzzing the readers ---------------------------------------------------------------------------
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10),
-                                                                                        children, max_size=4),
-                     max_leaves=30)
-_near_valid = st.builds(lambda key, value: {**tiny_metadata(), key: value},
-                        st.sampled_from(sorted(tiny_metadata())), _json)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=30,
+)
+_near_valid = st.builds(
+    lambda key, value: {**tiny_metadata(), key: value}, st.sampled_from(sorted(tiny_metadata())), _json
+)
 _near_valid_preprocess = st.builds(
     lambda key, value: {**tiny_metadata(), "preprocess": {**tiny_metadata()["preprocess"], key: value}},
-    st.sampled_from(sorted(tiny_metadata()["preprocess"])), _json)
+    st.sampled_from(sorted(tiny_metadata()["preprocess"])),
+    _json,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -347,8 +381,14 @@ def test_fuzzed_metadata_text_loads_or_is_refused_with_our_error(text):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(_json, st.builds(lambda key, value: {**_cache_document(), key: value},
-                                  st.sampled_from(sorted(_cache_document())), _json)))
+@given(
+    st.one_of(
+        _json,
+        st.builds(
+            lambda key, value: {**_cache_document(), key: value}, st.sampled_from(sorted(_cache_document())), _json
+        ),
+    )
+)
 def test_fuzzed_calibration_cache_loads_or_is_refused_with_our_error(tmp_path, document):
     path = tmp_path / "fuzz.calib.json"
     path.write_text(json.dumps(document))
@@ -362,11 +402,17 @@ def test_fuzzed_calibration_cache_loads_or_is_refused_with_our_error(tmp_path, d
 
 # --- signals ---------------------------------------------------------------------------------------
 
+
 def _command(name: str, *args, tmpdir: Path) -> subprocess.Popen:
     code = f"from inception_deploy.cli import {name}_main; {name}_main()"
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for(condition, process, timeout=120.0):
@@ -393,8 +439,11 @@ def test_signal_mid_export_leaves_nothing_behind(signum, tmp_path):
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signum
-    assert stderr.strip().splitlines()[-1] == (f"error: interrupted by {signal.Signals(signum).name}; nothing was "
-                                               f"left half-written") and "Traceback" not in stderr
+    assert (
+        stderr.strip().splitlines()[-1]
+        == (f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written")
+        and "Traceback" not in stderr
+    )
     assert [p.name for p in out.iterdir()] == ["m.onnx"] and (out / "m.onnx").read_bytes() == b"the previous export"
     assert _ours(scratch) == []
 

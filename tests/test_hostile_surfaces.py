@@ -1,6 +1,7 @@
 """Hostile input on the newer surfaces (Keras files, labelled sets, Triton repositories and
 clients, full disks, signals, a base install without torch), each through the real command:
 one line naming the culprit, the right exit code, nothing replaced or half-written."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,9 @@ from inception_deploy.inputs import sample_photos
 
 
 def _script(code: str, *args, timeout=300, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 @contextlib.contextmanager
@@ -34,8 +36,13 @@ def _tiny_disk(folder: Path, size: str, options: str = ""):
     cannot write (mounting needs root: skips elsewhere)."""
     folder.mkdir()
     mount_options = f"size={size}" + (f",{options}" if options else "")
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", mount_options, "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         yield folder
@@ -56,6 +63,7 @@ def photo(tmp_path):
 
 
 # --- 1. nothing of the user's is replaced ------------------------------------------------------
+
 
 def test_force_never_empties_a_folder_that_is_not_a_repository(tiny, tmp_path):
     folder = tmp_path / "documents"
@@ -81,9 +89,11 @@ def test_outputs_never_replace_what_is_not_a_regular_file(kind, tiny, photo, tmp
         os.mkfifo(target)
     elif kind == "folder":
         target.mkdir()
-    for args in (["eval", "--data", tmp_path / "labels.csv", "--onnx", tiny, "--json", target],
-                 ["bench", tiny, "--batch-sizes", "1", "--iterations", "1", "--json", target],
-                 ["calibrate", tiny, "--calib-samples", "-o", target]):
+    for args in (
+        ["eval", "--data", tmp_path / "labels.csv", "--onnx", tiny, "--json", target],
+        ["bench", tiny, "--batch-sizes", "1", "--iterations", "1", "--json", target],
+        ["calibrate", tiny, "--calib-samples", "-o", target],
+    ):
         (tmp_path / "labels.csv").write_text(f"{photo.name},class 0\n")
         code, _, stderr = cli(*args)
         assert code == 2 and "Traceback" not in stderr, (args, stderr)
@@ -96,12 +106,16 @@ def test_outputs_never_replace_what_is_not_a_regular_file(kind, tiny, photo, tmp
 
 # --- 2. values no trained network has ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", ["pth", "safetensors"])
-@pytest.mark.parametrize("damage, message", [
-    (lambda state: state["fc.weight"].view(-1).__setitem__(7, float("nan")), "fc.weight holds 1 non-finite"),
-    (lambda state: state["conv1.bn.bias"].__setitem__(0, float("inf")), "conv1.bn.bias holds 1 non-finite"),
-    (lambda state: state["conv1.bn.running_var"].__setitem__(3, -0.5), "conv1.bn.running_var holds a negative"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda state: state["fc.weight"].view(-1).__setitem__(7, float("nan")), "fc.weight holds 1 non-finite"),
+        (lambda state: state["conv1.bn.bias"].__setitem__(0, float("inf")), "conv1.bn.bias holds 1 non-finite"),
+        (lambda state: state["conv1.bn.running_var"].__setitem__(3, -0.5), "conv1.bn.running_var holds a negative"),
+    ],
+)
 def test_checkpoints_with_impossible_values_are_refused(fmt, damage, message, built_models, tmp_path):
     state = {k: v.clone() for k, v in built_models("v1").state_dict().items() if not k.startswith("aux")}
     damage(state)
@@ -120,6 +134,7 @@ def test_checkpoints_with_impossible_values_are_refused(fmt, damage, message, bu
 
 # --- 3, 4, 5. Keras files ------------------------------------------------------------------------
 
+
 def _keras3(path, build):
     with h5py.File(path, "w") as f:
         build(f)
@@ -136,12 +151,14 @@ def test_hdf5_groups_linking_to_themselves_or_into_a_huge_graph_are_walked_once(
     def loop(f):
         model = f.create_group("layers/functional")
         model["layers"] = f["layers"]  # its own parent: a cycle
+
     assert "no Dense classifier" in _export_keras(_keras3(tmp_path / "loop.weights.h5", loop), tmp_path)
 
     def diamonds(f):  # 2**40 paths through 41 groups
         groups = [f.create_group(f"layers/functional/g{i}") for i in range(41)]
         for upper, lower in zip(groups, groups[1:]):
             upper["a"], upper["b"] = lower, lower
+
     start = time.monotonic()
     assert "no Dense classifier" in _export_keras(_keras3(tmp_path / "dag.weights.h5", diamonds), tmp_path)
     assert time.monotonic() - start < 120  # not 2**40 visits
@@ -160,9 +177,9 @@ def _patch_compression(path: Path, method: int) -> None:
     data = bytearray(path.read_bytes())
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo("model.weights.h5")
-    data[info.header_offset + 8:info.header_offset + 10] = method.to_bytes(2, "little")
+    data[info.header_offset + 8 : info.header_offset + 10] = method.to_bytes(2, "little")
     central = data.index(b"PK\x01\x02")
-    data[central + 10:central + 12] = method.to_bytes(2, "little")
+    data[central + 10 : central + 12] = method.to_bytes(2, "little")
     path.write_bytes(bytes(data))
 
 
@@ -186,10 +203,12 @@ def test_a_keras_decompression_bomb_is_stopped_at_the_networks_size(tmp_path):
                 member.write(zeros)
     assert path.stat().st_size < 4e6
     # VmHWM: this process's own peak (ru_maxrss would include the forked test runner's size)
-    code = ("import re, sys\nfrom inception_deploy.cli import export_main\nsys.argv = ['inception-export', "
-            "'--arch', 'v3', '--weights', sys.argv[1], '-o', sys.argv[2]]\ntry:\n    export_main()\nexcept "
-            "SystemExit as e:\n    status = open('/proc/self/status').read()\n"
-            "    print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), e.code)")
+    code = (
+        "import re, sys\nfrom inception_deploy.cli import export_main\nsys.argv = ['inception-export', "
+        "'--arch', 'v3', '--weights', sys.argv[1], '-o', sys.argv[2]]\ntry:\n    export_main()\nexcept "
+        "SystemExit as e:\n    status = open('/proc/self/status').read()\n"
+        "    print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), e.code)"
+    )
     run = _script(code, path, tmp_path / "o.onnx")
     peak_kib, exit_code = map(int, run.stdout.split())
     assert exit_code == 2, run.stderr
@@ -199,11 +218,15 @@ def test_a_keras_decompression_bomb_is_stopped_at_the_networks_size(tmp_path):
 
 # --- 3, 5. labelled sets -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rows, message", [
-    ("photo.jpg,²\n", "class '²' is not one of the model's"),
-    ("photo.jpg," + "x" * 200_000 + "\n", "not a readable CSV row"),
-    ("photo.jpg,0\nphoto.jpg,1\n", "labelled '1' here and '0' on line 1"),
-])
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("photo.jpg,²\n", "class '²' is not one of the model's"),
+        ("photo.jpg," + "x" * 200_000 + "\n", "not a readable CSV row"),
+        ("photo.jpg,0\nphoto.jpg,1\n", "labelled '1' here and '0' on line 1"),
+    ],
+)
 def test_labelled_sets_that_cannot_be_read_as_given(rows, message, tiny, photo, tmp_path):
     table = tmp_path / "labels.csv"
     table.write_text(rows)
@@ -223,6 +246,7 @@ def test_eval_exits_1_when_an_image_is_unreadable_and_counts_a_repeated_image_on
 
 
 # --- 3, 5. full disks ----------------------------------------------------------------------------
+
 
 def test_a_full_disk_names_the_destination(tiny, tmp_path):
     with _tiny_disk(tmp_path / "disk", "8k") as disk:
@@ -251,8 +275,13 @@ def test_an_unwritable_parent_is_named_not_a_probe_file(tiny, tmp_path):
 def test_a_full_stdout_is_one_line(tiny, photo):
     with open("/dev/full", "w") as full:
         code = "import sys\nfrom inception_deploy.cli import run_main\nsys.argv[0] = 'inception-run'\nrun_main()"
-        run = subprocess.run([sys.executable, "-c", code, str(tiny), str(photo), "--json"], stdout=full,
-                             stderr=subprocess.PIPE, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(tiny), str(photo), "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert run.returncode == 2
     one_error_line(run.stderr, "standard output: cannot write (No space left on device)")
     assert "Exception ignored" not in run.stderr
@@ -260,11 +289,15 @@ def test_a_full_stdout_is_one_line(tiny, photo):
 
 # --- 3. a Triton server answering garbage ----------------------------------------------------------
 
+
 class _TruncatingServer(http.server.BaseHTTPRequestHandler):
     """Answers like Triton's HTTP API until a JSON body, which it cuts in half (status 200)."""
 
-    metadata = {"name": "m_pipeline", "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [-1, 1]}],
-                "outputs": [{"name": "PROBABILITIES", "datatype": "FP32", "shape": [-1, 3]}]}
+    metadata = {
+        "name": "m_pipeline",
+        "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [-1, 1]}],
+        "outputs": [{"name": "PROBABILITIES", "datatype": "FP32", "shape": [-1, 3]}],
+    }
     truncate_index = True
 
     def _send(self, body: bytes):
@@ -283,7 +316,7 @@ class _TruncatingServer(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.endswith("/repository/index"):
             body = json.dumps([{"name": "m_pipeline", "state": "READY"}]).encode()
-            return self._send(body[:len(body) // 2] if self.truncate_index else body)
+            return self._send(body[: len(body) // 2] if self.truncate_index else body)
         return self._send(b'{"model_name": "m_pipeline", "outputs": [{"name": "PROB')
 
     def log_message(self, *args):
@@ -312,6 +345,7 @@ def test_a_server_answering_truncated_json(truncate_index, photo, tmp_path):
 
 # --- 5. batch sizes ------------------------------------------------------------------------------
 
+
 def test_batch_sizes_beyond_a_model_or_the_toolkit_are_refused_before_allocating(tiny, tmp_path):
     code, _, stderr = cli("bench", tiny, "--batch-sizes", "100000")
     assert code == 2
@@ -325,6 +359,7 @@ def test_batch_sizes_beyond_a_model_or_the_toolkit_are_refused_before_allocating
 
 
 # --- 6. a signal landing in a finalizer ------------------------------------------------------------
+
 
 def test_a_signal_landing_in_a_finalizer_still_interrupts_without_a_traceback(tmp_path):
     """Python swallows an exception raised in __del__ and prints its traceback: a signal that
@@ -367,18 +402,23 @@ work()
 EXPORT_EXTRA = ("torch", "onnx", "onnxscript", "safetensors", "h5py", "polygraphy")  # absent in a base install
 
 
-@pytest.mark.parametrize("command, args", [
-    ("export", ["--arch", "v1"]),
-    ("parity", ["--arch", "v1", "--onnx", "x.onnx"]),
-    ("calibrate", ["x.onnx", "--calib-samples"]),
-    ("eval", ["--arch", "v1", "--data", "."]),
-])
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("export", ["--arch", "v1"]),
+        ("parity", ["--arch", "v1", "--onnx", "x.onnx"]),
+        ("calibrate", ["x.onnx", "--calib-samples"]),
+        ("eval", ["--arch", "v1", "--data", "."]),
+    ],
+)
 def test_commands_needing_torch_say_which_extra_installs_it(command, args, tmp_path):
     """As in a base install (none of the export extra's packages): one line with the extra, exit 2."""
     tiny_classifier(tmp_path / "x.onnx")
-    code = (f"import sys\nsys.modules.update(dict.fromkeys({EXPORT_EXTRA!r}))\n"
-            f"from inception_deploy.cli import {command}_main\n"
-            f"sys.argv = ['inception-{command}'] + sys.argv[1:]\n{command}_main()")
+    code = (
+        f"import sys\nsys.modules.update(dict.fromkeys({EXPORT_EXTRA!r}))\n"
+        f"from inception_deploy.cli import {command}_main\n"
+        f"sys.argv = ['inception-{command}'] + sys.argv[1:]\n{command}_main()"
+    )
     run = _script(code, *args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
     one_error_line(run.stderr, f"inception-{command} needs ", ": pip install 'inception-deploy[export]'")
@@ -390,14 +430,17 @@ def test_running_an_onnx_model_needs_no_extra(tmp_path):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(sample_photos()[0].read_bytes())
     extras = EXPORT_EXTRA + ("openvino", "tritonclient", "matplotlib", "tensorrt", "h5py")
-    code = (f"import sys\nsys.modules.update(dict.fromkeys({extras!r}))\nfrom inception_deploy.cli import run_main\n"
-            f"sys.argv = ['inception-run'] + sys.argv[1:]\nrun_main()")
+    code = (
+        f"import sys\nsys.modules.update(dict.fromkeys({extras!r}))\nfrom inception_deploy.cli import run_main\n"
+        f"sys.argv = ['inception-run'] + sys.argv[1:]\nrun_main()"
+    )
     run = _script(code, tiny, photo, "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["labels"][0].startswith("class ")
 
 
 # --- 16. what an artifact tells about where it was built -----------------------------------------
+
 
 def test_exported_files_keep_module_names_and_drop_stack_traces(exported):
     import onnx
@@ -413,6 +456,7 @@ def test_exported_files_keep_module_names_and_drop_stack_traces(exported):
 
 
 # --- 11. no silent stretches ---------------------------------------------------------------------
+
 
 def test_parity_announces_each_step(exported):
     code, stdout, stderr = cli("parity", "--arch", "v1", "--onnx", exported("v1").path, "--synthetic", "0")

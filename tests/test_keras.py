@@ -3,6 +3,7 @@
 formats, loaded into our networks with h5py only, and compared logit for logit on the shipped
 photos. The reference cases skip where Keras is not installed; the refusal cases need no Keras.
 """
+
 import json
 import shutil
 import zipfile
@@ -78,11 +79,14 @@ def test_logits_equal_keras_in_every_format(arch, saved, photos):
         assert (ours.argmax(1) == reference.argmax(1)).all(), path.name
 
 
-@pytest.mark.parametrize("arch, option, torch_value", [
-    ("v3", "count_include_pad", True),
-    ("xception", "bn_eps", 1e-5),
-    ("xception", "same_pooling", False),
-])
+@pytest.mark.parametrize(
+    "arch, option, torch_value",
+    [
+        ("v3", "count_include_pad", True),
+        ("xception", "bn_eps", 1e-5),
+        ("xception", "same_pooling", False),
+    ],
+)
 def test_each_keras_numerics_option_is_needed(arch, option, torch_value, saved, photos):
     """The PyTorch layouts' own numerics, one option at a time, move the logits well past the bound."""
     from inception_deploy.checkpoints.keras import keras_state_dict
@@ -123,8 +127,10 @@ def test_fine_tuned_top_with_another_class_count(keras, photos, tmp_path):
     assert _max_rel(_logits(create_model("v3", num_classes=5, weights=path), photos[0]), reference) <= 1e-4
     for suffix in FORMATS:
         path = _save(nested, tmp_path / f"nested{suffix}")
-        assert _max_rel(_logits(create_model("xception", num_classes=3, weights=path), photos[0]),
-                        nested_reference) <= 1e-4
+        assert (
+            _max_rel(_logits(create_model("xception", num_classes=3, weights=path), photos[0]), nested_reference)
+            <= 1e-4
+        )
     with pytest.raises(WeightsError, match="has 5 classes: pass num_classes=5"):
         create_model("v3", weights=tmp_path / "top.keras")
 
@@ -205,8 +211,10 @@ def test_files_of_keras_before_3_6(saved, photos, tmp_path):
     assert _max_rel(ours, reference) <= 1e-4
 
 
-@pytest.mark.parametrize("variable, value, message", [
-    ("kernel", np.nan, "non-finite"), ("moving_variance", -1.0, "negative batch-norm variance")])
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [("kernel", np.nan, "non-finite"), ("moving_variance", -1.0, "negative batch-norm variance")],
+)
 def test_keras_weights_no_trained_network_has_are_refused(saved, tmp_path, variable, value, message):
     """A NaN kernel or a negative moving variance in a real Keras file: one line naming the file
     and the tensor, exit 2, nothing exported."""
@@ -218,8 +226,9 @@ def test_keras_weights_no_trained_network_has_are_refused(saved, tmp_path, varia
         f.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
         layer = "block1_conv1" if variable == "kernel" else "block1_conv1_bn"
         index = {"kernel": 0, "moving_variance": 3}[variable]
-        dataset = f[next(n for n in names if f[n.rsplit("/", 1)[0]].attrs.get("name") == layer
-                         and n.endswith(f"vars/{index}"))]
+        dataset = f[
+            next(n for n in names if f[n.rsplit("/", 1)[0]].attrs.get("name") == layer and n.endswith(f"vars/{index}"))
+        ]
         data = dataset[()]
         data.flat[0] = value
         dataset[()] = data
@@ -236,9 +245,18 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
     from inception_deploy.pipeline import deploy
 
     reference, files = saved("xception")
-    result = deploy("xception", tmp_path / "xception.onnx", weights=files[".keras"], fp16=True, int8=True,
-                    int8_target="cpu", calib_samples=True, calib_method="minmax", triton_repository=tmp_path / "repo",
-                    engine="no")
+    result = deploy(
+        "xception",
+        tmp_path / "xception.onnx",
+        weights=files[".keras"],
+        fp16=True,
+        int8=True,
+        int8_target="cpu",
+        calib_samples=True,
+        calib_method="minmax",
+        triton_repository=tmp_path / "repo",
+        engine="no",
+    )
     fp32, fp16, int8 = result.artifacts
     assert fp32.metadata["preprocess"] == KERAS_PREPROCESS.to_dict()
     assert fp32.metadata["weights"]["file"] == "model.keras"
@@ -254,12 +272,15 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
 # --- refusals that need no Keras ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, content, problem", [
-    ("model.keras", b"not a zip", "not a zip archive"),
-    ("model.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "not a readable Keras file"),
-    ("model.weights.h5", b"", "checkpoint file is empty"),
-    ("model.weights.h5", b"PK\x05\x06" + b"\0" * 18, "a zip archive without model.weights.h5"),
-])
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("model.keras", b"not a zip", "not a zip archive"),
+        ("model.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, "not a readable Keras file"),
+        ("model.weights.h5", b"", "checkpoint file is empty"),
+        ("model.weights.h5", b"PK\x05\x06" + b"\0" * 18, "a zip archive without model.weights.h5"),
+    ],
+)
 def test_unreadable_keras_files_fail_in_one_line(tmp_path, name, content, problem):
     path = tmp_path / name
     path.write_bytes(content)
@@ -284,21 +305,32 @@ def test_checkpoints_that_read_other_files_are_refused(tmp_path):
     """h5py follows external storage and external links: a checkpoint could copy a local file's
     bytes into weights that are then exported and served."""
     (tmp_path / "secret.bin").write_bytes(b"\1" * 108)
-    external = _keras3_file(tmp_path / "external.weights.h5", **{"0": lambda g, k: g.create_dataset(
-        k, shape=(3, 3, 3, 1), dtype="float32", external=[(str(tmp_path / "secret.bin"), 0, 108)])})
+    external = _keras3_file(
+        tmp_path / "external.weights.h5",
+        **{
+            "0": lambda g, k: g.create_dataset(
+                k, shape=(3, 3, 3, 1), dtype="float32", external=[(str(tmp_path / "secret.bin"), 0, 108)]
+            )
+        },
+    )
     with pytest.raises(WeightsError, match="reads its data from other files"):
         create_model("v3", weights=external)
-    linked = _keras3_file(tmp_path / "linked.weights.h5", **{"0": lambda g, k: g.__setitem__(
-        k, h5py.ExternalLink(str(external), "/layers/conv2d/vars/0"))})
+    linked = _keras3_file(
+        tmp_path / "linked.weights.h5",
+        **{"0": lambda g, k: g.__setitem__(k, h5py.ExternalLink(str(external), "/layers/conv2d/vars/0"))},
+    )
     with pytest.raises(WeightsError, match="is a link to elsewhere"):
         create_model("v3", weights=linked)
 
 
-@pytest.mark.parametrize("config, problem", [
-    ("[1]", "not a Keras model's"),
-    ('{"config": {"layers": [1]}}', "not a Keras model's"),
-    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "config, problem",
+    [
+        ("[1]", "not a Keras model's"),
+        ('{"config": {"layers": [1]}}', "not a Keras model's"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
 def test_malformed_keras_configs_fail_in_one_line(tmp_path, config, problem):
     weights = _keras3_file(tmp_path / "model.weights.h5")
     with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:

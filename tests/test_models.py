@@ -8,8 +8,17 @@ from inception_deploy.models import check_input_size, get_arch
 from inception_deploy.models.registry import ARCHS as SPECS
 
 INCEPTIONS = ["v1", "v2", "v3", "v4", "inception-resnet-v1", "inception-resnet-v2", "xception"]
-BACKBONES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "seresnet50", "densenet121",
-             "res2net50_26w_4s", "resnest50d"]
+BACKBONES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "seresnet50",
+    "densenet121",
+    "res2net50_26w_4s",
+    "resnest50d",
+]
 ARCHS = INCEPTIONS + BACKBONES
 
 # parameters / state_dict entries of each reference layout, 1000 classes (README's architecture table)
@@ -71,9 +80,22 @@ def test_eval_gives_finite_logits_of_realistic_size(arch, built_models):
     assert logits.std(dim=1).min() > 1e-3
 
 
-@pytest.mark.parametrize("arch,size", [("v1", 75), ("v2", 64), ("v2", 256), ("v3", 75), ("v4", 75),
-                                       ("resnet-v1", 160), ("resnet-v2", 75), ("xception", 75),
-                                       ("resnet50", 97), ("densenet121", 64), ("resnest50d", 160)])
+@pytest.mark.parametrize(
+    "arch,size",
+    [
+        ("v1", 75),
+        ("v2", 64),
+        ("v2", 256),
+        ("v3", 75),
+        ("v4", 75),
+        ("resnet-v1", 160),
+        ("resnet-v2", 75),
+        ("xception", 75),
+        ("resnet50", 97),
+        ("densenet121", 64),
+        ("resnest50d", 160),
+    ],
+)
 def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
     model = built_models(arch)
     check_input_size(get_arch(arch), size)
@@ -86,13 +108,16 @@ def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
     torch.testing.assert_close(single[0], batched[1], rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("arch,size,message", [
-    ("v3", 74, "arch v3 needs an input of at least 75 pixels, not 74"),
-    ("v1", 14, "arch v1 needs an input of at least 15 pixels, not 14"),
-    ("v2", 299, "input size 299 is not supported by arch v2"),
-    ("v3", 100000, "input size 100000 is above the limit of 4096 pixels"),
-    ("densenet121", 28, "arch densenet121 needs an input of at least 29 pixels, not 28"),
-])
+@pytest.mark.parametrize(
+    "arch,size,message",
+    [
+        ("v3", 74, "arch v3 needs an input of at least 75 pixels, not 74"),
+        ("v1", 14, "arch v1 needs an input of at least 15 pixels, not 14"),
+        ("v2", 299, "input size 299 is not supported by arch v2"),
+        ("v3", 100000, "input size 100000 is above the limit of 4096 pixels"),
+        ("densenet121", 28, "arch densenet121 needs an input of at least 29 pixels, not 28"),
+    ],
+)
 def test_unsupported_input_size_is_one_clear_error(arch, size, message):
     with pytest.raises(InceptionDeployError, match=message):
         check_input_size(get_arch(arch), size)
@@ -101,6 +126,7 @@ def test_unsupported_input_size_is_one_clear_error(arch, size, message):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_stated_minimum_input_size_is_the_networks_own(spec):
     """The registry's min_input_size runs and one pixel less does not (traced on the meta device)."""
+
     def runs(size):
         with torch.device("meta"):
             try:

@@ -1,4 +1,5 @@
 """The OpenVINO backend on this toolkit's own ONNX files (skips where OpenVINO is not installed)."""
+
 import numpy as np
 import pytest
 import trained_classifier as tc
@@ -53,17 +54,24 @@ def test_bf16_is_set_explicitly_reported_and_judged_by_its_own_thresholds(classi
 
 @pytest.mark.skipif(_cpu_has_bf16(), reason="this CPU has bfloat16 arithmetic: bf16 runs")
 def test_bf16_on_a_cpu_without_it_is_one_line_not_a_silent_fp32_run(classifier):
-    with pytest.raises(InceptionDeployError, match=r"small.onnx: bf16 was asked for, but this CPU has no bfloat16 "
-                                                   r"arithmetic \(OpenVINO runs f32; its CPU capabilities: FP32"):
+    with pytest.raises(
+        InceptionDeployError,
+        match=r"small.onnx: bf16 was asked for, but this CPU has no bfloat16 "
+        r"arithmetic \(OpenVINO runs f32; its CPU capabilities: FP32",
+    ):
         open_backend(classifier["fp32"], precision="bf16")
     result = CliRunner().invoke(main, ["run", str(classifier["fp32"]), "--precision", "bf16", "--samples"])
     assert result.exit_code == 2 and result.output.count("error:") == 1, result.output
 
 
 def test_our_int8_file_runs_unchanged_and_agrees_with_onnx_runtime(classifier):
-    int8 = quantize_int8(classifier["fp32"], classifier["folder"] / "small_int8_cpu.onnx", target="cpu",
-                         calib_dir=tc.write_images(classifier["folder"] / "calib", 64, seed=200),
-                         method="minmax").path
+    int8 = quantize_int8(
+        classifier["fp32"],
+        classifier["folder"] / "small_int8_cpu.onnx",
+        target="cpu",
+        calib_dir=tc.write_images(classifier["folder"] / "calib", 64, seed=200),
+        method="minmax",
+    ).path
     images = classifier["test"][0][:32]
     ours, theirs = OpenVINOBackend(int8, cache_dir=None).infer(images), OnnxRuntimeBackend(int8).infer(images)
     cosine = np.sum(ours * theirs, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
@@ -107,8 +115,10 @@ def test_cli_run_and_parity_on_openvino(exported):
 def test_bench_times_each_model_on_each_device_side_by_side(exported):
     path = str(exported("v1").path)
     bf16 = ["--precision", "bf16"] if _cpu_has_bf16() else []
-    result = CliRunner().invoke(main, ["bench", path, "--device", "cpu,openvino", *bf16,
-                                       "--batch-sizes", "1", "--iterations", "2", "--warmup", "0"])
+    result = CliRunner().invoke(
+        main,
+        ["bench", path, "--device", "cpu,openvino", *bf16, "--batch-sizes", "1", "--iterations", "2", "--warmup", "0"],
+    )
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith(f"| {path}")]
     assert len(rows) == 2
@@ -126,8 +136,23 @@ def test_throughput_mode_splits_batches_over_streams_and_computes_the_same(class
     for n in (1, 7):  # fewer images than streams, and an uneven split
         x = classifier["test"][0][:n]
         np.testing.assert_allclose(throughput.infer(x), latency.infer(x), rtol=1e-4, atol=1e-4)
-    result = CliRunner().invoke(main, ["bench", str(classifier["fp32"]), "--device", "openvino", "--openvino-mode",
-                                       "throughput", "--batch-sizes", "4", "--iterations", "2", "--warmup", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(classifier["fp32"]),
+            "--device",
+            "openvino",
+            "--openvino-mode",
+            "throughput",
+            "--batch-sizes",
+            "4",
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"openvino cpu (throughput, {throughput.streams} streams)" in result.stdout
 
@@ -137,15 +162,23 @@ def test_an_onnx_openvino_cannot_read_is_one_line(tmp_path):
     from onnx import TensorProto, helper
 
     node = helper.make_node("NoSuchOp", ["input"], ["logits"], domain="com.example")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+    )
     path = tmp_path / "custom.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                      helper.make_opsetid("com.example", 1)]), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),
+        str(path),
+    )
     result = CliRunner().invoke(main, ["run", str(path), "--samples", "--device", "openvino", "--arch", "v1"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.startswith(f"error: {path}: OpenVINO cannot load this model (No conversion rule found for "
-                                    f"operations: com.example.NoSuchOp)")
+    assert result.stderr.startswith(
+        f"error: {path}: OpenVINO cannot load this model (No conversion rule found for "
+        f"operations: com.example.NoSuchOp)"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -158,8 +191,13 @@ def test_run_warns_where_8_bit_int8_weights_can_saturate(classifier, monkeypatch
 
     int8 = classifier["folder"] / "small_int8_tensorrt.onnx"
     if not int8.exists():
-        quantize_int8(classifier["fp32"], int8, target="tensorrt", method="minmax",
-                      calib_dir=tc.write_images(classifier["folder"] / "calib_trt", 32, seed=201))
+        quantize_int8(
+            classifier["fp32"],
+            int8,
+            target="tensorrt",
+            method="minmax",
+            calib_dir=tc.write_images(classifier["folder"] / "calib_trt", 32, seed=201),
+        )
     monkeypatch.setattr(cpu, "has_vnni", lambda: vnni)
     warning = "has 8-bit INT8 weights and this CPU has no VNNI: openvino cpu (latency)'s int8 sums can saturate"
     for device, warns in (("openvino", not vnni), ("cpu", False)):

@@ -1,4 +1,5 @@
 """inception-parity and inception-bench."""
+
 import json
 
 import numpy as np
@@ -81,12 +82,30 @@ def test_parity_bad_input(tmp_path):
 
 def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
     out = tmp_path / "bench.json"
-    code, stdout, stderr = _cli("bench", v1_random, "--batch-sizes", "1,2", "--iterations", "2", "--warmup", "1",
-                                "--torch-arch", "v1", "--json", out)
+    code, stdout, stderr = _cli(
+        "bench",
+        v1_random,
+        "--batch-sizes",
+        "1,2",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--torch-arch",
+        "v1",
+        "--json",
+        out,
+    )
     assert code == 0, stderr
     results = json.loads(out.read_text())
     assert [(r["precision"], r["batch"]) for r in results] == [
-        ("fp32", 1), ("fp32", 2), ("fp32", 1), ("fp32", 2), ("bf16-channels-last", 1), ("bf16-channels-last", 2)]
+        ("fp32", 1),
+        ("fp32", 2),
+        ("fp32", 1),
+        ("fp32", 2),
+        ("bf16-channels-last", 1),
+        ("bf16-channels-last", 2),
+    ]
     assert all(r["p50_ms"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in results)
     # interleaved: two rounds of one timed run each per configuration, their spread reported
     assert all(r["rounds"] == 2 and len(r["times_ms"]) == 2 and r["spread"] >= 0 for r in results)
@@ -97,9 +116,11 @@ def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
 
 
 def test_bench_table_ratios():
-    rows = [BenchResult("torch v3", "torch cpu", "fp32", 8, 400.0, 410.0, 420.0, 20.0),
-            BenchResult("m.onnx", "onnxruntime cpu", "int8", 8, 100.0, 110.0, 120.0, 80.0),
-            BenchResult("m.onnx", "onnxruntime cpu", "int8", 32, 300.0, 310.0, 320.0, 106.7)]
+    rows = [
+        BenchResult("torch v3", "torch cpu", "fp32", 8, 400.0, 410.0, 420.0, 20.0),
+        BenchResult("m.onnx", "onnxruntime cpu", "int8", 8, 100.0, 110.0, 120.0, 80.0),
+        BenchResult("m.onnx", "onnxruntime cpu", "int8", 32, 300.0, 310.0, 320.0, 106.7),
+    ]
     lines = table(rows).splitlines()
     assert lines[3].split("|")[9].strip() == "4.00x" and lines[4].split("|")[9].strip() == ""
 
@@ -129,8 +150,9 @@ def test_bench_bad_input(tmp_path):
 def test_bench_plot(v1_random, tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")
     plot = tmp_path / "latency.png"
-    code, _, stderr = _cli("bench", v1_random, "--batch-sizes", "1,2", "--iterations", "1", "--warmup", "0",
-                           "--plot", plot)
+    code, _, stderr = _cli(
+        "bench", v1_random, "--batch-sizes", "1,2", "--iterations", "1", "--warmup", "0", "--plot", plot
+    )
     assert code == 0, stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {plot}" in stderr
 
@@ -140,8 +162,10 @@ def test_bench_plot_panels_ticks_and_speedups(tmp_path):
     from PIL import Image
 
     results = [BenchResult("torch v3", "torch cpu", "fp32", b, 100.0 * b, 0, 0, 10.0) for b in (1, 8, 32)]
-    results += [BenchResult("/far/away/m_int8_cpu.onnx", "onnxruntime cpu", "int8", b, 25.0 * b, 0, 0, 40.0 + b)
-                for b in (32, 1, 8)]
+    results += [
+        BenchResult("/far/away/m_int8_cpu.onnx", "onnxruntime cpu", "int8", b, 25.0 * b, 0, 0, 40.0 + b)
+        for b in (32, 1, 8)
+    ]
     figure = bench_figure(results, machine="Test CPU, 2 cores", day="2026-11-23")
     throughput, latency, speedup = figure.axes
     for ax in (throughput, latency, speedup):
@@ -179,8 +203,18 @@ def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
 def test_bench_torch_compile_reports_compile_time_apart_from_latency():
     import re
 
-    code, stdout, stderr = _cli("bench", "--torch-arch", "resnet18", "--torch-compile", "--batch-sizes", "1",
-                                "--iterations", "1", "--warmup", "0")
+    code, stdout, stderr = _cli(
+        "bench",
+        "--torch-arch",
+        "resnet18",
+        "--torch-compile",
+        "--batch-sizes",
+        "1",
+        "--iterations",
+        "1",
+        "--warmup",
+        "0",
+    )
     assert code == 0, stderr
     row = next(line for line in stdout.splitlines() if "| compile-bf16-channels-last " in line)
     p50_ms = float(row.split("|")[5])

@@ -1,4 +1,5 @@
 """The deploy pipeline as one API call, and the CLI that only parses and prints it."""
+
 import importlib.util
 import json
 import time
@@ -47,7 +48,12 @@ def test_run_samples_works_from_any_folder(exported, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["run", str(exported("v1").path), "--samples", "--json"])
     assert result.exit_code == 0, result.stderr
     assert [json.loads(line)["file"].rsplit("/", 1)[-1] for line in result.stdout.splitlines()] == [
-        "astronaut.jpg", "camera.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+        "astronaut.jpg",
+        "camera.jpg",
+        "chelsea.jpg",
+        "coffee.jpg",
+        "rocket.jpg",
+    ]
 
 
 def test_every_command_has_version():
@@ -58,8 +64,26 @@ def test_every_command_has_version():
 
 def test_calib_samples_calibrates_on_the_shipped_photos_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ["export", "--arch", "v1", "--opset", "17", "--batch", "1", "--input-size", "96", "--no-parity",
-            "--engine", "no", "--int8", "--int8-target", "cpu", "--calib-samples", "--calib-method", "minmax"]
+    args = [
+        "export",
+        "--arch",
+        "v1",
+        "--opset",
+        "17",
+        "--batch",
+        "1",
+        "--input-size",
+        "96",
+        "--no-parity",
+        "--engine",
+        "no",
+        "--int8",
+        "--int8-target",
+        "cpu",
+        "--calib-samples",
+        "--calib-method",
+        "minmax",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.stderr
     assert "warning: " in result.stderr and "only 5 calibration images" in result.stderr  # honest about it
@@ -97,8 +121,23 @@ def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, 
     from PIL import Image
 
     monkeypatch.chdir(tmp_path)
-    base = ["export", "--arch", "v1", "--opset", "17", "--batch", "1", "--input-size", "96", "--no-parity",
-            "--engine", "no", "--int8", "--int8-target", "cpu"]
+    base = [
+        "export",
+        "--arch",
+        "v1",
+        "--opset",
+        "17",
+        "--batch",
+        "1",
+        "--input-size",
+        "96",
+        "--no-parity",
+        "--engine",
+        "no",
+        "--int8",
+        "--int8-target",
+        "cpu",
+    ]
     assert CliRunner().invoke(main, base + ["--calib-samples", "--calib-method", "minmax"]).exit_code == 0
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -114,18 +153,23 @@ def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, 
     assert "made with minmax, percentile 99.99 asked for" in result.stderr
     assert "computing percentile thresholds for " in result.stderr and " tensors from 8 images..." in result.stderr
     assert json.loads((tmp_path / "googlenet.calib.json").read_text())["method"] == "percentile"
-    named = CliRunner().invoke(main, base + ["--calib-dir", str(calib), "--calib-cache", "googlenet.calib.json",
-                                             "--calib-method", "entropy"])
-    assert named.exit_code == 2 and "stale calibration cache: made with percentile 99.99, entropy asked for" in \
-        named.stderr
+    named = CliRunner().invoke(
+        main, base + ["--calib-dir", str(calib), "--calib-cache", "googlenet.calib.json", "--calib-method", "entropy"]
+    )
+    assert (
+        named.exit_code == 2
+        and "stale calibration cache: made with percentile 99.99, entropy asked for" in named.stderr
+    )
 
 
 def test_a_model_meets_the_wrong_arch(v1_opset17):
     path = str(v1_opset17)
     run = CliRunner().invoke(main, ["run", path, "--samples", "--arch", "v3", "--json"])
     assert run.exit_code == 0, run.stderr
-    assert f"warning: {path} was exported from v1 and carries its preprocessing and labels; --arch v3 ignored" in \
-        run.stderr
+    assert (
+        f"warning: {path} was exported from v1 and carries its preprocessing and labels; --arch v3 ignored"
+        in run.stderr
+    )
     assert "randomly initialised weights: its labels mean nothing" in run.stderr
     parity = CliRunner().invoke(main, ["parity", "--arch", "v3", "--onnx", path])
     assert parity.exit_code == 2 and parity.stdout == ""
@@ -135,8 +179,9 @@ def test_a_model_meets_the_wrong_arch(v1_opset17):
 def test_calibration_options_without_int8_and_a_file_for_a_folder(tmp_path):
     out = str(tmp_path / "g.onnx")
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--calib-samples"])
-    assert result.exit_code == 2 and result.stderr.startswith("error: --calib-dir, --calib-samples and "
-                                                              "--calib-cache need --int8")
+    assert result.exit_code == 2 and result.stderr.startswith(
+        "error: --calib-dir, --calib-samples and --calib-cache need --int8"
+    )
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--fp16-io"])
     assert result.exit_code == 2 and "--fp16-io (fp16_io) needs --fp16" in result.stderr
     notes = tmp_path / "notes.txt"
@@ -148,9 +193,32 @@ def test_calibration_options_without_int8_and_a_file_for_a_folder(tmp_path):
 
 def test_quiet_int8_export_prints_no_bar(tmp_path):
     out = str(tmp_path / "g.onnx")
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", out, "--opset", "17", "--batch", "1",
-                                       "--input-size", "96", "--no-parity", "--engine", "no", "--int8",
-                                       "--int8-target", "cpu", "--calib-samples", "--calib-method", "minmax", "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--arch",
+            "v1",
+            "-o",
+            out,
+            "--opset",
+            "17",
+            "--batch",
+            "1",
+            "--input-size",
+            "96",
+            "--no-parity",
+            "--engine",
+            "no",
+            "--int8",
+            "--int8-target",
+            "cpu",
+            "--calib-samples",
+            "--calib-method",
+            "minmax",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert "calibrating" not in result.stderr and "img/s" not in result.stderr
     assert "warning: " in result.stderr  # warnings still reach a quiet run

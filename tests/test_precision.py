@@ -1,4 +1,5 @@
 """FP16 and INT8 on a classifier with real decision margins (tests/trained_classifier.py)."""
+
 import json
 import os
 
@@ -27,14 +28,20 @@ def classifier(trained, tmp_path_factory):
     folder = tmp_path_factory.mktemp("precision")
     calib = tc.write_images(folder / "calib", 320, seed=200)
     test_images, test_labels = tc.learnable_images(1000, seed=999)
-    return dict(trained, calib=calib, folder=folder, reference=TorchRunner(trained["model"]),  # eager once per set
-                test={"labelled": (normalize(test_images, trained["config"]), test_labels)})
+    return dict(
+        trained,
+        calib=calib,
+        folder=folder,
+        reference=TorchRunner(trained["model"]),  # eager once per set
+        test={"labelled": (normalize(test_images, trained["config"]), test_labels)},
+    )
 
 
 def _accuracy(classifier, path, precision):
     backend = OnnxRuntimeBackend(path)
-    report = check_backend(classifier["reference"], backend, classifier["config"], (8,), precision,
-                           labelled=classifier["test"])
+    report = check_backend(
+        classifier["reference"], backend, classifier["config"], (8,), precision, labelled=classifier["test"]
+    )
     row = next(r for r in report.rows if r.inputs.startswith("labelled"))
     return row, report
 
@@ -46,8 +53,9 @@ def test_fp32_reference_accuracy(classifier):
 
 
 def test_fp16_loses_at_most_a_tenth_of_a_point(classifier):
-    result = convert_fp16(classifier["fp32"], classifier["folder"] / "small_fp16.onnx",
-                          reference_model=classifier["reference"])
+    result = convert_fp16(
+        classifier["fp32"], classifier["folder"] / "small_fp16.onnx", reference_model=classifier["reference"]
+    )
     assert result.parity.passed, result.parity.table()
     row, report = _accuracy(classifier, result.path, "fp16")
     assert row.accuracy >= row.reference_accuracy - 0.001 - 1e-9, report.table()  # 1 image in 1000
@@ -76,8 +84,14 @@ def test_fp16_io(classifier):
 @pytest.mark.parametrize("target", ["tensorrt", "cpu"])
 def test_int8_loses_at_most_one_point(target, classifier):
     cache = classifier["folder"] / "small.calib.json"
-    result = quantize_int8(classifier["fp32"], classifier["folder"] / f"small_int8_{target}.onnx", target=target,
-                           calib_dir=classifier["calib"], cache=cache, reference_model=classifier["reference"])
+    result = quantize_int8(
+        classifier["fp32"],
+        classifier["folder"] / f"small_int8_{target}.onnx",
+        target=target,
+        calib_dir=classifier["calib"],
+        cache=cache,
+        reference_model=classifier["reference"],
+    )
     row, report = _accuracy(classifier, result.path, "int8")
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9, report.table()
     assert row.passed, report.table()  # int8 thresholds on the data it was calibrated for
@@ -151,7 +165,7 @@ def test_entropy_clips_outliers_and_keeps_dense_ranges():
 
 def _kl_clipped_at(counts, i, levels=128, eps=1e-4):
     """KL(P || Q) for clipping at bin i, written out bin by bin (entropy_bin's definition)."""
-    c = counts[:int(np.flatnonzero(counts).max()) + 1].astype(float)
+    c = counts[: int(np.flatnonzero(counts).max()) + 1].astype(float)
     c[0] = c[1]
     p = c[:i].copy()
     p[-1] += c[i:].sum()
@@ -171,8 +185,12 @@ def _kl_clipped_at(counts, i, levels=128, eps=1e-4):
 @pytest.mark.parametrize("seed", range(4))
 def test_entropy_bin_minimizes_the_divergence(seed):
     rng = np.random.default_rng(seed)
-    values = [np.abs(rng.normal(0, 1, 20000)), np.maximum(rng.normal(0, 1, 20000), 0),  # a ReLU's zeros
-              np.abs(rng.standard_cauchy(3000)), np.r_[rng.uniform(0, 0.1, 500), 50.0]][seed]  # outliers
+    values = [
+        np.abs(rng.normal(0, 1, 20000)),
+        np.maximum(rng.normal(0, 1, 20000), 0),  # a ReLU's zeros
+        np.abs(rng.standard_cauchy(3000)),
+        np.r_[rng.uniform(0, 0.1, 500), 50.0],
+    ][seed]  # outliers
     counts = np.bincount(np.minimum((values / (values.max() / 2048)).astype(int), 2047), minlength=2048)
     chosen = entropy_bin(counts)
     candidates = range(128, int(np.flatnonzero(counts).max()) + 2, 7)
@@ -193,8 +211,9 @@ def test_calibration_methods_order(classifier):
         assert mm["threshold"] == pytest.approx(top)
         for method in ("percentile", "entropy"):
             assert results[method][name]["threshold"] <= top * (1 + 1e-6)
-    clipped = sum(results["entropy"][n]["threshold"] < 0.99 * results["minmax"][n]["threshold"]
-                  for n in results["minmax"])
+    clipped = sum(
+        results["entropy"][n]["threshold"] < 0.99 * results["minmax"][n]["threshold"] for n in results["minmax"]
+    )
     assert clipped > len(results["minmax"]) // 4
 
 
@@ -225,15 +244,30 @@ def test_cli_int8_needs_calibration_source_before_exporting(tmp_path):
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8"])
     assert result.exit_code == 2 and result.stderr.startswith("error: INT8 needs calibration images")
     assert os.listdir(tmp_path) == []
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8",
-                                       "--calib-dir", str(tmp_path / "missing")])
+    result = CliRunner().invoke(
+        main,
+        ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8", "--calib-dir", str(tmp_path / "missing")],
+    )
     assert result.exit_code == 2 and "no such image folder" in result.stderr
 
 
 def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
     cache = tmp_path / "cache.json"
-    result = CliRunner().invoke(main, ["calibrate", str(classifier["fp32"]), "--calib-dir", str(classifier["calib"]),
-                                       "-o", str(cache), "--calib-method", "percentile", "--calib-images", "40"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "calibrate",
+            str(classifier["fp32"]),
+            "--calib-dir",
+            str(classifier["calib"]),
+            "-o",
+            str(cache),
+            "--calib-method",
+            "percentile",
+            "--calib-images",
+            "40",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"wrote {cache}: ") and "(percentile) from 40 images" in result.stdout
     data = json.loads(cache.read_text())
@@ -245,9 +279,29 @@ def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
 def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
     calib = tc.write_images(tmp_path / "calib", 12, seed=5)
     out = tmp_path / "m.onnx"
-    args = ["export", "--arch", "v1", "-o", str(out), "--opset", "17", "--batch", "1", "--input-size", "96",
-            "--no-parity", "--engine", "no", "--int8", "--int8-target", "cpu", "--calib-dir", str(calib),
-            "--calib-method", "minmax"]
+    args = [
+        "export",
+        "--arch",
+        "v1",
+        "-o",
+        str(out),
+        "--opset",
+        "17",
+        "--batch",
+        "1",
+        "--input-size",
+        "96",
+        "--no-parity",
+        "--engine",
+        "no",
+        "--int8",
+        "--int8-target",
+        "cpu",
+        "--calib-dir",
+        str(calib),
+        "--calib-method",
+        "minmax",
+    ]
     assert CliRunner().invoke(main, args).exit_code == 0
     cache = tmp_path / "m.calib.json"
     first = CalibrationCache.load(cache)
@@ -263,11 +317,18 @@ def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
 def test_int8_with_fp16_remainder(classifier, tmp_path):
     """The tensorrt target's unquantized ops in FP16: Q/DQ scales FP16 so DequantizeLinear feeds its
     Conv in FP16, the classifier Gemm FP32, float32 I/O; accuracy as the FP32 remainder's."""
-    fp32 = export_onnx(classifier["model"], tmp_path / "small20.onnx", preprocess=classifier["config"],
-                       check_parity=False).path  # default opset (FP16 Q/DQ scales need 19+)
-    result = quantize_int8(fp32, tmp_path / "small20_int8_tensorrt_fp16.onnx", target="tensorrt",
-                           calib_dir=classifier["calib"], cache=tmp_path / "c.json", remainder="fp16",
-                           reference_model=classifier["reference"])
+    fp32 = export_onnx(
+        classifier["model"], tmp_path / "small20.onnx", preprocess=classifier["config"], check_parity=False
+    ).path  # default opset (FP16 Q/DQ scales need 19+)
+    result = quantize_int8(
+        fp32,
+        tmp_path / "small20_int8_tensorrt_fp16.onnx",
+        target="tensorrt",
+        calib_dir=classifier["calib"],
+        cache=tmp_path / "c.json",
+        remainder="fp16",
+        reference_model=classifier["reference"],
+    )
     assert len(result.parity.rows) == 4  # parity-checked (photos / synthetic: out of distribution here)
     row, report = _accuracy(classifier, result.path, "int8")
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9 and row.passed, report.table()
@@ -278,35 +339,49 @@ def test_int8_with_fp16_remainder(classifier, tmp_path):
     scales = {init[n.input[1]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
     assert scales == {onnx.TensorProto.FLOAT16}
     assert [init[n.input[1]] for n in graph.node if n.op_type == "Gemm"] == [onnx.TensorProto.FLOAT]
-    assert graph.input[0].type.tensor_type.elem_type == graph.output[0].type.tensor_type.elem_type == \
-        onnx.TensorProto.FLOAT
+    assert (
+        graph.input[0].type.tensor_type.elem_type
+        == graph.output[0].type.tensor_type.elem_type
+        == onnx.TensorProto.FLOAT
+    )
 
 
-@pytest.mark.parametrize("target,message", [
-    ("cpu", "--int8-remainder fp16 is for --int8-target tensorrt, not cpu"),
-    ("tensorrt", "small.onnx: --int8-remainder fp16 needs opset 19 or newer"),  # the fixture's model is opset 17
-])
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        ("cpu", "--int8-remainder fp16 is for --int8-target tensorrt, not cpu"),
+        ("tensorrt", "small.onnx: --int8-remainder fp16 needs opset 19 or newer"),  # the fixture's model is opset 17
+    ],
+)
 def test_fp16_remainder_refused_where_it_cannot_work(classifier, tmp_path, target, message):
     with pytest.raises(InceptionDeployError, match=message):
-        quantize_int8(classifier["fp32"], tmp_path / "x.onnx", target=target, calib_dir=classifier["calib"],
-                      remainder="fp16")
+        quantize_int8(
+            classifier["fp32"], tmp_path / "x.onnx", target=target, calib_dir=classifier["calib"], remainder="fp16"
+        )
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_cli_int8_remainder_needs_int8_and_the_tensorrt_target(tmp_path):
-    for extra, message in [([], "--int8-remainder needs --int8"),
-                           (["--int8", "--int8-target", "cpu", "--calib-samples"], "is for --int8-target tensorrt"),
-                           (["--int8", "--calib-samples", "--opset", "17"], "needs opset 19 or newer")]:  # not cpu
-        result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"),
-                                           "--int8-remainder", "fp16", *extra])
+    for extra, message in [
+        ([], "--int8-remainder needs --int8"),
+        (["--int8", "--int8-target", "cpu", "--calib-samples"], "is for --int8-target tensorrt"),
+        (["--int8", "--calib-samples", "--opset", "17"], "needs opset 19 or newer"),
+    ]:  # not cpu
+        result = CliRunner().invoke(
+            main, ["export", "--arch", "v1", "-o", str(tmp_path / "m.onnx"), "--int8-remainder", "fp16", *extra]
+        )
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
         assert os.listdir(tmp_path) == []
 
 
 def test_run_warns_when_a_tensorrt_placed_graph_runs_on_the_cpu(classifier, tmp_path):
     cache = classifier["folder"] / "small.calib.json"
-    paths = {target: quantize_int8(classifier["fp32"], tmp_path / f"{target}.onnx", target=target,
-                                   calib_dir=classifier["calib"], cache=cache).path for target in ("tensorrt", "cpu")}
+    paths = {
+        target: quantize_int8(
+            classifier["fp32"], tmp_path / f"{target}.onnx", target=target, calib_dir=classifier["calib"], cache=cache
+        ).path
+        for target in ("tensorrt", "cpu")
+    }
     image = next(classifier["calib"].iterdir())
     for target, path in paths.items():
         result = CliRunner().invoke(main, ["run", str(path), str(image), "--device", "cpu"])

@@ -50,8 +50,9 @@ def test_stretch_resizes_both_sides_as_keras_load_img():
     np.testing.assert_array_equal(load_image(photo, config), expected)
     cropped = PreprocessConfig(224, 256, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
     assert resize_and_crop(photo, cropped).size == (224, 224)
-    assert not np.array_equal(load_image(photo, config), load_image(photo, PreprocessConfig(299, 299, "bilinear",
-                                                                                              (0.5,) * 3, (0.5,) * 3)))
+    assert not np.array_equal(
+        load_image(photo, config), load_image(photo, PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3))
+    )
 
 
 def test_keep_aspect_is_written_only_where_false():
@@ -62,8 +63,9 @@ def test_keep_aspect_is_written_only_where_false():
     assert "keep_aspect" not in kept.to_dict() and PreprocessConfig.from_dict(kept.to_dict()) == kept
     stretched = PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3, keep_aspect=False)
     assert stretched.to_dict()["keep_aspect"] is False and PreprocessConfig.from_dict(stretched.to_dict()) == stretched
-    assert preprocess_digest(stretched) != preprocess_digest(PreprocessConfig(299, 299, "bilinear", (0.5,) * 3,
-                                                                              (0.5,) * 3))
+    assert preprocess_digest(stretched) != preprocess_digest(
+        PreprocessConfig(299, 299, "bilinear", (0.5,) * 3, (0.5,) * 3)
+    )
 
 
 def test_export_preprocessing_flags_choose_the_resize():

@@ -5,6 +5,7 @@ The checks read the quantized graph alone and restate NVIDIA's placement recomme
 regression in placement fails here. Ranges are random per tensor: a Concat or MaxPool whose
 tensors kept their own ranges would show different scales.
 """
+
 from collections import Counter
 
 import numpy as np
@@ -20,8 +21,19 @@ from inception_deploy.calibration.ranges import float_tensors
 
 ARCHS = list_archs()
 # architectures with residual Adds where a Conv output meets a skip (fusion points of rule 3)
-RESIDUAL = {"inception-resnet-v1", "inception-resnet-v2", "xception", "resnet18", "resnet34", "resnet50", "resnet101",
-            "resnext50_32x4d", "seresnet50", "res2net50_26w_4s", "resnest50d"}
+RESIDUAL = {
+    "inception-resnet-v1",
+    "inception-resnet-v2",
+    "xception",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "seresnet50",
+    "res2net50_26w_4s",
+    "resnest50d",
+}
 GATES = {"seresnet50": "Sigmoid", "resnest50d": "Softmax"}  # attention gates
 POOLS = ("MaxPool", "AveragePool")
 HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul")
@@ -34,8 +46,10 @@ def _quantize(fp32, folder, target, seed=0):
     prepared = folder / "prepared.onnx"
     prepare(fp32, prepared)
     rng = np.random.default_rng(seed)
-    tensors = {name: {"min": -1.0, "max": 1.0, "threshold": float(rng.uniform(0.5, 8.0))}
-               for name in float_tensors(onnx.load(str(prepared)))}
+    tensors = {
+        name: {"min": -1.0, "max": 1.0, "threshold": float(rng.uniform(0.5, 8.0))}
+        for name in float_tensors(onnx.load(str(prepared)))
+    }
     cache = CalibrationCache("minmax", None, 1, "0" * 64, "0" * 64, tensors)
     write_qdq(prepared, cache, target, folder / f"{target}.onnx")
     return onnx.load(str(prepared)).graph, onnx.load(str(folder / f"{target}.onnx")).graph, tensors
@@ -154,8 +168,12 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
 
     # rule 4: one scale for a Concat's quantized inputs and quantized output, and for a MaxPool's
     def output_scales(tensor):
-        return {g.scale(dq.output[0]) for q in g.consumers.get(tensor, []) if q.op_type == "QuantizeLinear"
-                for dq in g.consumers[q.output[0]]}
+        return {
+            g.scale(dq.output[0])
+            for q in g.consumers.get(tensor, [])
+            if q.op_type == "QuantizeLinear"
+            for dq in g.consumers[q.output[0]]
+        }
 
     for node in graph.node:
         if node.op_type in ("Concat", "MaxPool"):
@@ -172,8 +190,9 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
     if arch in MODELOPT_ACTIVATION_TENSORS:
         assert len(activations) == MODELOPT_ACTIVATION_TENSORS[arch]
     # the float graph is unchanged apart from the Q/DQ pairs
-    assert (Counter(n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear"))
-            == Counter(n.name for n in fp32.graph.node))
+    assert Counter(n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")) == Counter(
+        n.name for n in fp32.graph.node
+    )
 
 
 def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):
@@ -184,8 +203,9 @@ def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):
     convs = [n for n in graph.node if n.op_type == "Conv"]
     quantized_outputs = [c for c in convs if any(q.op_type == "QuantizeLinear" for q in g.consumers[c.output[0]])]
     assert len(quantized_outputs) == len(convs)
-    assert {g.init[q.input[2]].dtype for q in graph.node if q.op_type == "QuantizeLinear"
-            and q.input[0] not in g.init} == {np.dtype(np.uint8)}
+    assert {
+        g.init[q.input[2]].dtype for q in graph.node if q.op_type == "QuantizeLinear" and q.input[0] not in g.init
+    } == {np.dtype(np.uint8)}
 
 
 class _SharedBranch(torch.nn.Module):
@@ -203,8 +223,9 @@ class _SharedBranch(torch.nn.Module):
 
 
 def test_a_concat_input_read_elsewhere_shares_the_concat_scale(tmp_path):
-    torch.onnx.export(_SharedBranch().eval(), torch.randn(1, 3, 8, 8), tmp_path / "shared.onnx", dynamo=False,
-                      opset_version=17)
+    torch.onnx.export(
+        _SharedBranch().eval(), torch.randn(1, 3, 8, 8), tmp_path / "shared.onnx", dynamo=False, opset_version=17
+    )
     _, graph, ranges = _quantize(tmp_path / "shared.onnx", tmp_path, "tensorrt")
     g = Graph(graph)
     concat = next(n for n in graph.node if n.op_type == "Concat")
@@ -222,8 +243,11 @@ class _Projection(torch.nn.Module):
     def __init__(self, shortcut_first: bool):
         super().__init__()
         self.shortcut_first = shortcut_first
-        self.shortcut, self.reduce, self.expand = (torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(3, 4, 1),
-                                                   torch.nn.Conv2d(4, 8, 3, padding=1))
+        self.shortcut, self.reduce, self.expand = (
+            torch.nn.Conv2d(3, 8, 1),
+            torch.nn.Conv2d(3, 4, 1),
+            torch.nn.Conv2d(4, 8, 3, padding=1),
+        )
 
     def forward(self, x):
         main, shortcut = self.expand(torch.relu(self.reduce(x))), self.shortcut(x)
@@ -232,8 +256,14 @@ class _Projection(torch.nn.Module):
 
 @pytest.mark.parametrize("shortcut_first", [True, False])
 def test_of_two_convs_meeting_at_an_add_the_projection_shortcut_is_quantized(shortcut_first, tmp_path):
-    torch.onnx.export(_Projection(shortcut_first).eval(), torch.randn(1, 3, 8, 8), tmp_path / "p.onnx", dynamo=False,
-                      opset_version=17, input_names=["input"])
+    torch.onnx.export(
+        _Projection(shortcut_first).eval(),
+        torch.randn(1, 3, 8, 8),
+        tmp_path / "p.onnx",
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+    )
     fp32_graph, graph, _ = _quantize(tmp_path / "p.onnx", tmp_path, "tensorrt")
     fp32, g = Graph(fp32_graph), Graph(graph)
     add = next(n for n in graph.node if n.op_type == "Add")

@@ -1,4 +1,5 @@
 """The README's Python blocks run as written, from an empty folder, offline."""
+
 import re
 import subprocess
 import sys
@@ -17,7 +18,8 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs_as_written(index, tmp_path):
-    run = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=900)
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr

@@ -42,8 +42,9 @@ REFERENCES = {
     ("v3", False): lambda: _torchvision("inception_v3", aux_logits=False),
     ("v3", True): lambda: _torchvision("inception_v3", aux_logits=True),
     ("v4", False): lambda: _timm("inception_v4"),
-    ("resnet-v1", False): lambda: _attr("facenet_pytorch.models.inception_resnet_v1", "InceptionResnetV1",
-                                        classify=True, num_classes=1000),
+    ("resnet-v1", False): lambda: _attr(
+        "facenet_pytorch.models.inception_resnet_v1", "InceptionResnetV1", classify=True, num_classes=1000
+    ),
     ("resnet-v2", False): lambda: _timm("inception_resnet_v2"),
     ("xception", False): lambda: _timm("legacy_xception"),
     ("resnet18", False): lambda: _torchvision_plain("resnet18"),
@@ -79,7 +80,6 @@ def test_reference_state_dict_loads_and_logits_match(arch, aux):
     assert torch.isfinite(expected).all()
     assert (got - expected).abs().max() <= 1e-5 * scale
     assert torch.equal(got.argmax(1), expected.argmax(1))
-
 
 
 @pytest.mark.parametrize("arch", REFERENCE_TRANSFORM_ARCHS)

@@ -118,23 +118,28 @@ def test_decompression_bomb_is_refused(v1_onnx, tmp_path, monkeypatch):
 
 
 def test_unusual_modes_are_classified(v1_onnx, tmp_path):
-    modes = {"gray16.png": Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16),
-             "cmyk.jpg": Image.new("CMYK", (64, 48), (10, 200, 30, 0)),
-             "palette.gif": Image.new("RGB", (64, 64), (5, 100, 200)).convert("P"),
-             "rgba.png": Image.new("RGBA", (48, 64), (0, 0, 0, 0)),
-             "gray.jpg": Image.new("L", (64, 64), 30)}
+    modes = {
+        "gray16.png": Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16),
+        "cmyk.jpg": Image.new("CMYK", (64, 48), (10, 200, 30, 0)),
+        "palette.gif": Image.new("RGB", (64, 64), (5, 100, 200)).convert("P"),
+        "rgba.png": Image.new("RGBA", (48, 64), (0, 0, 0, 0)),
+        "gray.jpg": Image.new("L", (64, 64), 30),
+    }
     for name, image in modes.items():
         image.save(tmp_path / name)
     results = Predictor(v1_onnx).predict(sorted(tmp_path.iterdir()))
     assert [r.error for r in results] == [None] * len(modes)
 
 
-@pytest.mark.parametrize("setup,message", [
-    ("random.onnx", "ONNX Runtime cannot load this model"),
-    ("missing.onnx", "no such model file"),
-    ("model.bin", "unknown model type .bin"),
-    ("engine.plan", "no sidecar engine.plan.json beside the engine"),
-])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        ("random.onnx", "ONNX Runtime cannot load this model"),
+        ("missing.onnx", "no such model file"),
+        ("model.bin", "unknown model type .bin"),
+        ("engine.plan", "no sidecar engine.plan.json beside the engine"),
+    ],
+)
 def test_unusable_model_is_one_line_exit_2(setup, message, tmp_path):
     path = tmp_path / setup
     if setup != "missing.onnx":
@@ -160,12 +165,24 @@ def test_onnx_without_metadata_needs_arch(v1_onnx, tmp_path):
 def test_engine_needs_tensorrt(tmp_path):
     engine = tmp_path / "m.plan"
     engine.write_bytes(b"plan")
-    (tmp_path / "m.plan.json").write_text(json.dumps({"num_classes": 2, "labels": {"names": ["a", "b"]},
-                                                      "preprocess": {"input_size": 224, "resize_size": 256,
-                                                                     "interpolation": "bilinear", "mean": [0.5] * 3,
-                                                                     "std": [0.5] * 3}}))
+    (tmp_path / "m.plan.json").write_text(
+        json.dumps(
+            {
+                "num_classes": 2,
+                "labels": {"names": ["a", "b"]},
+                "preprocess": {
+                    "input_size": 224,
+                    "resize_size": 256,
+                    "interpolation": "bilinear",
+                    "mean": [0.5] * 3,
+                    "std": [0.5] * 3,
+                },
+            }
+        )
+    )
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here")
     except ImportError:
         pass
@@ -176,13 +193,18 @@ def test_engine_needs_tensorrt(tmp_path):
 def test_engine_for_another_tensorrt_or_gpu_is_refused():
     sidecar = {"tensorrt": {"version": "10.3.0"}, "gpu": {"name": "NVIDIA A100", "compute_capability": "8.0"}}
     h100 = {"name": "NVIDIA H100", "compute_capability": "9.0"}
-    with pytest.raises(InceptionDeployError, match=r"built with TensorRT 10.3.0 on NVIDIA A100 .* this machine has "
-                                                   r"TensorRT 10.8.0; rebuild it here"):
+    with pytest.raises(
+        InceptionDeployError,
+        match=r"built with TensorRT 10.3.0 on NVIDIA A100 .* this machine has "
+        r"TensorRT 10.8.0; rebuild it here",
+    ):
         check_compatible("m.plan", sidecar, "10.8.0", {"name": "NVIDIA A100", "compute_capability": "8.0"})
     with pytest.raises(InceptionDeployError, match=r"but this GPU is NVIDIA H100 \(compute capability 9.0\)"):
         check_compatible("m.plan", sidecar, "10.3.0", h100)
-    portable = {"tensorrt": {"version": "10.3.0", "version_compatible": True, "hardware_compatibility": "AMPERE_PLUS"},
-                "gpu": sidecar["gpu"]}
+    portable = {
+        "tensorrt": {"version": "10.3.0", "version_compatible": True, "hardware_compatibility": "AMPERE_PLUS"},
+        "gpu": sidecar["gpu"],
+    }
     check_compatible("m.plan", portable, "10.8.0", h100)
 
 
@@ -194,8 +216,9 @@ def test_forced_device_without_provider(v1_onnx):
 def test_silent_fallback_to_cpu_is_detected(v1_onnx, monkeypatch, caplog):
     import onnxruntime
 
-    monkeypatch.setattr(onnxruntime, "get_available_providers",
-                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     backend = open_backend(v1_onnx, device="cuda")
     assert backend.fell_back and backend.providers == ("CPUExecutionProvider",)
     assert "fell back from CUDAExecutionProvider" in backend.describe()
@@ -220,16 +243,22 @@ def test_cli_run_needs_neither_torch_nor_tensorrt(v1_onnx, tmp_path):
         (tmp_path / blocked / "__init__.py").write_text(f"raise ImportError('{blocked} is blocked')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     code = "import sys; from inception_deploy.cli import run_main; sys.argv[0] = 'inception-run'; run_main()"
-    result = subprocess.run([sys.executable, "-c", code, str(v1_onnx), str(sample_photos()[0]), "--json"],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(v1_onnx), str(sample_photos()[0]), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "labels" in json.loads(result.stdout)
 
 
 def test_importing_the_runtime_imports_neither_torch_nor_tensorrt():
-    code = ("import sys, inception_deploy, inception_deploy.runtime; inception_deploy.Predictor; "
-            "from inception_deploy.models import get_arch; get_arch('v3'); "
-            "print(sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules))")
+    code = (
+        "import sys, inception_deploy, inception_deploy.runtime; inception_deploy.Predictor; "
+        "from inception_deploy.models import get_arch; get_arch('v3'); "
+        "print(sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -7,6 +7,7 @@ preprocessing and softmax models and the ensemble run on Triton's real Python ba
 ensemble scheduler. TensorRT plans cannot run here: their configs are checked by the server's
 own parser, which may only report the missing backend.
 """
+
 import json
 import os
 import re
@@ -88,6 +89,7 @@ def _assert_same(remote, local, atol):
 # ---------------------------------------------------------------------------------------------
 # the repository writer (no server)
 
+
 def _config(repo, name):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -109,19 +111,25 @@ def _type(tensor) -> str:
 
 def test_repository_layout_and_configs(classifier_files, tmp_path):
     repo = tmp_path / "repo"
-    written = write_repository([classifier_files["fp32"], classifier_files["fp16"]], repo, instances=2,
-                               kind="cpu", preferred_batch=(4, 8), queue_delay_us=500)
+    written = write_repository(
+        [classifier_files["fp32"], classifier_files["fp16"]],
+        repo,
+        instances=2,
+        kind="cpu",
+        preferred_batch=(4, 8),
+        queue_delay_us=500,
+    )
     assert [m.name for m in written] == ["small", "small_fp16"]
     assert sorted(p.name for p in repo.iterdir()) == sorted(
-        f"{n}{s}" for n in ("small", "small_fp16") for s in ("", "_preprocess", "_softmax", "_pipeline"))
+        f"{n}{s}" for n in ("small", "small_fp16") for s in ("", "_preprocess", "_softmax", "_pipeline")
+    )
     assert (repo / "small" / "1" / "model.onnx").read_bytes() == classifier_files["fp32"].read_bytes()
     assert (repo / "small" / "labels.txt").read_text().splitlines() == [f"class_{i}" for i in range(tc.CLASSES)]
 
     small = _config(repo, "small")
     assert small.platform == "onnxruntime_onnx" and small.max_batch_size == 64  # the export's batch limit
     assert [(i.name, list(i.dims)) for i in small.input] == [("input", [3, tc.SIZE, tc.SIZE])]
-    assert [(o.name, list(o.dims), o.label_filename) for o in small.output] == [("logits", [tc.CLASSES],
-                                                                                  "labels.txt")]
+    assert [(o.name, list(o.dims), o.label_filename) for o in small.output] == [("logits", [tc.CLASSES], "labels.txt")]
     assert list(small.dynamic_batching.preferred_batch_size) == [4, 8]
     assert small.dynamic_batching.max_queue_delay_microseconds == 500
     assert [(g.count, _kind(g)) for g in small.instance_group] == [(2, "KIND_CPU")]
@@ -158,11 +166,14 @@ def _fake_plan(onnx_path, dest, cc="8.9", trt_version="10.13.0", precision="fp16
     from inception_deploy.metadata import onnx_metadata, sidecar_path
 
     meta = onnx_metadata(onnx.load(str(onnx_path), load_external_data=False), onnx_path)
-    meta.update(precision=precision, tensorrt={"version": trt_version, "strongly_typed": True},
-                gpu={"name": f"GPU sm{cc}", "compute_capability": cc},
-                io={"input": "input", "output": "logits"},
-                profile={"input": "input", "min": [1, 3, 96, 96], "opt": [8, 3, 96, 96], "max": [32, 3, 96, 96]},
-                max_batch=32)
+    meta.update(
+        precision=precision,
+        tensorrt={"version": trt_version, "strongly_typed": True},
+        gpu={"name": f"GPU sm{cc}", "compute_capability": cc},
+        io={"input": "input", "output": "logits"},
+        profile={"input": "input", "min": [1, 3, 96, 96], "opt": [8, 3, 96, 96], "max": [32, 3, 96, 96]},
+        max_batch=32,
+    )
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(b"not a real plan " + cc.encode())
     sidecar_path(dest).write_text(json.dumps(meta))
@@ -190,7 +201,10 @@ def test_an_engine_beside_its_onnx_file_is_a_model_of_its_own(classifier_files, 
     written = write_repository([source, plan], tmp_path / "repo")
     assert [(m.name, m.platform) for m in written] == [("small", "onnxruntime_onnx"), ("small_trt", "tensorrt_plan")]
     assert [s.model_name for s in _config(tmp_path / "repo", "small_trt_pipeline").ensemble_scheduling.step] == [
-        "small_trt_preprocess", "small_trt", "small_trt_softmax"]
+        "small_trt_preprocess",
+        "small_trt",
+        "small_trt_softmax",
+    ]
     clash = tmp_path / "small_trt.onnx"  # a file whose own name is the engine's model name
     shutil.copy(source, clash)
     with pytest.raises(RepositoryError, match="both would be model 'small_trt'; rename one"):
@@ -198,11 +212,14 @@ def test_an_engine_beside_its_onnx_file_is_a_model_of_its_own(classifier_files, 
     assert not (tmp_path / "repo2").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"trt_version": "10.3.0"}, "differ in TensorRT version"),
-    ({"precision": "int8"}, "differ in precision"),
-    ({"cc": "8.0"}, "two plans were built on GPUs of compute capability 8.0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"trt_version": "10.3.0"}, "differ in TensorRT version"),
+        ({"precision": "int8"}, "differ in precision"),
+        ({"cc": "8.0"}, "two plans were built on GPUs of compute capability 8.0"),
+    ],
+)
 def test_incompatible_plans_are_refused(classifier_files, tmp_path, change, message):
     a = _fake_plan(classifier_files["fp32"], tmp_path / "a" / "v.plan", cc="8.0")
     b = _fake_plan(classifier_files["fp32"], tmp_path / "b" / "v.plan", **{"cc": "8.9", **change})
@@ -218,12 +235,27 @@ def test_bad_repository_requests_are_one_line(classifier_files, tmp_path):
     cases = [
         (["triton", str(classifier_files["fp32"]), "-o", str(tmp_path / "taken")], "already exists"),
         (["triton", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "r")], "no such model file"),
-        (["triton", str(classifier_files["fp32"]), str(classifier_files["fp32"]), "-o", str(tmp_path / "r")],
-         "both would be model 'small'"),
-        (["triton", str(classifier_files["fp32"]), "-o", str(tmp_path / "r"), "--max-batch", "65"],
-         "takes batches up to 64"),
-        (["triton", str(classifier_files["fp32"]), "-o", str(tmp_path / "r"), "--max-batch", "8",
-          "--preferred-batch", "16"], "outside 1..8"),
+        (
+            ["triton", str(classifier_files["fp32"]), str(classifier_files["fp32"]), "-o", str(tmp_path / "r")],
+            "both would be model 'small'",
+        ),
+        (
+            ["triton", str(classifier_files["fp32"]), "-o", str(tmp_path / "r"), "--max-batch", "65"],
+            "takes batches up to 64",
+        ),
+        (
+            [
+                "triton",
+                str(classifier_files["fp32"]),
+                "-o",
+                str(tmp_path / "r"),
+                "--max-batch",
+                "8",
+                "--preferred-batch",
+                "16",
+            ],
+            "outside 1..8",
+        ),
     ]
     (tmp_path / "junk.onnx").write_bytes(b"\x00junk")
     cases.append((["triton", str(tmp_path / "junk.onnx"), "-o", str(tmp_path / "r")], "not a loadable ONNX model"))
@@ -240,8 +272,12 @@ def test_replace_swaps_a_whole_repository(classifier_files, tmp_path):
     repo = tmp_path / "repo"
     write_repository([classifier_files["fp32"]], repo)
     write_repository([classifier_files["fp16"]], repo, replace=True)
-    assert sorted(p.name for p in repo.iterdir()) == ["small_fp16", "small_fp16_pipeline", "small_fp16_preprocess",
-                                                       "small_fp16_softmax"]
+    assert sorted(p.name for p in repo.iterdir()) == [
+        "small_fp16",
+        "small_fp16_pipeline",
+        "small_fp16_preprocess",
+        "small_fp16_softmax",
+    ]
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
 
 
@@ -265,11 +301,13 @@ def test_stub_refuses_numpy_2(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # a real server
 
+
 @needs_server
 def test_every_model_loads(server):
     states = {m.name: m.state for m in server.models()}
-    assert states == {f"{n}{s}": "READY" for n in ("small", "small_fp16")
-                      for s in ("", "_preprocess", "_softmax", "_pipeline")}
+    assert states == {
+        f"{n}{s}": "READY" for n in ("small", "small_fp16") for s in ("", "_preprocess", "_softmax", "_pipeline")
+    }
     assert set(server.stand_ins) == {"onnxruntime", "openvino"} and server.stand_ins_used() == ["onnxruntime"]
 
 
@@ -299,8 +337,9 @@ def test_64_concurrent_requests_are_batched_and_all_correct(server, classifier_f
     after = server.metrics()
     _assert_same(remote, local, 2e-6)
     inferences = _metric(after, "nv_inference_count", "small") - _metric(before, "nv_inference_count", "small")
-    executions = (_metric(after, "nv_inference_exec_count", "small")
-                  - _metric(before, "nv_inference_exec_count", "small"))
+    executions = _metric(after, "nv_inference_exec_count", "small") - _metric(
+        before, "nv_inference_exec_count", "small"
+    )
     assert inferences == 64 and executions < inferences  # the dynamic batcher grouped requests
 
 
@@ -312,8 +351,9 @@ def test_other_clients_still_get_triton_classification_strings(server, classifie
     client = http.InferenceServerClient(server.url)
     image = http.InferInput("IMAGE", [1, 1], "BYTES")
     image.set_data_from_numpy(np.array([[sample_photos()[0].read_bytes()]], dtype=np.object_))
-    result = client.infer("small_pipeline", [image], outputs=[http.InferRequestedOutput("PROBABILITIES",
-                                                                                        class_count=3)])
+    result = client.infer(
+        "small_pipeline", [image], outputs=[http.InferRequestedOutput("PROBABILITIES", class_count=3)]
+    )
     entries = [e.decode().split(":", 2) for e in result.as_numpy("PROBABILITIES").reshape(-1)]
     local = Predictor(classifier_files["fp32"], device="cpu").predict([sample_photos()[0]], topk=3)[0]
     assert [(int(index), label) for _, index, label in entries] == list(zip(local.indices, local.labels))
@@ -338,8 +378,9 @@ def test_run_cli_against_the_server_prints_what_a_local_run_prints(server, class
     runner = CliRunner()
     local = runner.invoke(main, ["run", str(classifier_files["fp32"]), *photos, "--json", "--topk", "3"])
     for url in (f"http://{server.url}", f"grpc://{server.grpc_url}"):
-        remote = runner.invoke(main, ["run", "--server", url, "--model", "small_pipeline", *photos, "--json",
-                                      "--topk", "3"])
+        remote = runner.invoke(
+            main, ["run", "--server", url, "--model", "small_pipeline", *photos, "--json", "--topk", "3"]
+        )
         assert remote.exit_code == 0, remote.output
         assert remote.stdout == local.stdout  # the same lines: labels, order and every digit
 
@@ -357,8 +398,9 @@ def test_client_errors_are_one_line(server):
     for args, message in cases:
         result = runner.invoke(main, args)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, args
-    result = runner.invoke(main, ["run", "--server", f"http://{server.url}", "--model", "small_pipeline",
-                                  "--device", "cpu", photo])
+    result = runner.invoke(
+        main, ["run", "--server", f"http://{server.url}", "--model", "small_pipeline", "--device", "cpu", photo]
+    )
     assert result.exit_code == 2 and "--device: for local models" in result.output
 
 
@@ -386,10 +428,19 @@ def test_configs_pass_the_servers_parser(classifier_files, tmp_path):
 def test_serve_command_stops_cleanly(classifier_files, signum):
     """inception-serve on a single model file: ready, answers, and SIGTERM or Ctrl-C (SIGINT) stop it,
     exit 0, with no process left behind."""
-    command = [os.path.join(os.path.dirname(sys.executable), "inception-serve"), str(classifier_files["fp32"]),
-               "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "inception-serve"),
+        str(classifier_files["fp32"]),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         lines = []
         deadline = time.monotonic() + 180
@@ -416,14 +467,32 @@ def test_serve_command_stops_cleanly(classifier_files, signum):
 def test_export_writes_a_repository_of_everything_it_wrote(tmp_path):
     """The deploy pipeline's --triton-repo: FP32 and FP16 artifacts, one model each."""
     out, repo = tmp_path / "g.onnx", tmp_path / "repo"
-    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out), "--fp16", "--no-parity",
-                                       "--opset", "17", "--engine", "no", "--input-size", "96",
-                                       "--triton-repo", str(repo)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--arch",
+            "v1",
+            "-o",
+            str(out),
+            "--fp16",
+            "--no-parity",
+            "--opset",
+            "17",
+            "--engine",
+            "no",
+            "--input-size",
+            "96",
+            "--triton-repo",
+            str(repo),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"wrote Triton repository {repo} (models g, g_fp16" in result.output
     assert (repo / "g_fp16" / "1" / "model.onnx").read_bytes() == (tmp_path / "g_fp16.onnx").read_bytes()
     assert _config(repo, "g").output[0].dims == [1000]
-    taken = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(tmp_path / "h.onnx"), "--no-parity",
-                                      "--triton-repo", str(repo)])
+    taken = CliRunner().invoke(
+        main, ["export", "--arch", "v1", "-o", str(tmp_path / "h.onnx"), "--no-parity", "--triton-repo", str(repo)]
+    )
     assert taken.exit_code == 2 and "already exists" in taken.output
     assert not (tmp_path / "h.onnx").exists()  # refused before the export

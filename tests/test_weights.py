@@ -34,8 +34,9 @@ def test_strict_round_trip_gives_identical_logits(arch, built_models, tmp_path):
     torch.testing.assert_close(_logits(loaded, arch), _logits(original, arch), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("layout", ["raw.pth", "state_dict.pt", "model.bin", "module.pth", "compiled.pth",
-                                    "ema.safetensors"])
+@pytest.mark.parametrize(
+    "layout", ["raw.pth", "state_dict.pt", "model.bin", "module.pth", "compiled.pth", "ema.safetensors"]
+)
 def test_checkpoint_formats(layout, v1_aux, tmp_path, caplog):
     state = v1_aux.state_dict()
     path = tmp_path / layout
@@ -66,8 +67,9 @@ def test_aux_model_loads_aux_checkpoint(v1_aux, tmp_path):
 def test_aux_model_from_checkpoint_without_aux_heads(v1_aux, tmp_path):
     path = tmp_path / "noaux.pth"
     torch.save({k: v for k, v in v1_aux.state_dict().items() if not k.startswith("aux")}, path)
-    with pytest.raises(WeightsError, match="missing 20 keys: aux1.conv.conv.weight.*"
-                                           "hint: checkpoint has no auxiliary heads"):
+    with pytest.raises(
+        WeightsError, match="missing 20 keys: aux1.conv.conv.weight.*hint: checkpoint has no auxiliary heads"
+    ):
         create_model("v1", aux_logits=True, weights=path)
 
 
@@ -104,8 +106,11 @@ def test_missing_unexpected_and_mismatched_keys_are_listed(tmp_path):
 def test_checkpoint_of_another_architecture(tmp_path):
     path = tmp_path / "xception.pth"
     torch.save(get_arch("xception").build().state_dict(), path)
-    with pytest.raises(WeightsError, match=r"does not fit arch v2 .*missing 485 keys.*\(\+480 more\).*"
-                                           r"hint: no key matches"):
+    with pytest.raises(
+        WeightsError,
+        match=r"does not fit arch v2 .*missing 485 keys.*\(\+480 more\).*"
+        r"hint: no key matches",
+    ):
         load_weights(get_arch("v2").build(), path)
 
 
@@ -150,14 +155,17 @@ class _NotATensor:
     pass
 
 
-@pytest.mark.parametrize("content,expected", [
-    (None, "no such checkpoint file"),
-    (b"", "checkpoint file is empty"),
-    (b"\x00garbage that is not a zip nor a pickle" * 10, "not a plain tensor checkpoint"),
-    (b"PK\x03\x04truncated zip", "not a readable PyTorch checkpoint"),
-    ("pickle", r"pickled Python object \(test_weights._NotATensor\) that safe loading refuses"),
-    ("no-tensors", "not a state_dict"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (None, "no such checkpoint file"),
+        (b"", "checkpoint file is empty"),
+        (b"\x00garbage that is not a zip nor a pickle" * 10, "not a plain tensor checkpoint"),
+        (b"PK\x03\x04truncated zip", "not a readable PyTorch checkpoint"),
+        ("pickle", r"pickled Python object \(test_weights._NotATensor\) that safe loading refuses"),
+        ("no-tensors", "not a state_dict"),
+    ],
+)
 def test_unreadable_checkpoints(content, expected, tmp_path):
     path = tmp_path / "bad.pth"
     if content == "pickle":

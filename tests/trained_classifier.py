@@ -5,6 +5,7 @@ features (random init, batch-norm statistics from the data) at 96x96 on a synthe
 learnable 10-class image set (each class a colour cast and a stripe direction over smooth random
 texture), and a linear head fitted on those features by ridge regression.
 """
+
 import colorsys
 
 import numpy as np

@@ -4,11 +4,20 @@ One calibration serves both Q/DQ targets (TensorRT: symmetric int8; ONNX Runtime
 activations / s8 weights), because what is cached is each tensor's observed min/max and its
 clipping threshold, from which each target derives its own range.
 """
+
 from .cache import CalibrationCache
 from .images import CalibrationImages, calibration_folder
 from .policy import CalibrationRequest, calibrate_onnx
 from .qdq import write_qdq
 from .ranges import METHODS, calibrate
 
-__all__ = ["CalibrationCache", "CalibrationImages", "CalibrationRequest", "METHODS", "calibrate", "calibrate_onnx",
-           "calibration_folder", "write_qdq"]
+__all__ = [
+    "CalibrationCache",
+    "CalibrationImages",
+    "CalibrationRequest",
+    "METHODS",
+    "calibrate",
+    "calibrate_onnx",
+    "calibration_folder",
+    "write_qdq",
+]

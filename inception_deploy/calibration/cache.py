@@ -5,6 +5,7 @@ corrupt cache is refused with a message, never silently recomputed over. Its con
 validated on every load (finite positive thresholds, known method, sane counts), so a doctored
 cache cannot reach the quantizer.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,12 +78,16 @@ class CalibrationCache:
     def check(self, path, graph_sha256: str, preprocess_sha256: str) -> None:
         """Refuse a cache made for another graph or other preprocessing."""
         if self.graph_sha256 != graph_sha256:
-            raise InceptionDeployError(f"{path}: stale calibration cache: made for graph sha256 "
-                                       f"{self.graph_sha256[:12]}..., this model's graph is {graph_sha256[:12]}...; "
-                                       f"delete it or calibrate again")
+            raise InceptionDeployError(
+                f"{path}: stale calibration cache: made for graph sha256 "
+                f"{self.graph_sha256[:12]}..., this model's graph is {graph_sha256[:12]}...; "
+                f"delete it or calibrate again"
+            )
         if self.preprocess_sha256 != preprocess_sha256:
-            raise InceptionDeployError(f"{path}: stale calibration cache: made with other preprocessing than this "
-                                       f"model declares; delete it or calibrate again")
+            raise InceptionDeployError(
+                f"{path}: stale calibration cache: made with other preprocessing than this "
+                f"model declares; delete it or calibrate again"
+            )
 
 
 def _problem(data) -> str | None:

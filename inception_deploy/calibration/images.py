@@ -1,4 +1,5 @@
 """Calibration images: found recursively, preprocessed exactly as the runtime does."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,13 @@ def calibration_folder(calib_dir, samples: bool):
 def warn_skipped(folder, skipped: list) -> None:
     if skipped:
         name, reason = skipped[0]
-        log.warning("%s: skipped %d unusable image(s) or folder(s), e.g. %s: %s", printable(folder), len(skipped),
-                    printable(Path(name).name), reason)
+        log.warning(
+            "%s: skipped %d unusable image(s) or folder(s), e.g. %s: %s",
+            printable(folder),
+            len(skipped),
+            printable(Path(name).name),
+            reason,
+        )
 
 
 class CalibrationImages:
@@ -71,8 +77,10 @@ class CalibrationImages:
         warn_skipped(self.folder, self.skipped)
         if self.used * 2 < len(self.files):  # "too few remain": most of the folder is unreadable
             name, reason = self.skipped[0]
-            raise InceptionDeployError(f"{self.folder}: only {self.used} of {len(self.files)} calibration images "
-                                       f"could be read (first failure: {Path(name).name}: {reason})")
+            raise InceptionDeployError(
+                f"{self.folder}: only {self.used} of {len(self.files)} calibration images "
+                f"could be read (first failure: {Path(name).name}: {reason})"
+            )
         if self.used < FEW_IMAGES:
             log.warning("%s: only %d calibration images (%d or more recommended)", self.folder, self.used, FEW_IMAGES)
 

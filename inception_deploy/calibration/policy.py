@@ -7,6 +7,7 @@ available): what the user asks for is never silently replaced by an older calibr
 cache is refused, or recalibrated over where it is the toolkit's own default cache
 (``replace_stale``); a cache made from few images warns each time it is reused.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,10 @@ class CalibrationRequest:
         cache, a folder without images, a corrupt cache, a cache that cannot be written."""
         cache_exists = self.cache is not None and Path(self.cache).exists()
         if self.folder is None and not cache_exists:
-            raise InceptionDeployError("INT8 needs calibration images: pass --calib-dir DIR, an existing "
-                                       "--calib-cache, or --calib-samples for a demonstration")
+            raise InceptionDeployError(
+                "INT8 needs calibration images: pass --calib-dir DIR, an existing "
+                "--calib-cache, or --calib-samples for a demonstration"
+            )
         if cache_exists:
             CalibrationCache.load(self.cache)
         if self.folder is not None:
@@ -61,8 +64,10 @@ class CalibrationRequest:
         None when there is none or it is stale and ours to replace; otherwise an error."""
         if self.cache is None or not Path(self.cache).exists():
             if self.folder is None:
-                raise InceptionDeployError("INT8 needs calibration images (--calib-dir DIR) or an existing "
-                                           "calibration cache (--calib-cache FILE)")
+                raise InceptionDeployError(
+                    "INT8 needs calibration images (--calib-dir DIR) or an existing "
+                    "calibration cache (--calib-cache FILE)"
+                )
             return None
         calibration = CalibrationCache.load(self.cache)
         replace = self.replace_stale and self.folder is not None
@@ -76,8 +81,13 @@ class CalibrationRequest:
             log.info("recalibrating: %s", e)
             return None
         if calibration.images < FEW_IMAGES:  # e.g. left by a --calib-samples demonstration
-            log.warning("%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
-                        "with --calib-dir on your own images", self.cache, calibration.images, FEW_IMAGES)
+            log.warning(
+                "%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
+                "with --calib-dir on your own images",
+                self.cache,
+                calibration.images,
+                FEW_IMAGES,
+            )
         say(f"reusing calibration cache {self.cache} ({calibration.images} images, {calibration.method})")
         return calibration
 
@@ -85,34 +95,46 @@ class CalibrationRequest:
         made = f"{calibration.method}{f' {calibration.percentile}' if calibration.percentile else ''}"
         asked = f"{self.method}{f' {self.percentile}' if self.method == 'percentile' else ''}"
         if made != asked:
-            raise InceptionDeployError(f"{self.cache}: stale calibration cache: made with {made}, {asked} asked for "
-                                       f"(delete it or name another --calib-cache)")
+            raise InceptionDeployError(
+                f"{self.cache}: stale calibration cache: made with {made}, {asked} asked for "
+                f"(delete it or name another --calib-cache)"
+            )
         if not self.replace_stale:
             # the image count only decides for our own default cache (a folder with unreadable
             # files yields fewer than it holds, so a cache the user named is never refused for it)
             return
         available = min(self.images, len(find_images(self.folder)[0]))
         if calibration.images < available:
-            raise InceptionDeployError(f"{self.cache}: stale calibration cache: made from {calibration.images} "
-                                       f"images, {available} asked for and available (delete it or name another "
-                                       f"--calib-cache)")
+            raise InceptionDeployError(
+                f"{self.cache}: stale calibration cache: made from {calibration.images} "
+                f"images, {available} asked for and available (delete it or name another "
+                f"--calib-cache)"
+            )
 
-    def calibrate(self, prepared, config, graph_sha: str, pre_sha: str,
-                  progress: Progress | None = None) -> CalibrationCache:
+    def calibrate(
+        self, prepared, config, graph_sha: str, pre_sha: str, progress: Progress | None = None
+    ) -> CalibrationCache:
         """Calibrate the prepared graph on the folder's images (written to the cache when one is
         named); with ``progress``, a bar over the images and a line when the threshold search starts."""
         (progress or silent)(f"calibrating on up to {self.images} images of {self.folder} ({self.method})...")
         data = CalibrationImages(self.folder, config, count=self.images, batch=self.batch)
         tensors = calibrate(prepared, data.batches(progress is not None), self.method, self.percentile, progress)
-        calibration = CalibrationCache(self.method, self.percentile if self.method == "percentile" else None,
-                                       data.used, graph_sha, pre_sha, tensors)
+        calibration = CalibrationCache(
+            self.method,
+            self.percentile if self.method == "percentile" else None,
+            data.used,
+            graph_sha,
+            pre_sha,
+            tensors,
+        )
         if self.cache is not None:
             calibration.save(self.cache)
         return calibration
 
 
-def calibrate_onnx(model: str | os.PathLike, request: CalibrationRequest,
-                   progress: Progress | None = None) -> CalibrationCache:
+def calibrate_onnx(
+    model: str | os.PathLike, request: CalibrationRequest, progress: Progress | None = None
+) -> CalibrationCache:
     """Calibrate an FP32 ONNX export (``inception-calibrate``) on ``request.folder`` into
     ``request.cache``, always anew: per-tensor ranges, the method, and digests of the graph and
     its preprocessing, so a later export reuses it only for the same model."""

@@ -10,6 +10,7 @@
   OpenVINO add pairs of products in 16 bits, which 8-bit weights can saturate (measured on AVX2:
   the trained test classifier 96.9% -> 94.1% top-1 with 8-bit weights, 96.6% with 7).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +32,7 @@ WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
 @dataclass
 class Placement:
     """Where the tensorrt target quantizes, in a prepared graph."""
+
     nodes: list[str]  # rules 1 and 5: Conv and pooling nodes whose inputs are quantized
     skips: list[tuple[str, int]]  # rule 3: (Add node, index of its skip input)
     range_of: dict[str, str]  # rule 4: tensor -> the tensor whose range it takes (Concat, MaxPool)
@@ -92,19 +94,24 @@ def tensorrt_placement(graph) -> Placement:
     for node in reversed(graph.node):
         if node.op_type == "Conv" or before_conv.intersection(node.output):
             before_conv.update(node.input)
-    nodes = [n.name for n in graph.node
-             if n.op_type == "Conv" or (n.op_type in QUANTIZED_OPS and before_conv.intersection(n.output))]
+    nodes = [
+        n.name
+        for n in graph.node
+        if n.op_type == "Conv" or (n.op_type in QUANTIZED_OPS and before_conv.intersection(n.output))
+    ]
     skips = []
     for node in graph.node:
         if node.op_type != "Add" or len(node.input) != 2:
             continue
-        from_conv = [name in producers and producers[name].op_type == "Conv" and len(consumers[name]) == 1
-                     for name in node.input]
+        from_conv = [
+            name in producers and producers[name].op_type == "Conv" and len(consumers[name]) == 1 for name in node.input
+        ]
         if any(from_conv):  # the Conv input fuses with the Add; the other one is the skip
             skip = _skip_of_two_convs(node, producers, graph) if all(from_conv) else (1 if from_conv[0] else 0)
             source = producers.get(node.input[skip])
-            if (source is not None and source.op_type != "Constant") or any(i.name == node.input[skip]
-                                                                              for i in graph.input):
+            if (source is not None and source.op_type != "Constant") or any(
+                i.name == node.input[skip] for i in graph.input
+            ):
                 skips.append((node.name, skip))  # a computed tensor, not a constant or initializer
     return Placement(nodes, skips, _shared_ranges(graph))
 
@@ -189,10 +196,16 @@ def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str |
         ranges = target_ranges(cache, target, placement.range_of)
         types = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         options = dict(op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=placement.nodes)
-        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                 "AddQDQPairToWeight": True, "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},
-                 "ForceQuantizeNoInputCheck": True, "DedicatedQDQPair": False,  # one Q/DQ per tensor
-                 "OpTypesToExcludeOutputQuantization": sorted({n.op_type for n in graph.node})}  # rule 2
+        extra = {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+            "AddQDQPairToWeight": True,
+            "QDQOpTypePerChannelSupportToAxis": {"Conv": 0},
+            "ForceQuantizeNoInputCheck": True,
+            "DedicatedQDQPair": False,  # one Q/DQ per tensor
+            "OpTypesToExcludeOutputQuantization": sorted({n.op_type for n in graph.node}),
+        }  # rule 2
     else:
         ranges = target_ranges(cache, target)
         types = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
@@ -203,9 +216,18 @@ def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str |
         ranges_file = Path(folder) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), ranges_file)
         with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(str(prepared_path), str(output), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(ranges_file),
-                            extra_options=extra, **types, **options)
+            quantize_static(
+                str(prepared_path),
+                str(output),
+                None,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                calibrate_method=CalibrationMethod.MinMax,
+                calibration_cache_path=str(ranges_file),
+                extra_options=extra,
+                **types,
+                **options,
+            )
     if target == "tensorrt" and placement.skips:
         proto = onnx.load(str(output))
         _quantize_skips(proto.graph, placement.skips, ranges)
@@ -236,10 +258,18 @@ def _quantize_skips(graph, skips: list[tuple[str, int]], ranges: dict) -> None:
             scale = numpy_helper.from_array(np.array(ranges[tensor][1] / 127, np.float32), f"{tensor}_skip_scale")
             zero = numpy_helper.from_array(np.array(0, np.int8), f"{tensor}_skip_zero_point")
             graph.initializer.extend([scale, zero])
-            quantize = onnx.helper.make_node("QuantizeLinear", [tensor, scale.name, zero.name], [f"{tensor}_skip_q"],
-                                             name=f"{tensor}_skip_QuantizeLinear")
-            dequantize = onnx.helper.make_node("DequantizeLinear", [quantize.output[0], scale.name, zero.name],
-                                               [f"{tensor}_skip_dq"], name=f"{tensor}_skip_DequantizeLinear")
+            quantize = onnx.helper.make_node(
+                "QuantizeLinear",
+                [tensor, scale.name, zero.name],
+                [f"{tensor}_skip_q"],
+                name=f"{tensor}_skip_QuantizeLinear",
+            )
+            dequantize = onnx.helper.make_node(
+                "DequantizeLinear",
+                [quantize.output[0], scale.name, zero.name],
+                [f"{tensor}_skip_dq"],
+                name=f"{tensor}_skip_DequantizeLinear",
+            )
             position = list(graph.node).index(add)
             graph.node.insert(position, dequantize)
             graph.node.insert(position, quantize)

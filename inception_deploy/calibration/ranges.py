@@ -11,6 +11,7 @@ memory stays constant. Clipping thresholds then come from that histogram:
   quantize_static with CalibrationMethod.Entropy uses 128 bins = 128 levels and so always picks
   the full range (docs/REFERENCE.md); this is the real thing over 2048 bins.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,15 +60,22 @@ def float_tensors(proto) -> list[str]:
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(proto)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    }
     produced = [out for node in inferred.graph.node for out in node.output]
     names = [i.name for i in inferred.graph.input] + produced
     return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
 
 
-def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy",
-              percentile: float = 99.99, progress: Progress | None = None) -> dict[str, dict]:
+def calibrate(
+    model_path,
+    batches: Iterable[np.ndarray],
+    method: str = "entropy",
+    percentile: float = 99.99,
+    progress: Progress | None = None,
+) -> dict[str, dict]:
     """Run ``batches`` through the model at ``model_path`` and return, per tensor,
     ``{"min", "max", "threshold"}`` (threshold: the clipping magnitude ``method`` chose).
     ``progress`` hears when the (seconds-long) threshold search starts."""
@@ -97,8 +105,9 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
         for chunk, real in padded_chunks(batch, fixed, fixed or 1):
             for name, value in zip(outputs, session.run(outputs, {model_input.name: chunk})):
                 if name in stats and value.size:
-                    stats[name].add(value[:real] if value.ndim and value.shape[0] == len(chunk) else value,
-                                    with_histogram)
+                    stats[name].add(
+                        value[:real] if value.ndim and value.shape[0] == len(chunk) else value, with_histogram
+                    )
         seen += len(batch)
     if seen == 0:
         raise InceptionDeployError("no calibration images")
@@ -106,15 +115,20 @@ def calibrate(model_path, batches: Iterable[np.ndarray], method: str = "entropy"
     if method != "minmax":
         say(f"computing {method} thresholds for {len(stats)} tensors from {seen} images...")
     with heartbeat(say, f"computing {method} thresholds"):
-        return {name: _result(name, h, method, percentile) for name, h in stats.items() if h.counts is not None or
-                np.isfinite(h.minimum)}
+        return {
+            name: _result(name, h, method, percentile)
+            for name, h in stats.items()
+            if h.counts is not None or np.isfinite(h.minimum)
+        }
 
 
 def _result(name: str, h: _Histogram, method: str, percentile: float) -> dict:
     top = max(abs(h.minimum), abs(h.maximum))
     if not np.isfinite(top):
-        raise InceptionDeployError(f"tensor {name!r} takes non-finite values (inf or NaN) on the calibration "
-                                   f"images; the model cannot be quantized")
+        raise InceptionDeployError(
+            f"tensor {name!r} takes non-finite values (inf or NaN) on the calibration "
+            f"images; the model cannot be quantized"
+        )
     if method == "minmax" or h.counts is None or h.counts.sum() == 0:
         threshold = top
     elif method == "percentile":
@@ -166,8 +180,9 @@ def entropy_bin(counts: np.ndarray, levels: int = NUM_LEVELS, eps: float = 1e-4)
         log_q[smoothed, -1] = np.log(eps)
         log_q[smoothed] -= np.log1p(eps)
         cross = np.where(mass > 0, mass * log_q, 0.0).sum(axis=1) / total
-        p_log_p = (c_log_c[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
-                   ) / total - np.log(total)
+        p_log_p = (
+            c_log_c[i - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
+        ) / total - np.log(total)
         kl = p_log_p - cross
     if not np.isfinite(kl).any():
         return last - 1

@@ -26,6 +26,7 @@ applied by ``zoo.create_model``): v3's 3x3 average pools leave padding out of th
 batch norms use epsilon 1e-3 and its stride-2 max pools TensorFlow's "same" padding.
 Inception-ResNet-v2 (timm's layout, itself ported from TensorFlow) needs neither.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,17 +70,35 @@ _HDF5_OVERHEAD_BYTES = 64 << 20
 # variables of each layer kind in the order Keras 3 creates them (its files number them so). Three
 # batch-norm variables are read as beta/mean/variance: keras.applications' BatchNormalization(scale=False);
 # center=False never occurs there (another layout would not match the logits tests)
-_BATCH_NORM_VARS = {4: ("gamma", "beta", "moving_mean", "moving_variance"),
-                    3: ("beta", "moving_mean", "moving_variance")}
-_VARS = {"conv2d": ("kernel", "bias"), "separable_conv2d": ("depthwise_kernel", "pointwise_kernel", "bias"),
-         "dense": ("kernel", "bias")}
+_BATCH_NORM_VARS = {
+    4: ("gamma", "beta", "moving_mean", "moving_variance"),
+    3: ("beta", "moving_mean", "moving_variance"),
+}
+_VARS = {
+    "conv2d": ("kernel", "bias"),
+    "separable_conv2d": ("depthwise_kernel", "pointwise_kernel", "bias"),
+    "dense": ("kernel", "bias"),
+}
 # Layer classes keras.applications builds these networks from, and what a fine-tuned top may add
 # (any other one computes something our network does not: GlobalMaxPooling2D, Rescaling, ...)
 _CONTAINERS = {"Functional", "Sequential", "Model"}
 _KNOWN_CLASSES = _CONTAINERS | {
-    "InputLayer", "Conv2D", "SeparableConv2D", "BatchNormalization", "Activation", "MaxPooling2D",
-    "AveragePooling2D", "Concatenate", "Add", "CustomScaleLayer", "Lambda", "GlobalAveragePooling2D", "Dense",
-    "Dropout", "Flatten"}
+    "InputLayer",
+    "Conv2D",
+    "SeparableConv2D",
+    "BatchNormalization",
+    "Activation",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "Concatenate",
+    "Add",
+    "CustomScaleLayer",
+    "Lambda",
+    "GlobalAveragePooling2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+}
 _OUTPUT_ACTIVATIONS = ("linear", "softmax")  # ours returns the logits; the runtime prints the softmax
 
 
@@ -176,16 +195,19 @@ def _inflate(archive, name: str, out, limit: int, path) -> None:
     than ``limit`` bytes; a member the zipfile module cannot decompress is one line too."""
     size = archive.getinfo(name).file_size
     if size > limit:
-        raise WeightsError(f"{path}: {name} declares {_megabytes(size)}, more than this network's weights can take "
-                           f"({_megabytes(limit)})")
+        raise WeightsError(
+            f"{path}: {name} declares {_megabytes(size)}, more than this network's weights can take "
+            f"({_megabytes(limit)})"
+        )
     try:
         with archive.open(name) as member:
             written = 0
             while chunk := member.read(1 << 20):
                 written += len(chunk)
                 if written > limit:  # the declared size lied
-                    raise WeightsError(f"{path}: {name} inflates to more than this network's weights can take "
-                                       f"({_megabytes(limit)})")
+                    raise WeightsError(
+                        f"{path}: {name} inflates to more than this network's weights can take ({_megabytes(limit)})"
+                    )
                 out.write(chunk)
     except (NotImplementedError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, zlib.error, lzma.LZMAError) as e:
         # NotImplementedError: a compression method zipfile lacks; RuntimeError: encrypted; OSError: bad bzip2
@@ -229,8 +251,10 @@ def _dataset(group, key: str, path):
 
 def _layers(h5, config_layers, path):
     if "_layer_checkpoint_dependencies" in h5:
-        raise WeightsError(f"{path}: a tf.keras 2.13-2.15 .keras file, whose layout is not read; save the model "
-                           f"as .h5 with that version (model.save('model.h5'))")
+        raise WeightsError(
+            f"{path}: a tf.keras 2.13-2.15 .keras file, whose layout is not read; save the model "
+            f"as .h5 with that version (model.save('model.h5'))"
+        )
     if "layers" in h5 and "layer_names" not in h5.attrs:
         names = _config_names(config_layers, path) if config_layers is not None else None
         seen: set[int] = set()
@@ -264,8 +288,10 @@ def _keras3_layers(entry, key: str, listed: bool, names: dict | None, seen: set[
         if name is None and names is not None:
             name = names.get(entry.name)
         if name is None:
-            raise WeightsError(f"{path}: written by a Keras before 3.6, which records no layer names in "
-                               f".weights.h5 files; save the model as .keras (or with a newer Keras)")
+            raise WeightsError(
+                f"{path}: written by a Keras before 3.6, which records no layer names in "
+                f".weights.h5 files; save the model as .keras (or with a newer Keras)"
+            )
         kind = re.sub(r"_\d+$", "", key) if listed else "other"
         ordered = [_dataset(variables, str(i), path) for i in range(len(variables))]
         yield KerasLayer(_text(name), kind, dict(zip(_variable_names(kind, len(ordered)), ordered)))
@@ -423,14 +449,19 @@ def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Te
     pooling and one Dense, or a model built without Keras's numerics (or with aux heads)."""
     path = Path(path)
     if spec.name not in _SLOTS:
-        raise WeightsError(f"{path}: Keras checkpoints load into {', '.join(_SLOTS)} "
-                           f"(keras.applications {', '.join(KERAS_NAMES.values())}), not arch {spec.name}")
+        raise WeightsError(
+            f"{path}: Keras checkpoints load into {', '.join(_SLOTS)} "
+            f"(keras.applications {', '.join(KERAS_NAMES.values())}), not arch {spec.name}"
+        )
     if getattr(model, "build_options", None) != BUILD_OPTIONS[spec.name]:
-        raise WeightsError(f"{path}: a Keras checkpoint needs {spec.name} built with Keras's numerics "
-                           f"{BUILD_OPTIONS[spec.name]}; create_model({spec.name!r}, weights=...) builds it so")
+        raise WeightsError(
+            f"{path}: a Keras checkpoint needs {spec.name} built with Keras's numerics "
+            f"{BUILD_OPTIONS[spec.name]}; create_model({spec.name!r}, weights=...) builds it so"
+        )
     if any(getattr(model, name, None) is not None for name in spec.aux_modules):
-        raise WeightsError(f"{path}: Keras's {KERAS_NAMES[spec.name]} has no auxiliary head: build {spec.name} "
-                           f"without aux_logits")
+        raise WeightsError(
+            f"{path}: Keras's {KERAS_NAMES[spec.name]} has no auxiliary head: build {spec.name} without aux_logits"
+        )
     expected = model.state_dict()
     with open_keras(path, weights_budget(expected)) as keras_file:
         dense = _classifier_layer(keras_file.layers, spec, path)
@@ -456,22 +487,29 @@ def _check_config(config_layers, model, spec, path) -> None:
 
     for cls, config, _ in config_layers:
         if cls not in _KNOWN_CLASSES:
-            raise WeightsError(f"{path}: layer {name(config)} ({cls}) has no counterpart in {spec.name}; a "
-                               f"fine-tuned top must be global average pooling and one Dense")
+            raise WeightsError(
+                f"{path}: layer {name(config)} ({cls}) has no counterpart in {spec.name}; a "
+                f"fine-tuned top must be global average pooling and one Dense"
+            )
         allowed = _OUTPUT_ACTIVATIONS + (("relu",) if cls == "Activation" else ())
         activation = _activation(config) if cls in ("Activation", "Dense") else None
         if activation is not None and activation not in allowed:
-            raise WeightsError(f"{path}: layer {name(config)} ({cls}) applies {activation}; {spec.name} returns the "
-                               f"logits of its classifier (the runtime prints their softmax)")
+            raise WeightsError(
+                f"{path}: layer {name(config)} ({cls}) applies {activation}; {spec.name} returns the "
+                f"logits of its classifier (the runtime prints their softmax)"
+            )
     pools = sum(cls == "GlobalAveragePooling2D" for cls, _, _ in config_layers)
     if pools != 1:
-        raise WeightsError(f"{path}: has {pools} GlobalAveragePooling2D layers; {spec.name} pools once, "
-                           f"before its classifier")
+        raise WeightsError(
+            f"{path}: has {pools} GlobalAveragePooling2D layers; {spec.name} pools once, before its classifier"
+        )
     relus = sum(cls == "Activation" and _activation(config) == "relu" for cls, config, _ in config_layers)
     ours = sum(isinstance(module, torch.nn.ReLU) for module in model.modules())
     if relus != ours:
-        raise WeightsError(f"{path}: has {relus} ReLU activation layers where Keras's {KERAS_NAMES[spec.name]} has "
-                           f"{ours}: layers were added to the network")
+        raise WeightsError(
+            f"{path}: has {relus} ReLU activation layers where Keras's {KERAS_NAMES[spec.name]} has "
+            f"{ours}: layers were added to the network"
+        )
 
 
 def _activation(config) -> str:
@@ -494,24 +532,31 @@ def _match(slots, layers, spec, path):
     for slot in (s for s in slots if s.name is not None):
         layer = by_name.get(slot.name)
         if layer is None or layer.kind != slot.kind:
-            raise WeightsError(f"{path}: no {slot.kind} layer named {slot.name} (for {slot.module}); is this a "
-                               f"Keras {KERAS_NAMES[spec.name]}?")
+            raise WeightsError(
+                f"{path}: no {slot.kind} layer named {slot.name} (for {slot.module}); is this a "
+                f"Keras {KERAS_NAMES[spec.name]}?"
+            )
         pairs.append((slot, layer))
         used.add(layer.name)
     for kind in dict.fromkeys(s.kind for s in slots if s.name is None):
         wanted = [s for s in slots if s.name is None and s.kind == kind]
-        automatic = sorted((layer for layer in layers if _automatic_index(layer.name, kind) is not None
-                            and layer.name not in used), key=lambda layer: _automatic_index(layer.name, kind))
+        automatic = sorted(
+            (layer for layer in layers if _automatic_index(layer.name, kind) is not None and layer.name not in used),
+            key=lambda layer: _automatic_index(layer.name, kind),
+        )
         if len(automatic) != len(wanted):
-            raise WeightsError(f"{path}: has {len(automatic)} {kind} layers with automatic names where Keras's "
-                               f"{KERAS_NAMES[spec.name]} has {len(wanted)}: another architecture, or layers added "
-                               f"to it")
+            raise WeightsError(
+                f"{path}: has {len(automatic)} {kind} layers with automatic names where Keras's "
+                f"{KERAS_NAMES[spec.name]} has {len(wanted)}: another architecture, or layers added "
+                f"to it"
+            )
         pairs += zip(wanted, automatic)
         used.update(layer.name for layer in automatic)
     extra = [layer for layer in layers if layer.name not in used and layer.kind != "dense"]
     if extra:
-        listed = ", ".join(layer.describe() for layer in extra[:3]) + (f" (+{len(extra) - 3} more)" if len(extra) > 3
-                                                                        else "")
+        listed = ", ".join(layer.describe() for layer in extra[:3]) + (
+            f" (+{len(extra) - 3} more)" if len(extra) > 3 else ""
+        )
         raise WeightsError(f"{path}: layers that {spec.name} has no place for: {listed}")
     return pairs
 
@@ -526,12 +571,16 @@ def _classifier_layer(layers, spec, path) -> KerasLayer:
     """The file's one Dense layer: our networks end in one Linear after global average pooling."""
     dense = [layer for layer in layers if layer.kind == "dense"]
     if not dense:
-        raise WeightsError(f"{path}: no Dense classifier (saved with include_top=False?); {spec.name} needs its "
-                           f"{spec.classifier} layer")
+        raise WeightsError(
+            f"{path}: no Dense classifier (saved with include_top=False?); {spec.name} needs its "
+            f"{spec.classifier} layer"
+        )
     if len(dense) > 1:
-        raise WeightsError(f"{path}: a custom top of {len(dense)} Dense layers "
-                           f"({', '.join(layer.describe() for layer in dense[:3])}) cannot be mapped onto "
-                           f"{spec.name}'s single {spec.classifier} layer (global average pool, then one Linear)")
+        raise WeightsError(
+            f"{path}: a custom top of {len(dense)} Dense layers "
+            f"({', '.join(layer.describe() for layer in dense[:3])}) cannot be mapped onto "
+            f"{spec.name}'s single {spec.classifier} layer (global average pool, then one Linear)"
+        )
     return dense[0]
 
 
@@ -540,8 +589,10 @@ def _classifier(layer: KerasLayer, in_features: int, spec, path) -> dict[str, to
     classes = kernel[-1] if len(kernel) == 2 else 0
     bias = tuple(layer.variables["bias"].shape) if "bias" in layer.variables else (classes,)
     if len(kernel) != 2 or kernel[0] != in_features or not 1 <= classes <= MAX_CLASSES or bias != (classes,):
-        raise WeightsError(f"{path}: Dense layer {layer.describe()} is not a classifier on {spec.name}'s "
-                           f"{in_features} pooled features (at most {MAX_CLASSES} classes)")
+        raise WeightsError(
+            f"{path}: Dense layer {layer.describe()} is not a classifier on {spec.name}'s "
+            f"{in_features} pooled features (at most {MAX_CLASSES} classes)"
+        )
     state = {f"{spec.classifier}.weight": _tensor(layer, "kernel", path).T.contiguous()}
     if "bias" in layer.variables:
         state[f"{spec.classifier}.bias"] = _tensor(layer, "bias", path)
@@ -557,8 +608,10 @@ def _convert(slot: Slot, layer: KerasLayer, expected, path) -> dict[str, torch.T
         if "bias" in layer.variables:
             out[f"{m}.bias"] = (layer, "bias", None)
     elif slot.kind == "separable_conv2d":
-        out = {f"{m}.conv1.weight": (layer, "depthwise_kernel", (2, 3, 0, 1)),
-               f"{m}.pointwise.weight": (layer, "pointwise_kernel", (3, 2, 0, 1))}
+        out = {
+            f"{m}.conv1.weight": (layer, "depthwise_kernel", (2, 3, 0, 1)),
+            f"{m}.pointwise.weight": (layer, "pointwise_kernel", (3, 2, 0, 1)),
+        }
         if "bias" in layer.variables:
             out[f"{m}.pointwise.bias"] = (layer, "bias", None)
     else:
@@ -576,8 +629,9 @@ def _convert(slot: Slot, layer: KerasLayer, expected, path) -> dict[str, torch.T
         shape = tuple(shape[i] for i in order) if order else shape
         if key not in expected or tuple(expected[key].shape) != shape:
             want = "x".join(map(str, expected[key].shape)) if key in expected else "nothing"
-            raise WeightsError(f"{path}: layer {layer.describe()} does not fit {m} ({key.rsplit('.', 1)[-1]} "
-                               f"{want} after transposing)")
+            raise WeightsError(
+                f"{path}: layer {layer.describe()} does not fit {m} ({key.rsplit('.', 1)[-1]} {want} after transposing)"
+            )
         tensor = _tensor(source, variable, path)
         state[key] = tensor.permute(order).contiguous() if order else tensor
     if slot.kind == "batch_normalization":

@@ -5,6 +5,7 @@ Reads raw state_dicts, ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers, Da
 ``torch.load(weights_only=True)``, .safetensors, and Keras files (``keras_checkpoints``);
 downloads published checkpoints with a hash check into a cache folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,11 +45,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = state[key]
             break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: not a state_dict (expected a mapping of parameter names to tensors, "
-                           f"optionally under 'state_dict' or 'model')")
+        raise WeightsError(
+            f"{path}: not a state_dict (expected a mapping of parameter names to tensors, "
+            f"optionally under 'state_dict' or 'model')"
+        )
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -66,8 +69,10 @@ def _torch_load_problem(text: str) -> str:
     retrying with weights_only=False, i.e. running whatever code the file holds: never repeat that."""
     refused = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", text, re.IGNORECASE)
     if refused:
-        return (f"holds a pickled Python object ({refused.group(1).rstrip('.')}) that safe loading refuses, as "
-                f"it could run code; save model.state_dict() instead of the whole model or training state")
+        return (
+            f"holds a pickled Python object ({refused.group(1).rstrip('.')}) that safe loading refuses, as "
+            f"it could run code; save model.state_dict() instead of the whole model or training state"
+        )
     detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", text)
     if detail:
         return f"not a plain tensor checkpoint (safe loading stopped at: {detail.group(1).strip()})"
@@ -113,8 +118,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, label_offset: int
     state = _fill_batchnorm_counters(state, expected, path)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
         raise WeightsError(_mismatch_message(path, spec, state, expected, missing, unexpected, mismatched))
     _check_values(state, path)
@@ -129,11 +137,15 @@ def _check_values(state, path) -> None:
     for key, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             bad = tensor[~torch.isfinite(tensor)]
-            raise WeightsError(f"{path}: {key} holds {bad.numel()} non-finite value(s) (e.g. {bad[0].item()}); "
-                               f"the checkpoint is corrupt or its training diverged")
+            raise WeightsError(
+                f"{path}: {key} holds {bad.numel()} non-finite value(s) (e.g. {bad[0].item()}); "
+                f"the checkpoint is corrupt or its training diverged"
+            )
         if key.endswith("running_var") and (tensor < 0).any():
-            raise WeightsError(f"{path}: {key} holds a negative batch-norm variance ({tensor.min().item():.4g}); "
-                               f"a variance cannot be negative")
+            raise WeightsError(
+                f"{path}: {key} holds a negative batch-norm variance ({tensor.min().item():.4g}); "
+                f"a variance cannot be negative"
+            )
 
 
 def _rename_legacy_keys(state, spec: ArchSpec, path):
@@ -142,8 +154,10 @@ def _rename_legacy_keys(state, spec: ArchSpec, path):
     for pattern, replacement in spec.legacy_keys:
         renamed = {re.sub(pattern, replacement, k): v for k, v in renamed.items()}
     if len(renamed) != len(state):
-        raise WeightsError(f"{path}: holds both the old and the new name of some entries "
-                           f"({len(state) - len(renamed)} collide when renamed); save one layout only")
+        raise WeightsError(
+            f"{path}: holds both the old and the new name of some entries "
+            f"({len(state) - len(renamed)} collide when renamed); save one layout only"
+        )
     changed = sum(a != b for a, b in zip(state, renamed))
     if changed:
         log.info("%s: renamed %d entries of the reference's older key layout", path, changed)
@@ -154,12 +168,16 @@ def _fill_batchnorm_counters(state, expected, path):
     """Files saved before PyTorch 0.4.1 (torchvision's DenseNet, Cadene's ports) have no
     ``num_batches_tracked``: a training-only counter that inference never reads. BatchNorm's own
     loader sets it to 0 for such files; so does this, instead of calling the keys missing."""
-    absent = [k for k in expected if k.endswith(".num_batches_tracked") and k not in state
-              and k.removesuffix("num_batches_tracked") + "running_mean" in state]
+    absent = [
+        k
+        for k in expected
+        if k.endswith(".num_batches_tracked")
+        and k not in state
+        and k.removesuffix("num_batches_tracked") + "running_mean" in state
+    ]
     if not absent:
         return state
-    log.info("%s: no num_batches_tracked in %d BatchNorm layers (an older PyTorch's file); set to 0",
-             path, len(absent))
+    log.info("%s: no num_batches_tracked in %d BatchNorm layers (an older PyTorch's file); set to 0", path, len(absent))
     return {**state, **{k: torch.zeros_like(expected[k]) for k in absent}}
 
 
@@ -169,8 +187,12 @@ def _drop_aux(state, spec: ArchSpec, expected, path):
         return state
     kept = {k: v for k, v in state.items() if not k.startswith(aux_prefixes)}
     if len(kept) != len(state):
-        log.info("%s: dropped %d auxiliary-head entries (%s): the model has no aux heads",
-                 path, len(state) - len(kept), ", ".join(spec.aux_modules))
+        log.info(
+            "%s: dropped %d auxiliary-head entries (%s): the model has no aux heads",
+            path,
+            len(state) - len(kept),
+            ", ".join(spec.aux_modules),
+        )
     return kept
 
 
@@ -241,8 +263,7 @@ def expected_digest(source: PretrainedWeights) -> str | None:
     return match.group(1) if match else None
 
 
-def download(source: PretrainedWeights, *, directory: str | os.PathLike | None = None,
-             progress: bool = True) -> Path:
+def download(source: PretrainedWeights, *, directory: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Fetch ``source.url`` into the cache (once) and check its hash; return the local path.
 
     The file is streamed into a temporary file beside its final name and renamed only after
@@ -259,8 +280,10 @@ def download(source: PretrainedWeights, *, directory: str | os.PathLike | None =
         with open(tmp, "wb") as out:
             digest = _fetch(source.url, out, progress)
         if expected is not None and not digest.startswith(expected):
-            raise WeightsError(f"{source.url}: sha256 {digest[:16]}... does not match the published "
-                               f"{expected}; the download is corrupt or the file was replaced")
+            raise WeightsError(
+                f"{source.url}: sha256 {digest[:16]}... does not match the published "
+                f"{expected}; the download is corrupt or the file was replaced"
+            )
         if expected is None:
             log.warning("%s: no published hash to check against; sha256 of the download is %s", source.url, digest)
     return dest
@@ -273,14 +296,17 @@ def _fetch(url: str, out, progress: bool) -> str:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
-                      desc=url.rsplit("/", 1)[-1], leave=False) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, disable=not progress, desc=url.rsplit("/", 1)[-1], leave=False
+            ) as bar:
                 while chunk := response.read(1 << 20):
                     sha.update(chunk)
                     out.write(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
-        raise WeightsError(f"could not download {url} ({reason}); download it on a connected machine "
-                           f"and pass the local file instead (weights=PATH / --weights FILE)") from None
+        raise WeightsError(
+            f"could not download {url} ({reason}); download it on a connected machine "
+            f"and pass the local file instead (weights=PATH / --weights FILE)"
+        ) from None
     return sha.hexdigest()

@@ -1,4 +1,5 @@
 """``create_model``: registry + weights + batch-norm calibration, the one way models are made."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ PRETRAINED = "pretrained"
 INIT_SEED = 0  # random init is reproducible: an export and a later parity check build the same model
 
 
-def create_model(arch: str, num_classes: int = 1000, aux_logits: bool = False,
-                 weights: str | os.PathLike | None = None) -> nn.Module:
+def create_model(
+    arch: str, num_classes: int = 1000, aux_logits: bool = False, weights: str | os.PathLike | None = None
+) -> nn.Module:
     """Build ``arch`` in eval mode.
 
     ``weights``: None (random init from a fixed seed, batch-norm statistics set from images so

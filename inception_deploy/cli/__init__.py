@@ -1,6 +1,7 @@
 """Command line: a thin layer over the Python API, one module per command group (parse, call the
 API, print). ``inception <command>`` and the console scripts ``inception-<command>`` are the
 same commands; ``guard`` says what the exit codes mean."""
+
 from __future__ import annotations
 
 import click
@@ -20,8 +21,18 @@ def main():
     SE-ResNet, DenseNet, Res2Net, ResNeSt) on ONNX Runtime, OpenVINO, TensorRT and Triton."""
 
 
-COMMANDS = (export_command, build_command, run_command, calibrate_command, parity_command, bench_command,
-            doctor_command, triton_command, serve_command, eval_command)
+COMMANDS = (
+    export_command,
+    build_command,
+    run_command,
+    calibrate_command,
+    parity_command,
+    bench_command,
+    doctor_command,
+    triton_command,
+    serve_command,
+    eval_command,
+)
 for _command in COMMANDS:
     main.add_command(_command)
 

@@ -1,4 +1,5 @@
 """inception-doctor: what this machine can run."""
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ kept for inspection) or some images could not be classified (each reported); 2 b
 one line; 3 a TensorRT engine was asked for (--engine yes, inception-build) but this machine has
 no TensorRT or no GPU: everything else was written.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,8 +60,7 @@ def one_line_errors(fn):
         except KeyboardInterrupt:
             interrupts.hold()
             signum = interrupts.signum or signal.SIGINT
-            click.echo(f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written",
-                       err=True)
+            click.echo(f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written", err=True)
             sys.exit(128 + signum)
         finally:
             interrupts.restore()
@@ -69,8 +69,17 @@ def one_line_errors(fn):
 
 
 # the extra that installs each optional dependency a command may import
-_EXTRAS = {"torch": "export", "onnx": "export", "onnxscript": "export", "safetensors": "export", "h5py": "export",
-           "polygraphy": "export", "matplotlib": "bench", "openvino": "openvino", "tritonclient": "triton"}
+_EXTRAS = {
+    "torch": "export",
+    "onnx": "export",
+    "onnxscript": "export",
+    "safetensors": "export",
+    "h5py": "export",
+    "polygraphy": "export",
+    "matplotlib": "bench",
+    "openvino": "openvino",
+    "tritonclient": "triton",
+}
 
 
 def fail(message: str):
@@ -85,8 +94,11 @@ def _stdout_broken(e: OSError) -> bool:
     tb, from_echo = e.__traceback__, False
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_code is click.echo.__code__ and not frame.f_locals.get("err") and frame.f_locals.get("file") in (
-                None, sys.stdout):
+        if (
+            frame.f_code is click.echo.__code__
+            and not frame.f_locals.get("err")
+            and frame.f_locals.get("file") in (None, sys.stdout)
+        ):
             from_echo = True
         tb = tb.tb_next
     if not from_echo or e.filename is not None:

@@ -1,6 +1,7 @@
 """Option declarations shared by the commands: help grouped into sections (as trtexec's and
 polygraphy's), and the option groups several commands take. Choice lists come from the
 library's own constants, so a new method or target shows up here by itself."""
+
 from __future__ import annotations
 
 import click
@@ -58,22 +59,38 @@ def list_archs_table(ctx, param, value):
         return
     from tabulate import tabulate
 
-    rows = [(s.name, ", ".join(s.aliases), s.family, s.reference, s.preprocess.input_size,
-             "yes" if s.pretrained else "-") for s in ARCHS]
-    click.echo(tabulate(rows, headers=("arch", "aliases", "family", "state_dict layout", "input", "pretrained"),
-                        disable_numparse=True))
+    rows = [
+        (s.name, ", ".join(s.aliases), s.family, s.reference, s.preprocess.input_size, "yes" if s.pretrained else "-")
+        for s in ARCHS
+    ]
+    click.echo(
+        tabulate(
+            rows,
+            headers=("arch", "aliases", "family", "state_dict layout", "input", "pretrained"),
+            disable_numparse=True,
+        )
+    )
     ctx.exit(0)
 
 
 def precision_option(group: str):
-    return option("--precision", type=click.Choice(["bf16"]), group=group,
-                  help="Run FP32 .onnx files in bfloat16 on OpenVINO (judged by bf16 parity thresholds).  "
-                       "[default: the precision each artifact was built with]")
+    return option(
+        "--precision",
+        type=click.Choice(["bf16"]),
+        group=group,
+        help="Run FP32 .onnx files in bfloat16 on OpenVINO (judged by bf16 parity thresholds).  "
+        "[default: the precision each artifact was built with]",
+    )
 
 
 def openvino_mode_option(group: str):
-    return option("--openvino-mode", type=click.Choice(OPENVINO_MODES), default="latency", group=group,
-                  help="OpenVINO's performance hint: throughput splits each batch over several streams.")
+    return option(
+        "--openvino-mode",
+        type=click.Choice(OPENVINO_MODES),
+        default="latency",
+        group=group,
+        help="OpenVINO's performance hint: throughput splits each batch over several streams.",
+    )
 
 
 def calibration_options(group: str):
@@ -81,17 +98,37 @@ def calibration_options(group: str):
     shared by export and calibrate."""
     options = [
         option("--calib-dir", type=click.Path(), group=group, help="Calibration images (searched recursively)."),
-        option("--calib-samples", is_flag=True, group=group,
-               help="Calibrate on the five photos shipped with the package instead: a demonstration only "
-                    "(real deployments calibrate on 300+ images of their own data)."),
-        option("--calib-images", type=click.IntRange(min=1), default=512, group=group,
-               help="Calibration images to use (spread evenly over the folder)."),
-        option("--calib-batch", type=click.IntRange(1, MAX_BATCH), default=8, group=group,
-               help="Calibration batch size."),
-        option("--calib-method", type=click.Choice(METHODS), default="entropy",
-               group=group, help="How activation ranges are clipped."),
-        option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, group=group,
-               help="With --calib-method percentile."),
+        option(
+            "--calib-samples",
+            is_flag=True,
+            group=group,
+            help="Calibrate on the five photos shipped with the package instead: a demonstration only "
+            "(real deployments calibrate on 300+ images of their own data).",
+        ),
+        option(
+            "--calib-images",
+            type=click.IntRange(min=1),
+            default=512,
+            group=group,
+            help="Calibration images to use (spread evenly over the folder).",
+        ),
+        option(
+            "--calib-batch", type=click.IntRange(1, MAX_BATCH), default=8, group=group, help="Calibration batch size."
+        ),
+        option(
+            "--calib-method",
+            type=click.Choice(METHODS),
+            default="entropy",
+            group=group,
+            help="How activation ranges are clipped.",
+        ),
+        option(
+            "--percentile",
+            type=click.FloatRange(50, 100, min_open=True),
+            default=99.99,
+            group=group,
+            help="With --calib-method percentile.",
+        ),
     ]
 
     def apply(fn):
@@ -102,30 +139,61 @@ def calibration_options(group: str):
     return apply
 
 
-
 def repository_options(fn):
     """How inception-triton and inception-serve lay out a Triton model repository."""
     options = [
-        option("--arch", metavar="NAME", group="Repository",
-               help="Preprocessing and labels for an .onnx exported without inception-deploy metadata."),
-        option("--onnx-backend", type=click.Choice(ONNX_BACKENDS), default="onnxruntime",
-               group="Repository", help="Triton backend that runs .onnx files (engines run on tensorrt_plan)."),
-        option("--kind", type=click.Choice(KINDS), default="auto", group="Repository",
-               help="Where ONNX model instances run; auto: the GPU when the server has one. Engines: GPU."),
-        option("--instances", type=click.IntRange(1, 64), default=1, group="Repository",
-               help="Model instances per GPU (or on the CPU): Triton's instance_group count."),
-        option("--max-batch", type=click.IntRange(1, MAX_BATCH), group="Repository",
-               help="Largest batch the server forms.  [default: the model's limit; an engine's profile max]"),
-        option("--preferred-batch", type=click.IntRange(1, MAX_BATCH), multiple=True, group="Repository",
-               help="Batch sizes the dynamic batcher aims for (repeatable).  [default: an engine's profile "
-                    "opt and max; ONNX: none, i.e. the largest batch that forms]"),
-        option("--queue-delay-us", type=click.IntRange(0, 10_000_000), default=1000, group="Repository",
-               help="How long a request may wait for others to fill a batch (microseconds)."),
+        option(
+            "--arch",
+            metavar="NAME",
+            group="Repository",
+            help="Preprocessing and labels for an .onnx exported without inception-deploy metadata.",
+        ),
+        option(
+            "--onnx-backend",
+            type=click.Choice(ONNX_BACKENDS),
+            default="onnxruntime",
+            group="Repository",
+            help="Triton backend that runs .onnx files (engines run on tensorrt_plan).",
+        ),
+        option(
+            "--kind",
+            type=click.Choice(KINDS),
+            default="auto",
+            group="Repository",
+            help="Where ONNX model instances run; auto: the GPU when the server has one. Engines: GPU.",
+        ),
+        option(
+            "--instances",
+            type=click.IntRange(1, 64),
+            default=1,
+            group="Repository",
+            help="Model instances per GPU (or on the CPU): Triton's instance_group count.",
+        ),
+        option(
+            "--max-batch",
+            type=click.IntRange(1, MAX_BATCH),
+            group="Repository",
+            help="Largest batch the server forms.  [default: the model's limit; an engine's profile max]",
+        ),
+        option(
+            "--preferred-batch",
+            type=click.IntRange(1, MAX_BATCH),
+            multiple=True,
+            group="Repository",
+            help="Batch sizes the dynamic batcher aims for (repeatable).  [default: an engine's profile "
+            "opt and max; ONNX: none, i.e. the largest batch that forms]",
+        ),
+        option(
+            "--queue-delay-us",
+            type=click.IntRange(0, 10_000_000),
+            default=1000,
+            group="Repository",
+            help="How long a request may wait for others to fill a batch (microseconds).",
+        ),
     ]
     for decorate in reversed(options):
         fn = decorate(fn)
     return fn
-
 
 
 def floats3(ctx, param, value):

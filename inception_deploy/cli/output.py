@@ -1,5 +1,6 @@
 """Printing results: tables with every line escaped (file names and labels come from users),
 stage announcements on stderr (stdout keeps the results)."""
+
 from __future__ import annotations
 
 import click
@@ -12,22 +13,21 @@ def announce(line: str) -> None:
     click.echo(printable(line), err=True)
 
 
-
 def safe_lines(text: str) -> str:
     """Multi-line output with each line escaped (file names and labels come from users)."""
     return "\n".join(printable(line) for line in text.splitlines())
 
 
-
 def report_artifact(result):
     shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
     verb = "kept" if result.reused else "wrote"
-    click.echo(f"{verb} {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
-               f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
-               f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s")
+    click.echo(
+        f"{verb} {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
+        f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
+        f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s"
+    )
     if result.parity is not None:
         click.echo(safe_lines(result.parity.table()))
-
 
 
 def print_evaluation(report) -> None:
@@ -38,7 +38,9 @@ def print_evaluation(report) -> None:
         click.echo(safe_lines(report.losing_table()))
     if report.skipped:
         file, reason = report.skipped[0]
-        click.echo(f"note: {len(report.skipped)} unreadable images skipped (first: {printable(file)}: "
-                   f"{printable(reason)})", err=True)
+        click.echo(
+            f"note: {len(report.skipped)} unreadable images skipped (first: {printable(file)}: {printable(reason)})",
+            err=True,
+        )
     for path, reason in report.not_run:
         click.echo(f"warning: {printable(path)} not evaluated: {printable(reason)}", err=True)

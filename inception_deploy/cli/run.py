@@ -1,4 +1,5 @@
 """inception-run: classify images locally or through a Triton server."""
+
 from __future__ import annotations
 
 import json
@@ -19,37 +20,95 @@ from .options import command, openvino_mode_option, option, precision_option
 
 
 @command("run")
-@click.argument("model", type=click.Path(),
-          help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar. "
-               "With --server: the first image.")
+@click.argument(
+    "model",
+    type=click.Path(),
+    help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar. "
+    "With --server: the first image.",
+)
 @click.argument("inputs", nargs=-1, help="Image files, folders (searched recursively) and glob patterns.")
-@option("--samples", "use_samples", is_flag=True, group="Output",
-        help="Also classify the photos shipped with the package (a quick check that needs no images).")
+@option(
+    "--samples",
+    "use_samples",
+    is_flag=True,
+    group="Output",
+    help="Also classify the photos shipped with the package (a quick check that needs no images).",
+)
 @option("--topk", type=click.IntRange(min=1), default=5, group="Output", help="Classes to show per image.")
-@option("--json", "as_json", is_flag=True, group="Output",
-        help="One JSON object per image and line: file, labels, indices, probabilities (or error).")
+@option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    group="Output",
+    help="One JSON object per image and line: file, labels, indices, probabilities (or error).",
+)
 @option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
-@option("--labels", type=click.Path(dir_okay=False), group="Model", help="Class names, one per line, "
-        "instead of those stored in the model.")
-@option("--arch", metavar="NAME", group="Model",
-        help="Preprocessing and labels for a model exported without inception-deploy metadata.")
-@option("--device", type=click.Choice(DEVICES), default="auto",
-        group="Backend", help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available), or "
-                              "OpenVINO on the CPU. Engines run on TensorRT.")
+@option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    group="Model",
+    help="Class names, one per line, instead of those stored in the model.",
+)
+@option(
+    "--arch",
+    metavar="NAME",
+    group="Model",
+    help="Preprocessing and labels for a model exported without inception-deploy metadata.",
+)
+@option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    group="Backend",
+    help="ONNX Runtime provider (auto: TensorRT, CUDA, CPU, whichever is available), or "
+    "OpenVINO on the CPU. Engines run on TensorRT.",
+)
 @precision_option("Backend")
 @openvino_mode_option("Backend")
-@option("--batch-size", type=click.IntRange(1, MAX_BATCH), group="Backend",
-        help="Images per inference call.  [default: 8, or the model's limit]")
-@option("--workers", type=click.IntRange(1, 64), group="Backend",
-        help="Decoding threads; with --server, requests in flight.  [default: min(4, CPU count); server: 8]")
-@option("--server", metavar="URL", group="Server",
-        help="Classify on a Triton server instead (http://HOST:8000 or grpc://HOST:8001), through a "
-             "pipeline written by inception-triton; MODEL is then the first image.")
-@option("--model", "server_model", metavar="NAME", group="Server",
-        help="With --server: the pipeline to use.  [default: the server's only *_pipeline model]")
+@option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH),
+    group="Backend",
+    help="Images per inference call.  [default: 8, or the model's limit]",
+)
+@option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    group="Backend",
+    help="Decoding threads; with --server, requests in flight.  [default: min(4, CPU count); server: 8]",
+)
+@option(
+    "--server",
+    metavar="URL",
+    group="Server",
+    help="Classify on a Triton server instead (http://HOST:8000 or grpc://HOST:8001), through a "
+    "pipeline written by inception-triton; MODEL is then the first image.",
+)
+@option(
+    "--model",
+    "server_model",
+    metavar="NAME",
+    group="Server",
+    help="With --server: the pipeline to use.  [default: the server's only *_pipeline model]",
+)
 @one_line_errors
-def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, arch, device, precision,
-                openvino_mode, batch_size, workers, server, server_model):
+def run_command(
+    model,
+    inputs,
+    use_samples,
+    topk,
+    as_json,
+    no_progress,
+    labels,
+    arch,
+    device,
+    precision,
+    openvino_mode,
+    batch_size,
+    workers,
+    server,
+    server_model,
+):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
@@ -64,19 +123,39 @@ def run_command(model, inputs, use_samples, topk, as_json, no_progress, labels, 
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
     if server is not None:
-        local = {"--labels": labels, "--arch": arch, "--device": device != "auto" or None, "--precision": precision,
-                 "--batch-size": batch_size}
+        local = {
+            "--labels": labels,
+            "--arch": arch,
+            "--device": device != "auto" or None,
+            "--precision": precision,
+            "--batch-size": batch_size,
+        }
         if any(v is not None for v in local.values()):
-            raise click.UsageError(f"{', '.join(k for k, v in local.items() if v is not None)}: for local models; "
-                                   f"the server's pipeline carries its own preprocessing, labels and batching")
+            raise click.UsageError(
+                f"{', '.join(k for k, v in local.items() if v is not None)}: for local models; "
+                f"the server's pipeline carries its own preprocessing, labels and batching"
+            )
         predictor = TritonClient(server, server_model, concurrency=workers or 8)
         click.echo(f"{printable(server)}: Triton {predictor.protocol}, model {printable(predictor.model)}", err=True)
         show_bar = not no_progress
-        _classify(predictor, expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else []),
-                  topk, as_json, show_bar)
+        _classify(
+            predictor,
+            expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else []),
+            topk,
+            as_json,
+            show_bar,
+        )
         return
-    predictor = Predictor(model, device=device, arch=arch, labels=labels, batch_size=batch_size, workers=workers,
-                          precision=precision, openvino_mode=openvino_mode)
+    predictor = Predictor(
+        model,
+        device=device,
+        arch=arch,
+        labels=labels,
+        batch_size=batch_size,
+        workers=workers,
+        precision=precision,
+        openvino_mode=openvino_mode,
+    )
     click.echo(f"{printable(model)}: {predictor.backend.describe()}", err=True)
     for line in caveats(predictor.backend, model, arch):
         click.echo(line, err=True)
@@ -98,8 +177,10 @@ def _classify(predictor, sources, topk, as_json, show_bar) -> None:
             if as_json:
                 click.echo(json.dumps(p.to_dict()))
             elif p.error is None:
-                rows += [(printable(p.file) if rank == 0 else "", rank + 1, printable(label), f"{prob:.2%}", index)
-                         for rank, (label, prob, index) in enumerate(zip(p.labels, p.probabilities, p.indices))]
+                rows += [
+                    (printable(p.file) if rank == 0 else "", rank + 1, printable(label), f"{prob:.2%}", index)
+                    for rank, (label, prob, index) in enumerate(zip(p.labels, p.probabilities, p.indices))
+                ]
     if rows:
         from tabulate import tabulate
 

@@ -1,4 +1,5 @@
 """inception-triton and inception-serve: a Triton model repository, and a real server on it."""
+
 from __future__ import annotations
 
 import tempfile
@@ -14,54 +15,116 @@ from .options import command, option, repository_options
 from .output import announce, safe_lines
 
 
-def _write_repository(models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
-                      queue_delay_us, replace=False):
-    return write_repository(models, output, arch=arch, onnx_backend=onnx_backend, kind=kind, instances=instances,
-                            max_batch=max_batch, preferred_batch=preferred_batch, queue_delay_us=queue_delay_us,
-                            replace=replace, progress=announce)
+def _write_repository(
+    models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch, queue_delay_us, replace=False
+):
+    return write_repository(
+        models,
+        output,
+        arch=arch,
+        onnx_backend=onnx_backend,
+        kind=kind,
+        instances=instances,
+        max_batch=max_batch,
+        preferred_batch=preferred_batch,
+        queue_delay_us=queue_delay_us,
+        replace=replace,
+        progress=announce,
+    )
 
 
 @command("triton")
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False),
-                help=".onnx files and TensorRT engines (with their .json sidecars); plans with the same file "
-                     "name built on different GPUs become one model.")
-@option("-o", "--output", required=True, type=click.Path(file_okay=False), group="Output",
-        help="The model repository folder to write (new or empty).")
-@option("--force", is_flag=True, group="Output",
-        help="Replace an existing model repository (a folder of model folders with config.pbtxt; nothing else).")
+@click.argument(
+    "models",
+    nargs=-1,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=".onnx files and TensorRT engines (with their .json sidecars); plans with the same file "
+    "name built on different GPUs become one model.",
+)
+@option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    group="Output",
+    help="The model repository folder to write (new or empty).",
+)
+@option(
+    "--force",
+    is_flag=True,
+    group="Output",
+    help="Replace an existing model repository (a folder of model folders with config.pbtxt; nothing else).",
+)
 @repository_options
 @one_line_errors
-def triton_command(models, output, force, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
-                   queue_delay_us):
+def triton_command(
+    models, output, force, arch, onnx_backend, kind, instances, max_batch, preferred_batch, queue_delay_us
+):
     """Write an NVIDIA Triton model repository: per model, the classifier (config.pbtxt, labels for
     the classification extension, warmup, dynamic batching), a preprocessing model (image bytes in)
     and an ensemble NAME_pipeline that answers image bytes with the top-k labels."""
     from tabulate import tabulate
 
-    written = _write_repository(models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch,
-                                queue_delay_us, replace=force)
+    written = _write_repository(
+        models, output, arch, onnx_backend, kind, instances, max_batch, preferred_batch, queue_delay_us, replace=force
+    )
     rows = [(m.name, m.platform, m.max_batch, ", ".join(m.plans) or "any") for m in written]
     click.echo(safe_lines(tabulate(rows, headers=("model", "platform", "max batch", "GPUs (compute capability)"))))
-    click.echo(printable(f"wrote {output}: each model X also has X_preprocess, X_softmax and X_pipeline "
-                         f"(send image bytes to X_pipeline); serve it with: inception-serve {output}"))
+    click.echo(
+        printable(
+            f"wrote {output}: each model X also has X_preprocess, X_softmax and X_pipeline "
+            f"(send image bytes to X_pipeline); serve it with: inception-serve {output}"
+        )
+    )
 
 
 @command("serve")
-@click.argument("source", type=click.Path(exists=False),
-                help="A model repository (inception-triton), or an .onnx file or engine to serve on its own.")
-@option("--host", default="127.0.0.1", group="Server",
-        help="Address to listen on (0.0.0.0: every interface; the server has no authentication).")
+@click.argument(
+    "source",
+    type=click.Path(exists=False),
+    help="A model repository (inception-triton), or an .onnx file or engine to serve on its own.",
+)
+@option(
+    "--host",
+    default="127.0.0.1",
+    group="Server",
+    help="Address to listen on (0.0.0.0: every interface; the server has no authentication).",
+)
 @option("--http-port", type=click.IntRange(0, 65535), default=8000, group="Server", help="0: any free port.")
 @option("--grpc-port", type=click.IntRange(0, 65535), default=8001, group="Server", help="0: any free port.")
 @option("--metrics-port", type=click.IntRange(0, 65535), default=8002, group="Server", help="0: any free port.")
-@option("--ready-timeout", type=click.FloatRange(1, 3600), default=300, group="Server",
-        help="Seconds to wait for the server to load the models.")
-@option("--log", type=click.Path(dir_okay=False), group="Server",
-        help="Write the server's own log here.  [default: a temporary file, shown when it fails]")
+@option(
+    "--ready-timeout",
+    type=click.FloatRange(1, 3600),
+    default=300,
+    group="Server",
+    help="Seconds to wait for the server to load the models.",
+)
+@option(
+    "--log",
+    type=click.Path(dir_okay=False),
+    group="Server",
+    help="Write the server's own log here.  [default: a temporary file, shown when it fails]",
+)
 @repository_options
 @one_line_errors
-def serve_command(source, host, http_port, grpc_port, metrics_port, ready_timeout, log, arch, onnx_backend, kind,
-                  instances, max_batch, preferred_batch, queue_delay_us):
+def serve_command(
+    source,
+    host,
+    http_port,
+    grpc_port,
+    metrics_port,
+    ready_timeout,
+    log,
+    arch,
+    onnx_backend,
+    kind,
+    instances,
+    max_batch,
+    preferred_batch,
+    queue_delay_us,
+):
     """Serve a model repository (or one model file) with a real NVIDIA Triton server until Ctrl-C or
     SIGTERM. Uses the tritonserver bundled with the serve extra (a CPU build), else one on PATH."""
     source_path = Path(source)
@@ -71,10 +134,26 @@ def serve_command(source, host, http_port, grpc_port, metrics_port, ready_timeou
         repository = source_path
         if source_path.is_file():  # one model: a repository of its own for this session
             repository = Path(scratch) / "repository"
-            _write_repository([source_path], repository, arch, onnx_backend, kind, instances, max_batch,
-                              preferred_batch, queue_delay_us)
-        server = TritonServer(repository, host=host, http_port=http_port, grpc_port=grpc_port,
-                              metrics_port=metrics_port, ready_timeout=ready_timeout, log_path=log)
+            _write_repository(
+                [source_path],
+                repository,
+                arch,
+                onnx_backend,
+                kind,
+                instances,
+                max_batch,
+                preferred_batch,
+                queue_delay_us,
+            )
+        server = TritonServer(
+            repository,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            ready_timeout=ready_timeout,
+            log_path=log,
+        )
         try:
             announce(f"starting {server.binary.executable} on {repository}...")
             server.start()
@@ -89,8 +168,10 @@ def serve_command(source, host, http_port, grpc_port, metrics_port, ready_timeou
 def _serve_until_stopped(server) -> None:
     states = server.models()
     for name in server.stand_ins_used():
-        announce(f"note: this tritonserver has no {name} backend: models using it run on inception_deploy's own "
-                  f"runtime in a Python-based backend (production servers use Triton's own backend)")
+        announce(
+            f"note: this tritonserver has no {name} backend: models using it run on inception_deploy's own "
+            f"runtime in a Python-based backend (production servers use Triton's own backend)"
+        )
     for state in states:
         if state.state != "READY":
             announce(f"warning: model {state.name} not loaded: {state.reason or state.state}")
@@ -105,5 +186,6 @@ def _serve_until_stopped(server) -> None:
     click.echo(f"tritonserver pid {server.process.pid}; Ctrl-C stops it", err=True)
     while server.running():
         server.process.wait()  # a signal interrupts this with KeyboardInterrupt
-    raise InceptionDeployError(f"tritonserver exited on its own with code {server.process.returncode}: "
-                               f"{server.last_error()}")
+    raise InceptionDeployError(
+        f"tritonserver exited on its own with code {server.process.returncode}: {server.last_error()}"
+    )

@@ -1,4 +1,5 @@
 """inception-parity, inception-eval and inception-bench: runners on the same inputs, compared."""
+
 from __future__ import annotations
 
 import os
@@ -29,25 +30,56 @@ def check_outputs(json_out=None, plot=None) -> None:
 
 @command("parity")
 @option("--arch", required=True, metavar="NAME", group="Reference", help="Architecture of the eager reference.")
-@option("--weights", metavar="FILE|pretrained", group="Reference",
-        help="Checkpoint of the reference; must be the one the artifacts were exported from.")
-@option("--onnx", "onnx_files", multiple=True, type=click.Path(dir_okay=False), group="Artifacts",
-        help="ONNX file to check (repeatable).")
-@option("--engine", "engines", multiple=True, type=click.Path(dir_okay=False), group="Artifacts",
-        help="TensorRT engine to check (repeatable).")
-@option("--device", type=click.Choice(DEVICES), default="cpu",
-        group="Artifacts", help="ONNX Runtime provider for the ONNX files, or OpenVINO.")
+@option(
+    "--weights",
+    metavar="FILE|pretrained",
+    group="Reference",
+    help="Checkpoint of the reference; must be the one the artifacts were exported from.",
+)
+@option(
+    "--onnx",
+    "onnx_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    group="Artifacts",
+    help="ONNX file to check (repeatable).",
+)
+@option(
+    "--engine",
+    "engines",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    group="Artifacts",
+    help="TensorRT engine to check (repeatable).",
+)
+@option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="cpu",
+    group="Artifacts",
+    help="ONNX Runtime provider for the ONNX files, or OpenVINO.",
+)
 @precision_option("Artifacts")
-@option("--images", type=click.Path(), group="Inputs",
-        help="Folder of real photos.  [default: the photos shipped with the package]")
-@option("--samples", type=click.IntRange(min=1), default=32, group="Inputs",
-        help="Photos taken from --images (spread evenly over the folder).")
+@option(
+    "--images",
+    type=click.Path(),
+    group="Inputs",
+    help="Folder of real photos.  [default: the photos shipped with the package]",
+)
+@option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=32,
+    group="Inputs",
+    help="Photos taken from --images (spread evenly over the folder).",
+)
 @option("--synthetic", type=click.IntRange(0, 1024), default=8, group="Inputs", help="Synthetic images added.")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Inputs", help="Artifact batch size.")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
-def parity_command(arch, weights, onnx_files, engines, device, precision, images, samples, synthetic, batch_size,
-                   json_out):
+def parity_command(
+    arch, weights, onnx_files, engines, device, precision, images, samples, synthetic, batch_size, json_out
+):
     """Compare exported artifacts with eager PyTorch on the same images, one row per artifact,
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
@@ -56,12 +88,23 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
     if not artifacts:
         raise ConfigError("nothing to check: pass --onnx FILE and/or --engine FILE")
     check_outputs(json_out)
-    report = check_artifacts(arch, artifacts, weights=weights, device=device, precision=precision, images=images,
-                             samples=samples, synthetic=synthetic, batch_size=batch_size, progress=announce)
+    report = check_artifacts(
+        arch,
+        artifacts,
+        weights=weights,
+        device=device,
+        precision=precision,
+        images=images,
+        samples=samples,
+        synthetic=synthetic,
+        batch_size=batch_size,
+        progress=announce,
+    )
     if report.skipped_inputs:
         name, reason = report.skipped_inputs[0]
-        click.echo(f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}",
-                   err=True)
+        click.echo(
+            f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}", err=True
+        )
     click.echo(safe_lines(report.table(first_column="artifact")))
     if json_out:
         write_json(json_out, report.to_dict())
@@ -76,21 +119,39 @@ def parity_command(arch, weights, onnx_files, engines, device, precision, images
 @option("--batch-sizes", default="1,8,32", group="Benchmark", help="Comma-separated batch sizes.")
 @option("--iterations", type=click.IntRange(min=1), default=20, group="Benchmark", help="Timed runs per point.")
 @option("--warmup", type=click.IntRange(min=0), default=3, group="Benchmark", help="Untimed runs first.")
-@option("--torch-arch", metavar="NAME", group="Benchmark",
-        help="Also time eager torch: CPU fp32 and bf16 autocast + channels_last; GPU fp16 channels_last.")
-@option("--torch-compile", is_flag=True, group="Benchmark",
-        help="With --torch-arch: also torch.compile (bf16 + channels_last); compile time reported apart.")
-@option("--device", default="auto", metavar="DEVICE[,DEVICE...]", group="Benchmark",
-        help="Where ONNX models run: auto, cpu, cuda, tensorrt (ONNX Runtime providers) or openvino; several, "
-             "comma-separated, time each model on each side by side (e.g. cpu,openvino).")
+@option(
+    "--torch-arch",
+    metavar="NAME",
+    group="Benchmark",
+    help="Also time eager torch: CPU fp32 and bf16 autocast + channels_last; GPU fp16 channels_last.",
+)
+@option(
+    "--torch-compile",
+    is_flag=True,
+    group="Benchmark",
+    help="With --torch-arch: also torch.compile (bf16 + channels_last); compile time reported apart.",
+)
+@option(
+    "--device",
+    default="auto",
+    metavar="DEVICE[,DEVICE...]",
+    group="Benchmark",
+    help="Where ONNX models run: auto, cpu, cuda, tensorrt (ONNX Runtime providers) or openvino; several, "
+    "comma-separated, time each model on each side by side (e.g. cpu,openvino).",
+)
 @precision_option("Benchmark")
 @openvino_mode_option("Benchmark")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write results as JSON.")
-@option("--plot", type=click.Path(dir_okay=False), group="Output",
-        help="Throughput, latency and speed-up vs batch size per model (PNG).")
+@option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    group="Output",
+    help="Throughput, latency and speed-up vs batch size per model (PNG).",
+)
 @one_line_errors
-def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision,
-                  openvino_mode, json_out, plot):
+def bench_command(
+    models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision, openvino_mode, json_out, plot
+):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
     sizes = parse_batch_sizes(batch_sizes)
@@ -103,9 +164,18 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
     for model in models:
         if not os.path.isfile(model):
             raise InceptionDeployError(f"{model}: no such model file")
-    results = run_benchmarks(models, sizes, iterations, warmup, torch_arch, devices,
-                             progress=lambda line: click.echo(line, err=True), precision=precision,
-                             torch_compile=torch_compile, openvino_mode=openvino_mode)
+    results = run_benchmarks(
+        models,
+        sizes,
+        iterations,
+        warmup,
+        torch_arch,
+        devices,
+        progress=lambda line: click.echo(line, err=True),
+        precision=precision,
+        torch_compile=torch_compile,
+        openvino_mode=openvino_mode,
+    )
     click.echo(table(results))
     if unstable_warning(results):
         click.echo(f"warning: {unstable_warning(results)}", err=True)
@@ -121,30 +191,67 @@ def bench_command(models, batch_sizes, iterations, warmup, torch_arch, torch_com
 
 
 @command("eval")
-@option("--data", required=True, type=click.Path(), group="Data",
-        help="Labelled images: a folder of class subfolders, a CSV/TSV of path,label, or a folder of images "
-             "with --ground-truth. Classes are the model's labels, ImageNet WNIDs, or (CSV) indices.")
-@option("--ground-truth", type=click.Path(dir_okay=False), group="Data",
-        help="For a folder of images: name,label rows (ImageNet: Caffe's val.txt or Kaggle's LOC_val_solution.csv).")
-@option("--class-map", type=click.Path(dir_okay=False), group="Data",
-        help="Rows 'data set class,model class' for classes named otherwise than the model's labels.")
+@option(
+    "--data",
+    required=True,
+    type=click.Path(),
+    group="Data",
+    help="Labelled images: a folder of class subfolders, a CSV/TSV of path,label, or a folder of images "
+    "with --ground-truth. Classes are the model's labels, ImageNet WNIDs, or (CSV) indices.",
+)
+@option(
+    "--ground-truth",
+    type=click.Path(dir_okay=False),
+    group="Data",
+    help="For a folder of images: name,label rows (ImageNet: Caffe's val.txt or Kaggle's LOC_val_solution.csv).",
+)
+@option(
+    "--class-map",
+    type=click.Path(dir_okay=False),
+    group="Data",
+    help="Rows 'data set class,model class' for classes named otherwise than the model's labels.",
+)
 @option("--limit", type=click.IntRange(min=1), group="Data", help="At most this many images, spread over the set.")
 @option("--arch", metavar="NAME", group="Models", help="Evaluate eager PyTorch too, as the reference.")
 @option("--weights", metavar="FILE|pretrained", group="Models", help="With --arch: its checkpoint.")
-@option("--onnx", multiple=True, type=click.Path(dir_okay=False), group="Models", help="An .onnx to evaluate "
-        "(repeatable).")
-@option("--engine", multiple=True, type=click.Path(dir_okay=False), group="Models",
-        help="A TensorRT engine to evaluate (repeatable).")
+@option(
+    "--onnx", multiple=True, type=click.Path(dir_okay=False), group="Models", help="An .onnx to evaluate (repeatable)."
+)
+@option(
+    "--engine",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    group="Models",
+    help="A TensorRT engine to evaluate (repeatable).",
+)
 @option("--device", type=click.Choice(DEVICES), default="auto", group="Backend", help="Where .onnx files run.")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Backend", help="Images per call.")
 @option("--workers", type=click.IntRange(1, 64), group="Backend", help="Decoding threads.  [default: min(4, CPUs)]")
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
-@option("--plot", type=click.Path(dir_okay=False), group="Output",
-        help="Accuracy against throughput per model (PNG; needs the bench extra).")
+@option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    group="Output",
+    help="Accuracy against throughput per model (PNG; needs the bench extra).",
+)
 @option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
 @one_line_errors
-def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engine, device, batch_size, workers,
-                 json_out, plot, no_progress):
+def eval_command(
+    data,
+    ground_truth,
+    class_map,
+    limit,
+    arch,
+    weights,
+    onnx,
+    engine,
+    device,
+    batch_size,
+    workers,
+    json_out,
+    plot,
+    no_progress,
+):
     """Accuracy of eager PyTorch and each artifact on a labelled image set, on exactly the same images:
     top-1/top-5 with 95% intervals, the difference to the reference with McNemar's test, agreement,
     images/s and the classes that lose most. Exit 1 when an image could not be used (as inception-run), 3 when
@@ -157,13 +264,24 @@ def eval_command(data, ground_truth, class_map, limit, arch, weights, onnx, engi
         raise click.UsageError("--weights needs --arch")
     check_outputs(json_out, plot)
     with tqdm(unit="img", file=sys.stderr, disable=no_progress, leave=False) as bar:
+
         def progress(done, total):
             bar.total = total
             bar.update(done - bar.n)
 
-        report = evaluate(data, artifacts=list(onnx) + list(engine), arch=arch, weights=weights, device=device,
-                          limit=limit, batch_size=batch_size, class_map=class_map, ground_truth=ground_truth,
-                          workers=workers, progress=progress)
+        report = evaluate(
+            data,
+            artifacts=list(onnx) + list(engine),
+            arch=arch,
+            weights=weights,
+            device=device,
+            limit=limit,
+            batch_size=batch_size,
+            class_map=class_map,
+            ground_truth=ground_truth,
+            workers=workers,
+            progress=progress,
+        )
     print_evaluation(report)
     if json_out:
         write_json(json_out, report.to_dict())

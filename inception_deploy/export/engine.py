@@ -6,6 +6,7 @@ Every API difference is feature-detected by attribute name, never by version str
 hard-coded enum bit. Beside each engine goes ``X.plan.json`` (the ONNX metadata plus TensorRT
 version, GPU, profile and builder options); the plan itself stays a plain plan trtexec loads.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ def engine_unavailable_reason() -> str | None:
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is None:
-        return ("TensorRT is not installed (pip install 'inception-deploy[tensorrt-cu13]', or [tensorrt-cu12] for "
-                "a CUDA 12 driver, on a machine with an NVIDIA GPU)")
+        return (
+            "TensorRT is not installed (pip install 'inception-deploy[tensorrt-cu13]', or [tensorrt-cu12] for "
+            "a CUDA 12 driver, on a machine with an NVIDIA GPU)"
+        )
     from ..runtime.tensorrt_backend import current_gpu, import_cudart, import_tensorrt
 
     try:
@@ -62,10 +65,20 @@ def network_flags(trt) -> tuple[int, bool]:
     return 0, False
 
 
-def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: int | None = None,
-                 max_batch: int = 32, workspace_gib: float = 4, timing_cache=None, opt_level: int = 3,
-                 version_compatible: bool = False, hardware_compatibility: str | None = None,
-                 progress: Progress | None = None) -> EngineResult:
+def build_engine(
+    onnx_path,
+    engine_path=None,
+    *,
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int = 32,
+    workspace_gib: float = 4,
+    timing_cache=None,
+    opt_level: int = 3,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    progress: Progress | None = None,
+) -> EngineResult:
     """Build ``engine_path`` (default: the ONNX name with .plan) from an exported ONNX file.
     ``opt_batch`` (the batch TensorRT tunes for) defaults to 8 kept within min..max. ``progress``
     hears when the build starts and, every 30 s, that it is still running."""
@@ -77,8 +90,9 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     if opt_batch is None:
         opt_batch = min(max(8, min_batch), max_batch)
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise InceptionDeployError(f"batch profile must satisfy 1 <= min <= opt <= max, got "
-                                   f"{min_batch}/{opt_batch}/{max_batch}")
+        raise InceptionDeployError(
+            f"batch profile must satisfy 1 <= min <= opt <= max, got {min_batch}/{opt_batch}/{max_batch}"
+        )
     metadata = onnx_metadata(load_onnx(onnx_path), onnx_path)
     if metadata is None:
         raise InceptionDeployError(f"{onnx_path}: no inception_deploy metadata; export it with inception-export")
@@ -113,8 +127,10 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
         levels = trt.HardwareCompatibilityLevel.__members__
         hardware_compatibility = hardware_compatibility.lower()
         if hardware_compatibility.upper() not in levels:
-            raise InceptionDeployError(f"unknown hardware compatibility {hardware_compatibility!r}; "
-                                       f"this TensorRT offers: {', '.join(n.lower() for n in levels)}")
+            raise InceptionDeployError(
+                f"unknown hardware compatibility {hardware_compatibility!r}; "
+                f"this TensorRT offers: {', '.join(n.lower() for n in levels)}"
+            )
         config.hardware_compatibility_level = levels[hardware_compatibility.upper()]
 
     profile_shapes = _add_profile(builder, network, config, min_batch, opt_batch, max_batch)
@@ -122,8 +138,10 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
 
     say = progress or silent
     batches = f"batch {min_batch}" if min_batch == max_batch else f"batch {min_batch}-{max_batch}, opt {opt_batch}"
-    say(f"building the TensorRT engine {engine_path} ({metadata.get('precision')}, "
-        f"{batches if profile_shapes else 'static batch'}); this takes minutes...")
+    say(
+        f"building the TensorRT engine {engine_path} ({metadata.get('precision')}, "
+        f"{batches if profile_shapes else 'static batch'}); this takes minutes..."
+    )
     with heartbeat(say, "building the TensorRT engine"):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -134,9 +152,14 @@ def build_engine(onnx_path, engine_path=None, *, min_batch: int = 1, opt_batch: 
     sidecar = dict(metadata)
     sidecar.update(
         layers=layers,
-        tensorrt={"version": trt.__version__, "strongly_typed": strongly_typed,
-                  "version_compatible": version_compatible, "hardware_compatibility": hardware_compatibility,
-                  "opt_level": opt_level, "workspace_gib": workspace_gib},
+        tensorrt={
+            "version": trt.__version__,
+            "strongly_typed": strongly_typed,
+            "version_compatible": version_compatible,
+            "hardware_compatibility": hardware_compatibility,
+            "opt_level": opt_level,
+            "workspace_gib": workspace_gib,
+        },
         gpu=gpu,
         io={"input": network.get_input(0).name, "output": network.get_output(0).name},  # for Triton configs
         profile=profile_shapes,
@@ -183,8 +206,18 @@ def precision_report(trt, logger, plan: bytes, version_compatible: bool) -> dict
 def _format_precision(text: str) -> str:
     """'Channel major FP16 format where channel % 8 == 0' -> 'fp16'; 'Row major Int8 format' -> 'int8'."""
     words = text.lower().replace("(", " ").replace(")", " ").split()
-    for token, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("half", "fp16"),
-                        ("fp32", "fp32"), ("float", "fp32"), ("int32", "int32"), ("int64", "int64"), ("bool", "bool")):
+    for token, name in (
+        ("int8", "int8"),
+        ("fp8", "fp8"),
+        ("bf16", "bf16"),
+        ("fp16", "fp16"),
+        ("half", "fp16"),
+        ("fp32", "fp32"),
+        ("float", "fp32"),
+        ("int32", "int32"),
+        ("int64", "int64"),
+        ("bool", "bool"),
+    ):
         if token in words:
             return name
     return "other"
@@ -195,8 +228,13 @@ def _warn_precision(engine_path, precision, layers) -> None:
     if layers is None:
         log.warning("%s: TensorRT gave no per-layer information; precision not verified", engine_path)
     elif precision in ("fp16", "int8") and not layers["precisions"].get(precision):
-        log.warning("%s: a %s engine with no %s layer (%s): check the ONNX's precision", engine_path, precision,
-                    precision, describe_layers(layers))
+        log.warning(
+            "%s: a %s engine with no %s layer (%s): check the ONNX's precision",
+            engine_path,
+            precision,
+            precision,
+            describe_layers(layers),
+        )
 
 
 def describe_layers(layers: dict | None) -> str:

@@ -3,6 +3,7 @@
 The file is written beside its destination under a temporary name and renamed into place
 only once complete, so an existing model is never replaced by half a file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,11 +59,23 @@ class ExportResult:
         return self.path.stat().st_size
 
 
-def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weights=None,
-                num_classes: int = 1000, opset: int | None = None, batch: int | None = None,
-                max_batch: int = 64, input_size: int | None = None, simplify: bool = True,
-                check_parity: bool = True, labels: str | os.PathLike | None = None,
-                preprocess: PreprocessConfig | None = None, reuse: bool = False, progress=None) -> ExportResult:
+def export_onnx(
+    arch_or_model,
+    output: str | os.PathLike | None = None,
+    *,
+    weights=None,
+    num_classes: int = 1000,
+    opset: int | None = None,
+    batch: int | None = None,
+    max_batch: int = 64,
+    input_size: int | None = None,
+    simplify: bool = True,
+    check_parity: bool = True,
+    labels: str | os.PathLike | None = None,
+    preprocess: PreprocessConfig | None = None,
+    reuse: bool = False,
+    progress=None,
+) -> ExportResult:
     """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
 
     ``batch``: a static batch size; None gives a dynamic ``batch`` dimension up to ``max_batch``.
@@ -83,8 +96,18 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
     exporter = _choose_exporter(opset)
     label_names, label_source = resolve_labels(labels, num_classes)
     output = Path(output if output is not None else f"{spec.file_stem}.onnx")
-    request = export_request(spec.name, weights_info, num_classes, config, batch, max_batch, opset, exporter,
-                             simplify, labels_digest(label_names))
+    request = export_request(
+        spec.name,
+        weights_info,
+        num_classes,
+        config,
+        batch,
+        max_batch,
+        opset,
+        exporter,
+        simplify,
+        labels_digest(label_names),
+    )
     if reuse:
         reused = _reuse(output, request, model, config, batch, max_batch, check_parity, say, start)
         if reused is not None:
@@ -127,27 +150,58 @@ def export_onnx(arch_or_model, output: str | os.PathLike | None = None, *, weigh
 
 def _result(output: Path, proto, metadata: dict, report, start: float, model) -> ExportResult:
     graph = proto.graph
-    return ExportResult(output, metadata["arch"], metadata["opset"], metadata["exporter"], INPUT_NAME,
-                        value_shape(graph.input[0]), OUTPUT_NAME, value_shape(graph.output[0]), metadata, report,
-                        time.perf_counter() - start, model)
+    return ExportResult(
+        output,
+        metadata["arch"],
+        metadata["opset"],
+        metadata["exporter"],
+        INPUT_NAME,
+        value_shape(graph.input[0]),
+        OUTPUT_NAME,
+        value_shape(graph.output[0]),
+        metadata,
+        report,
+        time.perf_counter() - start,
+        model,
+    )
 
 
-def export_request(arch: str, weights_info: dict, num_classes: int, config: PreprocessConfig, batch, max_batch: int,
-                   opset, exporter: str, simplify: bool, labels_sha: str) -> str:
+def export_request(
+    arch: str,
+    weights_info: dict,
+    num_classes: int,
+    config: PreprocessConfig,
+    batch,
+    max_batch: int,
+    opset,
+    exporter: str,
+    simplify: bool,
+    labels_sha: str,
+) -> str:
     """A digest of everything that decides an export's content (arch, weights, options, torch and
     package versions): equal digests, equal files, so an existing file may be reused."""
     import hashlib
     import json
 
-    fields = {"arch": arch, "weights": {k: v for k, v in weights_info.items() if k != "note"},
-              "num_classes": num_classes, "preprocess": config.to_dict(), "batch": batch, "max_batch": max_batch,
-              "opset": opset, "exporter": exporter, "simplify": simplify, "labels": labels_sha,
-              "versions": _versions()}
+    fields = {
+        "arch": arch,
+        "weights": {k: v for k, v in weights_info.items() if k != "note"},
+        "num_classes": num_classes,
+        "preprocess": config.to_dict(),
+        "batch": batch,
+        "max_batch": max_batch,
+        "opset": opset,
+        "exporter": exporter,
+        "simplify": simplify,
+        "labels": labels_sha,
+        "versions": _versions(),
+    }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def _reuse(output: Path, request: str, model, config, batch, max_batch, check_parity: bool, say,
-           start: float) -> ExportResult | None:
+def _reuse(
+    output: Path, request: str, model, config, batch, max_batch, check_parity: bool, say, start: float
+) -> ExportResult | None:
     """The existing ``output`` when it was exported by the same request (its ``export_request``
     digest); its parity is checked again against ``model`` when asked (seconds, not an export)."""
     if not output.is_file():
@@ -159,8 +213,10 @@ def _reuse(output: Path, request: str, model, config, batch, max_batch, check_pa
         return None  # not ours, or unreadable: exported over, as before
     if metadata is None or metadata.get("precision", "fp32") != "fp32" or metadata.get("export_request") != request:
         return None
-    say(f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
-        f"{request[:12]}); delete it to export again")
+    say(
+        f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
+        f"{request[:12]}); delete it to export again"
+    )
     report = check_onnx_parity(model, output, config, batch, max_batch, say=say) if check_parity else None
     result = _result(output, proto, metadata, report, start, model)
     result.reused = True
@@ -171,8 +227,10 @@ def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, objec
     if not isinstance(arch_or_model, str):
         spec = spec_for_model(arch_or_model)
         if spec is None:
-            raise InceptionDeployError(f"{type(arch_or_model).__name__} is not a model of this zoo; "
-                                       f"build it with inception_deploy.create_model")
+            raise InceptionDeployError(
+                f"{type(arch_or_model).__name__} is not a model of this zoo; "
+                f"build it with inception_deploy.create_model"
+            )
         return spec, _without_aux(arch_or_model.eval(), spec), {"file": None, "note": "in-memory model"}
     spec = get_arch(arch_or_model)
     if weights is not None and str(weights) == PRETRAINED:
@@ -181,8 +239,11 @@ def _resolve_model(arch_or_model, weights, num_classes) -> tuple[ArchSpec, objec
         weights = download(spec.pretrained)
     model = create_model(spec.name, num_classes, weights=weights)
     if weights is None:
-        info = {"file": None, "init_seed": INIT_SEED,
-                "note": "random init; batch-norm statistics from synthetic images and the shipped photos"}
+        info = {
+            "file": None,
+            "init_seed": INIT_SEED,
+            "note": "random init; batch-norm statistics from synthetic images and the shipped photos",
+        }
     else:
         info = {"file": Path(weights).name, "sha256": sha256_file(weights)}
     return spec, model, info
@@ -216,8 +277,10 @@ def _choose_exporter(opset: int | None) -> str:
         return "dynamo"
     if LEGACY_MIN_OPSET <= opset < DYNAMO_MIN_OPSET:
         return "torchscript"
-    raise InceptionDeployError(f"opset {opset} cannot be written: supported are {LEGACY_MIN_OPSET}-{newest} "
-                               f"({DYNAMO_MIN_OPSET} and up with the dynamo exporter)")
+    raise InceptionDeployError(
+        f"opset {opset} cannot be written: supported are {LEGACY_MIN_OPSET}-{newest} "
+        f"({DYNAMO_MIN_OPSET} and up with the dynamo exporter)"
+    )
 
 
 def _export(model, path: Path, size: int, batch, max_batch, opset, exporter, simplify):
@@ -267,6 +330,7 @@ KEPT_NODE_METADATA = ("pkg.torch.onnx.name_scopes",)
 def strip_build_details(proto) -> None:
     """Drop what the exporters record about the machine that built the graph: stack traces with
     absolute source paths, FX node text and doc strings; keep each node's module path."""
+
     def nodes(graph):
         for node in graph.node:
             yield node
@@ -291,8 +355,10 @@ def _name_io(proto, dynamic: bool):
     """One input ``input`` and one output ``logits``, batch dimension named ``batch``."""
     graph = proto.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
-        raise InceptionDeployError(f"exported graph has {len(graph.input)} inputs and {len(graph.output)} "
-                                   f"outputs; expected one each (aux heads left in?)")
+        raise InceptionDeployError(
+            f"exported graph has {len(graph.input)} inputs and {len(graph.output)} "
+            f"outputs; expected one each (aux heads left in?)"
+        )
     if dynamic:
         for value in (graph.input[0], graph.output[0]):
             dim = value.type.tensor_type.shape.dim[0]
@@ -307,8 +373,7 @@ def _check(proto, output: Path, num_classes: int):
         onnx.checker.check_model(proto, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise InceptionDeployError(f"{output}: exported graph fails the ONNX checker: "
-                                   f"{first_line(e)}") from None
+        raise InceptionDeployError(f"{output}: exported graph fails the ONNX checker: {first_line(e)}") from None
     if any(init.data_location == onnx.TensorProto.EXTERNAL for init in proto.graph.initializer):
         raise InceptionDeployError(f"{output}: exported graph refers to external data; expected one file")
     classes = value_shape(inferred.graph.output[0])[-1]
@@ -322,8 +387,16 @@ def _save(proto, path: Path):
     onnx.save(proto, str(path))
 
 
-def check_onnx_parity(model, path: Path, config: PreprocessConfig, batch: int | None, max_batch: int | None,
-                      precision: str = "fp32", judged: bool = True, say=silent) -> ParityReport:
+def check_onnx_parity(
+    model,
+    path: Path,
+    config: PreprocessConfig,
+    batch: int | None,
+    max_batch: int | None,
+    precision: str = "fp32",
+    judged: bool = True,
+    say=silent,
+) -> ParityReport:
     """An ONNX file on ONNX Runtime's CPU against the eager ``model``, at the verification batch
     sizes (export, FP16 and INT8 alike), announced through ``say``."""
     backend = OnnxRuntimeBackend(path, device="cpu", max_batch=batch or max_batch)
@@ -344,5 +417,9 @@ def _versions() -> dict:
     import onnxruntime
     import torch
 
-    return {"inception_deploy": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return {
+        "inception_deploy": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

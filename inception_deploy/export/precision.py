@@ -3,6 +3,7 @@
 TensorRT 11 takes precision from the ONNX graph (strongly typed networks), so precision is
 decided here, once, and checked on the CPU with ONNX Runtime like every other artifact.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,15 @@ log = logging.getLogger(__name__)
 FP16_KEEP_FP32 = ("Gemm", "MatMul")
 
 
-def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: bool = False,
-                 reference_model=None, judge_parity: bool = True, progress=None) -> ExportResult:
+def convert_fp16(
+    src: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    fp16_io: bool = False,
+    reference_model=None,
+    judge_parity: bool = True,
+    progress=None,
+) -> ExportResult:
     """``src`` FP32 ONNX -> FP16 ONNX (float32 input/output unless ``fp16_io``); with
     ``reference_model`` (the eager model), parity against it with FP16 thresholds (measured
     only, when not ``judge_parity``: see parity.check_backend)."""
@@ -42,8 +50,12 @@ def convert_fp16(src: str | os.PathLike, output: str | os.PathLike, *, fp16_io: 
     proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
     converted = _to_fp16(proto, fp16_io)
-    metadata.update(precision="fp16", io_dtype="float16" if fp16_io else "float32",
-                    fp32_ops=list(FP16_KEEP_FP32), source_sha256=sha256_file(src))
+    metadata.update(
+        precision="fp16",
+        io_dtype="float16" if fp16_io else "float32",
+        fp32_ops=list(FP16_KEEP_FP32),
+        source_sha256=sha256_file(src),
+    )
     metadata.pop("parity", None)
     return _finish(converted, metadata, output, reference_model, "fp16", start, judge_parity, say)
 
@@ -53,15 +65,28 @@ def _to_fp16(proto, fp16_io: bool = False):
     so a DequantizeLinear feeds its Conv in FP16 (TensorRT strongly typed: INT8 in, FP16 out)."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    return convert_float_to_float16(proto, keep_io_types=not fp16_io,
-                                    op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32))
+    return convert_float_to_float16(
+        proto, keep_io_types=not fp16_io, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_KEEP_FP32)
+    )
 
 
-def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: str,
-                  calib_dir: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
-                  replace_stale_cache: bool = False, method: str = "entropy", images: int = 512, batch: int = 8,
-                  percentile: float = 99.99, remainder: str = "fp32", reference_model=None,
-                  judge_parity: bool = True, progress=None) -> ExportResult:
+def quantize_int8(
+    src: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    target: str,
+    calib_dir: str | os.PathLike | None = None,
+    cache: str | os.PathLike | None = None,
+    replace_stale_cache: bool = False,
+    method: str = "entropy",
+    images: int = 512,
+    batch: int = 8,
+    percentile: float = 99.99,
+    remainder: str = "fp32",
+    reference_model=None,
+    judge_parity: bool = True,
+    progress=None,
+) -> ExportResult:
     """``src`` FP32 ONNX -> Q/DQ INT8 ONNX for ``target`` ("tensorrt" or "cpu").
 
     ``remainder``: the precision of what is not quantized (see calibration.qdq.tensorrt_placement:
@@ -74,13 +99,29 @@ def quantize_int8(src: str | os.PathLike, output: str | os.PathLike, *, target: 
     called with one line as each slow step starts; with it, calibration also shows a bar.
     """
     request = CalibrationRequest(calib_dir, images, batch, method, percentile, cache, replace_stale_cache)
-    return quantize(src, output, target, request, remainder=remainder, reference_model=reference_model,
-                    judge_parity=judge_parity, progress=progress)
+    return quantize(
+        src,
+        output,
+        target,
+        request,
+        remainder=remainder,
+        reference_model=reference_model,
+        judge_parity=judge_parity,
+        progress=progress,
+    )
 
 
-def quantize(src: str | os.PathLike, output: str | os.PathLike, target: str, request: CalibrationRequest, *,
-             remainder: str = "fp32", reference_model=None, judge_parity: bool = True,
-             progress=None) -> ExportResult:
+def quantize(
+    src: str | os.PathLike,
+    output: str | os.PathLike,
+    target: str,
+    request: CalibrationRequest,
+    *,
+    remainder: str = "fp32",
+    reference_model=None,
+    judge_parity: bool = True,
+    progress=None,
+) -> ExportResult:
     """``quantize_int8`` over a CalibrationRequest (the pipeline's form)."""
     import onnx
 
@@ -107,10 +148,18 @@ def quantize(src: str | os.PathLike, output: str | os.PathLike, target: str, req
         say("converting the unquantized remainder to FP16...")
         proto = _to_fp16(proto)
         metadata.update(int8_remainder="fp16", fp32_ops=list(FP16_KEEP_FP32))
-    metadata.update(precision="int8", int8_target=target, int8_weight_bits=WEIGHT_BITS[target],
-                    source_sha256=sha256_file(src),
-                    calibration={"method": calibration.method, "percentile": calibration.percentile,
-                                 "images": calibration.images, "cache_sha256": calibration.digest})
+    metadata.update(
+        precision="int8",
+        int8_target=target,
+        int8_weight_bits=WEIGHT_BITS[target],
+        source_sha256=sha256_file(src),
+        calibration={
+            "method": calibration.method,
+            "percentile": calibration.percentile,
+            "images": calibration.images,
+            "cache_sha256": calibration.digest,
+        },
+    )
     metadata.pop("parity", None)
     return _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
 
@@ -119,18 +168,24 @@ def check_remainder(remainder: str, target: str, src=None, opset: int | None = N
     """FP16 for the unquantized remainder is TensorRT's (ONNX Runtime's CPU has no FP16
     arithmetic) and needs FP16 Q/DQ scales, which ONNX allows from opset 19."""
     if remainder not in INT8_REMAINDERS:
-        raise InceptionDeployError(f"unknown INT8 remainder precision {remainder!r}; choose one of: "
-                                   f"{', '.join(INT8_REMAINDERS)}")
+        raise InceptionDeployError(
+            f"unknown INT8 remainder precision {remainder!r}; choose one of: {', '.join(INT8_REMAINDERS)}"
+        )
     if remainder == "fp16" and target != "tensorrt":
-        raise InceptionDeployError(f"--int8-remainder fp16 is for --int8-target tensorrt, not {target} "
-                                   f"(ONNX Runtime's CPU kernels have no FP16 arithmetic)")
+        raise InceptionDeployError(
+            f"--int8-remainder fp16 is for --int8-target tensorrt, not {target} "
+            f"(ONNX Runtime's CPU kernels have no FP16 arithmetic)"
+        )
     if remainder == "fp16" and opset is not None and opset < 19:
-        raise InceptionDeployError(f"{src}: --int8-remainder fp16 needs opset 19 or newer (FP16 Q/DQ scales), "
-                                   f"this model has opset {opset}: export it with the default opset")
+        raise InceptionDeployError(
+            f"{src}: --int8-remainder fp16 needs opset 19 or newer (FP16 Q/DQ scales), "
+            f"this model has opset {opset}: export it with the default opset"
+        )
 
 
-def _finish(proto, metadata: dict, output, reference_model, precision: str, start: float, judge: bool,
-            say) -> ExportResult:
+def _finish(
+    proto, metadata: dict, output, reference_model, precision: str, start: float, judge: bool, say
+) -> ExportResult:
     """Write atomically with metadata; verify against the eager model when one is given."""
     import onnx
 
@@ -140,12 +195,31 @@ def _finish(proto, metadata: dict, output, reference_model, precision: str, star
         set_onnx_metadata(proto, metadata)
         onnx.save(proto, str(tmp))
         if reference_model is not None:
-            report = check_onnx_parity(reference_model, tmp, preprocess_of(metadata), metadata.get("batch"),
-                                       metadata.get("max_batch"), precision, judge, say)
+            report = check_onnx_parity(
+                reference_model,
+                tmp,
+                preprocess_of(metadata),
+                metadata.get("batch"),
+                metadata.get("max_batch"),
+                precision,
+                judge,
+                say,
+            )
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             onnx.save(proto, str(tmp))
     graph = proto.graph
-    return ExportResult(output, metadata["arch"], metadata["opset"], metadata["exporter"], graph.input[0].name,
-                        value_shape(graph.input[0]), graph.output[0].name, value_shape(graph.output[0]), metadata,
-                        report, time.perf_counter() - start, reference_model)
+    return ExportResult(
+        output,
+        metadata["arch"],
+        metadata["opset"],
+        metadata["exporter"],
+        graph.input[0].name,
+        value_shape(graph.input[0]),
+        graph.output[0].name,
+        value_shape(graph.output[0]),
+        metadata,
+        report,
+        time.perf_counter() - start,
+        reference_model,
+    )

@@ -1,4 +1,5 @@
 """Batch-norm statistics from data for models built without weights."""
+
 from typing import Iterable
 
 import torch

@@ -6,6 +6,7 @@ state_dict matches the published checkpoint key for key. Convolutions carry a bi
 eps 1e-5. The reference ends in a fixed 7x7 average pool (224 input only); an adaptive pool
 computes the same there and lets other multiples of 32 through.
 """
+
 from typing import NamedTuple
 
 import torch

@@ -5,6 +5,7 @@ all earlier outputs of that block.
 torchvision's published files name the layers' modules ``norm.1``, ``conv.2``, ... (from before
 dots were refused in module names): the arch's spec renames those keys on load (``legacy_keys``).
 """
+
 from collections import OrderedDict
 
 import torch
@@ -57,15 +58,25 @@ class DenseNet(nn.Module):
     """stem (224 -> 56) -> dense block / transition x 3 (56, 28, 14) -> dense block (7) -> BN ->
     ReLU -> global average pool -> classifier."""
 
-    def __init__(self, block_config: tuple[int, ...] = (6, 12, 24, 16), growth_rate: int = 32,
-                 num_init_features: int = 64, bn_size: int = 4, num_classes: int = 1000):
+    def __init__(
+        self,
+        block_config: tuple[int, ...] = (6, 12, 24, 16),
+        growth_rate: int = 32,
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        num_classes: int = 1000,
+    ):
         super().__init__()
-        self.features = nn.Sequential(OrderedDict([
-            ("conv0", nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False)),  # 112x112
-            ("norm0", nn.BatchNorm2d(num_init_features)),
-            ("relu0", nn.ReLU(inplace=True)),
-            ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),  # 56x56
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False)),  # 112x112
+                    ("norm0", nn.BatchNorm2d(num_init_features)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),  # 56x56
+                ]
+            )
+        )
         channels = num_init_features
         for i, layers in enumerate(block_config, start=1):
             self.features.add_module(f"denseblock{i}", DenseBlock(layers, channels, growth_rate, bn_size))

@@ -3,6 +3,7 @@
 Like torchvision, the branch that the paper draws as a 5x5 convolution is a 3x3 one: the
 published weights were trained that way, so the layout must keep it.
 """
+
 from collections import namedtuple
 
 import torch

@@ -4,6 +4,7 @@ v1 follows facenet-pytorch's ``InceptionResnetV1`` with its classification head 
 v2 follows timm's ``inception_resnet_v2``. Both are built from the same residual blocks with
 different widths, so one set of block classes serves both layouts.
 """
+
 import torch
 from torch import nn
 
@@ -136,8 +137,21 @@ class InceptionResnetV1(nn.Module):
         self.logits = nn.Linear(512, num_classes)
 
     def forward(self, x):
-        for name in ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
-                     "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8"):
+        for name in (
+            "conv2d_1a",
+            "conv2d_2a",
+            "conv2d_2b",
+            "maxpool_3a",
+            "conv2d_3b",
+            "conv2d_4a",
+            "conv2d_4b",
+            "repeat_1",
+            "mixed_6a",
+            "repeat_2",
+            "mixed_7a",
+            "repeat_3",
+            "block8",
+        ):
             x = getattr(self, name)(x)
         x = self.dropout(torch.flatten(self.avgpool_1a(x), 1))  # N x 1792
         x = self.last_bn(self.last_linear(x))  # N x 512 embedding
@@ -164,8 +178,22 @@ class InceptionResnetV2(nn.Module):
         self.classif = nn.Linear(1536, num_classes)
 
     def forward(self, x):
-        for name in ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
-                     "maxpool_5a", "mixed_5b", "repeat", "mixed_6a", "repeat_1", "mixed_7a",
-                     "repeat_2", "block8", "conv2d_7b"):
+        for name in (
+            "conv2d_1a",
+            "conv2d_2a",
+            "conv2d_2b",
+            "maxpool_3a",
+            "conv2d_3b",
+            "conv2d_4a",
+            "maxpool_5a",
+            "mixed_5b",
+            "repeat",
+            "mixed_6a",
+            "repeat_1",
+            "mixed_7a",
+            "repeat_2",
+            "block8",
+            "conv2d_7b",
+        ):
             x = getattr(self, name)(x)
         return self.classif(torch.flatten(self.global_pool(x), 1))

@@ -8,6 +8,7 @@ config (mean = std = 0.5) instead, so the exported graph sees exactly what this 
 ``AveragePooling2D(padding="same")`` (TensorFlow's) leaves it out, which changes every border pixel,
 so Keras-trained checkpoints need False.
 """
+
 from collections import namedtuple
 
 import torch
@@ -82,8 +83,13 @@ class InceptionC(nn.Module):
     def forward(self, x):
         branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
         d = x
-        for conv in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
-                     self.branch7x7dbl_4, self.branch7x7dbl_5):
+        for conv in (
+            self.branch7x7dbl_1,
+            self.branch7x7dbl_2,
+            self.branch7x7dbl_3,
+            self.branch7x7dbl_4,
+            self.branch7x7dbl_5,
+        ):
             d = conv(d)
         branch_pool = self.branch_pool(_pool3x3(x, self.count_include_pad))
         return torch.cat([self.branch1x1(x), branch7x7, d, branch_pool], 1)
@@ -151,8 +157,9 @@ class InceptionAux(nn.Module):
 
 
 class Inception3(nn.Module):
-    def __init__(self, num_classes: int = 1000, aux_logits: bool = False, dropout: float = 0.5,
-                 count_include_pad: bool = True):
+    def __init__(
+        self, num_classes: int = 1000, aux_logits: bool = False, dropout: float = 0.5, count_include_pad: bool = True
+    ):
         super().__init__()
         pad = count_include_pad
         self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)

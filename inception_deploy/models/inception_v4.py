@@ -1,5 +1,6 @@
 """Inception v4, Szegedy et al. 2016, in timm's ``inception_v4`` layout
 (``features`` Sequential with the stem and 14 blocks, then ``last_linear``)."""
+
 import torch
 from torch import nn
 
@@ -146,12 +147,17 @@ class InceptionC(nn.Module):
     def forward(self, x):
         b1 = self.branch1_0(x)
         b2 = self.branch2_2(self.branch2_1(self.branch2_0(x)))
-        return torch.cat([
-            self.branch0(x),
-            self.branch1_1a(b1), self.branch1_1b(b1),
-            self.branch2_3a(b2), self.branch2_3b(b2),
-            self.branch3(x),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch0(x),
+                self.branch1_1a(b1),
+                self.branch1_1b(b1),
+                self.branch2_3a(b2),
+                self.branch2_3b(b2),
+                self.branch3(x),
+            ],
+            1,
+        )
 
 
 class InceptionV4(nn.Module):

@@ -1,4 +1,5 @@
 """Building blocks and helpers shared by several networks."""
+
 from torch import nn
 
 

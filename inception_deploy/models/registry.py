@@ -1,5 +1,6 @@
 """One ArchSpec per architecture: how to build it, whose checkpoints it loads, and how those
 checkpoints expect their pixels (timm's registry idea, in one table)."""
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,9 @@ class ArchSpec:
         return getattr(import_module(f"inception_deploy.models.{module}"), name)
 
 
-def _eval_transform(input_size: int, crop_pct: float, interpolation: str,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD) -> PreprocessConfig:
+def _eval_transform(
+    input_size: int, crop_pct: float, interpolation: str, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> PreprocessConfig:
     """The eval transform of torchvision and timm: resize the shorter side to
     floor(input_size / crop_pct), center-crop input_size, normalize per channel."""
     return PreprocessConfig(input_size, math.floor(input_size / crop_pct), interpolation, mean, std)
@@ -87,51 +89,108 @@ _TORCHVISION_IMAGENET = _eval_transform(224, 0.875, "bilinear")
 
 
 def _torchvision_resnet(name: str, factory: str, digest: str, family: str = "ResNet") -> ArchSpec:
-    return ArchSpec(name, (), factory, _TORCHVISION_IMAGENET, f"torchvision {name}", name, "fc", family,
-                    pretrained=PretrainedWeights(f"{_TORCHVISION}{name}-{digest}.pth"), min_input_size=1)
+    return ArchSpec(
+        name,
+        (),
+        factory,
+        _TORCHVISION_IMAGENET,
+        f"torchvision {name}",
+        name,
+        "fc",
+        family,
+        pretrained=PretrainedWeights(f"{_TORCHVISION}{name}-{digest}.pth"),
+        min_input_size=1,
+    )
 
 
 ARCHS: tuple[ArchSpec, ...] = (
     ArchSpec(
-        "v1", ("googlenet", "inception-v1"), "googlenet:GoogLeNet", _torchvision_inception(224, 256),
-        "torchvision googlenet", "googlenet", "fc", "Inception", aux_modules=("aux1", "aux2"), min_input_size=15,
+        "v1",
+        ("googlenet", "inception-v1"),
+        "googlenet:GoogLeNet",
+        _torchvision_inception(224, 256),
+        "torchvision googlenet",
+        "googlenet",
+        "fc",
+        "Inception",
+        aux_modules=("aux1", "aux2"),
+        min_input_size=15,
         pretrained=PretrainedWeights(_TORCHVISION + "googlenet-1378be20.pth"),
     ),
     ArchSpec(
-        "v2", ("bn-inception", "bninception", "inception-v2"), "bninception:BNInception",
-        PreprocessConfig(224, 256, "bilinear", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0),
-                         channel_order="BGR", pixel_scale=255.0),
-        "Cadene pretrainedmodels bninception", "bninception", "last_linear", "Inception", min_input_size=31,
+        "v2",
+        ("bn-inception", "bninception", "inception-v2"),
+        "bninception:BNInception",
+        PreprocessConfig(
+            224, 256, "bilinear", (104.0, 117.0, 128.0), (1.0, 1.0, 1.0), channel_order="BGR", pixel_scale=255.0
+        ),
+        "Cadene pretrainedmodels bninception",
+        "bninception",
+        "last_linear",
+        "Inception",
+        min_input_size=31,
         pretrained=PretrainedWeights("http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-239d2248.pth"),
     ),
     ArchSpec(
-        "v3", ("inception-v3", "inception_v3"), "inception_v3:Inception3", _torchvision_inception(299, 342),
-        "torchvision inception_v3", "inception_v3", "fc", "Inception", aux_modules=("AuxLogits",),
+        "v3",
+        ("inception-v3", "inception_v3"),
+        "inception_v3:Inception3",
+        _torchvision_inception(299, 342),
+        "torchvision inception_v3",
+        "inception_v3",
+        "fc",
+        "Inception",
+        aux_modules=("AuxLogits",),
         pretrained=PretrainedWeights(_TORCHVISION + "inception_v3_google-0cc3c7bd.pth"),
     ),
     ArchSpec(
-        "v4", ("inception-v4", "inception_v4"), "inception_v4:InceptionV4", _timm_inception(0.875),
-        "timm inception_v4", "inception_v4", "last_linear", "Inception",
+        "v4",
+        ("inception-v4", "inception_v4"),
+        "inception_v4:InceptionV4",
+        _timm_inception(0.875),
+        "timm inception_v4",
+        "inception_v4",
+        "last_linear",
+        "Inception",
         pretrained=PretrainedWeights(_TIMM + "v0.1-cadene/inceptionv4-8e4777a0.pth", label_offset=1),
     ),
     ArchSpec(
-        "inception-resnet-v1", ("resnet-v1", "inception_resnet_v1"), "inception_resnet:InceptionResnetV1",
+        "inception-resnet-v1",
+        ("resnet-v1", "inception_resnet_v1"),
+        "inception_resnet:InceptionResnetV1",
         # facenet's fixed_image_standardization: (x - 127.5) / 128 on 0-255 pixels
         PreprocessConfig(299, 299, "bilinear", INCEPTION_MEAN, (128 / 255,) * 3),
-        "facenet-pytorch InceptionResnetV1 (classify=True)", "inception_resnet_v1", "logits", "Inception",
+        "facenet-pytorch InceptionResnetV1 (classify=True)",
+        "inception_resnet_v1",
+        "logits",
+        "Inception",
         # VGGFace2 identities, not ImageNet classes; facenet publishes no digest for this file
         pretrained=PretrainedWeights(
             "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
-            num_classes=8631),
+            num_classes=8631,
+        ),
     ),
     ArchSpec(
-        "inception-resnet-v2", ("resnet-v2", "inception_resnet_v2"), "inception_resnet:InceptionResnetV2",
-        _timm_inception(0.8975), "timm inception_resnet_v2", "inception_resnet_v2", "classif", "Inception",
+        "inception-resnet-v2",
+        ("resnet-v2", "inception_resnet_v2"),
+        "inception_resnet:InceptionResnetV2",
+        _timm_inception(0.8975),
+        "timm inception_resnet_v2",
+        "inception_resnet_v2",
+        "classif",
+        "Inception",
         pretrained=PretrainedWeights(_TIMM + "v0.1-weights/inception_resnet_v2-940b1cd6.pth", label_offset=1),
     ),
     ArchSpec(
-        "xception", ("legacy-xception", "legacy_xception"), "xception:Xception", _timm_inception(0.8975),
-        "timm legacy_xception", "xception", "fc", "Inception", min_input_size=7,
+        "xception",
+        ("legacy-xception", "legacy_xception"),
+        "xception:Xception",
+        _timm_inception(0.8975),
+        "timm legacy_xception",
+        "xception",
+        "fc",
+        "Inception",
+        min_input_size=7,
         pretrained=PretrainedWeights(_TIMM + "v0.1-cadene/xception-43020ad28.pth"),
     ),
     _torchvision_resnet("resnet18", "resnet:resnet18", "f37072fd"),
@@ -141,26 +200,57 @@ ARCHS: tuple[ArchSpec, ...] = (
     _torchvision_resnet("resnext50_32x4d", "resnet:resnext50_32x4d", "7cdf4587", family="ResNeXt"),
     ArchSpec(
         # timm's default seresnet50 weights (a1_in1k, "ResNet strikes back"): crop 0.95, bicubic
-        "seresnet50", (), "resnet:seresnet50", _eval_transform(224, 0.95, "bicubic"), "timm seresnet50",
-        "seresnet50", "fc", "SE-ResNet", min_input_size=1,
-        pretrained=PretrainedWeights("https://github.com/huggingface/pytorch-image-models/releases/download/"
-                                     "v0.1-rsb-weights/seresnet50_a1_0-ffa00869.pth"),
+        "seresnet50",
+        (),
+        "resnet:seresnet50",
+        _eval_transform(224, 0.95, "bicubic"),
+        "timm seresnet50",
+        "seresnet50",
+        "fc",
+        "SE-ResNet",
+        min_input_size=1,
+        pretrained=PretrainedWeights(
+            "https://github.com/huggingface/pytorch-image-models/releases/download/"
+            "v0.1-rsb-weights/seresnet50_a1_0-ffa00869.pth"
+        ),
     ),
     ArchSpec(
-        "densenet121", (), "densenet:densenet121", _TORCHVISION_IMAGENET, "torchvision densenet121",
-        "densenet121", "classifier", "DenseNet", min_input_size=29,
+        "densenet121",
+        (),
+        "densenet:densenet121",
+        _TORCHVISION_IMAGENET,
+        "torchvision densenet121",
+        "densenet121",
+        "classifier",
+        "DenseNet",
+        min_input_size=29,
         pretrained=PretrainedWeights(_TORCHVISION + "densenet121-a639ec97.pth"),
-        legacy_keys=((r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$",
-                      r"\1\2"),),  # torchvision's files: "denselayer1.norm.1.weight" -> "denselayer1.norm1.weight"
+        legacy_keys=(
+            (r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$", r"\1\2"),
+        ),  # torchvision's files: "denselayer1.norm.1.weight" -> "denselayer1.norm1.weight"
     ),
     ArchSpec(
-        "res2net50_26w_4s", ("res2net50",), "res2net:res2net50_26w_4s", _eval_transform(224, 0.875, "bilinear"),
-        "timm res2net50_26w_4s", "res2net50_26w_4s", "fc", "Res2Net", min_input_size=1,
+        "res2net50_26w_4s",
+        ("res2net50",),
+        "res2net:res2net50_26w_4s",
+        _eval_transform(224, 0.875, "bilinear"),
+        "timm res2net50_26w_4s",
+        "res2net50_26w_4s",
+        "fc",
+        "Res2Net",
+        min_input_size=1,
         pretrained=PretrainedWeights(_TIMM + "v0.1-res2net/res2net50_26w_4s-06e79181.pth"),
     ),
     ArchSpec(
-        "resnest50d", ("resnest50",), "resnest:resnest50d", _eval_transform(224, 0.875, "bilinear"),
-        "timm resnest50d", "resnest50d", "fc", "ResNeSt", min_input_size=1,
+        "resnest50d",
+        ("resnest50",),
+        "resnest:resnest50d",
+        _eval_transform(224, 0.875, "bilinear"),
+        "timm resnest50d",
+        "resnest50d",
+        "fc",
+        "ResNeSt",
+        min_input_size=1,
         pretrained=PretrainedWeights(_TIMM + "v0.1-resnest/resnest50-528c19ca.pth"),
     ),
 )
@@ -209,8 +299,9 @@ def check_input_size(spec: ArchSpec, size: int) -> None:
     import torch
 
     if size < spec.min_input_size:
-        raise InceptionDeployError(f"arch {spec.name} needs an input of at least {spec.min_input_size} pixels, "
-                                   f"not {size}")
+        raise InceptionDeployError(
+            f"arch {spec.name} needs an input of at least {spec.min_input_size} pixels, not {size}"
+        )
     if size > MAX_INPUT_SIZE:
         raise InceptionDeployError(f"input size {size} is above the limit of {MAX_INPUT_SIZE} pixels")
     with torch.device("meta"):

@@ -2,6 +2,7 @@
 state_dict layout of timm's ``res2net50_26w_4s``: a ResNet-50 whose 3x3 convolution is split into
 ``scale`` groups of ``width`` channels, each group's 3x3 also seeing the previous group's output.
 """
+
 import torch
 from torch import nn
 
@@ -15,15 +16,23 @@ class Bottle2neck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 base_width: int = 26, scale: int = 4):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        base_width: int = 26,
+        scale: int = 4,
+    ):
         super().__init__()
         self.width = int(planes * base_width / 64)
         self.first = stride > 1 or downsample is not None
         self.conv1 = nn.Conv2d(inplanes, self.width * scale, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(self.width * scale)
-        self.convs = nn.ModuleList(nn.Conv2d(self.width, self.width, 3, stride=stride, padding=1, bias=False)
-                                   for _ in range(scale - 1))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(self.width, self.width, 3, stride=stride, padding=1, bias=False) for _ in range(scale - 1)
+        )
         self.bns = nn.ModuleList(nn.BatchNorm2d(self.width) for _ in range(scale - 1))
         # timm keeps count_include_pad=True here: the published weights were trained with it
         self.pool = nn.AvgPool2d(3, stride=stride, padding=1) if self.first else None

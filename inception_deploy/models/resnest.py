@@ -2,6 +2,7 @@
 timm's ``resnest50d``: a ResNet-D (deep stem, average-pool shortcut) whose 3x3 convolution is a
 split-attention block over ``radix`` groups.
 """
+
 import torch
 from torch import nn
 
@@ -41,8 +42,9 @@ class ResNestBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 radix: int = 2):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, radix: int = 2
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)

@@ -5,6 +5,7 @@ state_dict layout of torchvision's ``resnet18/34/50/101`` and ``resnext50_32x4d`
 ``ResNet`` is also the trunk of Res2Net and ResNeSt (``res2net.py``, ``resnest.py``): they swap
 the block, and ResNeSt the stem and the shortcut (``deep_stem``, ``avg_down``).
 """
+
 import torch
 from torch import nn
 
@@ -56,8 +57,16 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, base_width: int = 64, se: bool = False):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        se: bool = False,
+    ):
         super().__init__()
         width = int(planes * base_width / 64) * groups
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
@@ -84,8 +93,12 @@ def _deep_stem(width: int, out_channels: int) -> nn.Sequential:
     """Three 3x3 convolutions instead of one 7x7 (the "ResNet-D" stem; timm's ``stem_type='deep'``,
     indices 0..6 are its state_dict names)."""
     return nn.Sequential(
-        nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-        nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
         nn.Conv2d(width, out_channels, 3, padding=1, bias=False),
     )
 
@@ -102,8 +115,15 @@ def _shortcut(inplanes: int, outplanes: int, stride: int, avg_down: bool) -> nn.
 class ResNet(nn.Module):
     """stem (224 -> 56) -> layer1..layer4 (56, 28, 14, 7) -> global average pool -> fc."""
 
-    def __init__(self, block: type[nn.Module], layers: tuple[int, int, int, int], num_classes: int = 1000,
-                 deep_stem: int | None = None, avg_down: bool = False, **block_args):
+    def __init__(
+        self,
+        block: type[nn.Module],
+        layers: tuple[int, int, int, int],
+        num_classes: int = 1000,
+        deep_stem: int | None = None,
+        avg_down: bool = False,
+        **block_args,
+    ):
         super().__init__()
         self.inplanes = 64 if deep_stem is None else 2 * deep_stem
         if deep_stem is None:

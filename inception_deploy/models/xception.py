@@ -5,6 +5,7 @@ Two options give Keras's numerics, for Keras-trained checkpoints: ``bn_eps=1e-3`
 BatchNormalization default; the PyTorch port kept PyTorch's 1e-5) and ``same_pooling=True``
 (TensorFlow's "same" max pooling, see ``SameMaxPool2d``).
 """
+
 import math
 
 import torch.nn.functional as F
@@ -16,8 +17,7 @@ class SeparableConv2d(nn.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding,
-                               groups=in_channels, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x):
@@ -51,8 +51,17 @@ class Block(nn.Module):
     ``start_with_relu`` is False.
     """
 
-    def __init__(self, in_channels, out_channels, reps, stride=1, start_with_relu=True, grow_first=True,
-                 bn_eps=1e-5, same_pooling=False):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        reps,
+        stride=1,
+        start_with_relu=True,
+        grow_first=True,
+        bn_eps=1e-5,
+        same_pooling=False,
+    ):
         super().__init__()
         if out_channels != in_channels or stride != 1:
             self.skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)

@@ -2,6 +2,7 @@
 
 Importing this package imports neither torch nor TensorRT.
 """
+
 from .base import Backend
 from .onnxruntime_backend import OnnxRuntimeBackend
 from .open import open_artifact, open_backend

@@ -1,4 +1,5 @@
 """What every backend offers (the runner interface), and the helpers backends share."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,11 +43,17 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
 
     spec = get_arch(arch)
     if num_classes < 1:
-        raise InceptionDeployError(f"{source}: the output's class count is not fixed in the graph; "
-                                   f"cannot supply labels for it")
+        raise InceptionDeployError(
+            f"{source}: the output's class count is not fixed in the graph; cannot supply labels for it"
+        )
     names, label_source = resolve_labels(None, num_classes)
-    return {"arch": spec.name, "num_classes": num_classes, "precision": "unknown",
-            "preprocess": spec.preprocess.to_dict(), "labels": {"source": label_source, "names": names}}
+    return {
+        "arch": spec.name,
+        "num_classes": num_classes,
+        "precision": "unknown",
+        "preprocess": spec.preprocess.to_dict(),
+        "labels": {"source": label_source, "names": names},
+    }
 
 
 def padded_chunks(batch: np.ndarray, step: int | None, min_batch: int = 1):
@@ -54,7 +61,7 @@ def padded_chunks(batch: np.ndarray, step: int | None, min_batch: int = 1):
     ``min_batch`` by repeating its last image; only the first ``real`` rows are genuine."""
     step = step or len(batch)
     for start in range(0, len(batch), step):
-        chunk = batch[start:start + step]
+        chunk = batch[start : start + step]
         real = len(chunk)
         if real < min_batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], min_batch - real, axis=0)])

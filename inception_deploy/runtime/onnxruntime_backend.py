@@ -1,4 +1,5 @@
 """ONNX Runtime backend: the default, and the one CI checks every artifact with."""
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,14 @@ class OnnxRuntimeBackend:
     """Runs an ONNX classifier. ``infer`` takes any batch size and splits or pads it to what the
     graph accepts (a static batch dimension, or the ``max_batch`` the export recorded)."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", arch: str | None = None,
-                 threads: int | None = None, max_batch: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str = "auto",
+        arch: str | None = None,
+        threads: int | None = None,
+        max_batch: int | None = None,
+    ):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -53,20 +60,24 @@ class OnnxRuntimeBackend:
         try:
             with warnings.catch_warnings():  # ORT warns when it drops a provider; detected below
                 warnings.simplefilter("ignore", UserWarning)
-                self.session = ort.InferenceSession(str(path), options, providers=self.requested,
-                                                    disabled_optimizers=UNFAITHFUL_OPTIMIZERS)
+                self.session = ort.InferenceSession(
+                    str(path), options, providers=self.requested, disabled_optimizers=UNFAITHFUL_OPTIMIZERS
+                )
         except Exception as e:  # ORT raises its own Fail / InvalidProtobuf / NoSuchFile types
             raise InceptionDeployError(f"{path}: ONNX Runtime cannot load this model ({first_line(e)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4:
-            raise InceptionDeployError(f"{path}: not an image classifier (expected one N x 3 x H x W input, "
-                                       f"found {[(i.name, i.shape) for i in inputs]})")
+            raise InceptionDeployError(
+                f"{path}: not an image classifier (expected one N x 3 x H x W input, "
+                f"found {[(i.name, i.shape) for i in inputs]})"
+            )
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
-        self.metadata = resolve_metadata(dict(self.session.get_modelmeta().custom_metadata_map),
-                                         self.path, arch, num_classes)
+        self.metadata = resolve_metadata(
+            dict(self.session.get_modelmeta().custom_metadata_map), self.path, arch, num_classes
+        )
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
         self.precision = self.metadata.get("precision", "fp32")
         fixed = self.input_shape[0]
@@ -75,8 +86,12 @@ class OnnxRuntimeBackend:
         self.providers = tuple(self.session.get_providers())
         self.fell_back = self.providers[0] != self.requested[0]
         if self.fell_back:
-            log.warning("%s: asked ONNX Runtime for %s but it runs on %s (missing CUDA 13 / cuDNN 9 or TensorRT "
-                        "libraries?)", self.path, self.requested[0], self.providers[0])
+            log.warning(
+                "%s: asked ONNX Runtime for %s but it runs on %s (missing CUDA 13 / cuDNN 9 or TensorRT libraries?)",
+                self.path,
+                self.requested[0],
+                self.providers[0],
+            )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
@@ -85,13 +100,17 @@ class OnnxRuntimeBackend:
 
     @property
     def name(self) -> str:
-        device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda",
-                  "TensorrtExecutionProvider": "tensorrt"}.get(self.providers[0], self.providers[0])
+        device = {
+            "CPUExecutionProvider": "cpu",
+            "CUDAExecutionProvider": "cuda",
+            "TensorrtExecutionProvider": "tensorrt",
+        }.get(self.providers[0], self.providers[0])
         return f"onnxruntime {device}" + (f" (fell back from {self.requested[0]})" if self.fell_back else "")
 
     def describe(self) -> str:
-        return (f"{self.name}, providers {', '.join(self.providers)}, "
-                f"precision {self.metadata.get('precision', 'unknown')}")
+        return (
+            f"{self.name}, providers {', '.join(self.providers)}, precision {self.metadata.get('precision', 'unknown')}"
+        )
 
 
 def _requested_providers(device: str, available: list[str], path: Path) -> list[str]:
@@ -100,6 +119,7 @@ def _requested_providers(device: str, available: list[str], path: Path) -> list[
     wanted = _PROVIDERS[device]
     if wanted not in available:
         hint = "pip install onnxruntime-gpu (after uninstalling onnxruntime)" if device != "cpu" else ""
-        raise InceptionDeployError(f"{path}: this ONNX Runtime has no {wanted} (available: "
-                                   f"{', '.join(available)}); {hint}".rstrip("; "))
+        raise InceptionDeployError(
+            f"{path}: this ONNX Runtime has no {wanted} (available: {', '.join(available)}); {hint}".rstrip("; ")
+        )
     return [wanted] + ([_PROVIDERS["cpu"]] if device != "cpu" else [])

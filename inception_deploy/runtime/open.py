@@ -1,5 +1,6 @@
 """Opening an artifact: which backend runs a model file on which device, and, for commands that
 run several artifacts side by side, which ones this machine cannot run and why (one place)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,13 @@ from ..errors import InceptionDeployError
 from .base import DEVICES, ENGINE_SUFFIXES, ONNX_SUFFIXES, Backend
 
 
-def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None = None,
-                 precision: str | None = None, openvino_mode: str = "latency") -> Backend:
+def open_backend(
+    path: str | os.PathLike,
+    device: str = "auto",
+    arch: str | None = None,
+    precision: str | None = None,
+    openvino_mode: str = "latency",
+) -> Backend:
     """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime (OpenVINO with
     ``device="openvino"``), .plan/.engine/.trt -> TensorRT. ``arch`` supplies preprocessing and
     labels for artifacts without metadata. ``precision="bf16"`` runs an ONNX file in bfloat16 on
@@ -30,25 +36,31 @@ def open_backend(path: str | os.PathLike, device: str = "auto", arch: str | None
         if device == "openvino" or precision == "bf16":
             from .openvino_backend import OpenVINOBackend
 
-            return OpenVINOBackend(path, arch=arch, precision="bf16" if precision == "bf16" else "f32",
-                                   mode=openvino_mode)
+            return OpenVINOBackend(
+                path, arch=arch, precision="bf16" if precision == "bf16" else "f32", mode=openvino_mode
+            )
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, device=device, arch=arch)
     if suffix in ENGINE_SUFFIXES:
         if device not in ("auto", "tensorrt") or precision is not None:
-            raise InceptionDeployError(f"{path}: TensorRT engines run on the GPU in the precision they were built "
-                                       f"with; --device {device}{' --precision ' + precision if precision else ''} "
-                                       f"needs an .onnx")
+            raise InceptionDeployError(
+                f"{path}: TensorRT engines run on the GPU in the precision they were built "
+                f"with; --device {device}{' --precision ' + precision if precision else ''} "
+                f"needs an .onnx"
+            )
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(path, arch=arch)
-    raise InceptionDeployError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx, "
-                               f"or a TensorRT engine (.plan, .engine, .trt)")
+    raise InceptionDeployError(
+        f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx, "
+        f"or a TensorRT engine (.plan, .engine, .trt)"
+    )
 
 
-def open_artifact(path: str | os.PathLike, device: str = "auto", arch: str | None = None,
-                  precision: str | None = None) -> tuple[Backend | None, str | None]:
+def open_artifact(
+    path: str | os.PathLike, device: str = "auto", arch: str | None = None, precision: str | None = None
+) -> tuple[Backend | None, str | None]:
     """``(backend, None)``, or ``(None, why)`` where this machine cannot run ``path`` (an engine
     without TensorRT or a GPU): parity, evaluation and benchmarks list it as skipped and go on.
     ONNX files run on ``device`` (and ``precision``); engines always on TensorRT."""
@@ -56,7 +68,8 @@ def open_artifact(path: str | os.PathLike, device: str = "auto", arch: str | Non
 
     engine = Path(path).suffix.lower() in ENGINE_SUFFIXES
     try:
-        return open_backend(path, device="auto" if engine else device, arch=arch,
-                            precision=None if engine else precision), None
+        return open_backend(
+            path, device="auto" if engine else device, arch=arch, precision=None if engine else precision
+        ), None
     except TensorRTUnavailable as e:
         return None, str(e)

@@ -4,6 +4,7 @@ OpenVINO reads the .onnx directly (Q/DQ pairs become int8 FakeQuantize). On CPUs
 arithmetic it silently executes FP32 models in bf16 unless told otherwise, so the precision is
 always set explicitly and read back for ``describe`` (docs/REFERENCE.md, OpenVINO).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,12 +42,20 @@ class OpenVINOBackend:
     here). Compiled models are cached in ``cache_dir`` (OpenVINO's CACHE_DIR), so a second start
     skips compilation."""
 
-    def __init__(self, path: str | os.PathLike, arch: str | None = None, precision: str = "f32",
-                 mode: str = "latency", threads: int | None = None, cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
-                 max_batch: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        arch: str | None = None,
+        precision: str = "f32",
+        mode: str = "latency",
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+        max_batch: int | None = None,
+    ):
         if precision not in PRECISIONS:
-            raise InceptionDeployError(f"unknown OpenVINO precision {precision!r}; choose one of: "
-                                       f"{', '.join(PRECISIONS)}")
+            raise InceptionDeployError(
+                f"unknown OpenVINO precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
         if mode not in MODES:
             raise InceptionDeployError(f"unknown OpenVINO mode {mode!r}; choose one of: {', '.join(MODES)}")
         self.path = Path(path)
@@ -56,8 +65,10 @@ class OpenVINOBackend:
         import openvino.properties.hint as hints
 
         core = ov.Core()
-        config = {hints.inference_precision: precision,
-                  hints.performance_mode: getattr(hints.PerformanceMode, mode.upper())}
+        config = {
+            hints.inference_precision: precision,
+            hints.performance_mode: getattr(hints.PerformanceMode, mode.upper()),
+        }
         if threads:
             config[props.inference_num_threads] = threads
         if cache_dir is not None:
@@ -85,7 +96,8 @@ class OpenVINOBackend:
             raise InceptionDeployError(
                 f"{self.path}: bf16 was asked for, but this CPU has no bfloat16 arithmetic (OpenVINO runs "
                 f"{self.executes}; its CPU capabilities: "
-                f"{', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})")
+                f"{', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})"
+            )
         recorded = self.metadata.get("precision", "fp32")
         self.precision = "bf16" if self.executes == "bf16" and recorded in ("fp32", "unknown") else recorded
         self.mode = mode
@@ -122,8 +134,11 @@ class OpenVINOBackend:
 def _reason(error: Exception) -> str:
     """OpenVINO's multi-line message without its source locations: its last line says what failed
     (e.g. "No conversion rule found for operations: com.example.NoSuchOp")."""
-    lines = [line.strip(" -") for line in str(error).splitlines()
-             if line.strip() and not line.startswith(("Exception from ", "Check '"))]
+    lines = [
+        line.strip(" -")
+        for line in str(error).splitlines()
+        if line.strip() and not line.startswith(("Exception from ", "Check '"))
+    ]
     return lines[-1][:300] if lines else first_line(error)
 
 

@@ -3,6 +3,7 @@
 Decoding (PIL releases the GIL while it decodes and resizes) runs in a thread pool a few
 batches ahead of the model; a bad image becomes an error entry in its place and the rest go on.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,9 @@ class Prediction:
 def prediction(name: str, probabilities: np.ndarray, labels: list[str], topk: int) -> Prediction:
     """The top ``topk`` of one image's probabilities (``postprocess``: as the Triton pipeline ranks them)."""
     order = top_k(probabilities, topk)
-    return Prediction(name, [labels[i] for i in order], [int(i) for i in order],
-                      [float(probabilities[i]) for i in order])
+    return Prediction(
+        name, [labels[i] for i in order], [int(i) for i in order], [float(probabilities[i]) for i in order]
+    )
 
 
 class Predictor:
@@ -53,17 +55,28 @@ class Predictor:
     or engine exported elsewhere, ``labels`` replaces the label names.
     """
 
-    def __init__(self, model_path: str | os.PathLike, *, device: str = "auto", arch: str | None = None,
-                 labels: str | os.PathLike | None = None, batch_size: int | None = None,
-                 workers: int | None = None, precision: str | None = None, openvino_mode: str = "latency"):
-        self.backend = open_backend(model_path, device=device, arch=arch, precision=precision,
-                                    openvino_mode=openvino_mode)
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        *,
+        device: str = "auto",
+        arch: str | None = None,
+        labels: str | os.PathLike | None = None,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        precision: str | None = None,
+        openvino_mode: str = "latency",
+    ):
+        self.backend = open_backend(
+            model_path, device=device, arch=arch, precision=precision, openvino_mode=openvino_mode
+        )
         meta = self.backend.metadata
         self.config = preprocess_of(meta)
         self.labels = read_labels(labels) if labels else meta["labels"]["names"]
         if len(self.labels) != meta["num_classes"]:
-            raise InceptionDeployError(f"{labels}: has {len(self.labels)} labels but {model_path} has "
-                                       f"{meta['num_classes']} classes")
+            raise InceptionDeployError(
+                f"{labels}: has {len(self.labels)} labels but {model_path} has {meta['num_classes']} classes"
+            )
         limit = self.backend.max_batch or 64
         self.batch_size = min(batch_size or min(8, limit), limit)
         if self.batch_size < 1:
@@ -126,15 +139,21 @@ def caveats(backend, model_path, arch: str | None = None) -> list[str]:
     meta, name, lines = backend.metadata, backend.name, []
     model = printable(model_path)
     if arch is not None and canonical_arch(meta.get("arch")) != get_arch(arch).name:
-        lines.append(f"warning: {model} was exported from {meta.get('arch')} and carries its preprocessing and labels; "
-                     f"--arch {printable(arch)} ignored")
+        lines.append(
+            f"warning: {model} was exported from {meta.get('arch')} and carries its preprocessing and labels; "
+            f"--arch {printable(arch)} ignored"
+        )
     if "init_seed" in (meta.get("weights") or {}):
         lines.append(f"note: {model} was exported with randomly initialised weights: its labels mean nothing")
     if meta.get("int8_target") == "tensorrt" and name.startswith("onnxruntime cpu"):
-        lines.append(f"warning: {model} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32 "
-                     f"(export --int8-target cpu for CPU serving)")
+        lines.append(
+            f"warning: {model} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32 "
+            f"(export --int8-target cpu for CPU serving)"
+        )
     if int8_may_saturate(meta, name):
-        lines.append(f"warning: {model} has 8-bit INT8 weights and this CPU has no VNNI: {name}'s int8 sums can "
-                     f"saturate (check it with inception-parity; --int8-target cpu writes 7-bit weights, which "
-                     f"cannot)")
+        lines.append(
+            f"warning: {model} has 8-bit INT8 weights and this CPU has no VNNI: {name}'s int8 sums can "
+            f"saturate (check it with inception-parity; --int8-target cpu writes 7-bit weights, which "
+            f"cannot)"
+        )
     return lines

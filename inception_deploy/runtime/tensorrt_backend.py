@@ -5,6 +5,7 @@ mismatch otherwise fails deep inside TensorRT), addresses I/O by tensor name, an
 pinned host buffers, device buffers and async copies on a stream of its own, the pattern of
 NVIDIA's samples. tensorrt and cuda-python are imported only when an engine is opened.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,8 +35,10 @@ def import_tensorrt(what: str):
     except ModuleNotFoundError as e:
         if e.name not in ("tensorrt", "tensorrt_bindings"):
             raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({e})") from None
-        raise TensorRTUnavailable(f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt-cu13]' (or "
-                                  f"[tensorrt-cu12] for a CUDA 12 driver) on a machine with an NVIDIA GPU") from None
+        raise TensorRTUnavailable(
+            f"{what} needs TensorRT: pip install 'inception-deploy[tensorrt-cu13]' (or "
+            f"[tensorrt-cu12] for a CUDA 12 driver) on a machine with an NVIDIA GPU"
+        ) from None
     except (ImportError, OSError) as e:
         raise TensorRTUnavailable(f"{what}: TensorRT is installed but cannot be imported ({first_line(e)})") from None
     return trt
@@ -48,8 +51,10 @@ def import_cudart(what: str):
         try:
             from cuda import cudart
         except ImportError:
-            raise TensorRTUnavailable(f"{what} needs cuda-python for GPU buffers: pip install "
-                                      f"'inception-deploy[tensorrt-cu13]' (or [tensorrt-cu12])") from None
+            raise TensorRTUnavailable(
+                f"{what} needs cuda-python for GPU buffers: pip install "
+                f"'inception-deploy[tensorrt-cu13]' (or [tensorrt-cu12])"
+            ) from None
     return cudart
 
 
@@ -63,9 +68,10 @@ def create(factory, what: str, logger, *args):
         if "nullptr" not in str(e):
             raise
         logged = f": {logger.errors[-1]}" if logger.errors else ""
-        raise TensorRTUnavailable(f"{what}: TensorRT could not create its {factory.__name__} (it failed to "
-                                  f"initialise: no usable GPU, or a CUDA driver too old for this TensorRT){logged}"
-                                  ) from None
+        raise TensorRTUnavailable(
+            f"{what}: TensorRT could not create its {factory.__name__} (it failed to "
+            f"initialise: no usable GPU, or a CUDA driver too old for this TensorRT){logged}"
+        ) from None
 
 
 def deserialize(trt, logger, plan: bytes, what: str, version_compatible: bool):
@@ -114,8 +120,10 @@ def _driver_advice(cudart) -> str:
     if err != cudart.cudaError_t.cudaSuccess or not driver:
         return "; no NVIDIA driver found"
     if runtime and driver < runtime:
-        return (f"; the driver supports CUDA {cuda_version(driver)} but this cuda-python needs "
-                f"{cuda_version(runtime)}: pip install 'inception-deploy[tensorrt-cu{driver // 1000}]'")
+        return (
+            f"; the driver supports CUDA {cuda_version(driver)} but this cuda-python needs "
+            f"{cuda_version(runtime)}: pip install 'inception-deploy[tensorrt-cu{driver // 1000}]'"
+        )
     return ""
 
 
@@ -123,15 +131,21 @@ def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> 
     """Refuse an engine built for another TensorRT or GPU, unless built to be portable."""
     built = sidecar.get("tensorrt", {})
     built_gpu = sidecar.get("gpu", {})
-    where = f"built with TensorRT {built.get('version', '?')} on {built_gpu.get('name', '?')} " \
-            f"(compute capability {built_gpu.get('compute_capability', '?')})"
+    where = (
+        f"built with TensorRT {built.get('version', '?')} on {built_gpu.get('name', '?')} "
+        f"(compute capability {built_gpu.get('compute_capability', '?')})"
+    )
     if built.get("version") != trt_version and not built.get("version_compatible"):
-        raise InceptionDeployError(f"{path}: {where}, but this machine has TensorRT {trt_version}; rebuild it here "
-                                   f"with inception-build (or build with --version-compatible)")
+        raise InceptionDeployError(
+            f"{path}: {where}, but this machine has TensorRT {trt_version}; rebuild it here "
+            f"with inception-build (or build with --version-compatible)"
+        )
     portable = str(built.get("hardware_compatibility") or "none").lower() not in ("none", "same_compute_capability")
     if built_gpu.get("compute_capability") != gpu["compute_capability"] and not portable:
-        raise InceptionDeployError(f"{path}: {where}, but this GPU is {gpu['name']} (compute capability "
-                                   f"{gpu['compute_capability']}); rebuild it here with inception-build")
+        raise InceptionDeployError(
+            f"{path}: {where}, but this GPU is {gpu['name']} (compute capability "
+            f"{gpu['compute_capability']}); rebuild it here with inception-build"
+        )
     if built_gpu.get("name") != gpu["name"]:
         log.warning("%s: %s; running on %s", path, where, gpu["name"])
 
@@ -176,7 +190,8 @@ class TensorRTBackend:
         if sidecar is None and arch is None:
             raise InceptionDeployError(
                 f"{self.path}: no sidecar {sidecar_path(self.path).name} beside the engine (inception-build writes "
-                f"it: preprocessing, labels, TensorRT version); rebuild the engine, or pass --arch")
+                f"it: preprocessing, labels, TensorRT version); rebuild the engine, or pass --arch"
+            )
         trt = self.trt = import_tensorrt(str(self.path))
         cudart = self.cudart = import_cudart(str(self.path))
         gpu = current_gpu(cudart)
@@ -192,8 +207,9 @@ class TensorRTBackend:
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or not outputs:
-            raise InceptionDeployError(f"{self.path}: not an image classifier engine (inputs {inputs}, "
-                                       f"outputs {outputs})")
+            raise InceptionDeployError(
+                f"{self.path}: not an image classifier engine (inputs {inputs}, outputs {outputs})"
+            )
         self.input_name = inputs[0]
         self.output_name = "logits" if "logits" in outputs else outputs[0]
         shape = tuple(self.engine.get_tensor_shape(self.input_name))
@@ -221,18 +237,28 @@ class TensorRTBackend:
         nbytes_in = self.inp.nbytes // self.max_batch * n
         nbytes_out = self.out.nbytes // self.max_batch * n
         stream = self.stream
-        cuda_check(cudart, cudart.cudaMemcpyAsync(self.inp.device, self.inp.host_ptr, nbytes_in,
-                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        cuda_check(
+            cudart,
+            cudart.cudaMemcpyAsync(
+                self.inp.device, self.inp.host_ptr, nbytes_in, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream
+            ),
+        )
         if not self.context.set_input_shape(self.input_name, (n,) + self.input_shape[1:]):
-            raise InceptionDeployError(f"{self.path}: TensorRT refused input shape {(n,) + self.input_shape[1:]} "
-                                       f"({'; '.join(self.logger.errors[-1:]) or 'outside the profile'})")
+            raise InceptionDeployError(
+                f"{self.path}: TensorRT refused input shape {(n,) + self.input_shape[1:]} "
+                f"({'; '.join(self.logger.errors[-1:]) or 'outside the profile'})"
+            )
         for name, buffer in ((self.input_name, self.inp), (self.output_name, self.out)):
             if not self.context.set_tensor_address(name, int(buffer.device)):
                 raise InceptionDeployError(f"{self.path}: TensorRT refused the address of {name}")
         if not self.context.execute_async_v3(int(stream)):
             raise InceptionDeployError(f"{self.path}: TensorRT execution failed ({'; '.join(self.logger.errors[-1:])})")
-        cuda_check(cudart, cudart.cudaMemcpyAsync(self.out.host_ptr, self.out.device, nbytes_out,
-                                                  cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        cuda_check(
+            cudart,
+            cudart.cudaMemcpyAsync(
+                self.out.host_ptr, self.out.device, nbytes_out, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream
+            ),
+        )
         cuda_check(cudart, cudart.cudaStreamSynchronize(stream))
         return self.out.host[:n].astype(np.float32)
 
@@ -245,8 +271,10 @@ class TensorRTBackend:
         return f"tensorrt {self.trt.__version__} on {self.gpu['name']}"
 
     def describe(self) -> str:
-        return (f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, "
-                f"batch {self.min_batch}-{self.max_batch}")
+        return (
+            f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, "
+            f"batch {self.min_batch}-{self.max_batch}"
+        )
 
     def close(self):
         self.inp.free()

@@ -1,5 +1,6 @@
 """Eager PyTorch as a runner: the reference every comparison starts from (runner 0), behind the
 same small interface as the backends (``name``, ``precision``, ``infer``)."""
+
 from __future__ import annotations
 
 import hashlib

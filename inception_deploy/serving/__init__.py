@@ -3,6 +3,7 @@
 tritonclient (the ``triton`` extra) writes repositories and talks to servers; the ``serve`` extra
 adds a CPU build of tritonserver for local serving. Both are imported only when used.
 """
+
 from .client import TritonClient
 from .repository import write_repository
 from .server import TritonServer

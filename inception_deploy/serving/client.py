@@ -4,6 +4,7 @@ The client sends encoded image bytes, one image per request, several requests in
 server's dynamic batcher groups them), and asks Triton's classification extension for the top k:
 the answers are the same ``Prediction`` objects a local ``Predictor`` returns.
 """
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,10 @@ class TritonClient:
         except (AttributeError, KeyError, IndexError, TypeError, ValueError):
             raise ClientError(f"{url}: model {self.model!r}: the server's metadata is not Triton's") from None
         if names != ([IMAGE_INPUT], [PROBABILITIES]):
-            raise ClientError(f"{url}: model {self.model!r} takes {names[0]} and gives {names[1]}; expected a "
-                              f"pipeline written by inception-triton ({IMAGE_INPUT} -> {PROBABILITIES})")
+            raise ClientError(
+                f"{url}: model {self.model!r} takes {names[0]} and gives {names[1]}; expected a "
+                f"pipeline written by inception-triton ({IMAGE_INPUT} -> {PROBABILITIES})"
+            )
         return classes
 
     def _labels(self, client, url: str) -> list[str] | None:
@@ -122,8 +125,11 @@ class TritonClient:
             labels = None if text is None else json.loads(text)
         except Exception as e:  # an answer that is not Triton's
             raise ClientError(f"{url}: cannot read model {self.model!r}'s config ({first_line(e)})") from None
-        if labels is not None and (not isinstance(labels, list) or len(labels) != self.num_classes
-                                   or not all(isinstance(label, str) for label in labels)):
+        if labels is not None and (
+            not isinstance(labels, list)
+            or len(labels) != self.num_classes
+            or not all(isinstance(label, str) for label in labels)
+        ):
             raise ClientError(f"{url}: model {self.model!r}'s labels do not name its {self.num_classes} classes")
         return labels
 

@@ -11,6 +11,7 @@ The configs are built as Triton's own ModelConfig protobuf (from tritonclient), 
 or type that Triton does not know fails here, not on the server. The repository is written
 beside its destination and renamed into place only when complete.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,10 @@ def inspect_artifact(path: str | os.PathLike, arch: str | None = None) -> Artifa
         return _inspect_onnx(path, arch)
     if suffix in ENGINE_SUFFIXES:
         return _inspect_plan(path)
-    raise RepositoryError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx or a TensorRT "
-                          f"engine (.plan, .engine, .trt)")
+    raise RepositoryError(
+        f"{path}: unknown model type {suffix or '(no suffix)'}; expected .onnx or a TensorRT "
+        f"engine (.plan, .engine, .trt)"
+    )
 
 
 def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
@@ -90,21 +93,28 @@ def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
         raise RepositoryError(f"{path}: not a loadable ONNX model ({first_line(e)})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
-        raise RepositoryError(f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; an image "
-                              f"classifier has one of each")
+        raise RepositoryError(
+            f"{path}: has {len(inputs)} inputs and {len(outputs)} outputs; an image classifier has one of each"
+        )
     shape, classes = inputs[0].shape, outputs[0].shape[-1]
-    meta = resolve_metadata(session.get_modelmeta().custom_metadata_map, path, arch,
-                            classes if isinstance(classes, int) else 0)
-    check_graph_shape(meta, path, [d if isinstance(d, int) else None for d in shape],
-                      classes if isinstance(classes, int) else None)
+    meta = resolve_metadata(
+        session.get_modelmeta().custom_metadata_map, path, arch, classes if isinstance(classes, int) else 0
+    )
+    check_graph_shape(
+        meta, path, [d if isinstance(d, int) else None for d in shape], classes if isinstance(classes, int) else None
+    )
     dtypes = {"tensor(float)": "float32", "tensor(float16)": "float16"}
     if inputs[0].type not in dtypes or outputs[0].type != inputs[0].type:
-        raise RepositoryError(f"{path}: input {inputs[0].type} and output {outputs[0].type}; Triton configs are "
-                              f"written for float32 or float16 input and output of the same type")
+        raise RepositoryError(
+            f"{path}: input {inputs[0].type} and output {outputs[0].type}; Triton configs are "
+            f"written for float32 or float16 input and output of the same type"
+        )
     batch = shape[0]
     if isinstance(batch, int) and batch != 1:
-        raise RepositoryError(f"{path}: takes a fixed batch of {batch}; Triton sends any batch up to "
-                              f"max_batch_size: export with a dynamic batch (the default)")
+        raise RepositoryError(
+            f"{path}: takes a fixed batch of {batch}; Triton sends any batch up to "
+            f"max_batch_size: export with a dynamic batch (the default)"
+        )
     max_batch = 1 if isinstance(batch, int) else min(meta.get("max_batch") or 64, MAX_TRITON_BATCH)
     return Artifact(path, "onnx", meta, inputs[0].name, outputs[0].name, dtypes[inputs[0].type], max_batch)
 
@@ -112,8 +122,10 @@ def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
 def _inspect_plan(path: Path) -> Artifact:
     sidecar = read_sidecar(path)
     if sidecar is None:
-        raise RepositoryError(f"{path}: no {path.name}.json sidecar; Triton needs the engine's input shape, "
-                              f"preprocessing and labels (build it with inception-build)")
+        raise RepositoryError(
+            f"{path}: no {path.name}.json sidecar; Triton needs the engine's input shape, "
+            f"preprocessing and labels (build it with inception-build)"
+        )
     io = sidecar.get("io") or _io_of_source_onnx(path, sidecar)
     profile = sidecar.get("profile")
     batches = tuple(profile[k][0] for k in ("min", "opt", "max")) if profile else ()
@@ -121,10 +133,13 @@ def _inspect_plan(path: Path) -> Artifact:
         raise RepositoryError(f"{path}: its profile starts at batch {batches[0]}; Triton sends batches from 1")
     max_batch = batches[-1] if batches else 1
     if not batches and sidecar.get("batch", 1) != 1:
-        raise RepositoryError(f"{path}: takes a fixed batch of {sidecar['batch']}; build it with a batch "
-                              f"profile (inception-build --max-batch)")
-    return Artifact(path, "plan", sidecar, io["input"], io["output"], sidecar.get("io_dtype", "float32"),
-                    max_batch, batches)
+        raise RepositoryError(
+            f"{path}: takes a fixed batch of {sidecar['batch']}; build it with a batch "
+            f"profile (inception-build --max-batch)"
+        )
+    return Artifact(
+        path, "plan", sidecar, io["input"], io["output"], sidecar.get("io_dtype", "float32"), max_batch, batches
+    )
 
 
 def _io_of_source_onnx(path: Path, sidecar: dict) -> dict:
@@ -132,8 +147,10 @@ def _io_of_source_onnx(path: Path, sidecar: dict) -> dict:
     from, when that file is still beside it."""
     source = path.parent / str(sidecar.get("onnx_file", ""))
     if not sidecar.get("onnx_file") or not source.is_file():
-        raise RepositoryError(f"{path}: its sidecar does not name the input and output tensors and the ONNX it "
-                              f"was built from is not beside it; rebuild it with inception-build")
+        raise RepositoryError(
+            f"{path}: its sidecar does not name the input and output tensors and the ONNX it "
+            f"was built from is not beside it; rebuild it with inception-build"
+        )
     onnx = _inspect_onnx(source, None)
     return {"input": onnx.input_name, "output": onnx.output_name}
 
@@ -146,10 +163,20 @@ def model_name(path: Path) -> str:
     return name
 
 
-def write_repository(models, output: str | os.PathLike, *, arch: str | None = None,
-                     onnx_backend: str = "onnxruntime", kind: str = "auto", instances: int = 1,
-                     max_batch: int | None = None, preferred_batch: tuple[int, ...] = (),
-                     queue_delay_us: int = 1000, replace: bool = False, progress=None) -> list[WrittenModel]:
+def write_repository(
+    models,
+    output: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    onnx_backend: str = "onnxruntime",
+    kind: str = "auto",
+    instances: int = 1,
+    max_batch: int | None = None,
+    preferred_batch: tuple[int, ...] = (),
+    queue_delay_us: int = 1000,
+    replace: bool = False,
+    progress=None,
+) -> list[WrittenModel]:
     """Write a Triton model repository serving ``models`` (.onnx files and engines) to ``output``.
 
     Each model is named after its file's stem; an engine beside the ONNX file it was built
@@ -179,16 +206,24 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
     for (name, file_kind), artifacts in by_kind.items():
         name += "_trt" if file_kind == "plan" and (name, "onnx") in by_kind else ""
         if name in groups:
-            raise RepositoryError(f"{groups[name][0].path} and {artifacts[0].path}: both would be model {name!r}; "
-                                  f"rename one")
+            raise RepositoryError(
+                f"{groups[name][0].path} and {artifacts[0].path}: both would be model {name!r}; rename one"
+            )
         groups[name] = artifacts
     for name in groups:
         for suffix in ("_preprocess", "_softmax", "_pipeline"):
             if name + suffix in groups:
-                raise RepositoryError(f"{name + suffix}: a model file's name clashes with the helper model of "
-                                      f"{name}; rename it")
-    settings = dict(onnx_backend=onnx_backend, kind=kind, instances=instances, max_batch=max_batch,
-                    preferred_batch=tuple(preferred_batch), queue_delay_us=queue_delay_us)
+                raise RepositoryError(
+                    f"{name + suffix}: a model file's name clashes with the helper model of {name}; rename it"
+                )
+    settings = dict(
+        onnx_backend=onnx_backend,
+        kind=kind,
+        instances=instances,
+        max_batch=max_batch,
+        preferred_batch=tuple(preferred_batch),
+        queue_delay_us=queue_delay_us,
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
     try:
@@ -201,8 +236,9 @@ def write_repository(models, output: str | os.PathLike, *, arch: str | None = No
         failure = write_failure(e)
         if failure is None:
             raise
-        raise RepositoryError(f"{output}: cannot write the repository ({failure.strerror}); nothing was "
-                              f"changed there") from None
+        raise RepositoryError(
+            f"{output}: cannot write the repository ({failure.strerror}); nothing was changed there"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
@@ -222,9 +258,11 @@ def check_destination(output: str | os.PathLike, replace: bool = False) -> Path:
             raise RepositoryError(f"{output}: already exists; choose an empty or new folder, or replace it (--force)")
         strangers = [e.name for e in entries if not _is_model_folder(e)]
         if strangers:
-            raise RepositoryError(f"{output}: not a Triton model repository ({printable(strangers[0])} is not a "
-                                  f"model folder with a config.pbtxt); --force replaces only a repository, "
-                                  f"so nothing was touched")
+            raise RepositoryError(
+                f"{output}: not a Triton model repository ({printable(strangers[0])} is not a "
+                f"model folder with a config.pbtxt); --force replaces only a repository, "
+                f"so nothing was touched"
+            )
     check_folder_writable(output.parent, output)
     return output
 
@@ -282,24 +320,30 @@ def _plan_files(name: str, plans: list[Artifact]) -> dict:
     (Triton then loads model.plan on whichever GPU it has)."""
     first = plans[0]
     for other in plans[1:]:
-        for what, get in (("TensorRT version", lambda a: (a.metadata.get("tensorrt") or {}).get("version")),
-                          ("precision", lambda a: a.metadata.get("precision")),
-                          ("preprocessing", lambda a: a.metadata["preprocess"]),
-                          ("labels", lambda a: a.metadata["labels"]["names"]),
-                          ("tensor names", lambda a: (a.input_name, a.output_name, a.dtype))):
+        for what, get in (
+            ("TensorRT version", lambda a: (a.metadata.get("tensorrt") or {}).get("version")),
+            ("precision", lambda a: a.metadata.get("precision")),
+            ("preprocessing", lambda a: a.metadata["preprocess"]),
+            ("labels", lambda a: a.metadata["labels"]["names"]),
+            ("tensor names", lambda a: (a.input_name, a.output_name, a.dtype)),
+        ):
             if get(other) != get(first):
-                raise RepositoryError(f"{first.path} and {other.path}: differ in {what}; one Triton model serves "
-                                      f"plans of one model built by one TensorRT: give them different names")
+                raise RepositoryError(
+                    f"{first.path} and {other.path}: differ in {what}; one Triton model serves "
+                    f"plans of one model built by one TensorRT: give them different names"
+                )
     if len(plans) == 1:
         return {}
     ccs = [_cc(a) for a in plans]
     if None in ccs:
         missing = plans[ccs.index(None)].path
-        raise RepositoryError(f"{missing}: its sidecar records no GPU compute capability; cannot serve it beside "
-                              f"another plan of {name!r}")
+        raise RepositoryError(
+            f"{missing}: its sidecar records no GPU compute capability; cannot serve it beside another plan of {name!r}"
+        )
     if len(set(ccs)) != len(ccs):
-        raise RepositoryError(f"{name}: two plans were built on GPUs of compute capability "
-                              f"{max(ccs, key=ccs.count)}; keep one")
+        raise RepositoryError(
+            f"{name}: two plans were built on GPUs of compute capability {max(ccs, key=ccs.count)}; keep one"
+        )
     return {cc: f"model_sm{cc.replace('.', '')}.plan" for cc in ccs}
 
 
@@ -316,8 +360,9 @@ def _config_module():
     try:
         from tritonclient.grpc import model_config_pb2
     except ImportError:
-        raise RepositoryError("writing Triton repositories needs tritonclient: pip install "
-                              "'inception-deploy[triton]'") from None
+        raise RepositoryError(
+            "writing Triton repositories needs tritonclient: pip install 'inception-deploy[triton]'"
+        ) from None
     return model_config_pb2
 
 
@@ -342,8 +387,9 @@ def _classifier_config(name: str, artifact: Artifact, plans: dict, max_batch: in
         config.platform = "onnxruntime_onnx"
     dtype = _triton_type(mc, artifact.dtype)
     config.input.add(name=artifact.input_name, data_type=dtype, dims=[3, size, size])
-    config.output.add(name=artifact.output_name, data_type=dtype, dims=[artifact.metadata["num_classes"]],
-                      label_filename=LABELS_FILE)
+    config.output.add(
+        name=artifact.output_name, data_type=dtype, dims=[artifact.metadata["num_classes"]], label_filename=LABELS_FILE
+    )
     # preferred sizes as given, else an engine's profile (opt and max); ONNX: the largest batch that forms
     preferred = settings["preferred_batch"] or tuple(b for b in artifact.profile_batches[1:] if 1 < b <= max_batch)
     _batching(config, max_batch, preferred, settings["queue_delay_us"])
@@ -351,8 +397,9 @@ def _classifier_config(name: str, artifact: Artifact, plans: dict, max_batch: in
     config.instance_group.add(count=settings["instances"], kind=getattr(mc.ModelInstanceGroup, f"KIND_{kind.upper()}"))
     for batch in sorted({1, max_batch}):  # allocate the largest batch before the first request does
         warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch)
-        warmup.inputs[artifact.input_name].CopyFrom(mc.ModelWarmup.Input(data_type=dtype, dims=[3, size, size],
-                                                                          zero_data=True))
+        warmup.inputs[artifact.input_name].CopyFrom(
+            mc.ModelWarmup.Input(data_type=dtype, dims=[3, size, size], zero_data=True)
+        )
     return config
 
 
@@ -381,8 +428,9 @@ def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, se
     pre.parameters["dtype"].string_value = artifact.dtype
     pre.instance_group.add(count=settings["instances"], kind=mc.ModelInstanceGroup.KIND_CPU)
     _batching(pre, max_batch, (), settings["queue_delay_us"])
-    _copy_model_code(root / pre.name / "1", "preprocess_model.py", "inception_preprocess",
-                     ("preprocess.py", "errors.py"))  # the package's preprocessing, exactly as it generated this
+    _copy_model_code(
+        root / pre.name / "1", "preprocess_model.py", "inception_preprocess", ("preprocess.py", "errors.py")
+    )  # the package's preprocessing, exactly as it generated this
     _write_config(root / pre.name, pre)
 
     soft = mc.ModelConfig(name=f"{name}_softmax", backend="python", max_batch_size=max_batch)
@@ -399,12 +447,24 @@ def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, se
     # the labels for clients that rank the probabilities themselves (TritonClient: as a local run does)
     pipe.parameters[LABELS_PARAMETER].string_value = json.dumps(artifact.metadata["labels"]["names"])
     steps = pipe.ensemble_scheduling.step
-    steps.add(model_name=pre.name, model_version=-1, input_map={IMAGE_INPUT: IMAGE_INPUT},
-              output_map={artifact.input_name: "pixels"})
-    steps.add(model_name=name, model_version=-1, input_map={artifact.input_name: "pixels"},
-              output_map={artifact.output_name: "logits"})
-    steps.add(model_name=soft.name, model_version=-1, input_map={"LOGITS": "logits"},
-              output_map={PROBABILITIES: PROBABILITIES})
+    steps.add(
+        model_name=pre.name,
+        model_version=-1,
+        input_map={IMAGE_INPUT: IMAGE_INPUT},
+        output_map={artifact.input_name: "pixels"},
+    )
+    steps.add(
+        model_name=name,
+        model_version=-1,
+        input_map={artifact.input_name: "pixels"},
+        output_map={artifact.output_name: "logits"},
+    )
+    steps.add(
+        model_name=soft.name,
+        model_version=-1,
+        input_map={"LOGITS": "logits"},
+        output_map={PROBABILITIES: PROBABILITIES},
+    )
     (root / pipe.name / "1").mkdir(parents=True)  # an ensemble has no files, but Triton wants a version
     shutil.copyfile(labels, root / pipe.name / LABELS_FILE)
     _write_config(root / pipe.name, pipe)

@@ -10,6 +10,7 @@ which runs the model with ``inception_deploy.runtime``.
 The server runs in its own process group; ``stop()`` (also on Ctrl-C, SIGTERM and interpreter
 exit) terminates the whole group, then kills what is left after a grace period.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -68,8 +69,10 @@ def find_server() -> ServerBinary:
     on_path = shutil.which("tritonserver")
     if on_path:
         return ServerBinary(Path(on_path), None, None)
-    raise ServerError("no Triton server found: pip install 'inception-deploy[serve]' (bundles a CPU build of "
-                      "tritonserver), or put tritonserver on PATH (e.g. in NVIDIA's Triton container)")
+    raise ServerError(
+        "no Triton server found: pip install 'inception-deploy[serve]' (bundles a CPU build of "
+        "tritonserver), or put tritonserver on PATH (e.g. in NVIDIA's Triton container)"
+    )
 
 
 def check_python_for_stub() -> None:
@@ -78,9 +81,11 @@ def check_python_for_stub() -> None:
     import numpy
 
     if int(numpy.__version__.split(".")[0]) >= 2:
-        raise ServerError(f"the bundled tritonserver's Python backend needs numpy < 2 in this Python "
-                          f"({sys.executable} has numpy {numpy.__version__}; its models would answer with empty "
-                          f"outputs): pip install 'numpy<2', or install the 'serve' extra, which pins it")
+        raise ServerError(
+            f"the bundled tritonserver's Python backend needs numpy < 2 in this Python "
+            f"({sys.executable} has numpy {numpy.__version__}; its models would answer with empty "
+            f"outputs): pip install 'numpy<2', or install the 'serve' extra, which pins it"
+        )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -97,15 +102,26 @@ class TritonServer:
     to (default: one in its work folder, removed by ``stop()``).
     """
 
-    def __init__(self, repository: str | os.PathLike, *, host: str = "127.0.0.1", http_port: int = 8000,
-                 grpc_port: int = 8001, metrics_port: int = 8002, ready_timeout: float = 120.0,
-                 log_path: str | os.PathLike | None = None, exit_on_error: bool = False):
+    def __init__(
+        self,
+        repository: str | os.PathLike,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        ready_timeout: float = 120.0,
+        log_path: str | os.PathLike | None = None,
+        exit_on_error: bool = False,
+    ):
         self.repository = Path(repository).resolve()
         if not self.repository.is_dir():
             raise ServerError(f"{repository}: no such model repository folder")
         self.host = host
-        self.ports = {name: port or free_port(host) for name, port in
-                      (("http", http_port), ("grpc", grpc_port), ("metrics", metrics_port))}
+        self.ports = {
+            name: port or free_port(host)
+            for name, port in (("http", http_port), ("grpc", grpc_port), ("metrics", metrics_port))
+        }
         self.ready_timeout, self.exit_on_error = ready_timeout, exit_on_error
         self.binary = find_server()
         if log_path:
@@ -133,13 +149,30 @@ class TritonServer:
     def start(self) -> "TritonServer":
         for name, port in self.ports.items():
             _check_port_free(self.host, port, name)
-        command = [str(self.binary.executable), "--model-repository", str(self.repository),
-                   "--http-address", self.host, "--http-port", str(self.ports["http"]),
-                   "--grpc-address", self.host, "--grpc-port", str(self.ports["grpc"]),
-                   "--metrics-address", self.host, "--metrics-port", str(self.ports["metrics"]),
-                   "--exit-on-error", "true" if self.exit_on_error else "false",
-                   "--strict-readiness", "false",  # ready while a model that cannot load (a plan on a CPU) is listed
-                   "--exit-timeout-secs", "5", "--disable-auto-complete-config"]
+        command = [
+            str(self.binary.executable),
+            "--model-repository",
+            str(self.repository),
+            "--http-address",
+            self.host,
+            "--http-port",
+            str(self.ports["http"]),
+            "--grpc-address",
+            self.host,
+            "--grpc-port",
+            str(self.ports["grpc"]),
+            "--metrics-address",
+            self.host,
+            "--metrics-port",
+            str(self.ports["metrics"]),
+            "--exit-on-error",
+            "true" if self.exit_on_error else "false",
+            "--strict-readiness",
+            "false",  # ready while a model that cannot load (a plan on a CPU) is listed
+            "--exit-timeout-secs",
+            "5",
+            "--disable-auto-complete-config",
+        ]
         env = dict(os.environ)
         if self.binary.backends is not None:  # the bundled CPU build: assemble its backends folder
             check_python_for_stub()
@@ -149,8 +182,9 @@ class TritonServer:
             # the stub embeds the first python3 on PATH: make it this one, with this package importable
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         with open(self.log_path, "wb") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)  # its own group: stop() reaches the stubs
+            self.process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )  # its own group: stop() reaches the stubs
         atexit.register(self.stop)
         self._wait_ready()
         return self
@@ -165,10 +199,15 @@ class TritonServer:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = source / "python_backend_stubs" / version / "triton_python_backend_stub"
         if not stub.is_file():
-            raise ServerError(f"the bundled tritonserver has no Python backend stub for Python {version} "
-                              f"(it has: {', '.join(sorted(p.name for p in stub.parent.parent.iterdir()))})")
-        for file in (source / "backends" / "python" / "libtriton_python.so",
-                     source / "backends" / "python" / "triton_python_backend_utils.py", stub):
+            raise ServerError(
+                f"the bundled tritonserver has no Python backend stub for Python {version} "
+                f"(it has: {', '.join(sorted(p.name for p in stub.parent.parent.iterdir()))})"
+            )
+        for file in (
+            source / "backends" / "python" / "libtriton_python.so",
+            source / "backends" / "python" / "triton_python_backend_utils.py",
+            stub,
+        ):
             shutil.copy2(file, python / file.name)
         stand_in = resources.files("inception_deploy.serving.triton_models").joinpath("runtime_backend.py")
         for name in STAND_IN_BACKENDS:
@@ -183,16 +222,18 @@ class TritonServer:
         used = set()
         for config in self.repository.glob("*/config.pbtxt"):
             text = config.read_text("utf-8", "replace")
-            used.update(name for name in self.stand_ins
-                        if re.search(rf'(backend:\s*"{name}"|platform:\s*"{name}_onnx")', text))
+            used.update(
+                name for name in self.stand_ins if re.search(rf'(backend:\s*"{name}"|platform:\s*"{name}_onnx")', text)
+            )
         return sorted(used)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                                  f"{self.last_error()}")
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while starting: {self.last_error()}"
+                )
             if self._get("/v2/health/ready") is not None:
                 return
             time.sleep(0.2)
@@ -207,8 +248,9 @@ class TritonServer:
 
     def _get(self, path: str, method: str = "GET") -> bytes | None:
         """The body of a 200 answer from the HTTP endpoint, None for anything else."""
-        request = urllib.request.Request(f"http://{self.url}{path}", method=method,
-                                         data=b"{}" if method == "POST" else None)
+        request = urllib.request.Request(
+            f"http://{self.url}{path}", method=method, data=b"{}" if method == "POST" else None
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.read() if response.status == 200 else None
@@ -228,9 +270,14 @@ class TritonServer:
         if body is None:
             raise ServerError(f"the server at {self.url} did not list its models")
         unparsed = self._poll_failures()
-        return [ModelState(m["name"], m.get("state", "UNAVAILABLE"),
-                           m.get("reason") or unparsed.get(m["name"], "" if "state" in m else "not loaded"))
-                for m in json.loads(body)]
+        return [
+            ModelState(
+                m["name"],
+                m.get("state", "UNAVAILABLE"),
+                m.get("reason") or unparsed.get(m["name"], "" if "state" in m else "not loaded"),
+            )
+            for m in json.loads(body)
+        ]
 
     def _poll_failures(self) -> dict[str, str]:
         """Model folder -> why the server could not read it, from its log: "Poll failed for model
@@ -287,5 +334,6 @@ def _check_port_free(host: str, port: int, what: str) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            raise ServerError(f"cannot serve {what} on {host}:{port} ({e.strerror}); choose another "
-                              f"--{what}-port") from None
+            raise ServerError(
+                f"cannot serve {what} on {host}:{port} ({e.strerror}); choose another --{what}-port"
+            ) from None

@@ -1,6 +1,7 @@
 """The comparator: runners on the same decoded inputs, runner 0 the reference (eager PyTorch),
 each candidate compared with ``metrics.compare`` and judged by its precision's thresholds.
 Export-time checks, ``inception-parity`` and the INT8 search are choices of runners and inputs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,27 +37,40 @@ def verification_batches(batch: int | None, max_batch: int | None) -> tuple[int,
     return (batch,) if batch else tuple(sorted({1, min(8, max_batch or 8)}))
 
 
-def compare_runners(reference, candidate, inputs: dict[str, tuple[np.ndarray, np.ndarray | None]],
-                    batch_sizes: tuple[int, ...], precision: str, candidate_name: str | None = None,
-                    judged: bool = True) -> ParityReport:
+def compare_runners(
+    reference,
+    candidate,
+    inputs: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    batch_sizes: tuple[int, ...],
+    precision: str,
+    candidate_name: str | None = None,
+    judged: bool = True,
+) -> ParityReport:
     """Runner 0 (``reference``) and ``candidate`` on each named input set (images, labels or
     None); the candidate at each batch size, a row per set and size judged by ``precision``."""
     report = ParityReport()
     for name, (images, labels) in inputs.items():
         expected = reference.infer(images)
         for batch in batch_sizes:
-            got = np.concatenate([candidate.infer(images[i:i + batch]) for i in range(0, len(images), batch)])
-            row = compare(f"{name} b{min(batch, len(images))}", expected, got, precision,
-                          candidate_name or candidate.name, labels)
+            got = np.concatenate([candidate.infer(images[i : i + batch]) for i in range(0, len(images), batch)])
+            row = compare(
+                f"{name} b{min(batch, len(images))}", expected, got, precision, candidate_name or candidate.name, labels
+            )
             row.judged = judged
             report.rows.append(row)
     return report
 
 
-def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[int, ...],
-                  precision: str = "fp32", backend_name: str = "onnxruntime",
-                  labelled: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                  judged: bool = True) -> ParityReport:
+def check_backend(
+    model,
+    backend,
+    config: PreprocessConfig,
+    batch_sizes: tuple[int, ...],
+    precision: str = "fp32",
+    backend_name: str = "onnxruntime",
+    labelled: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    judged: bool = True,
+) -> ParityReport:
     """Eager ``model`` vs ``backend`` on the shipped photos and synthetic images (and the named
     ``labelled`` (images, labels) sets, whose rows also report accuracy) at every batch size.
     ``model`` may be a ``TorchRunner``: checks that share one run the eager model once per input set.
@@ -69,9 +83,19 @@ def check_backend(model, backend, config: PreprocessConfig, batch_sizes: tuple[i
     return compare_runners(reference, backend, inputs, batch_sizes, precision, backend_name, judged)
 
 
-def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", precision: str | None = None,
-                    images=None, samples: int = 32, synthetic: int = 8, batch_size: int = 8,
-                    progress: Progress | None = None) -> ParityReport:
+def check_artifacts(
+    arch: str,
+    artifacts,
+    *,
+    weights=None,
+    device: str = "cpu",
+    precision: str | None = None,
+    images=None,
+    samples: int = 32,
+    synthetic: int = 8,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+) -> ParityReport:
     """One row per artifact: eager ``arch`` (with ``weights``) vs the artifact on the same
     images, each preprocessed as that artifact declares, judged by the artifact's precision (or
     bf16's thresholds where ``precision="bf16"`` runs an FP32 file in bfloat16).
@@ -107,13 +131,18 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
                 decoded_photos[config] = _decode_photos(photos, config, report.skipped_inputs, images)
             batch = decoded_photos[config]
             if synthetic:
-                batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234),
-                                                         config)])
+                batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
             say(f"running eager PyTorch and {path} ({backend.name}) on {len(batch)} images...")
             judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
             random_weights = weights is None and not (meta.get("weights") or {}).get("file")
-            row, = compare_runners(references[classes], backend, {str(path): (batch, None)}, (batch_size,),
-                                   judged_as, judged=judged_as == "fp32" or not random_weights).rows
+            (row,) = compare_runners(
+                references[classes],
+                backend,
+                {str(path): (batch, None)},
+                (batch_size,),
+                judged_as,
+                judged=judged_as == "fp32" or not random_weights,
+            ).rows
         row.inputs = str(path)
         report.rows.append(row)
     return report
@@ -122,15 +151,19 @@ def check_artifacts(arch: str, artifacts, *, weights=None, device: str = "cpu", 
 def _check_made_from(path, meta: dict, spec, weights, weights_sha: str | None) -> None:
     """An artifact is compared with the arch and weights it was exported from, or not at all."""
     if meta.get("arch") is not None and canonical_arch(meta["arch"]) != spec.name:
-        raise InceptionDeployError(f"{path}: was exported from arch {meta['arch']}, not {spec.name}: pass "
-                                   f"--arch {meta['arch']}")
+        raise InceptionDeployError(
+            f"{path}: was exported from arch {meta['arch']}, not {spec.name}: pass --arch {meta['arch']}"
+        )
     recorded = (meta.get("weights") or {}).get("sha256")
     if recorded and weights is None:
-        raise InceptionDeployError(f"{path}: was exported from {meta['weights']['file']} (sha256 {recorded[:12]}"
-                                   f"...): pass it with --weights")
+        raise InceptionDeployError(
+            f"{path}: was exported from {meta['weights']['file']} (sha256 {recorded[:12]}...): pass it with --weights"
+        )
     if recorded and weights_sha and recorded != weights_sha:
-        raise InceptionDeployError(f"{path}: was exported from other weights ({meta['weights']['file']}, "
-                                   f"sha256 {recorded[:12]}...) than {weights}")
+        raise InceptionDeployError(
+            f"{path}: was exported from other weights ({meta['weights']['file']}, "
+            f"sha256 {recorded[:12]}...) than {weights}"
+        )
 
 
 def _photo_files(folder, samples: int, skipped: list) -> list:
@@ -150,6 +183,7 @@ def _decode_photos(photos, config: PreprocessConfig, skipped: list, folder) -> n
     skipped += [p for p in problems if p not in skipped]
     if not images:
         name, reason = problems[0]
-        raise InceptionDeployError(f"{folder}: no usable photo among {len(photos)} (first: {Path(name).name}: "
-                                   f"{reason})")
+        raise InceptionDeployError(
+            f"{folder}: no usable photo among {len(photos)} (first: {Path(name).name}: {reason})"
+        )
     return normalize(np.stack(images), config)

@@ -1,5 +1,6 @@
 """What "matches" means: statistics of candidate logits against reference logits, and the
 thresholds each precision is judged by. Pure functions of arrays: no model, no file."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -56,7 +57,7 @@ class ParityRow:
 
     @property
     def verdict(self) -> str:
-        """"pass", "fail", or "not judged" (measured only): the words of the table, JSON and API."""
+        """ "pass", "fail", or "not judged" (measured only): the words of the table, JSON and API."""
         return "not judged" if not self.judged else "pass" if self.passed else "fail"
 
 
@@ -68,7 +69,7 @@ class ParityReport:
 
     @property
     def verdict(self) -> str:
-        """"fail" when a judged row fails, "pass" when every row was judged and passes, else
+        """ "fail" when a judged row fails, "pass" when every row was judged and passes, else
         "not judged" (rows only measured, e.g. reduced precision of random weights; or no row)."""
         verdicts = {r.verdict for r in self.rows}
         if "fail" in verdicts:
@@ -85,10 +86,13 @@ class ParityReport:
         return self.verdict == "fail"
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "passed": self.passed,
-                "rows": [{**asdict(r), "verdict": r.verdict} for r in self.rows],
-                "skipped": [{"artifact": a, "reason": r} for a, r in self.skipped],
-                "skipped_inputs": [{"file": str(f), "reason": r} for f, r in self.skipped_inputs]}
+        return {
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "rows": [{**asdict(r), "verdict": r.verdict} for r in self.rows],
+            "skipped": [{"artifact": a, "reason": r} for a, r in self.skipped],
+            "skipped_inputs": [{"file": str(f), "reason": r} for f, r in self.skipped_inputs],
+        }
 
     def table(self, first_column: str = "inputs") -> str:
         from tabulate import tabulate
@@ -96,20 +100,50 @@ class ParityReport:
         labelled = any(r.accuracy is not None for r in self.rows)
         rows = []
         for r in self.rows:
-            row = [r.inputs, r.precision, r.backend, r.images, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
-                   f"{r.mean_abs:.2e}", f"{r.cosine:.6f}", f"{r.top1:.1%}", f"{r.top5:.1%}"]
+            row = [
+                r.inputs,
+                r.precision,
+                r.backend,
+                r.images,
+                f"{r.max_abs:.2e}",
+                f"{r.max_rel:.2e}",
+                f"{r.mean_abs:.2e}",
+                f"{r.cosine:.6f}",
+                f"{r.top1:.1%}",
+                f"{r.top5:.1%}",
+            ]
             if labelled:
                 row.append("" if r.accuracy is None else f"{r.accuracy:.1%} ({r.reference_accuracy:.1%})")
             rows.append(row + [r.verdict.upper() if r.judged else "not judged (random weights)"])
-        headers = [first_column, "precision", "backend", "n", "max abs", "max rel", "mean abs", "cosine",
-                   "top-1 agree", "top-5 overlap"] + (["accuracy (eager)"] if labelled else []) + ["result"]
+        headers = (
+            [
+                first_column,
+                "precision",
+                "backend",
+                "n",
+                "max abs",
+                "max rel",
+                "mean abs",
+                "cosine",
+                "top-1 agree",
+                "top-5 overlap",
+            ]
+            + (["accuracy (eager)"] if labelled else [])
+            + ["result"]
+        )
         for artifact, reason in self.skipped:
             rows.append([artifact] + [""] * (len(headers) - 2) + [f"SKIPPED: {reason}"])
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def compare(inputs: str, reference: np.ndarray, candidate: np.ndarray, precision: str = "fp32",
-            backend: str = "onnxruntime", labels: np.ndarray | None = None) -> ParityRow:
+def compare(
+    inputs: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    precision: str = "fp32",
+    backend: str = "onnxruntime",
+    labels: np.ndarray | None = None,
+) -> ParityRow:
     """Statistics of ``candidate`` logits against ``reference`` logits (both N x classes);
     with ``labels``, also both top-1 accuracies."""
     reference = reference.astype(np.float64)
@@ -122,9 +156,19 @@ def compare(inputs: str, reference: np.ndarray, candidate: np.ndarray, precision
     top_ref = np.argsort(-reference, axis=1)[:, :k]
     top_cand = np.argsort(-candidate, axis=1)[:, :k]
     top5 = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_cand)])
-    row = ParityRow(inputs, precision, backend, len(reference), float(diff.max()), float(diff.max() / scale),
-                    float(diff.mean()), float(cosine.min()), float(np.mean(top_ref[:, 0] == top_cand[:, 0])),
-                    float(top5), passed=False)
+    row = ParityRow(
+        inputs,
+        precision,
+        backend,
+        len(reference),
+        float(diff.max()),
+        float(diff.max() / scale),
+        float(diff.mean()),
+        float(cosine.min()),
+        float(np.mean(top_ref[:, 0] == top_cand[:, 0])),
+        float(top5),
+        passed=False,
+    )
     if labels is not None:
         row.accuracy = float(np.mean(top_cand[:, 0] == labels))
         row.reference_accuracy = float(np.mean(top_ref[:, 0] == labels))
@@ -133,6 +177,8 @@ def compare(inputs: str, reference: np.ndarray, candidate: np.ndarray, precision
 
 
 def _passes(row: ParityRow, t: Thresholds) -> bool:
-    return (row.top1 >= t.min_top1
-            and (t.max_rel is None or row.max_rel <= t.max_rel or (t.max_abs is not None and row.max_abs <= t.max_abs))
-            and (t.min_cosine is None or row.cosine >= t.min_cosine))
+    return (
+        row.top1 >= t.min_top1
+        and (t.max_rel is None or row.max_rel <= t.max_rel or (t.max_abs is not None and row.max_abs <= t.max_abs))
+        and (t.min_cosine is None or row.cosine >= t.min_cosine)
+    )

@@ -1,5 +1,6 @@
 """Statistics of accuracy on labelled images, with the standard library only: intervals of a
 proportion, and of a paired difference with McNemar's exact test."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ def wilson(correct: int, n: int) -> tuple[float, float]:
     if n == 0:
         return (0.0, 1.0)
     p = correct / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
@@ -24,8 +25,9 @@ def mcnemar_exact(only_reference: int, only_model: int) -> float:
     if n == 0:
         return 1.0
     k = min(only_reference, only_model)
-    log_terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-                 for i in range(k + 1)]
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)
+    ]
     top = max(log_terms)
     return min(1.0, 2 * math.exp(top) * sum(math.exp(t - top) for t in log_terms))
 

@@ -11,6 +11,7 @@ cudaErrorInsufficientDriver. Wheels are downloaded once into a cache folder
 (``$INCEPTION_DEPLOY_TEST_CACHE`` or ``~/.cache/inception-deploy``); the download is the only
 network step.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -42,8 +43,23 @@ def _download(requirement: str, folder: Path) -> Path:
         return folder
     wheels = folder.with_name(folder.name + ".wheels")
     wheels.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                           "-d", str(wheels), requirement], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            requirement,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     found = sorted(wheels.glob("*.whl"))
     if proc.returncode != 0 or not found:
         last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
@@ -62,8 +78,19 @@ def _stub_libraries(major: int) -> Path:
     if not all((folder / n).exists() for n in names):
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            proc = subprocess.run(["cc", "-shared", "-fPIC", f"-Wl,-soname,{name}", "-o", str(folder / name),
-                                   str(Path(__file__).with_name("stubs.c"))], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    "cc",
+                    "-shared",
+                    "-fPIC",
+                    f"-Wl,-soname,{name}",
+                    "-o",
+                    str(folder / name),
+                    str(Path(__file__).with_name("stubs.c")),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise Unavailable(f"cannot build the TensorRT stub libraries with cc: {proc.stderr.strip()[:200]}")
     return folder

@@ -1,4 +1,5 @@
 """Install the stand-ins built on the real bindings as ``tensorrt`` and ``cuda.bindings.runtime``."""
+
 import os
 import sys
 

@@ -6,6 +6,7 @@ Cython functions) and return ``(cudaError_t, value)`` tuples as the real ones do
 stands in for device memory: every allocation is registered, copies are checked against the
 allocations they touch (direction, bounds, live pointers) and done with memmove.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,9 +35,12 @@ def make(real) -> types.ModuleType:
             bound = signature.bind(*args, **kwargs)  # TypeError as the real function raises
             for name, value in bound.arguments.items():
                 annotation = signature.parameters[name].annotation
-                if isinstance(annotation, str) and hasattr(real, annotation) and \
-                        hasattr(getattr(real, annotation), "__members__") and \
-                        not isinstance(value, getattr(real, annotation)):
+                if (
+                    isinstance(annotation, str)
+                    and hasattr(real, annotation)
+                    and hasattr(getattr(real, annotation), "__members__")
+                    and not isinstance(value, getattr(real, annotation))
+                ):
                     raise TypeError(f"Argument '{name}' is not instance of type (expected {annotation})")
             return function(*bound.args)
 
@@ -116,9 +120,11 @@ def make(real) -> types.ModuleType:
     @checked
     def cudaMemcpyAsync(dst, src, count, kind, stream):
         kinds = real.cudaMemcpyKind
-        source, target = {kinds.cudaMemcpyHostToDevice: ("host", "device"),
-                          kinds.cudaMemcpyDeviceToHost: ("device", "host"),
-                          kinds.cudaMemcpyDeviceToDevice: ("device", "device")}[kind]
+        source, target = {
+            kinds.cudaMemcpyHostToDevice: ("host", "device"),
+            kinds.cudaMemcpyDeviceToHost: ("device", "host"),
+            kinds.cudaMemcpyDeviceToDevice: ("device", "device"),
+        }[kind]
         region(src, int(count), source)
         region(dst, int(count), target)
         assert int(stream) in streams, "copy on a stream that was never created"

@@ -10,6 +10,7 @@ with ONNX Runtime on the host memory the cuda-python stand-in hands out, so buff
 shapes and batch splitting are checked numerically. What only a GPU proves stays unproven: that
 real TensorRT builds these graphs, its kernels' numerics, asynchronous ordering on a stream.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,41 @@ from .strict import Double
 PLAN_MAGIC = b"DOUBLE-PLAN\0"  # then the build's JSON header, a NUL, and the ONNX model
 CACHE_MAGIC = b"DOUBLE-TIMING-CACHE\0"
 # what the parser accepts: the ops our exports contain (onnx-tensorrt supports all of them)
-SUPPORTED_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Gemm", "MatMul", "Add",
-                 "Mul", "Sub", "Div", "Flatten", "Reshape", "BatchNormalization", "Cast", "QuantizeLinear",
-                 "DequantizeLinear", "Identity", "Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Pad",
-                 "Transpose", "Softmax", "Sigmoid", "Clip", "Slice", "Split", "ReduceMean", "Dropout"}
+SUPPORTED_OPS = {
+    "Conv",
+    "Relu",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Concat",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Sub",
+    "Div",
+    "Flatten",
+    "Reshape",
+    "BatchNormalization",
+    "Cast",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Identity",
+    "Constant",
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Pad",
+    "Transpose",
+    "Softmax",
+    "Sigmoid",
+    "Clip",
+    "Slice",
+    "Split",
+    "ReduceMean",
+    "Dropout",
+}
 
 
 def make(real, cudart) -> types.ModuleType:
@@ -48,6 +80,7 @@ def make(real, cudart) -> types.ModuleType:
             cls.__name__ = cls.__qualname__ = real_name
             setattr(trt, real_name, cls)
             return cls
+
         return register
 
     @stand_in("IHostMemory")
@@ -137,15 +170,20 @@ def make(real, cudart) -> types.ModuleType:
                 if node.op_type not in SUPPORTED_OPS:
                     self._fail(i, node.op_type, node.name, f"No importer registered for op: {node.op_type}")
                 elif node.op_type in ("QuantizeLinear", "DequantizeLinear") and not _symmetric_int8(proto, node):
-                    self._fail(i, node.op_type, node.name,
-                               "TensorRT only supports INT8/FP8 Q/DQ with zero points of 0 (symmetric)")
+                    self._fail(
+                        i,
+                        node.op_type,
+                        node.name,
+                        "TensorRT only supports INT8/FP8 Q/DQ with zero points of 0 (symmetric)",
+                    )
             if self._errors:
                 return False
             net = self._network
             dtypes = {onnx.TensorProto.FLOAT: real.DataType.FLOAT, onnx.TensorProto.FLOAT16: real.DataType.HALF}
             initializers = {i.name for i in proto.graph.initializer}
-            for value, into in [(v, net._inputs) for v in proto.graph.input if v.name not in initializers] + \
-                               [(v, net._outputs) for v in proto.graph.output]:
+            for value, into in [(v, net._inputs) for v in proto.graph.input if v.name not in initializers] + [
+                (v, net._outputs) for v in proto.graph.output
+            ]:
                 tensor_type = value.type.tensor_type
                 dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
                 into.append(Tensor.__new__(Tensor))
@@ -233,14 +271,16 @@ def make(real, cudart) -> types.ModuleType:
             if not blob.startswith(CACHE_MAGIC):
                 self._logger.log(severity.ERROR, "Serialized timing cache is corrupt: bad magic")
                 return None
-            header = json.loads(blob[len(CACHE_MAGIC):])
+            header = json.loads(blob[len(CACHE_MAGIC) :])
             cache._init(header["device"], header["tensorrt"], header["entries"])
             return cache
 
         def set_timing_cache(self, cache, ignore_mismatch):
             if not ignore_mismatch and (cache._device != this_device() or cache._version != real.__version__):
-                self._logger.log(severity.ERROR, "Timing cache was created on a different device or TensorRT "
-                                                 "version; set ignore_mismatch to use it")
+                self._logger.log(
+                    severity.ERROR,
+                    "Timing cache was created on a different device or TensorRT version; set ignore_mismatch to use it",
+                )
                 self._cache = None
                 return False
             self._cache = cache
@@ -277,23 +317,29 @@ def make(real, cudart) -> types.ModuleType:
             profiled = {name for p in config._profiles for name in p._shapes}
             for tensor in dynamic:
                 if tensor.name not in profiled:
-                    self._logger.log(severity.ERROR, f"Network has dynamic or shape inputs, but no optimization "
-                                                     f"profile has been defined (input {tensor.name})")
+                    self._logger.log(
+                        severity.ERROR,
+                        f"Network has dynamic or shape inputs, but no optimization "
+                        f"profile has been defined (input {tensor.name})",
+                    )
                     return None
             if config._cache is not None:
                 config._cache._entries += 1
             flag = real.BuilderFlag.VERSION_COMPATIBLE
-            header = {"tensorrt": real.__version__, "version_compatible": flag in config._flags,
-                      "hardware_compatibility": config.hardware_compatibility_level.name,
-                      "compute_capability": cudart._device["compute_capability"],
-                      "strongly_typed": network._strongly_typed,
-                      "flags": sorted(f.name for f in config._flags),
-                      "pools": {p.name: v for p, v in config._pools.items()},
-                      "opt_level": config.builder_optimization_level,
-                      "verbosity": config.profiling_verbosity.name,
-                      "profiles": [{k: v for k, v in p._shapes.items()} for p in config._profiles],
-                      "inputs": [(t.name, list(t.shape), t.dtype.name) for t in network._inputs],
-                      "outputs": [(t.name, list(t.shape), t.dtype.name) for t in network._outputs]}
+            header = {
+                "tensorrt": real.__version__,
+                "version_compatible": flag in config._flags,
+                "hardware_compatibility": config.hardware_compatibility_level.name,
+                "compute_capability": cudart._device["compute_capability"],
+                "strongly_typed": network._strongly_typed,
+                "flags": sorted(f.name for f in config._flags),
+                "pools": {p.name: v for p, v in config._pools.items()},
+                "opt_level": config.builder_optimization_level,
+                "verbosity": config.profiling_verbosity.name,
+                "profiles": [{k: v for k, v in p._shapes.items()} for p in config._profiles],
+                "inputs": [(t.name, list(t.shape), t.dtype.name) for t in network._inputs],
+                "outputs": [(t.name, list(t.shape), t.dtype.name) for t in network._outputs],
+            }
             return host_memory(PLAN_MAGIC + json.dumps(header).encode() + b"\0" + network._onnx)
 
     @stand_in("Runtime")
@@ -305,22 +351,33 @@ def make(real, cudart) -> types.ModuleType:
         def deserialize_cuda_engine(self, serialized_engine):
             blob = bytes(serialized_engine)
             if not blob.startswith(PLAN_MAGIC):
-                self._logger.log(severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                                                 "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)")
+                self._logger.log(
+                    severity.ERROR,
+                    "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
+                    "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)",
+                )
                 return None
-            header_bytes, _, model = blob[len(PLAN_MAGIC):].partition(b"\0")
+            header_bytes, _, model = blob[len(PLAN_MAGIC) :].partition(b"\0")
             header = json.loads(header_bytes)
             if header["tensorrt"] != real.__version__ and not header["version_compatible"]:
-                self._logger.log(severity.ERROR, f"The engine plan file is not compatible with this version of "
-                                                 f"TensorRT, expecting library version {real.__version__} got "
-                                                 f"{header['tensorrt']}")
+                self._logger.log(
+                    severity.ERROR,
+                    f"The engine plan file is not compatible with this version of "
+                    f"TensorRT, expecting library version {real.__version__} got "
+                    f"{header['tensorrt']}",
+                )
                 return None
             if header["version_compatible"] and not self.engine_host_code_allowed:
-                self._logger.log(severity.ERROR, "Cannot deserialize engine with lean runtime: engine host code "
-                                                 "is not allowed (set IRuntime::setEngineHostCodeAllowed)")
+                self._logger.log(
+                    severity.ERROR,
+                    "Cannot deserialize engine with lean runtime: engine host code "
+                    "is not allowed (set IRuntime::setEngineHostCodeAllowed)",
+                )
                 return None
-            if header["hardware_compatibility"] == "NONE" and \
-                    header["compute_capability"] != cudart._device["compute_capability"]:
+            if (
+                header["hardware_compatibility"] == "NONE"
+                and header["compute_capability"] != cudart._device["compute_capability"]
+            ):
                 self._logger.log(severity.ERROR, "The engine plan file is generated on an incompatible device")
                 return None
             engine = Engine.__new__(Engine)
@@ -334,8 +391,9 @@ def make(real, cudart) -> types.ModuleType:
 
             self._header, self._logger, self._model = header, logger, model
             self._tensors = {name: (real.TensorIOMode.INPUT, dims, dtype) for name, dims, dtype in header["inputs"]}
-            self._tensors.update({name: (real.TensorIOMode.OUTPUT, dims, dtype)
-                                  for name, dims, dtype in header["outputs"]})
+            self._tensors.update(
+                {name: (real.TensorIOMode.OUTPUT, dims, dtype) for name, dims, dtype in header["outputs"]}
+            )
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
             self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -384,19 +442,28 @@ def make(real, cudart) -> types.ModuleType:
             engine = self._engine
             proto = onnx.load_from_string(engine._model)
             producers = {o: n.op_type for n in proto.graph.node for o in n.output}
-            types = {v.name: v.type.tensor_type.elem_type for v in list(proto.graph.value_info) +
-                     list(proto.graph.input) + list(proto.graph.output)}
-            formats = {onnx.TensorProto.FLOAT: "Row major linear FP32",
-                       onnx.TensorProto.FLOAT16: "Channel major FP16 format where channel % 8 == 0",
-                       onnx.TensorProto.INT8: "Row major Int8 format"}
+            types = {
+                v.name: v.type.tensor_type.elem_type
+                for v in list(proto.graph.value_info) + list(proto.graph.input) + list(proto.graph.output)
+            }
+            formats = {
+                onnx.TensorProto.FLOAT: "Row major linear FP32",
+                onnx.TensorProto.FLOAT16: "Channel major FP16 format where channel % 8 == 0",
+                onnx.TensorProto.INT8: "Row major Int8 format",
+            }
             layers = []
             for node in proto.graph.node:
                 if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant", "Identity"):
                     continue
                 quantized = any(producers.get(i) == "DequantizeLinear" for i in node.input[:1])
                 dtype = onnx.TensorProto.INT8 if quantized else types.get(node.output[0], onnx.TensorProto.FLOAT)
-                layers.append({"Name": node.name, "LayerType": "Cast" if node.op_type == "Cast" else node.op_type,
-                               "Outputs": [{"Name": node.output[0], "Format/Datatype": formats.get(dtype, "Unknown")}]})
+                layers.append(
+                    {
+                        "Name": node.name,
+                        "LayerType": "Cast" if node.op_type == "Cast" else node.op_type,
+                        "Outputs": [{"Name": node.output[0], "Format/Datatype": formats.get(dtype, "Unknown")}],
+                    }
+                )
             if engine._header["verbosity"] != "DETAILED":
                 layers = [layer["Name"] for layer in layers]
             return json.dumps({"Layers": layers, "Bindings": [name for name in engine._tensors]})
@@ -408,12 +475,18 @@ def make(real, cudart) -> types.ModuleType:
 
         def set_input_shape(self, name, shape):
             shape = tuple(int(d) for d in shape)
-            low, _, high = self._engine._header["profiles"][0][name] if self._engine._header["profiles"] else \
-                (self._engine._tensors[name][1],) * 3
+            low, _, high = (
+                self._engine._header["profiles"][0][name]
+                if self._engine._header["profiles"]
+                else (self._engine._tensors[name][1],) * 3
+            )
             if len(shape) != len(low) or not all(a <= s <= b for a, s, b in zip(low, shape, high)):
-                self._engine._logger.log(severity.ERROR, f"IExecutionContext::setInputShape: Error Code 3: API "
-                                                         f"Usage Error (shape {shape} for {name} is outside the "
-                                                         f"profile {low}..{high})")
+                self._engine._logger.log(
+                    severity.ERROR,
+                    f"IExecutionContext::setInputShape: Error Code 3: API "
+                    f"Usage Error (shape {shape} for {name} is outside the "
+                    f"profile {low}..{high})",
+                )
                 return False
             self._shapes[name] = shape
             return True
@@ -447,11 +520,13 @@ def make(real, cudart) -> types.ModuleType:
                         engine._logger.log(severity.ERROR, f"Input shape of {name} is not specified")
                         return False
                     shape = self._shapes.get(name, tuple(dims))
-                    feeds[name] = cudart._device_array(self._addresses[name], shape, real.nptype(
-                        getattr(real.DataType, dtype))).copy()
+                    feeds[name] = cudart._device_array(
+                        self._addresses[name], shape, real.nptype(getattr(real.DataType, dtype))
+                    ).copy()
             outputs = engine._session.run(None, feeds)
-            for (name, _), value in zip([(n, t) for n, t in engine._tensors.items()
-                                         if t[0] == real.TensorIOMode.OUTPUT], outputs):
+            for (name, _), value in zip(
+                [(n, t) for n, t in engine._tensors.items() if t[0] == real.TensorIOMode.OUTPUT], outputs
+            ):
                 target = cudart._device_array(self._addresses[name], value.shape, value.dtype)
                 target[...] = value
             return True
@@ -469,4 +544,3 @@ def _symmetric_int8(proto, node) -> bool:
         return True
     array = onnx.numpy_helper.to_array(zero)
     return array.dtype == np.int8 and not array.any()
-

@@ -1,12 +1,18 @@
 """The ONNX files every release's engine tests build from, written once by the parent process
 (tests/test_tensorrt_bindings.py) and shared through ``ONNX_FOLDER_ENV``: exporting and
 quantizing them is the same work for every release."""
+
 from pathlib import Path
 
 ONNX_FOLDER_ENV = "INCEPTION_DEPLOY_TRT_ONNX"
 SIZE = 64  # small inputs keep every build and run fast
-_NAMES = {"fp32": "v1.onnx", "static": "v1_b2.onnx", "fp16": "v1_fp16.onnx", "int8": "v1_int8.onnx",
-          "cpu": "v1_int8_cpu.onnx"}
+_NAMES = {
+    "fp32": "v1.onnx",
+    "static": "v1_b2.onnx",
+    "fp16": "v1_fp16.onnx",
+    "int8": "v1_int8.onnx",
+    "cpu": "v1_int8_cpu.onnx",
+}
 
 
 def onnx_paths(folder) -> dict:
@@ -26,7 +32,8 @@ def write_onnx_files(folder) -> dict:
     export_onnx("v1", paths["static"], opset=17, batch=2, preprocess=config, check_parity=False)
     convert_fp16(paths["fp32"], paths["fp16"])
     cache = Path(folder) / "v1.calib.json"
-    quantize_int8(paths["fp32"], paths["int8"], target="tensorrt", calib_dir=sample_folder(), cache=cache,
-                  method="minmax")
+    quantize_int8(
+        paths["fp32"], paths["int8"], target="tensorrt", calib_dir=sample_folder(), cache=cache, method="minmax"
+    )
     quantize_int8(paths["fp32"], paths["cpu"], target="cpu", cache=cache)
     return paths

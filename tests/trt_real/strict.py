@@ -10,6 +10,7 @@ read or written on it is checked against that class:
 - properties stay properties: read-only ones refuse assignment, writable ones check the type.
 Behaviour (what a call does) is the stand-in's; only the surface is proven real.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -25,7 +26,7 @@ class Signature:
 
     def __init__(self, line: str):
         head, _, self.returns = line.rpartition(") -> ")
-        params = head[head.index("(") + 1:]
+        params = head[head.index("(") + 1 :]
         self.params = []  # (name, type, has_default)
         for part in _split_top_level(params):
             name, _, rest = part.partition(": ")
@@ -39,9 +40,9 @@ class Signature:
         if len(args) > len(self.params):
             return None
         values, names = list(args), [p[0] for p in self.params]
-        if any(k not in names[len(args):] for k in kwargs):
+        if any(k not in names[len(args) :] for k in kwargs):
             return None
-        for name, _, has_default in self.params[len(args):]:
+        for name, _, has_default in self.params[len(args) :]:
             if name in kwargs:
                 values.append(kwargs[name])
             elif has_default:
@@ -87,12 +88,12 @@ def signatures(doc: str | None, name: str) -> list[Signature]:
 def _short(annotation: str) -> str:
     for prefix in _PREFIXES:
         if annotation.startswith(prefix):
-            return annotation[len(prefix):]
+            return annotation[len(prefix) :]
     return annotation
 
 
 def _inner(annotation: str) -> str:
-    return annotation[annotation.index("[") + 1:-1]
+    return annotation[annotation.index("[") + 1 : -1]
 
 
 def accepts(module, annotation: str, value) -> bool:
@@ -120,7 +121,8 @@ def accepts(module, annotation: str, value) -> bool:
         return isinstance(value, (list, tuple)) and all(accepts(module, _inner(t), v) for v in value)
     if t.startswith("Dims") and hasattr(module, t):  # Dims converts implicitly from int sequences
         return isinstance(value, module.Dims) or (
-            isinstance(value, (list, tuple)) and all(accepts(module, "int", v) for v in value))
+            isinstance(value, (list, tuple)) and all(accepts(module, "int", v) for v in value)
+        )
     cls = getattr(module, t, None) if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t) else None
     if isinstance(cls, type):
         if hasattr(cls, "__members__"):  # a pybind11 enum: only its own members, never an int
@@ -218,8 +220,10 @@ def _call_values(module, real, name, args, kwargs) -> list:
             return values
     supported = "\n".join(f"    {i}. {s.text}" for i, s in enumerate(sigs, 1))
     shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-    raise TypeError(f"{name}(): incompatible function arguments. The following argument types are supported:\n"
-                    f"{supported}\n\nInvoked with: {shown}")
+    raise TypeError(
+        f"{name}(): incompatible function arguments. The following argument types are supported:\n"
+        f"{supported}\n\nInvoked with: {shown}"
+    )
 
 
 def _checked_method(module, real, name, implementation):

@@ -1,5 +1,6 @@
 """The engine builder, the TensorRT backend and the CLI, every call bound against the real
 bindings of this process's release (see tests/trt_real/double.py for what that proves)."""
+
 import json
 import os
 
@@ -34,8 +35,8 @@ def _onnx_logits(path, images):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     step = session.get_inputs()[0].shape[0] if isinstance(session.get_inputs()[0].shape[0], int) else 1
     padded = np.concatenate([images, np.zeros((-len(images) % step,) + images.shape[1:], images.dtype)])
-    runs = [session.run(None, {"input": padded[i:i + step]})[0] for i in range(0, len(padded), step)]
-    return np.concatenate(runs)[:len(images)]
+    runs = [session.run(None, {"input": padded[i : i + step]})[0] for i in range(0, len(padded), step)]
+    return np.concatenate(runs)[: len(images)]
 
 
 @pytest.mark.parametrize("kind", ["fp32", "static", "fp16", "int8"])
@@ -64,19 +65,28 @@ def test_build_options_reach_tensorrt(onnx_files, tmp_path, trt):
     from trt_real.double import PLAN_MAGIC
 
     plan = tmp_path / "o.plan"
-    built = build_engine(onnx_files["fp16"], plan, min_batch=1, opt_batch=4, max_batch=16, workspace_gib=2,
-                         opt_level=5)
-    header = json.loads(plan.read_bytes()[len(PLAN_MAGIC):].partition(b"\0")[0])
+    built = build_engine(onnx_files["fp16"], plan, min_batch=1, opt_batch=4, max_batch=16, workspace_gib=2, opt_level=5)
+    header = json.loads(plan.read_bytes()[len(PLAN_MAGIC) :].partition(b"\0")[0])
     assert header["strongly_typed"] is True and header["flags"] == []
     assert header["pools"] == {"WORKSPACE": 2 << 30} and header["opt_level"] == 5
     assert header["profiles"] == [{"input": [[1, 3, SIZE, SIZE], [4, 3, SIZE, SIZE], [16, 3, SIZE, SIZE]]}]
     sidecar = read_sidecar(plan)
     assert sidecar == built.metadata and sidecar["precision"] == "fp16" and sidecar["arch"] == "v1"
-    assert sidecar["tensorrt"] == {"version": trt.__version__, "strongly_typed": True, "version_compatible": False,
-                                   "hardware_compatibility": None, "opt_level": 5, "workspace_gib": 2}
+    assert sidecar["tensorrt"] == {
+        "version": trt.__version__,
+        "strongly_typed": True,
+        "version_compatible": False,
+        "hardware_compatibility": None,
+        "opt_level": 5,
+        "workspace_gib": 2,
+    }
     assert sidecar["gpu"] == {"name": "Stand-in GPU (host memory)", "compute_capability": "9.0"}
-    assert sidecar["profile"] == {"input": "input", "min": [1, 3, SIZE, SIZE], "opt": [4, 3, SIZE, SIZE],
-                                  "max": [16, 3, SIZE, SIZE]}
+    assert sidecar["profile"] == {
+        "input": "input",
+        "min": [1, 3, SIZE, SIZE],
+        "opt": [4, 3, SIZE, SIZE],
+        "max": [16, 3, SIZE, SIZE],
+    }
     assert sidecar["max_batch"] == 16 and len(sidecar["onnx_sha256"]) == 64 and "parity" not in sidecar
     assert sidecar["io"] == {"input": "input", "output": "logits"}
 
@@ -93,8 +103,11 @@ def test_failed_build_reports_what_tensorrt_logged_and_writes_nothing(onnx_files
 
 
 def test_cpu_int8_target_is_refused_by_the_parser_in_one_line(onnx_files, tmp_path):
-    with pytest.raises(InceptionDeployError, match=r"parser failed: node \d+ \((Quantize|Dequantize)Linear .*"
-                                                   r"zero points of 0"):
+    with pytest.raises(
+        InceptionDeployError,
+        match=r"parser failed: node \d+ \((Quantize|Dequantize)Linear .*"
+        r"zero points of 0",
+    ):
         build_engine(onnx_files["cpu"], tmp_path / "cpu.plan")
     assert list(tmp_path.iterdir()) == []
 
@@ -134,8 +147,9 @@ def test_every_hardware_compatibility_level_this_release_offers(onnx_files, tmp_
     levels = [name.lower() for name in trt.HardwareCompatibilityLevel.__members__]
     for level in levels:
         build_engine(onnx_files["fp32"], tmp_path / f"{level}.plan", hardware_compatibility=level)
-    with pytest.raises(InceptionDeployError, match=f"unknown hardware compatibility 'volta'; this TensorRT "
-                                                   f"offers: {', '.join(levels)}"):
+    with pytest.raises(
+        InceptionDeployError, match=f"unknown hardware compatibility 'volta'; this TensorRT offers: {', '.join(levels)}"
+    ):
         build_engine(onnx_files["fp32"], tmp_path / "x.plan", hardware_compatibility="volta")
     cudart._device["compute_capability"] = "8.6"  # the engines now meet another GPU generation
     for level in levels:
@@ -199,8 +213,16 @@ def test_deploy_builds_and_checks_the_engine(tmp_path):
     assert engine_unavailable_reason() is None
     lines = []
     small = get_arch("v1").preprocess.with_input_size(SIZE)  # the stages are checked here, not the pixels
-    result = deploy("v1", tmp_path / "g.onnx", opset=17, preprocess=small, fp16=True, engine="yes", max_engine_batch=4,
-                    progress=lines.append)
+    result = deploy(
+        "v1",
+        tmp_path / "g.onnx",
+        opset=17,
+        preprocess=small,
+        fp16=True,
+        engine="yes",
+        max_engine_batch=4,
+        progress=lines.append,
+    )
     assert result.engine is not None and result.engine.path == tmp_path / "g_fp16.plan"
     assert result.engine_parity is not None and result.engine_parity.rows
     assert any(line.startswith("building the TensorRT engine") for line in lines)
@@ -256,7 +278,14 @@ def test_plan_becomes_a_triton_model(onnx_files, tmp_path, trt):
     (model,) = write_repository([plan], tmp_path / "repo")
     config = (tmp_path / "repo" / "o" / "config.pbtxt").read_text()
     assert model.platform == "tensorrt_plan" and model.max_batch == 16
-    for line in ('platform: "tensorrt_plan"', "max_batch_size: 16", "preferred_batch_size: [4, 16]",
-                 "kind: KIND_GPU", 'name: "input"', 'name: "logits"', f"dims: [3, {SIZE}, {SIZE}]"):
+    for line in (
+        'platform: "tensorrt_plan"',
+        "max_batch_size: 16",
+        "preferred_batch_size: [4, 16]",
+        "kind: KIND_GPU",
+        'name: "input"',
+        'name: "logits"',
+        f"dims: [3, {SIZE}, {SIZE}]",
+    ):
         assert line in config
     assert (tmp_path / "repo" / "o" / "1" / "model.plan").read_bytes() == plan.read_bytes()

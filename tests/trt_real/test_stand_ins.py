@@ -1,5 +1,6 @@
 """Negative controls: the stand-ins refuse what the real bindings refuse, so a call the project
 makes that the real API would reject cannot pass unnoticed."""
+
 from pathlib import Path
 
 import pytest

@@ -4,6 +4,7 @@ The preprocessing is the package's own code (``inception_preprocess/``, copied b
 when the repository was written), configured by the ``preprocess`` parameter of config.pbtxt
 (the artifact's PreprocessConfig as JSON). The server's Python needs numpy and Pillow only.
 """
+
 import io
 import json
 import os

@@ -5,6 +5,7 @@ has neither (the CPU build bundled with nvidia-pytriton): the ONNX file then run
 (or OpenVINO) through ``inception_deploy.runtime``, which must be importable in the server's
 Python. Production servers use Triton's own backends instead; the repository is the same.
 """
+
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class TritonPythonModel:
         logits = self.backend.infer(np.concatenate(batches)).astype(self.output_dtype, copy=False)
         responses, start = [], 0
         for batch in batches:  # one inference for all requests of a dynamic batch, split back
-            rows = logits[start:start + len(batch)]
+            rows = logits[start : start + len(batch)]
             start += len(batch)
             responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(self.output_name, rows)]))
         return responses

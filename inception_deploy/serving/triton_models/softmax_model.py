@@ -5,6 +5,7 @@ Computed by the package's own ``postprocess.softmax`` (copied beside this file a
 gets the probabilities ``inception-run`` prints; the output's label file lets Triton's
 classification extension return the top k as "probability:index:label" for other clients.
 """
+
 import triton_python_backend_utils as pb_utils
 from inception_postprocess.postprocess import softmax
 
