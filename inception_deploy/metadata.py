@@ -261,3 +261,54 @@ def fp32_metadata(proto, src) -> dict:
     if metadata.get("precision", "fp32") != "fp32":
         raise InceptionDeployError(f"{src}: is already {metadata['precision']}; start from the FP32 export")
     return metadata
+
+
+def module_paths(graph) -> dict[str, str]:
+    """Node name -> the path of the PyTorch module that produced it (``Mixed_6b.branch7x7dbl_2.conv``),
+    as far as the exported graph says: a Conv or Gemm by its weight's name (the dynamo exporter
+    names initializers after the parameters, batch norm folded in or not; in a Q/DQ graph, the
+    weight behind its DequantizeLinear), a TorchScript node by its scoped name
+    (``/Mixed_6b/branch7x7dbl_2/conv/Conv``), a dynamo node by its innermost name scope; nodes
+    with none of these (ONNX Runtime's own) are left out."""
+    initializers = {init.name for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    paths = {}
+    for node in graph.node:
+        weight = node.input[1] if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 else ""
+        while weight in producers and producers[weight].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast"):
+            weight = producers[weight].input[0]
+        if weight in initializers and weight.endswith(".weight"):
+            paths[node.name] = weight[: -len(".weight")]
+        elif node.name.startswith("/") and node.name.count("/") > 1:
+            paths[node.name] = _torchscript_scope(node.name)
+        else:
+            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+            scope = _innermost_scope(scopes)
+            if scope:
+                paths[node.name] = scope
+    return paths
+
+
+def _torchscript_scope(name: str) -> str:
+    """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``: TorchScript names a Sequential's
+    child by the Sequential's name and its index, in a scope of its own."""
+    parts: list[str] = []
+    for scope in name.strip("/").split("/")[:-1]:
+        if parts and scope.startswith(parts[-1] + "."):
+            parts[-1] = scope
+        else:
+            parts.append(scope)
+    return ".".join(parts)
+
+
+def _innermost_scope(text: str | None) -> str | None:
+    """``"['', 'conv1', 'conv1.relu', 'relu']"`` -> ``conv1.relu`` (the last entry names the op)."""
+    import ast
+
+    try:
+        scopes = ast.literal_eval(text) if text else None
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(scopes, list) or len(scopes) < 2:
+        return None
+    return str(scopes[-2]) or None

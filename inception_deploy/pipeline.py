@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .calibration.float_layers import keep_float_patterns, match_modules
 from .calibration.images import calibration_folder
 from .calibration.policy import CalibrationRequest
+from .calibration.qdq import check_weight_bits
 from .errors import ConfigError
 from .fileio import check_writable
 from .labelled import ClassNames, read_labelled
@@ -66,6 +68,12 @@ class DeployResult:
             failed.append(self.engine.path)
         return failed
 
+    @property
+    def budget_missed(self) -> list[Path]:
+        """INT8 files whose accuracy budget could not be met even with every layer float (each is
+        the best placement found, kept with its figures)."""
+        return [r.path for r in self.artifacts if r.budget is not None and not r.budget.met]
+
 
 def default_output(arch: str) -> Path:
     """``<file stem of the arch>.onnx`` in the current folder, e.g. ``inception_v3.onnx`` for v3
@@ -95,6 +103,10 @@ def deploy(
     int8: bool = False,
     int8_target: str | None = None,
     int8_remainder: str = "fp32",
+    int8_keep_float=(),
+    int8_weight_bits: int | None = None,
+    int8_max_drop: float | None = None,
+    int8_holdout: float = 0.2,
     calib_dir=None,
     calib_samples: bool = False,
     calib_cache=None,
@@ -117,7 +129,12 @@ def deploy(
       with ``int8_remainder="fp16"``: the unquantized ops in FP16, tensorrt target) calibrated on
       ``calib_dir`` (or, with ``calib_samples``, the shipped photos: a demonstration) or from
       ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
-      stale; an explicitly named stale cache is refused instead).
+      stale; an explicitly named stale cache is refused instead). ``int8_keep_float``: Conv layers
+      left float, as module-path globs or precision files (``export.precision.quantize_int8``);
+      ``int8_weight_bits``: 7 or 8 for the cpu target. ``int8_max_drop``: keep Conv layers float,
+      most sensitive first, until top-1 is within that many points of FP32 on images calibration
+      did not see (an ``int8_holdout`` share of ``calib_dir``, or ``eval_data``, then judged by
+      accuracy against its labels); ``DeployResult.budget_missed`` when it cannot be met.
     - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
       take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
       not), "no" never.
@@ -130,6 +147,7 @@ def deploy(
       but not judged; FP32 is always judged.
     """
     from .export import export_onnx  # torch: only now
+    from .export.budget import Budget
     from .export.precision import check_remainder, convert_fp16, quantize
 
     say = progress or silent
@@ -139,8 +157,14 @@ def deploy(
         raise ConfigError("--calib-dir, --calib-samples and --calib-cache need --int8")
     if engine not in ENGINE_CHOICES:
         raise ConfigError(f"engine must be {', '.join(ENGINE_CHOICES)}, not {engine!r}")
-    if int8_remainder != "fp32" and not int8:
-        raise ConfigError("--int8-remainder needs --int8")
+    for value, name in (
+        (int8_remainder != "fp32", "--int8-remainder"),
+        (int8_keep_float, "--int8-keep-float"),
+        (int8_weight_bits, "--int8-weight-bits"),
+        (int8_max_drop is not None, "--int8-max-drop"),
+    ):
+        if value and not int8:
+            raise ConfigError(f"{name} needs --int8")
     output = Path(output) if output is not None else default_output(arch)
     engine_options = EngineOptions(engine, max_engine_batch, timing_cache)
     calibration = CalibrationRequest(
@@ -156,13 +180,29 @@ def deploy(
     if int8:  # an FP16 remainder is TensorRT's: it picks the target when none is named
         int8_target = int8_target or ("tensorrt" if int8_remainder == "fp16" else default_int8_target())
         check_remainder(int8_remainder, int8_target, f"--opset {opset}", opset)  # before the slow export
+        check_weight_bits(int8_target, int8_weight_bits)
+        if int8_keep_float:  # a pattern naming no layer, a precision file of another arch
+            spec = get_arch(arch)
+            match_modules(keep_float_patterns(int8_keep_float, spec.name), spec.conv_modules(), spec.name)
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
     for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
         check_writable(path)
+    labelled = None
+    if eval_data is not None:  # a bad labelled set is refused before the slow export
+        labelled = read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
+    budget = None
+    if int8 and int8_max_drop is not None:
+        budget = Budget(int8_max_drop, int8_holdout, (labelled.files, labelled.targets) if labelled else None)
+        if calibration.folder is None:
+            raise ConfigError("--int8-max-drop calibrates anew and judges on held-out images: it needs --calib-dir")
+        if calib_cache is not None and Path(calib_cache).exists():
+            raise ConfigError(
+                f"{calib_cache}: --int8-max-drop calibrates on the images it does not hold out; this cache was "
+                f"made from images it cannot tell apart: name a new --calib-cache, or none"
+            )
+        budget.check(calibration.folder)
     if int8:
         calibration.check()
-    if eval_data is not None:  # a bad labelled set is refused before the slow export
-        read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
     if triton_repository is not None:
         check_destination(triton_repository)
 
@@ -199,6 +239,9 @@ def deploy(
                 int8_target,
                 calibration,
                 remainder=int8_remainder,
+                keep_float=int8_keep_float,
+                weight_bits=int8_weight_bits,
+                budget=budget,
                 reference_model=reference,
                 judge_parity=judge,
                 progress=progress,

@@ -13,7 +13,7 @@ from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
 from inception_deploy.fileio import sha256_file
 from inception_deploy.labels import imagenet_labels, labels_digest
-from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata
+from inception_deploy.metadata import METADATA_KEY, module_paths, set_onnx_metadata
 from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify import metrics
@@ -43,6 +43,22 @@ def test_every_arch_exports_and_passes_parity(arch, exported):
     assert result.opset == 20 and result.exporter == "dynamo"
     assert all(init.data_location != onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
     assert not [p for p in os.listdir(result.path.parent) if p.endswith(".tmp") or not p.endswith(".onnx")]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_conv_names_its_pytorch_module(arch, exported, built_models):
+    """What --layerwise prints and --int8-keep-float matches: each Conv node of the export maps to
+    one Conv2d of the network (batch norm folded into it), whose weight has the node's shape."""
+    graph = onnx.load(str(exported(arch).path)).graph
+    paths = module_paths(graph)
+    weights = {init.name: init.dims for init in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    modules = dict(built_models(arch).named_modules())
+    assert sorted(paths[n.name] for n in convs) == sorted(get_arch(arch).conv_modules())
+    for node in convs:
+        module = modules[paths[node.name]]
+        assert isinstance(module, torch.nn.Conv2d), node.name
+        assert list(weights[node.input[1]]) == list(module.weight.shape), node.name
 
 
 def test_dynamic_batch_runs_any_size_up_to_max(exported, built_models):

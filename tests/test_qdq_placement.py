@@ -42,7 +42,7 @@ HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul
 MODELOPT_ACTIVATION_TENSORS = {"v3": 72}
 
 
-def _quantize(fp32, folder, target, seed=0):
+def _quantize(fp32, folder, target, seed=0, keep_float=frozenset()):
     prepared = folder / "prepared.onnx"
     prepare(fp32, prepared)
     rng = np.random.default_rng(seed)
@@ -51,7 +51,7 @@ def _quantize(fp32, folder, target, seed=0):
         for name in float_tensors(onnx.load(str(prepared)))
     }
     cache = CalibrationCache("minmax", None, 1, "0" * 64, "0" * 64, tensors)
-    write_qdq(prepared, cache, target, folder / f"{target}.onnx")
+    write_qdq(prepared, cache, target, folder / f"{target}.onnx", keep_float)
     return onnx.load(str(prepared)).graph, onnx.load(str(folder / f"{target}.onnx")).graph, tensors
 
 
@@ -193,6 +193,50 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
     assert Counter(n.name for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")) == Counter(
         n.name for n in fp32.graph.node
     )
+
+
+@pytest.mark.parametrize("arch, patterns", [("resnet50", ["layer4.0.*", "layer1.0.conv3"]), ("v3", ["Mixed_7*"])])
+def test_layers_kept_float_read_float_and_the_rules_hold_around_them(arch, patterns, exported, tmp_path):
+    """--int8-keep-float on the tensorrt target: the Convs named (by PyTorch module) read float
+    inputs and float weights, every other Conv stays INT8, a residual Add whose fusing Conv is float
+    gets no skip Q/DQ, Concat scales stay shared, and no Q/DQ pair is left without a reader."""
+    from inception_deploy.calibration.float_layers import match_modules
+    from inception_deploy.metadata import module_paths
+
+    prepared = tmp_path / "modules.onnx"
+    prepare(exported(arch).path, prepared)
+    paths = module_paths(onnx.load(str(prepared)).graph)
+    conv_nodes = {paths[n.name]: n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"}
+    kept = match_modules([(p, p) for p in patterns], list(conv_nodes), arch)
+    float_nodes = frozenset(conv_nodes[m] for m in kept)
+    assert 2 < len(float_nodes) < len(conv_nodes) / 2
+    fp32_graph, graph, _ = _quantize(exported(arch).path, tmp_path, "tensorrt", keep_float=float_nodes)
+    g, fp32 = Graph(graph), Graph(fp32_graph)
+
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        weight_from = g.op(conv.input[1])
+        if conv.name in float_nodes:
+            assert g.quantized(conv.input[0]) is None and weight_from is None, conv.name
+        else:
+            assert g.quantized(conv.input[0]) is not None and weight_from == "DequantizeLinear", conv.name
+    reach_quantized_conv = set()  # rule 5 with float layers: a pool is quantized when a quantized Conv follows
+    for node in reversed(fp32_graph.node):
+        if (node.op_type == "Conv" and node.name not in float_nodes) or reach_quantized_conv.intersection(node.output):
+            reach_quantized_conv.update(node.input)
+    for pool in (n for n in graph.node if n.op_type in POOLS):
+        assert (g.quantized(pool.input[0]) is not None) == (pool.output[0] in reach_quantized_conv), pool.name
+    fp32_nodes = {n.name: n for n in fp32_graph.node}
+    for add in (n for n in graph.node if n.op_type == "Add" and not set(n.input) & set(g.init)):
+        if any(fp32.producer[t].name in float_nodes for t in fp32_nodes[add.name].input if t in fp32.producer):
+            for name in add.input:  # quantized only where a quantized Conv or pool reads it anyway
+                assert g.quantized(name) is None or {c.op_type for c in g.consumers[name]} & {"Conv", *POOLS}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert g.consumers.get(node.output[0]), node.name
+        if node.op_type == "Concat":
+            scales = {g.scale(name) for name in node.input if g.quantized(name) is not None}
+            assert len(scales) <= 1, node.name
+    onnx.checker.check_model(onnx.load(str(tmp_path / "tensorrt.onnx")))
 
 
 def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):

@@ -45,10 +45,13 @@ class CalibrationImages:
     sorted by class is sampled across classes), in preprocessed batches. Unreadable files and
     folders are skipped and counted; too few usable images is an error."""
 
-    def __init__(self, folder: str | os.PathLike, config: PreprocessConfig, count: int = 512, batch: int = 8):
+    def __init__(
+        self, folder: str | os.PathLike, config: PreprocessConfig, count: int = 512, batch: int = 8, exclude=()
+    ):
         if count < 1 or batch < 1:
             raise InceptionDeployError("calibration image count and batch size must be at least 1")
         files, self.skipped = find_images(folder)
+        files = [f for f in files if f not in set(exclude)]  # held out to judge the result
         self.folder, self.files, self.config, self.batch = Path(folder), spread(files, count), config, batch
         self.used = 0
 

@@ -42,6 +42,7 @@ class CalibrationRequest:
     percentile: float = 99.99
     cache: str | os.PathLike | None = None
     replace_stale: bool = False
+    exclude: tuple = ()  # images of the folder held out of calibration (to judge the INT8 model on)
 
     def check(self) -> None:
         """Fail before a slow export when INT8 could not be calibrated anyway: no images and no
@@ -117,7 +118,7 @@ class CalibrationRequest:
         """Calibrate the prepared graph on the folder's images (written to the cache when one is
         named); with ``progress``, a bar over the images and a line when the threshold search starts."""
         (progress or silent)(f"calibrating on up to {self.images} images of {self.folder} ({self.method})...")
-        data = CalibrationImages(self.folder, config, count=self.images, batch=self.batch)
+        data = CalibrationImages(self.folder, config, count=self.images, batch=self.batch, exclude=self.exclude)
         tensors = calibrate(prepared, data.batches(progress is not None), self.method, self.percentile, progress)
         calibration = CalibrationCache(
             self.method,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 from collections import deque
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from ..errors import InceptionDeployError
 from ..metadata import INT8_TARGETS
 from .cache import CalibrationCache
 
-QUANTIZED_OPS = ("Conv", "MaxPool", "AveragePool")  # rule 1
+POOLS = ("MaxPool", "AveragePool")
+QUANTIZED_OPS = ("Conv", *POOLS)  # rule 1
 WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
 
 
@@ -54,7 +56,7 @@ def prepare(fp32_path, prepared_path) -> None:
         onnx.save(proto, str(prepared_path))
 
 
-def tensorrt_placement(graph) -> Placement:
+def tensorrt_placement(graph, keep_float: frozenset[str] = frozenset()) -> Placement:
     """Where the tensorrt target quantizes a prepared ONNX graph: NVIDIA's "Q/DQ layer placement
     recommendations" (TensorRT developer guide, explicit quantization), and the placement NVIDIA's
     Model Optimizer writes (scripts/modelopt_compare.py). The rules, numbered in the code:
@@ -82,6 +84,10 @@ def tensorrt_placement(graph) -> Placement:
     Attention gates (squeeze-excitation's Sigmoid, split attention's Softmax, the Mul they feed)
     stay float by rules 1 and 2: they are no Conv's input. Where a gated branch meets a projection
     shortcut, the shortcut Conv fuses with the Add and the gated branch is the quantized input.
+
+    Convs named in ``keep_float`` (``--int8-keep-float``, the accuracy budget) stay float, and the
+    rules read "a quantized Conv": a pool only float Convs follow stays float (rule 5), and so does
+    the skip input of a residual Add whose Conv is float (rule 3 pays only in an INT8 kernel).
     """
     producers = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
@@ -89,15 +95,16 @@ def tensorrt_placement(graph) -> Placement:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
 
-    # rule 5: tensors some Conv lies downstream of (the graph is topologically sorted)
+    # rule 5: tensors some quantized Conv lies downstream of (the graph is topologically sorted)
+    def quantized_conv(node) -> bool:
+        return node.op_type == "Conv" and node.name not in keep_float
+
     before_conv: set[str] = set()
     for node in reversed(graph.node):
-        if node.op_type == "Conv" or before_conv.intersection(node.output):
+        if quantized_conv(node) or before_conv.intersection(node.output):
             before_conv.update(node.input)
     nodes = [
-        n.name
-        for n in graph.node
-        if n.op_type == "Conv" or (n.op_type in QUANTIZED_OPS and before_conv.intersection(n.output))
+        n.name for n in graph.node if quantized_conv(n) or (n.op_type in POOLS and before_conv.intersection(n.output))
     ]
     skips = []
     for node in graph.node:
@@ -108,6 +115,8 @@ def tensorrt_placement(graph) -> Placement:
         ]
         if any(from_conv):  # the Conv input fuses with the Add; the other one is the skip
             skip = _skip_of_two_convs(node, producers, graph) if all(from_conv) else (1 if from_conv[0] else 0)
+            if producers[node.input[1 - skip]].name in keep_float:
+                continue  # a float Conv fuses with nothing in INT8
             source = producers.get(node.input[skip])
             if (source is not None and source.op_type != "Constant") or any(
                 i.name == node.input[skip] for i in graph.input
@@ -180,19 +189,29 @@ def target_ranges(cache: CalibrationCache, target: str, range_of=None) -> dict[s
     return ranges
 
 
-def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str | os.PathLike) -> None:
-    """Quantize the prepared FP32 graph with the cached ranges into ``output``."""
+def write_qdq(
+    prepared_path,
+    cache: CalibrationCache,
+    target: str,
+    output: str | os.PathLike,
+    keep_float: frozenset[str] = frozenset(),
+    weight_bits: int | None = None,
+) -> None:
+    """Quantize the prepared FP32 graph with the cached ranges into ``output``, but the nodes named
+    in ``keep_float``: on the tensorrt target they read float inputs (no Q/DQ of their own, and a
+    residual Add they would fuse with keeps its skip input float too); on the cpu target ONNX
+    Runtime leaves them unquantized. ``weight_bits``: the target's default (WEIGHT_BITS) when None;
+    8 on the cpu target for CPUs with VNNI or AMX."""
     import numpy as np
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    if target not in INT8_TARGETS:
-        raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
+    check_weight_bits(target, weight_bits)
     options = {}
     if target == "tensorrt":
         graph = onnx.load(str(prepared_path)).graph
-        placement = tensorrt_placement(graph)
+        placement = tensorrt_placement(graph, keep_float)
         ranges = target_ranges(cache, target, placement.range_of)
         types = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         options = dict(op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=placement.nodes)
@@ -209,8 +228,12 @@ def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str |
     else:
         ranges = target_ranges(cache, target)
         types = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        options = dict(reduce_range=True)  # 7-bit weights: no 16-bit saturation without VNNI
+        # 7-bit weights: no 16-bit saturation without VNNI
+        options = dict(reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7, nodes_to_exclude=sorted(keep_float))
         extra = {"WeightSymmetric": True}
+    if target == "tensorrt" and not placement.nodes:  # every layer float (quantize_static reads [] as "all")
+        shutil.copyfile(prepared_path, output)
+        return
     ranges = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()}
     with tempfile.TemporaryDirectory(prefix="inception-qdq-") as folder:
         ranges_file = Path(folder) / "ranges.json"
@@ -228,10 +251,44 @@ def write_qdq(prepared_path, cache: CalibrationCache, target: str, output: str |
                 **types,
                 **options,
             )
-    if target == "tensorrt" and placement.skips:
+    if target == "tensorrt" and (placement.skips or keep_float):
         proto = onnx.load(str(output))
         _quantize_skips(proto.graph, placement.skips, ranges)
+        _float_inputs(proto.graph, keep_float)
         onnx.save(proto, str(output))
+
+
+def check_weight_bits(target: str, weight_bits: int | None) -> None:
+    if target not in INT8_TARGETS:
+        raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
+    if weight_bits not in (None, 7, 8):
+        raise InceptionDeployError(f"--int8-weight-bits must be 7 or 8, not {weight_bits}")
+    if target == "tensorrt" and weight_bits == 7:
+        raise InceptionDeployError("--int8-weight-bits 7 is for --int8-target cpu; TensorRT's INT8 weights are 8-bit")
+
+
+def _float_inputs(graph, keep_float: frozenset[str]) -> None:
+    """Feed the ``keep_float`` nodes the float tensors quantize_static rewired to a shared
+    DequantizeLinear, and drop the Q/DQ pairs no node reads any more."""
+    quantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    float_of = {
+        n.output[0]: quantized[n.input[0]]
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in quantized
+    }
+    for node in graph.node:
+        if node.name in keep_float and node.input and node.input[0] in float_of:
+            node.input[0] = float_of[node.input[0]]  # the activation; weights of a float node are float
+    read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
+    while True:
+        unread = [
+            n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in read
+        ]
+        if not unread:
+            return
+        for node in unread:
+            graph.node.remove(node)
+        read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
 
 
 def _quantize_skips(graph, skips: list[tuple[str, int]], ranges: dict) -> None:

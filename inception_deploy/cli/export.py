@@ -137,6 +137,38 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
     help="Precision of the ops INT8 leaves unquantized (head, residual sums). fp16: "
     "TensorRT runs them in FP16 (tensorrt target, opset 19+); writes <output>_int8_tensorrt_fp16.onnx.",
 )
+@option(
+    "--int8-keep-float",
+    multiple=True,
+    metavar="PATTERN|FILE",
+    group="Precision",
+    help="Leave these Conv layers unquantized: a glob over PyTorch module paths (e.g. 'Mixed_7*', "
+    "'Mixed_6b.branch7x7dbl_2.conv') or the <stem>.precision.json of an earlier INT8 export (repeatable).",
+)
+@option(
+    "--int8-max-drop",
+    type=float,
+    metavar="POINTS",
+    group="Precision",
+    help="Keep Conv layers float, most sensitive first, until top-1 agreement with FP32 on held-out images "
+    "drops at most POINTS percentage points (with --eval-data: top-1 accuracy against its labels). "
+    "Writes the placement to <INT8 file stem>.precision.json; exit 1 when even all-float misses it.",
+)
+@option(
+    "--int8-holdout",
+    type=float,
+    default=0.2,
+    metavar="SHARE",
+    group="Precision",
+    help="With --int8-max-drop: the share of --calib-dir held out of calibration to judge on (at least 20 images).",
+)
+@option(
+    "--int8-weight-bits",
+    type=click.Choice(["7", "8"]),
+    group="Precision",
+    help="cpu target: 7-bit weights run correctly on every x86 CPU; 8 is more exact on CPUs with VNNI or "
+    "AMX (AVX2 without VNNI can saturate).  [default: 7; the tensorrt target is always 8]",
+)
 @calibration_options("Precision")
 @option(
     "--calib-cache",
@@ -209,6 +241,10 @@ def export_command(
     int8,
     int8_target,
     int8_remainder,
+    int8_keep_float,
+    int8_max_drop,
+    int8_holdout,
+    int8_weight_bits,
     calib_dir,
     calib_samples,
     calib_images,
@@ -257,6 +293,10 @@ def export_command(
         int8=int8,
         int8_target=int8_target,
         int8_remainder=int8_remainder,
+        int8_keep_float=int8_keep_float,
+        int8_weight_bits=int(int8_weight_bits) if int8_weight_bits else None,
+        int8_max_drop=int8_max_drop,
+        int8_holdout=int8_holdout,
         calib_dir=calib_dir,
         calib_samples=calib_samples,
         calib_cache=calib_cache,
@@ -301,12 +341,19 @@ def export_command(
             "decision margins, so reduced precision flips near-ties); pass --weights to judge it",
             err=True,
         )
+    if result.budget_missed:
+        click.echo(
+            f"error: the INT8 accuracy budget of {int8_max_drop:g} points cannot be met, even with every Conv "
+            f"layer float; the best placement found is kept: {', '.join(map(printable, result.budget_missed))}",
+            err=True,
+        )
     if result.failed:
         click.echo(
             f"warning: parity FAILED against eager PyTorch for {', '.join(map(printable, result.failed))}; "
             f"kept for inspection",
             err=True,
         )
+    if result.failed or result.budget_missed:
         sys.exit(EXIT_PARTLY_FAILED)
     if result.engine_skipped and engine == "yes":
         sys.exit(EXIT_NO_ENGINE)

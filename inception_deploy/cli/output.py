@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ..calibration.float_layers import precision_file
 from ..errors import printable
 
 
@@ -26,6 +27,14 @@ def report_artifact(result):
         f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
         f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s"
     )
+    floats = result.metadata.get("int8_float_modules")
+    if floats:
+        shown = ", ".join(floats[:4]) + (f" and {len(floats) - 4} more" if len(floats) > 4 else "")
+        click.echo(
+            printable(f"{len(floats)} Conv layers kept float: {shown} (placement in {precision_file(result.path)})")
+        )
+    if result.budget is not None:
+        click.echo(printable(result.budget.summary()))
     if result.parity is not None:
         click.echo(safe_lines(result.parity.table()))
 

@@ -19,9 +19,9 @@ from .options import command, openvino_mode_option, option, precision_option
 from .output import announce, print_evaluation, safe_lines
 
 
-def check_outputs(json_out=None, plot=None) -> None:
+def check_outputs(json_out=None, plot=None, save_outputs=None) -> None:
     """Before the work: the output files can be written, and --plot has matplotlib."""
-    for path in (json_out, plot):
+    for path in (json_out, plot, save_outputs):
         if path:
             check_writable(path)
     if plot:
@@ -75,19 +75,51 @@ def check_outputs(json_out=None, plot=None) -> None:
 )
 @option("--synthetic", type=click.IntRange(0, 1024), default=8, group="Inputs", help="Synthetic images added.")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Inputs", help="Artifact batch size.")
+@option(
+    "--layerwise",
+    is_flag=True,
+    group="Layer by layer",
+    help="Also compare each FP16/INT8 ONNX with the FP32 ONNX it was made from (give both with --onnx), "
+    "tensor by tensor in graph order, each row naming the PyTorch module; says where the cosine first "
+    "falls below the precision's bar.",
+)
+@option(
+    "--save-outputs",
+    type=click.Path(dir_okay=False),
+    group="Layer by layer",
+    help="With --layerwise: write every compared tensor of every image in Polygraphy's JSON format "
+    "(polygraphy run --load-outputs reads it); tens of MB per image.",
+)
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
 def parity_command(
-    arch, weights, onnx_files, engines, device, precision, images, samples, synthetic, batch_size, json_out
+    arch,
+    weights,
+    onnx_files,
+    engines,
+    device,
+    precision,
+    images,
+    samples,
+    synthetic,
+    batch_size,
+    layerwise,
+    save_outputs,
+    json_out,
 ):
     """Compare exported artifacts with eager PyTorch on the same images, one row per artifact,
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
+    from ..verify.layerwise import check_layers, layerwise_files
 
     artifacts = list(onnx_files) + list(engines)
     if not artifacts:
         raise ConfigError("nothing to check: pass --onnx FILE and/or --engine FILE")
-    check_outputs(json_out)
+    if save_outputs and not layerwise:
+        raise ConfigError("--save-outputs needs --layerwise")
+    if layerwise:
+        reference, candidates = layerwise_files(onnx_files, engines)
+    check_outputs(json_out, save_outputs=save_outputs)
     report = check_artifacts(
         arch,
         artifacts,
@@ -106,8 +138,19 @@ def parity_command(
             f"note: skipped {len(report.skipped_inputs)} unusable photo(s), e.g. {printable(name)}: {reason}", err=True
         )
     click.echo(safe_lines(report.table(first_column="artifact")))
+    layers = []
+    if layerwise:
+        announce(f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer...")
+        layers = check_layers(reference, candidates, images, samples, synthetic, save_outputs)
+        for layer_report in layers:
+            click.echo(safe_lines(layer_report.table()))
+            click.echo(printable(layer_report.summary()))
+        if save_outputs:
+            click.echo(printable(f"wrote {save_outputs} (Polygraphy RunResults: polygraphy run --load-outputs)"))
     if json_out:
-        write_json(json_out, report.to_dict())
+        write_json(
+            json_out, {**report.to_dict(), **({"layerwise": [r.to_dict() for r in layers]} if layerwise else {})}
+        )
     if report.failed:
         sys.exit(EXIT_PARTLY_FAILED)
     if report.skipped:

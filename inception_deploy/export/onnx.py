@@ -53,6 +53,7 @@ class ExportResult:
     seconds: float
     model: object = None  # the eager torch model exported (FP32 reference of later stages)
     reused: bool = False  # an existing file of the same export request, kept
+    budget: object = None  # INT8 under --int8-max-drop: the search's BudgetReport
 
     @property
     def size_bytes(self) -> int:

@@ -10,16 +10,19 @@ import logging
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..calibration import write_qdq
 from ..calibration.cache import graph_digest, preprocess_digest
+from ..calibration.float_layers import keep_float_patterns, match_modules, precision_file, write_precision_file
 from ..calibration.policy import CalibrationRequest
-from ..calibration.qdq import WEIGHT_BITS, prepare
+from ..calibration.qdq import WEIGHT_BITS, check_weight_bits, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
-from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
+from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, module_paths, preprocess_of, set_onnx_metadata
 from ..progress import silent
+from .budget import Budget, search
 from .onnx import ExportResult, check_onnx_parity, value_shape
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,9 @@ def quantize_int8(
     batch: int = 8,
     percentile: float = 99.99,
     remainder: str = "fp32",
+    keep_float=(),
+    weight_bits: int | None = None,
+    budget: Budget | None = None,
     reference_model=None,
     judge_parity: bool = True,
     progress=None,
@@ -91,6 +97,11 @@ def quantize_int8(
 
     ``remainder``: the precision of what is not quantized (see calibration.qdq.tensorrt_placement:
     the head, residual sums, pooling outputs); "fp16" for the tensorrt target only.
+    ``keep_float``: Conv layers left unquantized, as module-path globs (``Mixed_7*``) or precision
+    files of an earlier export (``calibration.float_layers``). The placement (the layers kept float,
+    and why) is written beside the output as ``<stem>.precision.json``. ``weight_bits``: 7 or 8 for
+    the cpu target (default 7). ``budget``: keep more layers float until top-1 on held-out images
+    is within ``budget.max_drop`` points of FP32 (``export.budget``; ``result.budget`` reports).
 
     Ranges come from ``cache`` when it exists and matches this graph and preprocessing;
     otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given). A
@@ -105,6 +116,9 @@ def quantize_int8(
         target,
         request,
         remainder=remainder,
+        keep_float=keep_float,
+        weight_bits=weight_bits,
+        budget=budget,
         reference_model=reference_model,
         judge_parity=judge_parity,
         progress=progress,
@@ -118,11 +132,16 @@ def quantize(
     request: CalibrationRequest,
     *,
     remainder: str = "fp32",
+    keep_float=(),
+    weight_bits: int | None = None,
+    budget: Budget | None = None,
     reference_model=None,
     judge_parity: bool = True,
     progress=None,
 ) -> ExportResult:
-    """``quantize_int8`` over a CalibrationRequest (the pipeline's form)."""
+    """``quantize_int8`` over a CalibrationRequest (the pipeline's form). With a ``budget``
+    (``export.budget``), more Conv layers stay float, most sensitive first, until it holds; the
+    calibration leaves the held-out images aside and is always made anew."""
     import onnx
 
     say = progress or silent
@@ -131,18 +150,36 @@ def quantize(
     proto = load_onnx(src)
     metadata = fp32_metadata(proto, src)
     check_remainder(remainder, target, src, metadata["opset"])
+    check_weight_bits(target, weight_bits)
+    patterns = keep_float_patterns(keep_float, metadata["arch"])
     config = preprocess_of(metadata)
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
-    calibration = request.cached(graph_sha, pre_sha, say)
+    if budget is not None:
+        budget.check(request.folder)
+        request = replace(request, exclude=tuple(budget.held_out(request.folder)))
+    calibration = None if budget is not None else request.cached(graph_sha, pre_sha, say)
     with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         say(f"preparing {src} for quantization (shape inference, graph optimization)...")
         prepare(src, prepared)
+        graph = onnx.load(str(prepared)).graph
+        convs = {module: node for node, module in module_paths(graph).items() if node in _conv_names(graph)}
+        kept = match_modules(patterns, list(convs), metadata["arch"]) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
+        report = None
+        if budget is not None:
+            convert = _to_fp16 if remainder == "fp16" else None
+            kept, report = search(
+                src, prepared, calibration, target, budget, request.folder, config,
+                {node: module for module, node in convs.items()}, kept, convert, weight_bits, progress,
+            )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
-        say(f"writing INT8 Q/DQ nodes for the {target} target...")
-        write_qdq(prepared, calibration, target, quantized)
+        say(
+            f"writing INT8 Q/DQ nodes for the {target} target"
+            + (f", {len(kept)} Conv layers float..." if kept else "...")
+        )
+        write_qdq(prepared, calibration, target, quantized, frozenset(convs[m] for m in kept), weight_bits)
         proto = onnx.load(str(quantized))
     if remainder == "fp16":
         say("converting the unquantized remainder to FP16...")
@@ -151,7 +188,8 @@ def quantize(
     metadata.update(
         precision="int8",
         int8_target=target,
-        int8_weight_bits=WEIGHT_BITS[target],
+        int8_weight_bits=weight_bits or WEIGHT_BITS[target],
+        int8_float_modules=list(kept),
         source_sha256=sha256_file(src),
         calibration={
             "method": calibration.method,
@@ -160,8 +198,17 @@ def quantize(
             "cache_sha256": calibration.digest,
         },
     )
+    if report is not None:
+        metadata["int8_budget"] = report.to_dict()
     metadata.pop("parity", None)
-    return _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
+    result = _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
+    write_precision_file(precision_file(output), metadata["arch"], target, calibration.digest, kept)
+    result.budget = report
+    return result
+
+
+def _conv_names(graph) -> set[str]:
+    return {node.name for node in graph.node if node.op_type == "Conv"}
 
 
 def check_remainder(remainder: str, target: str, src=None, opset: int | None = None) -> None:

@@ -58,6 +58,15 @@ class ArchSpec:
         model.build_options = dict(options)
         return model
 
+    def conv_modules(self) -> list[str]:
+        """The paths of the network's Conv2d modules, in definition order: the layers INT8
+        quantizes and ``--int8-keep-float`` names. Built on torch's meta device: no memory, no init."""
+        import torch
+
+        with torch.device("meta"):
+            model = self.build()
+        return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)]
+
     def resolve_factory(self):
         module, name = self.factory.split(":")
         return getattr(import_module(f"inception_deploy.models.{module}"), name)

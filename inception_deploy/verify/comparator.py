@@ -114,7 +114,7 @@ def check_artifacts(
             report.skipped.append((str(path), why_not))
         else:
             runners.append((path, backend))
-    photos = _photo_files(images, samples, report.skipped_inputs)
+    photos = photo_files(images, samples, report.skipped_inputs)
     weights_sha = sha256_file(weights) if weights and str(weights) != PRETRAINED else None
     references: dict[int, TorchRunner] = {}
     decoded_photos: dict[PreprocessConfig, np.ndarray] = {}
@@ -128,7 +128,7 @@ def check_artifacts(
                 references[classes] = TorchRunner(create_model(arch, num_classes=classes, weights=weights))
             config = preprocess_of(meta)
             if config not in decoded_photos:
-                decoded_photos[config] = _decode_photos(photos, config, report.skipped_inputs, images)
+                decoded_photos[config] = decode_photos(photos, config, report.skipped_inputs, images)
             batch = decoded_photos[config]
             if synthetic:
                 batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
@@ -166,7 +166,7 @@ def _check_made_from(path, meta: dict, spec, weights, weights_sha: str | None) -
         )
 
 
-def _photo_files(folder, samples: int, skipped: list) -> list:
+def photo_files(folder, samples: int, skipped: list) -> list:
     """``samples`` photos spread over ``folder`` (default: the shipped ones); what the folder scan
     could not look at (unreadable subfolders, dangling links) is added to ``skipped``."""
     if folder is None:
@@ -176,7 +176,7 @@ def _photo_files(folder, samples: int, skipped: list) -> list:
     return spread(files, samples)
 
 
-def _decode_photos(photos, config: PreprocessConfig, skipped: list, folder) -> np.ndarray:
+def decode_photos(photos, config: PreprocessConfig, skipped: list, folder) -> np.ndarray:
     """The usable photos as a network batch; unusable ones are added to ``skipped`` (once)."""
     problems: list = []
     images = list(decoded(photos, config, problems))

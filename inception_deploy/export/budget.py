@@ -1,0 +1,232 @@
+"""INT8 under an accuracy budget: Conv layers kept float, most sensitive first, until top-1 on
+images the calibration never saw is within ``max_drop`` points of FP32.
+
+Judged on a held-out share of the calibration folder (top-1 agreement with the FP32 model), or on
+a labelled set (top-1 accuracy against the labels, FP32's minus INT8's). Layers are ranked once
+(``calibration.sensitivity``: each Conv's own rounding error, one pass); the number kept float is
+then found by bisection, each placement written from the same calibration and run on the judged
+images, so the answer is a measured one. The drop reached is reported with its 95% interval.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration.cache import CalibrationCache
+from ..calibration.qdq import write_qdq
+from ..calibration.sensitivity import conv_sensitivity
+from ..errors import InceptionDeployError
+from ..inputs import decoded, find_images, spread
+from ..preprocess import PreprocessConfig, normalize
+from ..progress import Progress, silent
+from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+from ..verify.statistics import paired_difference, wilson
+
+MIN_HOLDOUT = 20  # fewer judged images cannot tell a 1-point drop from noise at all
+RANKING_IMAGES = 32  # calibration images the sensitivity pass runs on
+
+
+@dataclass
+class Budget:
+    """What ``--int8-max-drop`` asks: at most ``max_drop`` points of top-1, judged on a held-out
+    ``holdout`` share of the calibration folder, or on ``labelled`` (files, labels) when given."""
+
+    max_drop: float
+    holdout: float = 0.2
+    labelled: tuple[list, np.ndarray] | None = None
+
+    def check(self, folder) -> None:
+        """Refuse, before any slow work, a budget that is no number of points or a hold-out too
+        small to judge."""
+        if not 0 <= self.max_drop <= 100:
+            raise InceptionDeployError(f"--int8-max-drop is in percentage points, 0 to 100, not {self.max_drop:g}")
+        if not 0 < self.holdout < 1:
+            raise InceptionDeployError(
+                f"--int8-holdout is a share of --calib-dir, between 0 and 1, not {self.holdout:g}"
+            )
+        if self.labelled is not None:
+            if len(self.labelled[0]) < MIN_HOLDOUT:
+                raise InceptionDeployError(
+                    f"--eval-data has {len(self.labelled[0])} images; --int8-max-drop needs at least {MIN_HOLDOUT}"
+                )
+            return
+        files = find_images(folder)[0]
+        held = round(len(files) * self.holdout)
+        if held < MIN_HOLDOUT or held >= len(files):
+            raise InceptionDeployError(
+                f"{folder}: --int8-max-drop judges on a held-out {self.holdout:.0%} of the calibration images: "
+                f"{len(files)} images hold out {held}, at least {MIN_HOLDOUT} are needed "
+                f"({math.ceil(MIN_HOLDOUT / self.holdout)} images, a larger --int8-holdout, or --eval-data)"
+            )
+
+    def held_out(self, folder) -> list[Path]:
+        """The images calibration must not see (none when a labelled set judges)."""
+        if self.labelled is not None:
+            return []
+        files = find_images(folder)[0]
+        return spread(files, round(len(files) * self.holdout))
+
+
+@dataclass
+class BudgetReport:
+    max_drop: float
+    judged_on: str
+    images: int
+    measure: str
+    drop: float  # points, the placement chosen
+    interval: tuple[float, float]  # its 95% interval, points
+    kept: list[str]  # module paths kept float, most sensitive first
+    int8_macs: float  # share of the Convs' multiply-adds still in INT8
+    tried: list[tuple[int, float]] = field(default_factory=list)  # (layers float, drop)
+    seconds: float = 0.0
+
+    @property
+    def met(self) -> bool:
+        return self.drop <= self.max_drop
+
+    def summary(self) -> str:
+        low, high = self.interval
+        verdict = "within" if self.met else "NOT within"
+        shown = ", ".join(self.kept[:6]) + (f" and {len(self.kept) - 6} more" if len(self.kept) > 6 else "")
+        return (
+            f"INT8 budget {self.max_drop:g} points ({self.measure}, {self.images} images of {self.judged_on}): "
+            f"drop {self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}), {verdict} the budget; "
+            f"{len(self.kept)} Conv layers float{': ' + shown if shown else ''}; "
+            f"{self.int8_macs:.1%} of Conv multiply-adds in INT8; "
+            f"{len(self.tried)} placements tried in {self.seconds:.0f} s"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "max_drop": self.max_drop,
+            "judged_on": self.judged_on,
+            "images": self.images,
+            "measure": self.measure,
+            "drop": self.drop,
+            "interval": list(self.interval),
+            "met": self.met,
+            "kept_float": self.kept,
+            "int8_macs": self.int8_macs,
+            "tried": [{"float_layers": k, "drop": d} for k, d in self.tried],
+            "seconds": self.seconds,
+        }
+
+
+def search(
+    src,
+    prepared,
+    calibration: CalibrationCache,
+    target: str,
+    budget: Budget,
+    folder,
+    config: PreprocessConfig,
+    modules: dict[str, str],
+    fixed: dict[str, str],
+    convert=None,
+    weight_bits: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, str], BudgetReport]:
+    """The Conv modules to keep float (module -> why; ``fixed`` ones always) and the report.
+    ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder)."""
+    import onnx
+
+    say = progress or silent
+    start = time.perf_counter()
+    judged, labels, judged_on, measure = _judged_images(budget, folder, config)
+    fp32_top1 = _top1(OnnxRuntimeBackend(src), judged)
+    node_of = {module: node for node, module in modules.items()}
+    say(f"ranking the quantized Conv layers by their own rounding error on {RANKING_IMAGES} calibration images...")
+    held = set(budget.held_out(folder))
+    calibration_files = [f for f in find_images(folder)[0] if f not in held]
+    ranking = _decode(spread(calibration_files, RANKING_IMAGES), config)
+    ranked = conv_sensitivity(prepared, calibration, target, ranking, modules)
+    order = [layer for layer in ranked if layer.module not in fixed]
+    total_macs = sum(layer.macs for layer in ranked)
+    tried: dict[int, tuple[float, tuple[float, float]]] = {}
+
+    def drop_with(count: int) -> float:
+        if count not in tried:
+            float_nodes = frozenset(node_of[m] for m in fixed) | {layer.node for layer in order[:count]}
+            with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
+                path = Path(tmp) / "candidate.onnx"
+                write_qdq(prepared, calibration, target, path, float_nodes, weight_bits)
+                if convert is not None:
+                    onnx.save(convert(onnx.load(str(path))), str(path))
+                top1 = _top1(OnnxRuntimeBackend(path), judged)
+            tried[count] = _drop(fp32_top1, top1, labels)
+            say(f"  {len(fixed) + count} Conv layers float: drop {tried[count][0]:.2f} points")
+        return tried[count][0]
+
+    say(f"searching the fewest float layers within {budget.max_drop:g} points on {len(judged)} images ({measure})...")
+    if drop_with(0) <= budget.max_drop:
+        count = 0
+    elif drop_with(len(order)) > budget.max_drop:
+        count = min(tried, key=lambda k: (tried[k][0], k))  # the best seen; the caller reports failure
+    else:
+        low, high = 0, len(order)  # low misses the budget, high meets it
+        while high - low > 1:
+            middle = (low + high) // 2
+            if drop_with(middle) <= budget.max_drop:
+                high = middle
+            else:
+                low = middle
+        count = high
+    kept = dict(fixed)
+    for rank, layer in enumerate(order[:count], 1):
+        kept[layer.module] = (
+            f"--int8-max-drop {budget.max_drop:g}: sensitivity rank {rank} (own error {layer.error:.4f})"
+        )
+    float_macs = sum(layer.macs for layer in ranked if layer.module in kept)
+    drop, interval = tried[count]
+    report = BudgetReport(
+        budget.max_drop,
+        judged_on,
+        len(judged),
+        measure,
+        drop,
+        interval,
+        list(kept),
+        1 - float_macs / max(total_macs, 1),
+        sorted((len(fixed) + k, d) for k, (d, _) in tried.items()),
+        time.perf_counter() - start,
+    )
+    return kept, report
+
+
+def _judged_images(budget: Budget, folder, config: PreprocessConfig):
+    if budget.labelled is not None:
+        files, labels = budget.labelled
+        return _decode(files, config), np.asarray(labels), "the labelled set", "top-1 accuracy drop against labels"
+    held = budget.held_out(folder)
+    return _decode(held, config), None, f"{folder} held out of calibration", "top-1 agreement with FP32"
+
+
+def _decode(files, config: PreprocessConfig) -> np.ndarray:
+    images = list(decoded(files, config, []))
+    if not images:
+        raise InceptionDeployError("none of the images to judge the INT8 budget on could be read")
+    return normalize(np.stack(images), config)
+
+
+def _top1(backend, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([backend.infer(images[i : i + 32]).argmax(1) for i in range(0, len(images), 32)])
+
+
+def _drop(fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray | None) -> tuple[float, tuple[float, float]]:
+    """Points of top-1 lost and its 95% interval: disagreement with FP32 (Wilson), or FP32's
+    accuracy minus INT8's against labels (paired)."""
+    if labels is None:
+        disagree = int(np.sum(fp32 != int8))
+        low, high = wilson(disagree, len(fp32))
+        return 100 * disagree / len(fp32), (100 * low, 100 * high)
+    fp32_right, int8_right = fp32 == labels, int8 == labels
+    diff, low, high = paired_difference(
+        int(np.sum(int8_right & ~fp32_right)), int(np.sum(fp32_right & ~int8_right)), len(labels)
+    )
+    return 100 * diff, (100 * low, 100 * high)

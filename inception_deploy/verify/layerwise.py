@@ -1,0 +1,270 @@
+"""Layer by layer: an FP16 or INT8 ONNX against the FP32 ONNX it was made from, every intermediate
+tensor the two graphs share compared on the same images, in graph order, each row naming the
+PyTorch module that produced the tensor.
+
+Polygraphy does the mechanics (its ONNX loader marks the tensors as outputs, its Comparator runs
+the graphs and keeps Polygraphy's RunResults, which ``--save-outputs`` writes for ``polygraphy run
+--load-outputs``); ONNX Runtime runs both graphs with the options of our own backend. The FP32
+file is the reference here because its tensors are the eager model's (its parity with eager is
+checked at export); eager PyTorch stays runner 0 for the logits (``comparator.check_artifacts``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InceptionDeployError
+from ..fileio import atomic_path, sha256_file
+from ..metadata import fp32_metadata, load_onnx, module_paths, onnx_metadata, preprocess_of
+from ..preprocess import normalize, synthetic_images
+from .comparator import decode_photos, photo_files
+from .metrics import THRESHOLDS
+
+# what a layer row is about: the tensors a network computes, not bookkeeping (shapes, Q/DQ pairs)
+SKIPPED_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast", "Constant", "Shape", "Gather", "Unsqueeze"}
+
+
+@dataclass
+class LayerRow:
+    tensor: str
+    op: str
+    module: str  # the PyTorch module path ("" where the graph does not say)
+    cosine: float  # smallest per-image cosine similarity
+    rel_error: float  # ||candidate - reference|| / ||reference|| over all images
+    max_abs: float
+
+
+@dataclass
+class LayerwiseReport:
+    reference: str
+    candidate: str
+    precision: str
+    images: int
+    min_cosine: float  # the bar a layer is held to: the logits' bar of the candidate's precision
+    rows: list[LayerRow] = field(default_factory=list)
+
+    @property
+    def first_below(self) -> LayerRow | None:
+        """The first layer, in graph order, whose cosine falls below ``min_cosine``."""
+        return next((r for r in self.rows if r.cosine < self.min_cosine), None)
+
+    def to_dict(self) -> dict:
+        first = self.first_below
+        return {
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "precision": self.precision,
+            "images": self.images,
+            "min_cosine": self.min_cosine,
+            "first_below": first.tensor if first else None,
+            "layers": [asdict(r) for r in self.rows],
+        }
+
+    def table(self) -> str:
+        from tabulate import tabulate
+
+        first = self.first_below
+        rows = [
+            [
+                i,
+                r.module or "?",
+                r.op,
+                r.tensor,
+                f"{r.cosine:.6f}",
+                f"{r.rel_error:.2e}",
+                f"{r.max_abs:.2e}",
+                "<- first below" if r is first else "",
+            ]
+            for i, r in enumerate(self.rows)
+        ]
+        headers = ["#", "PyTorch module", "op", "tensor", "min cosine", "rel error", "max abs", ""]
+        return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+    def summary(self) -> str:
+        first = self.first_below
+        where = (
+            f"first below cosine {self.min_cosine}: layer {self.rows.index(first)} {first.module or first.tensor} "
+            f"({first.op}, cosine {first.cosine:.4f})"
+            if first
+            else f"every layer keeps cosine >= {self.min_cosine}"
+        )
+        return f"{self.candidate} vs {self.reference}: {len(self.rows)} layers on {self.images} images; {where}"
+
+
+def compare_layers(
+    reference: str | Path,
+    candidates: list,
+    images: np.ndarray,
+    save_outputs: str | Path | None = None,
+    batch: int = 4,
+) -> list[LayerwiseReport]:
+    """Each candidate (FP16/INT8 ONNX made from the FP32 ONNX ``reference``) against it, tensor by
+    tensor, on ``images`` (float32 N x 3 x H x W, preprocessed as the reference declares), ``batch``
+    images at a time: only one batch's tensors are held, unless ``save_outputs`` keeps them all."""
+    try:
+        from polygraphy.backend.onnx import modify_outputs
+        from polygraphy.comparator import Comparator, RunResults
+    except ImportError:
+        raise InceptionDeployError(
+            "--layerwise needs Polygraphy: pip install polygraphy (it comes with the export extra)"
+        ) from None
+
+    reference = Path(reference)
+    ref_proto = load_onnx(reference)
+    modules = module_paths(ref_proto.graph)
+    ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
+    candidates = [(Path(path), *_made_from(path, reference, ref_producers)) for path in candidates]
+    marked = sorted({name for _, _, _, names in candidates for name in names})
+    with _quiet_polygraphy():
+        runners = [_runner(modify_outputs(ref_proto, outputs=marked, copy=True), "fp32 reference")]
+        runners += [
+            _runner(modify_outputs(proto, outputs=names, copy=True), str(path)) for path, _, proto, names in candidates
+        ]
+        stats = [{name: _Statistics() for name in names} for _, _, _, names in candidates]
+        saved = RunResults()
+        input_name = ref_proto.graph.input[0].name
+        for start in range(0, len(images), batch):
+            feed = {input_name: np.ascontiguousarray(images[start : start + batch], np.float32)}
+            results = Comparator.run(runners, data_loader=[feed])
+            (expected,) = results[runners[0].name]
+            for runner, per_tensor in zip(runners[1:], stats):
+                (got,) = results[runner.name]
+                for name, statistics in per_tensor.items():
+                    statistics.add(np.asarray(expected[name]), np.asarray(got[name]))
+            if save_outputs is not None:
+                for name, iterations in results.items():
+                    if name in saved.keys():
+                        saved[name].extend(iterations)
+                    else:
+                        saved[name] = list(iterations)
+        if save_outputs is not None:
+            with atomic_path(save_outputs) as tmp:
+                saved.save(str(tmp))
+    reports = []
+    for (path, precision, _, _), per_tensor in zip(candidates, stats):
+        bar = THRESHOLDS.get(precision, THRESHOLDS["fp32"]).min_cosine or 1.0
+        report = LayerwiseReport(str(reference), str(path), precision, len(images), bar)
+        for name, statistics in per_tensor.items():
+            if statistics.activations:  # not shapes or indices
+                producer = ref_producers[name]
+                report.rows.append(statistics.row(name, producer.op_type, modules.get(producer.name, "")))
+        reports.append(report)
+    return reports
+
+
+def _made_from(path, reference: Path, ref_producers: dict) -> tuple:
+    """(precision, proto, names of the tensors it shares with the reference, in its graph order) of
+    a candidate; an error where it was not converted from ``reference``."""
+    proto = load_onnx(path)
+    meta = onnx_metadata(proto, path) or {}
+    if meta.get("source_sha256") != sha256_file(reference):
+        raise InceptionDeployError(
+            f"{path}: was not made from {reference} (its source_sha256 differs): --layerwise compares an "
+            f"FP16/INT8 file with the FP32 ONNX it was converted from"
+        )
+    names = [
+        out
+        for node in proto.graph.node
+        if node.op_type not in SKIPPED_OPS
+        for out in node.output
+        if out in ref_producers and ref_producers[out].op_type not in SKIPPED_OPS
+    ]
+    return meta.get("precision", "fp32"), proto, names
+
+
+class _Statistics:
+    """One tensor's agreement, accumulated batch by batch."""
+
+    def __init__(self):
+        self.cosines, self.squared_error, self.squared_norm, self.max_abs = [], 0.0, 0.0, 0.0
+        self.activations = True
+
+    def add(self, expected: np.ndarray, got: np.ndarray) -> None:
+        if expected.dtype.kind != "f" or expected.ndim < 2:
+            self.activations = False
+            return
+        a = expected.reshape(len(expected), -1).astype(np.float64)
+        b = got.reshape(len(got), -1).astype(np.float64)
+        norm_a, norm_b = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        dot = np.sum(a * b, axis=1)
+        self.cosines += [1.0 if na == nb == 0 else d / max(na * nb, 1e-300) for d, na, nb in zip(dot, norm_a, norm_b)]
+        self.squared_error += float(np.sum((b - a) ** 2))
+        self.squared_norm += float(np.sum(a**2))
+        self.max_abs = max(self.max_abs, float(np.abs(b - a).max(initial=0.0)))
+
+    def row(self, name: str, op: str, module: str) -> LayerRow:
+        error, norm = np.sqrt(self.squared_error), np.sqrt(self.squared_norm)
+        rel = error / norm if norm > 0 else (0.0 if error == 0 else float("inf"))
+        return LayerRow(name, op, module, float(min(self.cosines)), float(rel), self.max_abs)
+
+
+def _runner(proto, name: str):
+    """Polygraphy's ONNX Runtime runner over a session built as our backend builds it (the graph
+    rewrites that change results disabled: runtime.onnxruntime_backend.UNFAITHFUL_OPTIMIZERS)."""
+    import onnxruntime as ort
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    from ..runtime.onnxruntime_backend import UNFAITHFUL_OPTIMIZERS
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        proto.SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=UNFAITHFUL_OPTIMIZERS,
+    )
+    return OnnxrtRunner(session, name=name)
+
+
+@contextlib.contextmanager
+def _quiet_polygraphy():
+    """Polygraphy reports each run on stdout; the CLI prints its own table."""
+    from polygraphy.logger import G_LOGGER
+
+    severity = G_LOGGER.module_severity
+    G_LOGGER.module_severity = G_LOGGER.ERROR
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        G_LOGGER.module_severity = severity
+
+
+def layerwise_files(onnx_files, engines=()) -> tuple[Path, list[Path]]:
+    """(the FP32 reference, the FP16/INT8 candidates) among the files given to ``inception-parity
+    --layerwise``; one line saying what is missing otherwise (read before any slow work)."""
+    if engines:
+        raise InceptionDeployError(
+            f"{engines[0]}: --layerwise compares ONNX files (an engine's layers are fused and renamed by "
+            f"TensorRT); pass the ONNX files it was built from"
+        )
+    precisions = {
+        Path(path): (onnx_metadata(load_onnx(path), path) or {}).get("precision", "fp32") for path in onnx_files
+    }
+    references = [path for path, precision in precisions.items() if precision == "fp32"]
+    candidates = [path for path, precision in precisions.items() if precision != "fp32"]
+    if len(references) != 1 or not candidates:
+        raise InceptionDeployError(
+            "--layerwise needs the FP32 ONNX and the FP16/INT8 files made from it, each with --onnx "
+            f"(given: {len(references)} FP32 and {len(candidates)} reduced-precision files)"
+        )
+    return references[0], candidates
+
+
+def check_layers(
+    reference, candidates, images=None, samples: int = 32, synthetic: int = 8, save_outputs=None
+) -> list[LayerwiseReport]:
+    """``compare_layers`` on the photos and synthetic images ``inception-parity`` uses (``images``
+    folder or the shipped photos, preprocessed as the reference declares)."""
+    config = preprocess_of(fp32_metadata(load_onnx(reference), reference))
+    skipped: list = []
+    batch = decode_photos(photo_files(images, samples, skipped), config, skipped, images)
+    if synthetic:
+        batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
+    return compare_layers(reference, candidates, batch, save_outputs)

@@ -1,0 +1,214 @@
+"""INT8 under control: Conv layers kept float by PyTorch module name, the precision file that
+reproduces a placement, the cpu target's weight bits, and the layer-by-layer comparison that
+shows where reduced precision loses accuracy (inception-parity --layerwise)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from inception_deploy.calibration.float_layers import precision_file
+from inception_deploy.cli import main
+from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.inputs import sample_folder, sample_photos
+from inception_deploy.metadata import module_paths, onnx_metadata, preprocess_of, set_onnx_metadata
+from inception_deploy.models.registry import get_arch
+from inception_deploy.runtime import OnnxRuntimeBackend
+from inception_deploy.verify.layerwise import compare_layers
+
+KEEP = ["conv1.conv", "inception5*"]
+
+
+@pytest.fixture(scope="module")
+def int8(trained, tmp_path_factory):
+    """The trained classifier's INT8 (tensorrt target) with every Conv quantized, and with KEEP
+    float; one calibration shared."""
+    folder = tmp_path_factory.mktemp("int8_control")
+    common = dict(target="tensorrt", calib_dir=sample_folder(), method="minmax", cache=folder / "calib.json")
+    every = quantize_int8(trained["fp32"], folder / "every.onnx", **common)
+    kept = quantize_int8(trained["fp32"], folder / "kept.onnx", keep_float=KEEP, **common)
+    return {"every": every.path, "kept": kept.path, "kept_meta": kept.metadata, "folder": folder, "common": common}
+
+
+@pytest.fixture(scope="module")
+def images(trained):
+    import trained_classifier as tc
+
+    pixels, _ = tc.learnable_images(6, seed=7)
+    from inception_deploy.preprocess import normalize
+
+    return normalize(pixels, trained["config"])
+
+
+def _graph_of(path):
+    graph = onnx.load(str(path)).graph
+    return [(n.op_type, list(n.input), list(n.output)) for n in graph.node], {
+        i.name: numpy_helper.to_array(i).tobytes() for i in graph.initializer
+    }
+
+
+def test_the_layers_kept_float_are_the_modules_named_and_the_precision_file_reproduces_them(trained, int8):
+    convs = [name for name, m in trained["model"].named_modules() if isinstance(m, torch.nn.Conv2d)]
+    expected = [name for name in convs if name == "conv1.conv" or name.startswith("inception5")]
+    assert sorted(int8["kept_meta"]["int8_float_modules"]) == sorted(expected) and len(expected) == 13
+    written = json.loads(precision_file(int8["kept"]).read_text())
+    assert written["arch"] == "v1" and written["int8_target"] == "tensorrt"
+    assert sorted(m["module"] for m in written["float_modules"]) == sorted(expected)
+    assert {m["why"] for m in written["float_modules"]} == {f"--int8-keep-float {p}" for p in KEEP}
+
+    again = quantize_int8(
+        trained["fp32"], int8["folder"] / "again.onnx", keep_float=[precision_file(int8["kept"])], **int8["common"]
+    )
+    assert _graph_of(again.path) == _graph_of(int8["kept"])
+    assert _graph_of(again.path) != _graph_of(int8["every"])
+
+
+def test_layerwise_rows_name_modules_in_graph_order_and_end_at_the_logits(trained, int8, images):
+    every, kept = compare_layers(trained["fp32"], [int8["every"], int8["kept"]], images)
+    first = {r.module: r for r in kept.rows}
+    assert first["conv1.conv"].cosine == 1.0 and first["conv1.conv"].rel_error == 0.0  # kept float
+    assert {r.module: r for r in every.rows}["conv1.conv"].cosine < 1.0
+    modules = dict(trained["model"].named_modules())
+    assert all(isinstance(modules[r.module], torch.nn.Conv2d) for r in every.rows if r.op == "Conv")
+    order = [n.output[0] for n in onnx.load(str(int8["every"])).graph.node]
+    assert [r.tensor for r in every.rows] == [t for t in order if t in {r.tensor for r in every.rows}]
+
+    # the last row is the logits, compared the same way as an independent run of the two files
+    a = OnnxRuntimeBackend(trained["fp32"]).infer(images).astype(np.float64)
+    b = OnnxRuntimeBackend(int8["every"]).infer(images).astype(np.float64)
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert every.rows[-1].tensor == "logits"
+    assert every.rows[-1].cosine == pytest.approx(cosine.min(), abs=1e-9)
+    assert every.rows[-1].rel_error == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9)
+
+
+def test_layerwise_points_at_the_layer_that_went_wrong(trained, images, tmp_path):
+    """An FP16 file with one Conv's weights negated: every layer before it keeps FP16's cosine, and
+    the first row below the bar names that Conv's module."""
+    fp16 = convert_fp16(trained["fp32"], tmp_path / "fp16.onnx").path
+    proto = onnx.load(str(fp16))
+    paths = module_paths(proto.graph)
+    target = "inception4c.branch2.1.conv"
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and paths[n.name] == target)
+    weight = next(i for i in proto.graph.initializer if i.name == conv.input[1])
+    weight.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weight), weight.name))
+    set_onnx_metadata(proto, onnx_metadata(proto, fp16))  # still made from the FP32 file
+    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+
+    (report,) = compare_layers(trained["fp32"], [tmp_path / "damaged.onnx"], images)
+    assert report.first_below is not None and report.first_below.module == target
+    before = report.rows[: report.rows.index(report.first_below)]
+    assert len(before) > 50 and min(r.cosine for r in before) >= 0.999
+
+
+def test_saved_outputs_are_polygraphys_run_results(trained, int8, images, tmp_path):
+    from polygraphy.comparator import RunResults
+
+    saved = tmp_path / "outputs.json"
+    compare_layers(trained["fp32"], [int8["kept"]], images[:2], save_outputs=saved)
+    results = RunResults.load(str(saved))
+    assert list(results.keys()) == ["fp32 reference", str(int8["kept"])]
+    (iteration,) = results[str(int8["kept"])]
+    np.testing.assert_allclose(iteration["logits"], OnnxRuntimeBackend(int8["kept"]).infer(images[:2]), atol=1e-5)
+    inspect = subprocess.run(
+        [Path(sys.executable).with_name("polygraphy"), "inspect", "data", str(saved)], capture_output=True, text=True
+    )
+    assert inspect.returncode == 0 and "logits" in inspect.stdout + inspect.stderr, inspect.stderr[-2000:]
+    assert not [p for p in tmp_path.iterdir() if p.name != "outputs.json"]
+
+
+def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
+    int8_file = quantize_int8(
+        v1_opset17, tmp_path / "int8.onnx", target="tensorrt", calib_dir=sample_folder(), method="minmax"
+    ).path
+    result = CliRunner().invoke(
+        main,
+        ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(int8_file), "--layerwise"]
+        + ["--samples", "3", "--synthetic", "1", "--json", str(tmp_path / "parity.json")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "PyTorch module" in result.stdout and "inception5b.branch4.1.conv" in result.stdout
+    (layers,) = json.loads((tmp_path / "parity.json").read_text())["layerwise"]
+    assert layers["images"] == len(sample_photos()) + 1 and layers["candidate"] == str(int8_file)
+    assert [r["module"] for r in layers["layers"] if r["op"] == "Conv"] == [
+        m for m in module_paths(onnx.load(str(int8_file)).graph).values() if m in get_arch("v1").conv_modules()
+    ]
+
+
+def test_cpu_target_weight_bits(trained, tmp_path):
+    """7-bit weights by default (portable), 8 with --int8-weight-bits 8 (VNNI/AMX): per-channel
+    symmetric, so each output channel's largest weight lands on the top level."""
+    tops = {}
+    for bits in (None, 8):
+        result = quantize_int8(
+            trained["fp32"], tmp_path / f"cpu_{bits}.onnx", target="cpu", calib_dir=sample_folder(), method="minmax",
+            cache=tmp_path / "calib.json", weight_bits=bits,
+        )  # fmt: skip
+        graph = onnx.load(str(result.path)).graph
+        values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        dequantized = [values.get(n.input[0]) for n in graph.node if n.op_type == "DequantizeLinear"]
+        quantized = [q for q in dequantized if q is not None and q.dtype == np.int8]  # not the int32 biases
+        tops[result.metadata["int8_weight_bits"]] = max(int(np.abs(q.astype(np.int32)).max()) for q in quantized)
+    assert tops[7] <= 64 and tops[8] == 127
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--int8", "--calib-samples", "--int8-keep-float", "Mixed_9*"],
+            "--int8-keep-float Mixed_9*: matches no Conv module of v3",
+        ),
+        (["--int8-keep-float", "Mixed_7*"], "--int8-keep-float needs --int8"),
+        (
+            ["--int8", "--calib-samples", "--int8-target", "tensorrt", "--int8-weight-bits", "7"],
+            "--int8-weight-bits 7 is for",
+        ),
+        (["--int8", "--calib-samples", "--int8-keep-float", "{other_arch}"], "was made for arch v1, not v3"),
+        (["--int8", "--calib-samples", "--int8-keep-float", "{not_precision}"], "not a precision file"),
+    ],
+)
+def test_bad_float_layer_requests_fail_before_the_export(args, message, tmp_path):
+    (tmp_path / "other.precision.json").write_text(json.dumps({"arch": "v1", "float_modules": []}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    names = {"{other_arch}": str(tmp_path / "other.precision.json"), "{not_precision}": str(tmp_path / "list.json")}
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(
+        main,
+        ["export", "--arch", "v3", "-o", str(out / "v3.onnx")] + [names.get(a, a) for a in args],
+    )
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--save-outputs", "x.json"], "--save-outputs needs --layerwise"),
+        (["--layerwise"], "needs the FP32 ONNX and the FP16/INT8 files made from it"),
+    ],
+)
+def test_bad_layerwise_requests(args, message, v1_opset17):
+    result = CliRunner().invoke(main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17)] + args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_file_not_made_from_the_reference_is_refused(trained, int8, v1_opset17, images):
+    with pytest.raises(Exception, match="was not made from"):
+        compare_layers(v1_opset17, [int8["kept"]], images)
+
+
+def test_torchscript_exports_name_modules_too(v1_opset17):
+    graph = onnx.load(str(v1_opset17)).graph
+    paths = module_paths(graph)
+    assert sorted(paths[n.name] for n in graph.node if n.op_type == "Conv") == sorted(get_arch("v1").conv_modules())
+    assert preprocess_of(onnx_metadata(onnx.load(str(v1_opset17)), v1_opset17)).input_size == 224
