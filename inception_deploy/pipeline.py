@@ -183,7 +183,7 @@ def deploy(
         check_weight_bits(int8_target, int8_weight_bits)
         if int8_keep_float:  # a pattern naming no layer, a precision file of another arch
             spec = get_arch(arch)
-            match_modules(keep_float_patterns(int8_keep_float, spec.name), spec.conv_modules(), spec.name)
+            match_modules(keep_float_patterns(int8_keep_float, spec.name), spec.module_paths(), spec.name)
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
     for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
         check_writable(path)

@@ -54,7 +54,7 @@ def test_every_conv_names_its_pytorch_module(arch, exported, built_models):
     weights = {init.name: init.dims for init in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     modules = dict(built_models(arch).named_modules())
-    assert sorted(paths[n.name] for n in convs) == sorted(get_arch(arch).conv_modules())
+    assert sorted(paths[n.name] for n in convs) == sorted(get_arch(arch).module_paths(torch.nn.Conv2d))
     for node in convs:
         module = modules[paths[node.name]]
         assert isinstance(module, torch.nn.Conv2d), node.name

@@ -55,9 +55,10 @@ def _graph_of(path):
 
 
 def test_the_layers_kept_float_are_the_modules_named_and_the_precision_file_reproduces_them(trained, int8):
-    convs = [name for name, m in trained["model"].named_modules() if isinstance(m, torch.nn.Conv2d)]
-    expected = [name for name in convs if name == "conv1.conv" or name.startswith("inception5")]
-    assert sorted(int8["kept_meta"]["int8_float_modules"]) == sorted(expected) and len(expected) == 13
+    layers = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    quantizable = [name for name, m in trained["model"].named_modules() if isinstance(m, layers)]
+    expected = [name for name in quantizable if name == "conv1.conv" or name.startswith("inception5")]
+    assert sorted(int8["kept_meta"]["int8_float_modules"]) == sorted(expected) and len(expected) == 15
     written = json.loads(precision_file(int8["kept"]).read_text())
     assert written["arch"] == "v1" and written["int8_target"] == "tensorrt"
     assert sorted(m["module"] for m in written["float_modules"]) == sorted(expected)
@@ -138,7 +139,9 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
     (layers,) = json.loads((tmp_path / "parity.json").read_text())["layerwise"]
     assert layers["images"] == len(sample_photos()) + 1 and layers["candidate"] == str(int8_file)
     assert [r["module"] for r in layers["layers"] if r["op"] == "Conv"] == [
-        m for m in module_paths(onnx.load(str(int8_file)).graph).values() if m in get_arch("v1").conv_modules()
+        m
+        for m in module_paths(onnx.load(str(int8_file)).graph).values()
+        if m in get_arch("v1").module_paths(torch.nn.Conv2d)
     ]
 
 
@@ -164,7 +167,7 @@ def test_cpu_target_weight_bits(trained, tmp_path):
     [
         (
             ["--int8", "--calib-samples", "--int8-keep-float", "Mixed_9*"],
-            "--int8-keep-float Mixed_9*: matches no Conv module of v3",
+            "--int8-keep-float Mixed_9*: matches no layer of v3",
         ),
         (["--int8-keep-float", "Mixed_7*"], "--int8-keep-float needs --int8"),
         (
@@ -210,5 +213,58 @@ def test_a_file_not_made_from_the_reference_is_refused(trained, int8, v1_opset17
 def test_torchscript_exports_name_modules_too(v1_opset17):
     graph = onnx.load(str(v1_opset17)).graph
     paths = module_paths(graph)
-    assert sorted(paths[n.name] for n in graph.node if n.op_type == "Conv") == sorted(get_arch("v1").conv_modules())
+    assert sorted(paths[n.name] for n in graph.node if n.op_type == "Conv") == sorted(
+        get_arch("v1").module_paths(torch.nn.Conv2d)
+    )
     assert preprocess_of(onnx_metadata(onnx.load(str(v1_opset17)), v1_opset17)).input_size == 224
+
+
+def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds(trained, tmp_path):
+    """--int8-max-drop on the trained classifier (minmax ranges, which lose a few points): the
+    full INT8 misses the budget, the search keeps layers float until it holds, and the drop it
+    reports is what the written file does on the held-out images, recomputed here."""
+    import trained_classifier as tc
+
+    from inception_deploy.export.budget import Budget
+    from inception_deploy.preprocess import preprocess
+
+    calib = tc.write_images(tmp_path / "calib", 150, seed=200)
+    budget = Budget(2.0)
+    result = quantize_int8(
+        trained["fp32"], tmp_path / "budget.onnx", target="tensorrt", calib_dir=calib, method="minmax", budget=budget
+    )
+    report = result.budget
+    assert report.tried[0][0] == 0 and report.tried[0][1] > budget.max_drop  # the search had work to do
+    assert report.met and report.drop <= 2.0 and report.images == 30 and 0 < len(report.kept) < 70
+    assert result.metadata["int8_float_modules"] == report.kept
+    written = json.loads(precision_file(result.path).read_text())["float_modules"]
+    assert [m["module"] for m in written] == report.kept
+    assert all(m["why"].startswith("--int8-max-drop 2: sensitivity rank ") for m in written)
+
+    held = preprocess(budget.held_out(calib), trained["config"])
+    fp32 = OnnxRuntimeBackend(trained["fp32"]).infer(held).argmax(1)
+    int8_top1 = OnnxRuntimeBackend(result.path).infer(held).argmax(1)
+    assert report.drop == pytest.approx(100 * np.mean(fp32 != int8_top1))
+    # calibration did not see the held-out images
+    assert result.metadata["calibration"]["images"] == 120
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--int8", "--calib-samples", "--int8-max-drop", "-1"], "--int8-max-drop is in percentage points"),
+        (["--int8", "--calib-samples", "--int8-max-drop", "101"], "--int8-max-drop is in percentage points"),
+        (["--int8-max-drop", "1"], "--int8-max-drop needs --int8"),
+        (["--int8", "--calib-samples", "--int8-max-drop", "1"], "5 images hold out 1, at least 20 are needed"),
+        (["--int8", "--calib-samples", "--int8-max-drop", "1", "--int8-holdout", "1.5"], "--int8-holdout is a share"),
+        (["--int8", "--calib-samples", "--int8-max-drop", "1", "--calib-cache", "{cache}"], "name a new --calib-cache"),
+    ],
+)
+def test_bad_budgets_fail_before_the_export(args, message, tmp_path):
+    (tmp_path / "old.calib.json").write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [str(tmp_path / "old.calib.json") if a == "{cache}" else a for a in args]
+    result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out / "v1.onnx")] + args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not list(out.iterdir())

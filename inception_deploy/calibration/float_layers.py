@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import write_json
-from ..metadata import load_json
+from ..metadata import load_json, module_paths
 from ..models.registry import canonical_arch
+from .qdq import QUANTIZED_OPS
 
 PRECISION_SUFFIX = ".precision.json"
 PRECISION_SCHEMA = 1
@@ -63,16 +64,28 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> list[str]:
     return [m["module"] for m in modules]
 
 
+def quantizable_layers(graph) -> dict[str, list[str]]:
+    """Module path -> the nodes INT8 may quantize that it produced (a Conv, or pooling: a functional
+    pool is named by the module whose forward calls it, so one path may hold several), in graph order."""
+    paths = module_paths(graph)
+    layers: dict[str, list[str]] = {}
+    for node in graph.node:
+        if node.op_type in QUANTIZED_OPS and node.name in paths:
+            layers.setdefault(paths[node.name], []).append(node.name)
+    return layers
+
+
 def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str) -> dict[str, str]:
     """Module path -> why it stays float, for every module a pattern matches (in ``modules``'
-    order); a pattern that matches none is an error naming it and some paths that exist."""
+    order); a pattern that matches none is an error naming it and some paths that exist. ``modules``:
+    the paths of the layers INT8 quantizes (``quantizable_layers``), or of every module of a network."""
     chosen: dict[str, str] = {}
     for pattern, why in patterns:
         matched = fnmatch.filter(modules, pattern)
         if not matched:
             examples = ", ".join(modules[:2] + modules[-1:])
             raise InceptionDeployError(
-                f"{why}: matches no Conv module of {arch} (its paths look like {examples}; "
+                f"{why}: matches no layer of {arch} (its paths look like {examples}; "
                 f"globs such as 'Mixed_7*' match across dots)"
             )
         for module in matched:

@@ -30,9 +30,7 @@ def report_artifact(result):
     floats = result.metadata.get("int8_float_modules")
     if floats:
         shown = ", ".join(floats[:4]) + (f" and {len(floats) - 4} more" if len(floats) > 4 else "")
-        click.echo(
-            printable(f"{len(floats)} Conv layers kept float: {shown} (placement in {precision_file(result.path)})")
-        )
+        click.echo(printable(f"{len(floats)} layers kept float: {shown} (placement in {precision_file(result.path)})"))
     if result.budget is not None:
         click.echo(printable(result.budget.summary()))
     if result.parity is not None:

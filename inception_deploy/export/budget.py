@@ -1,9 +1,9 @@
-"""INT8 under an accuracy budget: Conv layers kept float, most sensitive first, until top-1 on
+"""INT8 under an accuracy budget: layers (Convs, pools) kept float, most sensitive first, until top-1 on
 images the calibration never saw is within ``max_drop`` points of FP32.
 
 Judged on a held-out share of the calibration folder (top-1 agreement with the FP32 model), or on
 a labelled set (top-1 accuracy against the labels, FP32's minus INT8's). Layers are ranked once
-(``calibration.sensitivity``: each Conv's own rounding error, one pass); the number kept float is
+(``calibration.sensitivity``: the logits error of each layer alone in INT8); the number kept float is
 then found by bisection, each placement written from the same calibration and run on the judged
 images, so the answer is a measured one. The drop reached is reported with its 95% interval.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..calibration.cache import CalibrationCache
 from ..calibration.qdq import write_qdq
-from ..calibration.sensitivity import conv_sensitivity
+from ..calibration.sensitivity import conv_macs, layer_sensitivity
 from ..errors import InceptionDeployError
 from ..inputs import decoded, find_images, spread
 from ..preprocess import PreprocessConfig, normalize
@@ -29,7 +29,7 @@ from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..verify.statistics import paired_difference, wilson
 
 MIN_HOLDOUT = 20  # fewer judged images cannot tell a 1-point drop from noise at all
-RANKING_IMAGES = 32  # calibration images the sensitivity pass runs on
+RANKING_IMAGES = 16  # calibration images each layer's variant runs on
 
 
 @dataclass
@@ -97,7 +97,7 @@ class BudgetReport:
         return (
             f"INT8 budget {self.max_drop:g} points ({self.measure}, {self.images} images of {self.judged_on}): "
             f"drop {self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}), {verdict} the budget; "
-            f"{len(self.kept)} Conv layers float{': ' + shown if shown else ''}; "
+            f"{len(self.kept)} layers float{': ' + shown if shown else ''}; "
             f"{self.int8_macs:.1%} of Conv multiply-adds in INT8; "
             f"{len(self.tried)} placements tried in {self.seconds:.0f} s"
         )
@@ -126,33 +126,39 @@ def search(
     budget: Budget,
     folder,
     config: PreprocessConfig,
-    modules: dict[str, str],
+    layers: dict[str, list[str]],
     fixed: dict[str, str],
     convert=None,
     weight_bits: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[dict[str, str], BudgetReport]:
-    """The Conv modules to keep float (module -> why; ``fixed`` ones always) and the report.
+    """The modules to keep float (module -> why; ``fixed`` ones always) and the report.
+    ``layers``: module path -> its quantizable nodes (``calibration.float_layers.quantizable_layers``);
     ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder)."""
     import onnx
 
     say = progress or silent
     start = time.perf_counter()
     judged, labels, judged_on, measure = _judged_images(budget, folder, config)
-    fp32_top1 = _top1(OnnxRuntimeBackend(src), judged)
-    node_of = {module: node for node, module in modules.items()}
-    say(f"ranking the quantized Conv layers by their own rounding error on {RANKING_IMAGES} calibration images...")
+    fp32 = OnnxRuntimeBackend(src)
+    fp32_top1 = _top1(fp32, judged)
+    module_of = {node: module for module, nodes in layers.items() for node in nodes}
     held = set(budget.held_out(folder))
-    calibration_files = [f for f in find_images(folder)[0] if f not in held]
-    ranking = _decode(spread(calibration_files, RANKING_IMAGES), config)
-    ranked = conv_sensitivity(prepared, calibration, target, ranking, modules)
-    order = [layer for layer in ranked if layer.module not in fixed]
-    total_macs = sum(layer.macs for layer in ranked)
+    ranking = _decode(spread([f for f in find_images(folder)[0] if f not in held], RANKING_IMAGES), config)
+    say(f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)...")
+    with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
+        # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
+        every = Path(tmp) / "every.onnx"
+        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers))
+        ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
+        macs = conv_macs(every, ranking[:1])
+    order = list(dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed))
+    errors = {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
     tried: dict[int, tuple[float, tuple[float, float]]] = {}
 
     def drop_with(count: int) -> float:
         if count not in tried:
-            float_nodes = frozenset(node_of[m] for m in fixed) | {layer.node for layer in order[:count]}
+            float_nodes = _nodes([*fixed, *order[:count]], layers)
             with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
                 path = Path(tmp) / "candidate.onnx"
                 write_qdq(prepared, calibration, target, path, float_nodes, weight_bits)
@@ -160,7 +166,7 @@ def search(
                     onnx.save(convert(onnx.load(str(path))), str(path))
                 top1 = _top1(OnnxRuntimeBackend(path), judged)
             tried[count] = _drop(fp32_top1, top1, labels)
-            say(f"  {len(fixed) + count} Conv layers float: drop {tried[count][0]:.2f} points")
+            say(f"  {len(fixed) + count} layers float: drop {tried[count][0]:.2f} points")
         return tried[count][0]
 
     say(f"searching the fewest float layers within {budget.max_drop:g} points on {len(judged)} images ({measure})...")
@@ -178,11 +184,11 @@ def search(
                 low = middle
         count = high
     kept = dict(fixed)
-    for rank, layer in enumerate(order[:count], 1):
-        kept[layer.module] = (
-            f"--int8-max-drop {budget.max_drop:g}: sensitivity rank {rank} (own error {layer.error:.4f})"
+    for rank, module in enumerate(order[:count], 1):
+        kept[module] = (
+            f"--int8-max-drop {budget.max_drop:g}: sensitivity rank {rank} (logits MSE alone {errors[module]:.3g})"
         )
-    float_macs = sum(layer.macs for layer in ranked if layer.module in kept)
+    float_macs = sum(macs[node] for node in _nodes(kept, layers) if node in macs)
     drop, interval = tried[count]
     report = BudgetReport(
         budget.max_drop,
@@ -192,11 +198,15 @@ def search(
         drop,
         interval,
         list(kept),
-        1 - float_macs / max(total_macs, 1),
+        1 - float_macs / max(sum(macs.values()), 1),
         sorted((len(fixed) + k, d) for k, (d, _) in tried.items()),
         time.perf_counter() - start,
     )
     return kept, report
+
+
+def _nodes(modules, layers: dict[str, list[str]]) -> frozenset[str]:
+    return frozenset(node for module in modules for node in layers[module])
 
 
 def _judged_images(budget: Budget, folder, config: PreprocessConfig):

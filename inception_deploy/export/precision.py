@@ -15,12 +15,18 @@ from pathlib import Path
 
 from ..calibration import write_qdq
 from ..calibration.cache import graph_digest, preprocess_digest
-from ..calibration.float_layers import keep_float_patterns, match_modules, precision_file, write_precision_file
+from ..calibration.float_layers import (
+    keep_float_patterns,
+    match_modules,
+    precision_file,
+    quantizable_layers,
+    write_precision_file,
+)
 from ..calibration.policy import CalibrationRequest
 from ..calibration.qdq import WEIGHT_BITS, check_weight_bits, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
-from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, module_paths, preprocess_of, set_onnx_metadata
+from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from ..progress import silent
 from .budget import Budget, search
 from .onnx import ExportResult, check_onnx_parity, value_shape
@@ -163,8 +169,8 @@ def quantize(
         say(f"preparing {src} for quantization (shape inference, graph optimization)...")
         prepare(src, prepared)
         graph = onnx.load(str(prepared)).graph
-        convs = {module: node for node, module in module_paths(graph).items() if node in _conv_names(graph)}
-        kept = match_modules(patterns, list(convs), metadata["arch"]) if patterns else {}
+        layers = quantizable_layers(graph)
+        kept = match_modules(patterns, list(layers), metadata["arch"]) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
         report = None
@@ -172,14 +178,12 @@ def quantize(
             convert = _to_fp16 if remainder == "fp16" else None
             kept, report = search(
                 src, prepared, calibration, target, budget, request.folder, config,
-                {node: module for module, node in convs.items()}, kept, convert, weight_bits, progress,
+                layers, kept, convert, weight_bits, progress,
             )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
-        say(
-            f"writing INT8 Q/DQ nodes for the {target} target"
-            + (f", {len(kept)} Conv layers float..." if kept else "...")
-        )
-        write_qdq(prepared, calibration, target, quantized, frozenset(convs[m] for m in kept), weight_bits)
+        say(f"writing INT8 Q/DQ nodes for the {target} target" + (f", {len(kept)} layers float..." if kept else "..."))
+        float_nodes = frozenset(node for module in kept for node in layers[module])
+        write_qdq(prepared, calibration, target, quantized, float_nodes, weight_bits)
         proto = onnx.load(str(quantized))
     if remainder == "fp16":
         say("converting the unquantized remainder to FP16...")
@@ -205,10 +209,6 @@ def quantize(
     write_precision_file(precision_file(output), metadata["arch"], target, calibration.digest, kept)
     result.budget = report
     return result
-
-
-def _conv_names(graph) -> set[str]:
-    return {node.name for node in graph.node if node.op_type == "Conv"}
 
 
 def check_remainder(remainder: str, target: str, src=None, opset: int | None = None) -> None:

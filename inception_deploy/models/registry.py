@@ -58,14 +58,15 @@ class ArchSpec:
         model.build_options = dict(options)
         return model
 
-    def conv_modules(self) -> list[str]:
-        """The paths of the network's Conv2d modules, in definition order: the layers INT8
-        quantizes and ``--int8-keep-float`` names. Built on torch's meta device: no memory, no init."""
+    def module_paths(self, kind=None) -> list[str]:
+        """The paths of the network's modules (of class ``kind`` only, e.g. torch.nn.Conv2d), in
+        definition order: what ``--int8-keep-float`` names. Built on torch's meta device: no memory,
+        no init."""
         import torch
 
         with torch.device("meta"):
             model = self.build()
-        return [name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)]
+        return [name for name, module in model.named_modules() if name and (kind is None or isinstance(module, kind))]
 
     def resolve_factory(self):
         module, name = self.factory.split(":")
