@@ -17,14 +17,14 @@ RIDGE = 100.0
 MIX = (0.45, 0.65)  # share of the class pattern in each image (about 95% accuracy)
 
 
-def learnable_images(count: int, seed: int):
-    """N x SIZE x SIZE x 3 images in [0, 1] and their labels."""
+def learnable_images(count: int, seed: int, size: int = SIZE):
+    """N x size x size x 3 images in [0, 1] and their labels."""
     from inception_deploy.preprocess import synthetic_images
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, CLASSES, count)
-    texture = synthetic_images(count, SIZE, seed=seed + 1)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    texture = synthetic_images(count, size, seed=seed + 1)
+    yy, xx = np.mgrid[0:size, 0:size] / size
     images = np.empty_like(texture)
     for i, k in enumerate(labels):
         colour = np.array(colorsys.hsv_to_rgb(k / CLASSES, 0.8, 0.9), np.float32)
@@ -35,30 +35,33 @@ def learnable_images(count: int, seed: int):
     return np.clip(images, 0, 1).astype(np.float32), labels
 
 
-def write_images(folder, count: int, seed: int):
+def write_images(folder, count: int, seed: int, size: int = SIZE):
     """``count`` learnable images saved as PNGs in the new folder ``folder`` (a calibration set)."""
     from PIL import Image
 
     folder.mkdir()
-    images, _ = learnable_images(count, seed)
+    images, _ = learnable_images(count, seed, size)
     for i, image in enumerate(images):
         Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / f"{i:03d}.png")
     return folder
 
 
-def build(seed: int = 0, train: int = 600):
-    """(model in eval mode, preprocessing config): GoogLeNet at SIZE with a fitted 10-class head."""
+def build(seed: int = 0, train: int = 600, arch: str = "v1", size: int = SIZE):
+    """(model in eval mode, preprocessing config): ``arch`` (GoogLeNet) at ``size`` with a fitted
+    10-class head."""
     from inception_deploy import calibrate_batchnorm, create_model
     from inception_deploy.models import get_arch
     from inception_deploy.preprocess import normalize
 
     torch.manual_seed(seed)
-    config = get_arch("v1").preprocess.with_input_size(SIZE)
-    model = create_model("v1", num_classes=CLASSES)
-    images, labels = learnable_images(train, seed=seed + 100)
+    spec = get_arch(arch)
+    config = spec.preprocess.with_input_size(size)
+    model = create_model(arch, num_classes=CLASSES)
+    images, labels = learnable_images(train, seed=seed + 100, size=size)
     x = torch.from_numpy(normalize(images, config))
     calibrate_batchnorm(model, x.split(100))
-    head, model.fc = model.fc, torch.nn.Identity()
+    head = getattr(model, spec.classifier)
+    setattr(model, spec.classifier, torch.nn.Identity())
     with torch.no_grad():
         features = torch.cat([model(chunk) for chunk in x.split(100)]).double()
     mean = features.mean(0)
@@ -68,5 +71,5 @@ def build(seed: int = 0, train: int = 600):
     weight = torch.linalg.solve(ridge, centred.T @ targets)  # features -> class scores
     head.weight.data = weight.T.float()
     head.bias.data = (targets.mean(0) - mean @ weight).float()
-    model.fc = head
+    setattr(model, spec.classifier, head)
     return model.eval(), config

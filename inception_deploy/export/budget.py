@@ -83,6 +83,7 @@ class BudgetReport:
     interval: tuple[float, float]  # its 95% interval, points
     kept: list[str]  # module paths kept float, most sensitive first
     int8_macs: float  # share of the Convs' multiply-adds still in INT8
+    int8_convs: float  # share of the Conv layers still in INT8
     tried: list[tuple[int, float]] = field(default_factory=list)  # (layers float, drop)
     seconds: float = 0.0
 
@@ -98,7 +99,7 @@ class BudgetReport:
             f"INT8 budget {self.max_drop:g} points ({self.measure}, {self.images} images of {self.judged_on}): "
             f"drop {self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}), {verdict} the budget; "
             f"{len(self.kept)} layers float{': ' + shown if shown else ''}; "
-            f"{self.int8_macs:.1%} of Conv multiply-adds in INT8; "
+            f"{self.int8_convs:.0%} of the Convs and {self.int8_macs:.1%} of their multiply-adds in INT8; "
             f"{len(self.tried)} placements tried in {self.seconds:.0f} s"
         )
 
@@ -113,6 +114,7 @@ class BudgetReport:
             "met": self.met,
             "kept_float": self.kept,
             "int8_macs": self.int8_macs,
+            "int8_convs": self.int8_convs,
             "tried": [{"float_layers": k, "drop": d} for k, d in self.tried],
             "seconds": self.seconds,
         }
@@ -199,6 +201,7 @@ def search(
         interval,
         list(kept),
         1 - float_macs / max(sum(macs.values()), 1),
+        1 - len(_nodes(kept, layers) & macs.keys()) / max(len(macs), 1),
         sorted((len(fixed) + k, d) for k, (d, _) in tried.items()),
         time.perf_counter() - start,
     )
