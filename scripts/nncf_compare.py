@@ -1,0 +1,162 @@
+"""Our INT8 accuracy budget (--int8-max-drop) against the peer, NNCF's quantize_with_accuracy_control
+(OpenVINO), on the same FP32 ONNX, the same calibration images, the same held-out images and the
+same budget; printed side by side: layers kept float, drop reached, search time, OpenVINO throughput.
+
+The model is an architecture's features with a ridge-fitted head (tests/trained_classifier.py), so
+INT8 has decision margins to lose. Ours is the cpu target (u8/s8, what OpenVINO runs as INT8), its
+search judged on the held-out share of the folder; NNCF calibrates on exactly the images ours
+calibrated on and validates on the held-out ones, by top-1 agreement with the FP32 model as ours.
+NNCF runs in a virtual environment of its own (created on first use with `pip install nncf
+openvino`), so its dependencies never meet the project's.
+
+    python scripts/nncf_compare.py --arch v1 --size 96 --images 400 --max-drop 1
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # trained_classifier
+
+# run by the NNCF environment's python: argv = data.npz fp32.onnx ours.onnx max_drop result.json
+WORKER = r"""
+import json, logging, re, sys, time
+import numpy as np
+import nncf
+import openvino as ov
+
+data, fp32_path, ours_path, max_drop, out = sys.argv[1:]
+arrays = np.load(data)
+calibration, held, labels = arrays["calibration"], arrays["held"], arrays["labels"]
+messages = []
+handler = logging.Handler()
+handler.emit = lambda record: messages.append(record.getMessage())
+logging.getLogger("nncf").addHandler(handler)
+
+def validate(compiled, items):
+    right = [int(np.argmax(compiled(image[None])[0]) == label) for image, label in items]
+    return float(np.mean(right)), right
+
+core = ov.Core()
+fp32 = core.read_model(fp32_path)
+start = time.perf_counter()
+quantized = nncf.quantize_with_accuracy_control(
+    fp32,
+    nncf.Dataset(list(calibration), lambda image: image[None]),
+    nncf.Dataset(list(zip(held, labels)), lambda item: item[0][None]),
+    validate,
+    max_drop=float(max_drop) / 100,
+    drop_type=nncf.DropType.ABSOLUTE,
+    subset_size=len(calibration),
+)
+seconds = time.perf_counter() - start
+# NNCF logs each group it reverts ("Reverted N operations to the floating-point precision: names")
+reverted = [m.split(":", 1)[1].split() for m in messages if m.startswith("Reverted ")]
+total = next((int(re.search(r"\d+", m).group()) for m in messages if "number of quantized operations" in m), None)
+gave_up = any("could not achieve the required accuracy drop" in m for m in messages)
+
+def throughput(model, batch=8, rounds=30):
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    images = np.repeat(held[:1], batch, 0)
+    compiled(images)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        compiled(images)
+    return batch * rounds / (time.perf_counter() - start)
+
+agreement = validate(core.compile_model(quantized, "CPU"), zip(held, labels))[0]
+ours_agreement = validate(core.compile_model(core.read_model(ours_path), "CPU"), zip(held, labels))[0]
+ours = core.read_model(ours_path)
+json.dump({
+    "nncf": nncf.__version__, "openvino": ov.get_version(), "seconds": seconds,
+    "reverted": len({name for names in reverted for name in names}), "quantized_ops": total, "gave_up": gave_up,
+    "reverted_names": " ".join(name for names in reverted for name in names)[:3000],
+    "drop": 100 * (1 - agreement), "ours_drop_on_openvino": 100 * (1 - ours_agreement),
+    "throughput": {"fp32": throughput(fp32), "nncf": throughput(quantized), "ours": throughput(ours)},
+}, open(out, "w"))
+"""
+
+
+def nncf_python(folder: Path) -> Path:
+    """The python of NNCF's own environment, created on first use."""
+    python = folder / "bin" / "python"
+    if not python.exists():
+        print(f"creating NNCF's environment in {folder} (pip install nncf openvino)...")
+        venv.create(folder, with_pip=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "nncf", "openvino", "numpy"], check=True)
+    return python
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="v1")
+    parser.add_argument("--size", type=int, help="input size (default: the arch's)")
+    parser.add_argument("--images", type=int, default=400, help="calibration folder size (20%% held out)")
+    parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--method", default="entropy")
+    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "inception-deploy" / "nncf-venv")
+    args = parser.parse_args()
+
+    import trained_classifier as tc
+
+    from inception_deploy.export import export_onnx
+    from inception_deploy.export.budget import Budget
+    from inception_deploy.export.precision import quantize_int8
+    from inception_deploy.inputs import find_images
+    from inception_deploy.models.registry import get_arch
+    from inception_deploy.preprocess import preprocess
+    from inception_deploy.runtime import OnnxRuntimeBackend
+
+    python = nncf_python(args.venv)
+    size = args.size or get_arch(args.arch).preprocess.input_size
+    folder = Path(tempfile.mkdtemp(prefix="nncf-compare-"))
+    model, config = tc.build(arch=args.arch, size=size, train=300)
+    fp32 = export_onnx(model, folder / "fp32.onnx", opset=17, preprocess=config, check_parity=False).path
+    calib = tc.write_images(folder / "calib", args.images, seed=200, size=size)
+    budget = Budget(args.max_drop)
+    start = time.perf_counter()
+    ours = quantize_int8(fp32, folder / "ours.onnx", target="cpu", calib_dir=calib, method=args.method, budget=budget)
+    ours_seconds = time.perf_counter() - start
+
+    held_files = budget.held_out(calib)
+    calibration_files = [f for f in find_images(calib)[0] if f not in set(held_files)]
+    held = preprocess(held_files, config)
+    np.savez(
+        folder / "data.npz",
+        calibration=preprocess(calibration_files, config),
+        held=held,
+        labels=OnnxRuntimeBackend(fp32).infer(held).argmax(1),  # top-1 agreement with FP32, as ours
+    )
+    result = folder / "nncf.json"
+    subprocess.run([python, "-c", WORKER, folder / "data.npz", fp32, ours.path, str(args.max_drop), result], check=True)
+    peer = json.loads(result.read_text())
+
+    report = ours.budget
+    print(f"{args.arch} at {size} px, fitted head; calibration {len(calibration_files)} images, judged on {len(held)}")
+    print(f"budget {args.max_drop:g} points of top-1 agreement with FP32; NNCF {peer['nncf']}, {peer['openvino']}")
+    print("| | layers kept float | drop (points) | search time | OpenVINO images/s (batch 8) |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| inception-deploy (cpu target) | {len(report.kept)} | {report.drop:.2f} on ONNX Runtime, "
+        f"{peer['ours_drop_on_openvino']:.2f} on OpenVINO | {ours_seconds:.0f} s (calibration and search) | "
+        f"{peer['throughput']['ours']:.0f} |"
+    )
+    print(
+        f"| NNCF quantize_with_accuracy_control | {peer['reverted']} of {peer['quantized_ops']} | "
+        f"{peer['drop']:.2f}{' (gave up: budget not reached)' if peer['gave_up'] else ''} | "
+        f"{peer['seconds']:.0f} s | {peer['throughput']['nncf']:.0f} |"
+    )
+    print(f"| FP32 | | | | {peer['throughput']['fp32']:.0f} |")
+    print(f"ours kept float: {', '.join(report.kept[:12]) or 'none'}{' ...' if len(report.kept) > 12 else ''}")
+    print(f"NNCF reverted: {peer['reverted_names'][:600] or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
