@@ -267,15 +267,21 @@ def check_weight_bits(target: str, weight_bits: int | None) -> None:
         raise InceptionDeployError("--int8-weight-bits 7 is for --int8-target cpu; TensorRT's INT8 weights are 8-bit")
 
 
-def _float_inputs(graph, keep_float: frozenset[str]) -> None:
-    """Feed the ``keep_float`` nodes the float tensors quantize_static rewired to a shared
-    DequantizeLinear, and drop the Q/DQ pairs no node reads any more."""
+def float_behind_qdq(graph) -> dict[str, str]:
+    """The output of each Q -> DQ pair -> the float tensor it rounds (weights stored as int8
+    initializers, with no Q, are not included)."""
     quantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
-    float_of = {
+    return {
         n.output[0]: quantized[n.input[0]]
         for n in graph.node
         if n.op_type == "DequantizeLinear" and n.input[0] in quantized
     }
+
+
+def _float_inputs(graph, keep_float: frozenset[str]) -> None:
+    """Feed the ``keep_float`` nodes the float tensors quantize_static rewired to a shared
+    DequantizeLinear, and drop the Q/DQ pairs no node reads any more."""
+    float_of = float_behind_qdq(graph)
     for node in graph.node:
         if node.name in keep_float and node.input and node.input[0] in float_of:
             node.input[0] = float_of[node.input[0]]  # the activation; weights of a float node are float

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .qdq import QUANTIZED_OPS
+from .qdq import QUANTIZED_OPS, float_behind_qdq
 
 
 @dataclass
@@ -37,7 +37,7 @@ def layer_sensitivity(
 
     proto = onnx.load(str(int8_path))
     graph = proto.graph
-    float_of = _float_tensors(graph)
+    float_of = float_behind_qdq(graph)
     layers = [n for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in float_of]
     ranked = []
     for layer in layers:
@@ -58,25 +58,13 @@ def conv_macs(path, image: np.ndarray) -> dict[str, int]:
 
     proto = onnx.load(str(path))
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    float_of = _float_tensors(proto.graph)
+    float_of = float_behind_qdq(proto.graph)
     kernels = {init.name: init.dims for init in proto.graph.initializer}  # Cout, Cin / groups, kh, kw
     proto.graph.output.extend(onnx.ValueInfoProto(name=c.output[0]) for c in convs)
     values = _run(proto, image, [c.output[0] for c in convs])
     return {
         conv.name: int(np.prod(value.shape[1:]) * np.prod(kernels[float_of.get(conv.input[1], conv.input[1])][1:]))
         for conv, value in zip(convs, values)
-    }
-
-
-def _float_tensors(graph) -> dict[str, str]:
-    """The output of each Q -> DQ pair -> the float tensor it rounds."""
-    producers = {out: node for node in graph.node for out in node.output}
-    return {
-        node.output[0]: producers[node.input[0]].input[0]
-        for node in graph.node
-        if node.op_type == "DequantizeLinear"
-        and node.input[0] in producers
-        and producers[node.input[0]].op_type == "QuantizeLinear"
     }
 
 

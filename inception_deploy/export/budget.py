@@ -141,12 +141,14 @@ def search(
 
     say = progress or silent
     start = time.perf_counter()
-    judged, labels, judged_on, measure = _judged_images(budget, folder, config)
+    held = budget.held_out(folder)
+    judged, labels, judged_on, measure = _judged_images(budget, folder, held, config)
     fp32 = OnnxRuntimeBackend(src)
     fp32_top1 = _top1(fp32, judged)
     module_of = {node: module for module, nodes in layers.items() for node in nodes}
-    held = set(budget.held_out(folder))
-    ranking = _decode(spread([f for f in find_images(folder)[0] if f not in held], RANKING_IMAGES), config)
+    held_set = set(held)
+    calibration_files = [f for f in find_images(folder)[0] if f not in held_set]
+    ranking = _decode(spread(calibration_files, RANKING_IMAGES), config)
     say(f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)...")
     with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
         # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
@@ -212,11 +214,10 @@ def _nodes(modules, layers: dict[str, list[str]]) -> frozenset[str]:
     return frozenset(node for module in modules for node in layers[module])
 
 
-def _judged_images(budget: Budget, folder, config: PreprocessConfig):
+def _judged_images(budget: Budget, folder, held: list, config: PreprocessConfig):
     if budget.labelled is not None:
         files, labels = budget.labelled
         return _decode(files, config), np.asarray(labels), "the labelled set", "top-1 accuracy drop against labels"
-    held = budget.held_out(folder)
     return _decode(held, config), None, f"{folder} held out of calibration", "top-1 agreement with FP32"
 
 

@@ -118,7 +118,8 @@ def compare_layers(
     ref_proto = load_onnx(reference)
     modules = module_paths(ref_proto.graph)
     ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
-    candidates = [(Path(path), *_made_from(path, reference, ref_producers)) for path in candidates]
+    ref_sha = sha256_file(reference)
+    candidates = [(Path(path), *_made_from(path, reference, ref_sha, ref_producers)) for path in candidates]
     marked = sorted({name for _, _, _, names in candidates for name in names})
     with _quiet_polygraphy():
         runners = [_runner(modify_outputs(ref_proto, outputs=marked, copy=True), "fp32 reference")]
@@ -157,12 +158,12 @@ def compare_layers(
     return reports
 
 
-def _made_from(path, reference: Path, ref_producers: dict) -> tuple:
+def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tuple:
     """(precision, proto, names of the tensors it shares with the reference, in its graph order) of
     a candidate; an error where it was not converted from ``reference``."""
     proto = load_onnx(path)
     meta = onnx_metadata(proto, path) or {}
-    if meta.get("source_sha256") != sha256_file(reference):
+    if meta.get("source_sha256") != ref_sha:
         raise InceptionDeployError(
             f"{path}: was not made from {reference} (its source_sha256 differs): --layerwise compares an "
             f"FP16/INT8 file with the FP32 ONNX it was converted from"
