@@ -103,7 +103,7 @@ def quantize_int8(
 
     ``remainder``: the precision of what is not quantized (see calibration.qdq.tensorrt_placement:
     the head, residual sums, pooling outputs); "fp16" for the tensorrt target only.
-    ``keep_float``: Conv layers left unquantized, as module-path globs (``Mixed_7*``) or precision
+    ``keep_float``: Conv and pooling layers left unquantized, as module-path globs (``Mixed_7*``) or precision
     files of an earlier export (``calibration.float_layers``). The placement (the layers kept float,
     and why) is written beside the output as ``<stem>.precision.json``. ``weight_bits``: 7 or 8 for
     the cpu target (default 7). ``budget``: keep more layers float until top-1 on held-out images
@@ -146,7 +146,7 @@ def quantize(
     progress=None,
 ) -> ExportResult:
     """``quantize_int8`` over a CalibrationRequest (the pipeline's form). With a ``budget``
-    (``export.budget``), more Conv layers stay float, most sensitive first, until it holds; the
+    (``export.budget``), more layers stay float, most sensitive first, until it holds; the
     calibration leaves the held-out images aside and is always made anew."""
     import onnx
 
