@@ -31,6 +31,9 @@ ARCHS = (
     "seresnet50",
     "res2net50_26w_4s",
     "resnest50d",
+    "inception_next_tiny",
+    "inception_next_base",
+    "skresnet18",
 )
 STRIDE = 13
 _TIMM_NAMES = {
@@ -40,6 +43,9 @@ _TIMM_NAMES = {
     "seresnet50": "seresnet50",
     "res2net50_26w_4s": "res2net50_26w_4s",
     "resnest50d": "resnest50d",
+    "inception_next_tiny": "inception_next_tiny",
+    "inception_next_base": "inception_next_base",
+    "skresnet18": "skresnet18",
 }
 # torchvision's ImageNet classifiers, IMAGENET1K_V1 weights: their own transforms preset
 _TORCHVISION_WEIGHTS = {"resnet50": "ResNet50_Weights", "densenet121": "DenseNet121_Weights"}

@@ -1,30 +1,34 @@
-"""The seed's other backbones (ResNet, ResNeXt, SE-ResNet, DenseNet, Res2Net, ResNeSt) through the
-stages after export: export and its parity run for every arch in test_export, the reference
-layouts in test_reference_layouts, INT8 placement in test_qdq_placement. Here, on each exported
-FP32 file: inception-run, OpenVINO parity and inception-eval against eager (not on resnet18/34/101,
-whose operators are resnet50's), and a Triton repository;
-FP16 and INT8 for the two attention archs (seresnet50 is resnet50's bottlenecks plus the gates);
-one real Triton server for two of them.
+"""The other backbones (ResNet, ResNeXt, SE-ResNet, DenseNet, Res2Net, ResNeSt, SK-Net) and
+InceptionNeXt through the stages after export: export and its parity run in test_export (one arch
+per set of operators, tests/archs.py), the reference layouts in test_reference_layouts, INT8
+placement in test_qdq_placement. Here, on each exported FP32 file: inception-run, OpenVINO parity
+and inception-eval against eager (not on resnet18/34/101, whose operators are resnet50's), and a
+Triton repository; FP16 and INT8 for the two attention archs (seresnet50 is resnet50's
+bottlenecks plus the gates); inception_next_tiny and skresnet18 from FP32 to INT8 through the CLI
+with trained heads; one real Triton server for two of them.
 """
 
 import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
+from archs import EXPORTED
 from click.testing import CliRunner
 
 from inception_deploy.cli import main
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.inputs import sample_folder, sample_photos
 from inception_deploy.labelled import imagenet_wnids
+from inception_deploy.metadata import onnx_metadata
 from inception_deploy.models.registry import ARCHS, get_arch
 from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime.torch_runner import TorchRunner, eager_logits
 from inception_deploy.verify.comparator import check_backend
 from inception_deploy.verify.metrics import THRESHOLDS
 
-BACKBONES = [spec.name for spec in ARCHS if spec.family != "Inception"]
+BACKBONES = [spec.name for spec in ARCHS if spec.family != "Inception" and spec.name in EXPORTED]
 ATTENTION = ["seresnet50", "resnest50d"]  # sigmoid gates; split-attention softmax
 # the same operators as resnet50 in other numbers: OpenVINO and eval are checked on resnet50 for them
 RESNET50_OPERATORS = {"resnet18", "resnet34", "resnet101"}
@@ -123,6 +127,38 @@ def test_fp16_and_int8_of_residual_and_attention_archs(arch, exported, built_mod
         )
         photos = [r for r in int8.parity.rows if r.inputs.startswith("photos")]
         assert photos and min(r.cosine for r in photos) >= 0.95, (target, int8.parity.table())
+
+
+@pytest.mark.parametrize("arch, target", [("inception_next_tiny", "tensorrt"), ("skresnet18", "cpu")])
+def test_fp32_fp16_and_int8_from_the_cli_with_parity_judged(arch, target, tmp_path):
+    """InceptionNeXt (depthwise band kernels, GELU, a LayerNorm head, layer scale) and SK-Net
+    (softmax across kernel paths) through inception-export --fp16 --int8, parity judged: each with a
+    head fitted on learnable images (tests/trained_classifier.py, 64 px), saved as a checkpoint so
+    the CLI judges FP16 and INT8 rather than only measuring them. The TorchScript exporter (opset
+    17: GELU as Erf) and INT8 calibrated on the shipped photos, whose parity rows are judged."""
+    import torch
+    import trained_classifier as tc
+
+    model, _ = tc.build(arch=arch, size=64, train=300)
+    torch.save(model.state_dict(), tmp_path / "trained.pth")
+    out = tmp_path / f"{arch}.onnx"
+    args = ["export", "--arch", arch, "--weights", str(tmp_path / "trained.pth"), "--num-classes", "10"]
+    args += ["--input-size", "64", "--opset", "17", "--fp16", "--int8", "--int8-target", target]
+    result = CliRunner().invoke(main, [*args, "--calib-samples", "--calib-method", "minmax", "-q", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+
+    files = [out, tmp_path / f"{arch}_fp16.onnx", tmp_path / f"{arch}_int8_{target}.onnx"]
+    metadata = [onnx_metadata(onnx.load(str(f)), f) for f in files]
+    assert [m["precision"] for m in metadata] == ["fp32", "fp16", "int8"]
+    assert [m["parity"]["verdict"] for m in metadata] == ["pass"] * 3, result.output  # every row judged, passed
+    # FP16 keeps the LayerNorm (and the Gemms) in float32: each reads a Cast to float
+    fp16 = onnx.load(str(files[1])).graph
+    producer = {out: node for node in fp16.node for out in node.output}
+    kept = [n for n in fp16.node if n.op_type in ("LayerNormalization", "Gemm")]
+    assert len(kept) == (3 if arch == "inception_next_tiny" else 1)
+    for node in kept:
+        cast = producer[node.input[0]]
+        assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT, node.name
 
 
 def test_two_backbones_answer_through_a_real_triton_server(exported, tmp_path):

@@ -5,9 +5,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from archs import EXPORTED
 from click.testing import CliRunner
 
-from inception_deploy import create_model, list_archs
+from inception_deploy import create_model
 from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
@@ -18,15 +19,13 @@ from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify import metrics
 
-ARCHS = list_archs()
-
 
 def _metadata(path):
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return json.loads(props[METADATA_KEY])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED)
 def test_every_arch_exports_and_passes_parity(arch, exported):
     result = exported(arch)
     assert result.parity.passed, result.parity.table()
@@ -45,7 +44,7 @@ def test_every_arch_exports_and_passes_parity(arch, exported):
     assert not [p for p in os.listdir(result.path.parent) if p.endswith(".tmp") or not p.endswith(".onnx")]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED)
 def test_every_conv_names_its_pytorch_module(arch, exported, built_models):
     """What --layerwise prints and --int8-keep-float matches: each Conv node of the export maps to
     one Conv2d of the network (batch norm folded into it), whose weight has the node's shape."""

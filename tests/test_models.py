@@ -1,5 +1,6 @@
 import pytest
 import torch
+from archs import EXPORTED
 
 from inception_deploy import InceptionDeployError, calibrate_batchnorm, create_model, list_archs
 from inception_deploy.checkpoints.zoo import synthetic_batch
@@ -18,6 +19,13 @@ BACKBONES = [
     "densenet121",
     "res2net50_26w_4s",
     "resnest50d",
+    "inception_next_atto",
+    "inception_next_tiny",
+    "inception_next_small",
+    "inception_next_base",
+    "skresnet18",
+    "skresnet34",
+    "skresnext50_32x4d",
 ]
 ARCHS = INCEPTIONS + BACKBONES
 
@@ -41,6 +49,13 @@ REFERENCE_SIZES = {
     ("densenet121", False): (7_978_856, 727),
     ("res2net50_26w_4s", False): (25_699_120, 512),
     ("resnest50d", False): (27_483_240, 476),
+    ("inception_next_atto", False): (4_156_520, 226),
+    ("inception_next_tiny", False): (28_055_680, 322),
+    ("inception_next_small", False): (49_374_016, 610),
+    ("inception_next_base", False): (86_672_136, 610),
+    ("skresnet18", False): (11_958_056, 226),
+    ("skresnet34", False): (22_282_376, 426),
+    ("skresnext50_32x4d", False): (27_479_784, 528),
 }
 
 
@@ -67,7 +82,7 @@ def test_aux_heads_only_where_the_architecture_has_them():
         create_model("v4", aux_logits=True)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED)
 def test_eval_gives_finite_logits_of_realistic_size(arch, built_models):
     model = built_models(arch)
     assert not model.training
@@ -94,6 +109,8 @@ def test_eval_gives_finite_logits_of_realistic_size(arch, built_models):
         ("resnet50", 97),
         ("densenet121", 64),
         ("resnest50d", 160),
+        ("inception_next_tiny", 160),
+        ("skresnet18", 97),
     ],
 )
 def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
@@ -116,6 +133,7 @@ def test_other_input_sizes_and_batch_sizes(arch, size, built_models):
         ("v2", 299, "input size 299 is not supported by arch v2"),
         ("v3", 100000, "input size 100000 is above the limit of 4096 pixels"),
         ("densenet121", 28, "arch densenet121 needs an input of at least 29 pixels, not 28"),
+        ("inception_next_atto", 31, "arch inception_next_atto needs an input of at least 32 pixels, not 31"),
     ],
 )
 def test_unsupported_input_size_is_one_clear_error(arch, size, message):

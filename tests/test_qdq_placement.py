@@ -12,14 +12,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from archs import EXPORTED
 from onnx import numpy_helper
 
-from inception_deploy import list_archs
 from inception_deploy.calibration import CalibrationCache, write_qdq
 from inception_deploy.calibration.qdq import prepare
 from inception_deploy.calibration.ranges import float_tensors
 
-ARCHS = list_archs()
 # architectures with residual Adds where a Conv output meets a skip (fusion points of rule 3)
 RESIDUAL = {
     "inception-resnet-v1",
@@ -33,8 +32,24 @@ RESIDUAL = {
     "seresnet50",
     "res2net50_26w_4s",
     "resnest50d",
+    "skresnet18",
+    "skresnet34",
+    "skresnext50_32x4d",
+    "inception_next_atto",
+    "inception_next_tiny",
+    "inception_next_small",
+    "inception_next_base",
 }
-GATES = {"seresnet50": "Sigmoid", "resnest50d": "Softmax"}  # attention gates
+# attention gates
+GATES = {
+    "seresnet50": "Sigmoid",
+    "resnest50d": "Softmax",
+    "skresnet18": "Softmax",
+    "skresnet34": "Softmax",
+    "skresnext50_32x4d": "Softmax",
+}
+# no pooling layer: strided Convs downsample (and a ReduceMean pools the head)
+NO_POOLS = {"inception_next_atto", "inception_next_tiny", "inception_next_small", "inception_next_base"}
 POOLS = ("MaxPool", "AveragePool")
 HEAD = ("ReduceMean", "GlobalAveragePool", "Flatten", "Reshape", "Gemm", "MatMul")
 # NVIDIA Model Optimizer 0.47 (`python -m modelopt.onnx.quantization --quantize_mode int8`) quantizes
@@ -80,7 +95,7 @@ class Graph:
         return float(self.init[self.producer[tensor].input[1]])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED)
 def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
     fp32_graph, graph, _ = _quantize(exported(arch).path, tmp_path, "tensorrt")
     g = Graph(graph)
@@ -116,7 +131,7 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
             reach_conv.add(node.name)
             reach_conv.update(node.input)
     pools = [n for n in fp32_graph.node if n.op_type in POOLS]
-    assert pools or arch == "xception"
+    assert bool(pools) != (arch in NO_POOLS)
     for pool in (n for n in graph.node if n.op_type in POOLS):
         assert (g.quantized(pool.input[0]) is not None) == (pool.output[0] in reach_conv), pool.name
 
@@ -165,6 +180,12 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
     for gate in gates:
         assert g.quantized(gate.input[0]) is None, gate.name
         assert all(c.op_type != "QuantizeLinear" for c in g.consumers[gate.output[0]]), gate.name
+
+    # GELU, LayerNorm and an unfolded BatchNorm (InceptionNeXt's, after its token mixer) read float:
+    # only Conv inputs (depthwise ones included, rule 1) and fusion skips are quantized
+    for node in graph.node:
+        if node.op_type in ("Gelu", "Erf", "LayerNormalization", "BatchNormalization"):
+            assert g.quantized(node.input[0]) is None, node.name
 
     # rule 4: one scale for a Concat's quantized inputs and quantized output, and for a MaxPool's
     def output_scales(tensor):
@@ -250,6 +271,22 @@ def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):
     assert {
         g.init[q.input[2]].dtype for q in graph.node if q.op_type == "QuantizeLinear" and q.input[0] not in g.init
     } == {np.dtype(np.uint8)}
+
+
+def test_cpu_target_leaves_normalizations_without_int8_kernels_float(exported, tmp_path):
+    """InceptionNeXt on the cpu target: its LayerNorm reads float and no BatchNorm or LayerNorm
+    weight is quantized (ONNX Runtime has no int8 kernel for either), while every Conv, depthwise
+    ones included, is QLinearConv-ready."""
+    _, graph, _ = _quantize(exported("inception_next_tiny").path, tmp_path, "cpu")
+    g = Graph(graph)
+    norms = [n for n in graph.node if n.op_type in ("LayerNormalization", "BatchNormalization")]
+    assert {n.op_type for n in norms} == {"LayerNormalization", "BatchNormalization"}
+    for node in norms:
+        assert all(g.op(name) != "DequantizeLinear" for name in node.input[1:]), node.name
+        if node.op_type == "LayerNormalization":
+            assert g.quantized(node.input[0]) is None, node.name
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert all(g.quantized(c.input[0]) is not None and g.op(c.input[1]) == "DequantizeLinear" for c in convs)
 
 
 class _SharedBranch(torch.nn.Module):

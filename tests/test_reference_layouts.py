@@ -56,6 +56,13 @@ REFERENCES = {
     ("seresnet50", False): lambda: _timm("seresnet50"),
     ("res2net50_26w_4s", False): lambda: _timm("res2net50_26w_4s"),
     ("resnest50d", False): lambda: _timm("resnest50d"),
+    ("inception_next_atto", False): lambda: _timm("inception_next_atto"),
+    ("inception_next_tiny", False): lambda: _timm("inception_next_tiny"),
+    ("inception_next_small", False): lambda: _timm("inception_next_small"),
+    ("inception_next_base", False): lambda: _timm("inception_next_base"),
+    ("skresnet18", False): lambda: _timm("skresnet18"),
+    ("skresnet34", False): lambda: _timm("skresnet34"),
+    ("skresnext50_32x4d", False): lambda: _timm("skresnext50_32x4d"),
 }
 
 
@@ -71,6 +78,10 @@ def test_reference_state_dict_loads_and_logits_match(arch, aux):
     # give the reference realistic BN statistics, then copy everything into ours
     x = synthetic_batch(spec, count=4, seed=3)
     reference.eval()
+    with torch.no_grad():  # InceptionNeXt's layer scales start at 1e-6, which would hide its blocks
+        for name, p in reference.named_parameters():
+            if name.endswith("gamma"):
+                p.uniform_(0.5, 1.5)
     calibrate_batchnorm(reference, [x])
     ours.load_state_dict(reference.state_dict(), strict=True)
     ours.eval()

@@ -2,15 +2,14 @@ import pickle
 
 import pytest
 import torch
+from archs import EXPORTED
 from safetensors.torch import save_file
 
-from inception_deploy import create_model, list_archs
+from inception_deploy import create_model
 from inception_deploy.checkpoints.weights import load_weights, read_checkpoint
 from inception_deploy.checkpoints.zoo import synthetic_batch
 from inception_deploy.errors import WeightsError
 from inception_deploy.models import get_arch
-
-ARCHS = list_archs()
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def _logits(model, arch="v1"):
         return model.eval()(synthetic_batch(get_arch(arch), count=2, seed=9))
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", EXPORTED)
 def test_strict_round_trip_gives_identical_logits(arch, built_models, tmp_path):
     original = built_models(arch)
     path = tmp_path / f"{arch}.pth"
@@ -112,6 +111,26 @@ def test_checkpoint_of_another_architecture(tmp_path):
         r"hint: no key matches",
     ):
         load_weights(get_arch("v2").build(), path)
+
+
+def test_a_checkpoint_of_a_sibling_layout_is_one_line_exit_2(tmp_path):
+    """inception_next_tiny's file given to inception_next_small (the same blocks, 9 instead of 27
+    in stage 3): the CLI names the missing keys, exits 2 and writes nothing."""
+    from click.testing import CliRunner
+
+    from inception_deploy.cli import main
+
+    path = tmp_path / "inception_next_tiny.pth"
+    torch.save(get_arch("inception_next_tiny").build().state_dict(), path)
+    args = ["export", "--arch", "inception_next_small", "--weights", str(path), "-o", str(tmp_path / "small.onnx")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: {path}: checkpoint does not fit arch inception_next_small (timm inception_next_small"
+    )
+    assert "missing 288 keys: stages.2.blocks.9.gamma" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 @pytest.mark.parametrize("arch", ["v4", "resnet-v2"])

@@ -60,8 +60,10 @@ def build(seed: int = 0, train: int = 600, arch: str = "v1", size: int = SIZE):
     images, labels = learnable_images(train, seed=seed + 100, size=size)
     x = torch.from_numpy(normalize(images, config))
     calibrate_batchnorm(model, x.split(100))
-    head = getattr(model, spec.classifier)
-    setattr(model, spec.classifier, torch.nn.Identity())
+    parent, _, name = spec.classifier.rpartition(".")  # "fc", or "head.fc2" (InceptionNeXt)
+    parent = model.get_submodule(parent)
+    head = getattr(parent, name)
+    setattr(parent, name, torch.nn.Identity())
     with torch.no_grad():
         features = torch.cat([model(chunk) for chunk in x.split(100)]).double()
     mean = features.mean(0)
@@ -71,5 +73,5 @@ def build(seed: int = 0, train: int = 600, arch: str = "v1", size: int = SIZE):
     weight = torch.linalg.solve(ridge, centred.T @ targets)  # features -> class scores
     head.weight.data = weight.T.float()
     head.bias.data = (targets.mean(0) - mean @ weight).float()
-    setattr(model, spec.classifier, head)
+    setattr(parent, name, head)
     return model.eval(), config

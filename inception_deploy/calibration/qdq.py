@@ -29,6 +29,11 @@ from .cache import CalibrationCache
 POOLS = ("MaxPool", "AveragePool")
 QUANTIZED_OPS = ("Conv", *POOLS)  # rule 1
 WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
+# cpu target: normalizations ONNX Runtime's quantizer would wrap in Q/DQ (weights included) though
+# its CPU kernels have no int8 version: InceptionNeXt's LayerNorm, and the BatchNorm after its token
+# mixer (every other BatchNorm is folded into a Conv). They read float unless the op before them
+# writes int8 anyway (a QLinearConcat), and never quantize their own weights.
+CPU_FLOAT_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization")
 
 
 @dataclass
@@ -206,6 +211,7 @@ def write_qdq(
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     check_weight_bits(target, weight_bits)
     options = {}
@@ -229,7 +235,11 @@ def write_qdq(
         ranges = target_ranges(cache, target)
         types = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         # 7-bit weights: no 16-bit saturation without VNNI
-        options = dict(reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7, nodes_to_exclude=sorted(keep_float))
+        options = dict(
+            reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7,
+            nodes_to_exclude=sorted(keep_float),
+            op_types_to_quantize=sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(CPU_FLOAT_OPS)),
+        )
         extra = {"WeightSymmetric": True}
     if target == "tensorrt" and not placement.nodes:  # every layer float (quantize_static reads [] as "all")
         shutil.copyfile(prepared_path, output)

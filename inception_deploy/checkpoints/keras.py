@@ -470,7 +470,7 @@ def keras_state_dict(model, spec, path: str | os.PathLike) -> dict[str, torch.Te
         state = {}
         for slot, layer in pairs:
             state.update(_convert(slot, layer, expected, path))
-        state.update(_classifier(dense, getattr(model, spec.classifier).in_features, spec, path))
+        state.update(_classifier(dense, model.get_submodule(spec.classifier).in_features, spec, path))
     return state
 
 

@@ -88,7 +88,7 @@ def export_onnx(
     say = progress or silent
     start = time.perf_counter()
     spec, model, weights_info = _resolve_model(arch_or_model, weights, num_classes)
-    num_classes = getattr(model, spec.classifier).out_features
+    num_classes = model.get_submodule(spec.classifier).out_features
     config = preprocess or getattr(model, "preprocess", spec.preprocess)
     if input_size is not None:
         config = config.with_input_size(input_size)

@@ -35,10 +35,13 @@ log = logging.getLogger(__name__)
 
 # Kept in FP32: the classifier (Gemm/MatMul producing the logits). It is a fraction of a
 # percent of the FLOPs, and rounding logits to FP16's 11-bit mantissa alone costs up to 5e-4
-# relative error on every output. ONNX Runtime's converter also keeps the ops it has no FP16
-# kernels for (its DEFAULT_OP_BLOCK_LIST). Everything else (Conv, pooling, Concat, Add, Relu)
-# runs in FP16; BN is already folded into Conv by the exporter.
-FP16_KEEP_FP32 = ("Gemm", "MatMul")
+# relative error on every output. LayerNorm (InceptionNeXt's head): its variance is a sum of
+# squares, which overflows FP16 once features pass ~256 (TensorRT warns "Detected layernorm nodes
+# in FP16" and advises FP32; NVIDIA/TensorRT#2564); one op on a 1-D vector, so free. ONNX Runtime's
+# converter also keeps the ops it has no FP16 kernels for (its DEFAULT_OP_BLOCK_LIST). Everything
+# else (Conv, depthwise Conv, pooling, Concat, Add, Relu, GELU) runs in FP16; BN is folded into Conv
+# by the exporter where a Conv precedes it (InceptionNeXt's, after a Concat, runs in FP16).
+FP16_KEEP_FP32 = ("Gemm", "MatMul", "LayerNormalization")
 
 
 def convert_fp16(

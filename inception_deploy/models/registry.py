@@ -113,6 +113,41 @@ def _torchvision_resnet(name: str, factory: str, digest: str, family: str = "Res
     )
 
 
+def _inception_next(name: str, crop_pct: float) -> ArchSpec:
+    """timm's inception_next_* (sail-sg's release files, same keys): 224, bicubic, ImageNet mean/std."""
+    return ArchSpec(
+        name,
+        (name.replace("_", "-"),),
+        f"inception_next:{name}",
+        _eval_transform(224, crop_pct, "bicubic"),
+        f"timm {name}",
+        name,
+        "head.fc2",
+        "InceptionNeXt",
+        min_input_size=32,
+        # sail-sg publishes no digest for these files
+        pretrained=PretrainedWeights(
+            f"https://github.com/sail-sg/inceptionnext/releases/download/model/{name.replace('_next', 'next')}.pth"
+        ),
+    )
+
+
+def _timm_sknet(name: str, file: str, aliases: tuple[str, ...] = ()) -> ArchSpec:
+    """timm's SK-ResNets (its "ra" weights): 224, crop 0.875, bicubic."""
+    return ArchSpec(
+        name,
+        aliases,
+        f"sknet:{name}",
+        _eval_transform(224, 0.875, "bicubic"),
+        f"timm {name}",
+        name,
+        "fc",
+        "SK-Net",
+        min_input_size=1,
+        pretrained=PretrainedWeights(f"{_TIMM}v0.1-weights/{file}"),
+    )
+
+
 ARCHS: tuple[ArchSpec, ...] = (
     ArchSpec(
         "v1",
@@ -263,6 +298,13 @@ ARCHS: tuple[ArchSpec, ...] = (
         min_input_size=1,
         pretrained=PretrainedWeights(_TIMM + "v0.1-resnest/resnest50-528c19ca.pth"),
     ),
+    _inception_next("inception_next_atto", 0.875),
+    _inception_next("inception_next_tiny", 0.875),
+    _inception_next("inception_next_small", 0.875),
+    _inception_next("inception_next_base", 0.95),
+    _timm_sknet("skresnet18", "skresnet18_ra-4eec2804.pth"),
+    _timm_sknet("skresnet34", "skresnet34_ra-bdc0ccde.pth"),
+    _timm_sknet("skresnext50_32x4d", "skresnext50_ra-f40e40bf.pth", aliases=("sknet50",)),
 )
 
 _BY_NAME = {name.lower(): spec for spec in ARCHS for name in (spec.name, *spec.aliases)}
