@@ -3,10 +3,10 @@ CPU throughput on ONNX Runtime and OpenVINO (the table of docs/architectures.md 
 
     python scripts/arch_table.py [--archs v3,resnet50,inception_next_tiny,skresnet18] [--runs 10]
 
-Random-init weights (batch-norm statistics from images): parity is the cosine and top-1 agreement
-against eager PyTorch over the shipped photos and synthetic images (FP16: the minimum cosine;
-INT8: cpu target, minmax ranges from the five photos, the photos' minimum cosine). Near-ties of
-random weights make top-1 a weak figure for FP16/INT8; the trained classifiers of the test suite
+Random-init weights (batch-norm statistics from images): parity is the cosine against eager
+PyTorch over the shipped photos and synthetic images (FP32: the largest relative error; FP16: the
+minimum cosine; INT8: cpu target, minmax ranges from the five photos, the photos' minimum cosine).
+Random weights have near-ties, so top-1 is not shown; the trained classifiers of the test suite
 judge accuracy. Throughput: batch 8, median of --runs after 3 warm-ups, each model timed in a
 process of its own (inception_deploy.bench.isolated); OpenVINO with its throughput hint.
 """

@@ -140,7 +140,7 @@ def test_tensorflow_background_class_is_dropped(arch, tmp_path, caplog):
     path = tmp_path / "tf_port.pth"
     torch.save(published, path)
     model = load_weights(spec.build(), path)
-    head = getattr(model, spec.classifier)
+    head = model.get_submodule(spec.classifier)
     assert torch.equal(head.weight, published[f"{spec.classifier}.weight"][1:])
     assert torch.equal(head.bias, published[f"{spec.classifier}.bias"][1:])
     assert "dropped 1 leading background class(es)" in caplog.text

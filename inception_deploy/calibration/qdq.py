@@ -30,10 +30,11 @@ POOLS = ("MaxPool", "AveragePool")
 QUANTIZED_OPS = ("Conv", *POOLS)  # rule 1
 WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
 # cpu target: normalizations ONNX Runtime's quantizer would wrap in Q/DQ (weights included) though
-# its CPU kernels have no int8 version: InceptionNeXt's LayerNorm, and the BatchNorm after its token
-# mixer (every other BatchNorm is folded into a Conv). They read float unless the op before them
-# writes int8 anyway (a QLinearConcat), and never quantize their own weights.
-CPU_FLOAT_OPS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization")
+# its CPU kernels have no int8 version: InceptionNeXt's LayerNorm, and its BatchNorms that no Conv
+# precedes (after the token mixer's Concat, before each downsampling Conv; the zoo's others are
+# folded into their Convs). They read float unless the op before them writes int8 anyway (a
+# QLinearConcat), and their weights and outputs stay float.
+CPU_FLOAT_OPS = ("BatchNormalization", "LayerNormalization")
 
 
 @dataclass

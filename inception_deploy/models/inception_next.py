@@ -23,8 +23,8 @@ class InceptionDWConv2d(nn.Module):
         self.dwconv_h = nn.Conv2d(branch, branch, (band_kernel, 1), padding=(band_kernel // 2, 0), groups=branch)
         self.split_sizes = (channels - 3 * branch, branch, branch, branch)
 
-    def forward(self, x):
-        identity, square, wide, tall = torch.split(x, self.split_sizes, dim=1)
+    def forward(self, x):  # N x C x H x W -> N x C x H x W
+        identity, square, wide, tall = torch.split(x, self.split_sizes, dim=1)  # C - 3b, b, b, b channels
         return torch.cat((identity, self.dwconv_hw(square), self.dwconv_w(wide), self.dwconv_h(tall)), dim=1)
 
 
@@ -53,15 +53,17 @@ class MetaNeXtBlock(nn.Module):
         # head alone, and parity checks on random weights would not see the blocks
         self.gamma = nn.Parameter(torch.ones(channels))
 
-    def forward(self, x):
-        out = self.mlp(self.norm(self.token_mixer(x)))
+    def forward(self, x):  # N x C x H x W, the shape kept throughout
+        out = self.mlp(self.norm(self.token_mixer(x)))  # the MLP widens to mlp_ratio * C and back
         return x + out * self.gamma.reshape(1, -1, 1, 1)
 
 
 class MetaNeXtStage(nn.Module):
     """[BatchNorm -> 2x2 conv with stride 2] (every stage but the first), then the blocks."""
 
-    def __init__(self, in_channels: int, out_channels: int, depth: int, downsample: bool, mlp_ratio, **mixer_args):
+    def __init__(
+        self, in_channels: int, out_channels: int, depth: int, downsample: bool, mlp_ratio: float, **mixer_args
+    ):
         super().__init__()
         if downsample:
             self.downsample = nn.Sequential(
@@ -111,6 +113,8 @@ class MetaNeXt(nn.Module):
             )
         )
         self.head = MlpClassifierHead(dims[-1], num_classes)
+        # Conv and Linear keep PyTorch's default init (timm: truncated normal, std 0.02): random
+        # weights here serve tests and demos, and the defaults keep the blocks' outputs in range
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))

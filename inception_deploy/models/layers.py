@@ -8,14 +8,15 @@ class BasicConv2d(nn.Module):
 
     The attribute names ``conv`` and ``bn`` are the ones torchvision, timm and facenet-pytorch
     use, so their checkpoints load unchanged. ``eps=1e-3`` is TensorFlow's value, which all of
-    those ports kept.
+    those ports kept (timm's own ``ConvNormAct``, in SK-Net, uses PyTorch's 1e-5). ``relu=False``:
+    no activation (the last conv of a residual branch).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, eps: float = 1e-3, **conv_kwargs):
+    def __init__(self, in_channels: int, out_channels: int, eps: float = 1e-3, relu: bool = True, **conv_kwargs):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv_kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=eps)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if relu else nn.Identity()
 
     def forward(self, x):
         return self.relu(self.bn(self.conv(x)))

@@ -10,23 +10,10 @@ sums the paths with those weights: each channel picks its receptive field from t
 import torch
 from torch import nn
 
-from .layers import make_divisible
+from .layers import BasicConv2d, make_divisible
 from .resnet import ResNet
 
-
-class ConvNormAct(nn.Module):
-    """Conv (no bias) -> BatchNorm -> [ReLU]; the names ``conv`` and ``bn`` are timm's."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, act: bool = True, **conv_kwargs):
-        super().__init__()
-        dilation = conv_kwargs.get("dilation", 1)
-        padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False, **conv_kwargs)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
+_EPS = 1e-5  # timm's ConvNormAct: PyTorch's BatchNorm default, not the Inception ports' 1e-3
 
 
 class SelectiveKernelAttn(nn.Module):
@@ -66,9 +53,10 @@ class SelectiveKernel(nn.Module):
         super().__init__()
         self.split = in_channels // 2 if split_input else None
         path_in = self.split or in_channels
+        groups = min(groups, out_channels)
         self.paths = nn.ModuleList(
-            ConvNormAct(path_in, out_channels, 3, stride=stride, dilation=dilation, groups=min(groups, out_channels))
-            for dilation in (1, 2)
+            BasicConv2d(path_in, out_channels, _EPS, kernel_size=3, stride=stride, padding=d, dilation=d, groups=groups)
+            for d in (1, 2)
         )
         self.attn = SelectiveKernelAttn(out_channels, 2, make_divisible(out_channels * reduction, divisor))
 
@@ -86,7 +74,7 @@ class SelectiveKernelBasic(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, **sk_args):
         super().__init__()
         self.conv1 = SelectiveKernel(inplanes, planes, stride, **sk_args)
-        self.conv2 = ConvNormAct(planes, planes, 3, act=False)
+        self.conv2 = BasicConv2d(planes, planes, _EPS, relu=False, kernel_size=3, padding=1)
         self.act = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -112,9 +100,9 @@ class SelectiveKernelBottleneck(nn.Module):
     ):
         super().__init__()
         width = int(planes * base_width / 64) * groups
-        self.conv1 = ConvNormAct(inplanes, width, 1)
+        self.conv1 = BasicConv2d(inplanes, width, _EPS, kernel_size=1)
         self.conv2 = SelectiveKernel(width, width, stride, groups, **sk_args)
-        self.conv3 = ConvNormAct(width, planes * self.expansion, 1, act=False)
+        self.conv3 = BasicConv2d(width, planes * self.expansion, _EPS, relu=False, kernel_size=1)
         self.act = nn.ReLU(inplace=True)
         self.downsample = downsample
 
