@@ -41,6 +41,11 @@ GATES = {
     "resnest50d": "Softmax",
     "skresnet18": "Softmax",
 }
+# ops that read float, which no other arch's graph has
+FLOAT_OPS = {
+    "inception_next_tiny": {"Gelu", "LayerNormalization", "BatchNormalization"},
+    "densenet121": {"BatchNormalization"},
+}
 # no pooling layer: strided Convs downsample (and a ReduceMean pools the head)
 NO_POOLS = {"inception_next_tiny"}
 POOLS = ("MaxPool", "AveragePool")
@@ -175,11 +180,10 @@ def test_tensorrt_placement_follows_nvidia_rules(arch, exported, tmp_path):
         assert all(c.op_type != "QuantizeLinear" for c in g.consumers[gate.output[0]]), gate.name
 
     # GELU, LayerNorm and unfolded BatchNorms (InceptionNeXt's, after its token mixer and before
-    # each downsampling Conv) read float: only Conv inputs (depthwise ones included, rule 1) and
-    # fusion skips are quantized
+    # each downsampling Conv; DenseNet's pre-activation ones) read float: only Conv inputs
+    # (depthwise ones included, rule 1) and fusion skips are quantized
     float_ops = [n for n in graph.node if n.op_type in ("Gelu", "LayerNormalization", "BatchNormalization")]
-    assert bool(float_ops) == arch.startswith("inception_next")
-    assert {n.op_type for n in float_ops} <= {"Gelu", "LayerNormalization", "BatchNormalization"}
+    assert {n.op_type for n in float_ops} == FLOAT_OPS.get(arch, set())
     for node in float_ops:
         assert g.quantized(node.input[0]) is None, node.name
 
