@@ -220,9 +220,11 @@ def test_torchscript_exports_name_modules_too(v1_opset17):
 
 
 def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds(trained, tmp_path):
-    """--int8-max-drop on the trained classifier (minmax ranges, which lose a few points): the
-    full INT8 misses the budget, the search keeps layers float until it holds, and the drop it
-    reports is what the written file does on the held-out images, recomputed here."""
+    """--int8-max-drop on the trained classifier with 99th-percentile ranges, which clip and lose
+    about 20 points (minmax ranges lost 0 points on an AVX-512 VNNI CPU and more than 2 on
+    another, as the CPU's int8 kernels differ: not a search a test can rely on): the full INT8
+    misses the budget, the search keeps layers float until it holds, and the drop it reports is
+    what the written file does on the held-out images, recomputed here."""
     import trained_classifier as tc
 
     from inception_deploy.export.budget import Budget
@@ -231,7 +233,13 @@ def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds
     calib = tc.write_images(tmp_path / "calib", 150, seed=200)
     budget = Budget(2.0)
     result = quantize_int8(
-        trained["fp32"], tmp_path / "budget.onnx", target="tensorrt", calib_dir=calib, method="minmax", budget=budget
+        trained["fp32"],
+        tmp_path / "budget.onnx",
+        target="tensorrt",
+        calib_dir=calib,
+        method="percentile",
+        percentile=99.0,
+        budget=budget,
     )
     report = result.budget
     assert report.tried[0][0] == 0 and report.tried[0][1] > budget.max_drop  # the search had work to do
