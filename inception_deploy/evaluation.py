@@ -117,25 +117,31 @@ class EvalReport:
 
 
 @dataclass
-class _Model:
+class EvalModel:
     """A runner under evaluation, with the preprocessing and labels of its model."""
 
     name: str
     runner: object  # eager TorchRunner or a backend: infer(N x 3 x H x W) -> logits
     config: PreprocessConfig
     labels: list | None = None  # an artifact's class names
+    open_args: dict | None = None  # an artifact's device and arch (to open it again elsewhere)
     seconds: float = 0.0
     top5: list = field(default_factory=list)
 
 
-def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[_Model]:
+def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[EvalModel]:
     models = []
     for path in paths:
         backend, why_not = open_artifact(path, device, arch)
         if backend is None:
             not_run.append((str(path), why_not))
             continue
-        models.append(_Model(str(path), backend, preprocess_of(backend.metadata), backend.metadata["labels"]["names"]))
+        meta = backend.metadata
+        models.append(
+            EvalModel(
+                str(path), backend, preprocess_of(meta), meta["labels"]["names"], {"device": device, "arch": arch}
+            )
+        )
     return models
 
 
@@ -155,13 +161,16 @@ def evaluate(
     ground_truth=None,
     workers: int | None = None,
     progress=None,
+    classify=None,
 ) -> EvalReport:
     """Top-1 / top-5 of eager and each artifact on the labelled set ``data`` (see ``read_labelled``).
 
     Eager: ``arch`` (with ``weights``, the class count of the artifacts) or a ready ``model``
     with its ``preprocess`` config; without either, the first artifact is the reference.
     ``limit``: at most this many images, spread evenly over the set. ``progress``: called with
-    (images done, total) after each batch.
+    (images done, total) after each batch. ``classify``: where the images are decoded and
+    classified, ``classify_here`` by default (``serving.batch.on_ray`` spreads them over a Ray
+    cluster).
     """
     say = progress or (lambda done, total: None)
     not_run: list = []
@@ -183,7 +192,7 @@ def evaluate(
                 raise EvalError("evaluating a model object needs its preprocess config and labels (or artifacts)")
         if labels is None:
             labels, _ = resolve_labels(None, 1000)
-        models.insert(0, _Model(name, TorchRunner(model), preprocess))
+        models.insert(0, EvalModel(name, TorchRunner(model), preprocess))
     if not models:
         raise EvalError(
             "nothing to evaluate: give --arch (eager) and/or artifacts"
@@ -195,7 +204,9 @@ def evaluate(
         keep = np.linspace(0, len(files) - 1, limit).round().astype(int)
         files, targets = [files[i] for i in keep], targets[keep]
     report = EvalReport(str(data), 0, models[0].name, not_run=not_run)
-    kept = _run(models, files, batch_size, workers or min(4, os.cpu_count() or 1), report.skipped, say)
+    kept = (classify or classify_here)(
+        models, files, batch_size, workers or min(4, os.cpu_count() or 1), report.skipped, say
+    )
     if not len(kept):
         raise EvalError(
             f"{data}: none of its {len(files)} images could be read (first: {report.skipped[0][0]}: "
@@ -230,30 +241,43 @@ def evaluate(
     return report
 
 
-def _run(models: list[_Model], files: list[Path], batch_size: int, workers: int, skipped: list, say) -> np.ndarray:
-    """Decode each file once, classify it with every model; the indices of the usable files."""
+def classify_here(
+    models: list[EvalModel], files: list[Path], batch_size: int, workers: int, skipped: list, say
+) -> np.ndarray:
+    """Decode each file once (on ``workers`` threads), classify it with every model (appending to
+    its ``top5`` and ``seconds``), report unusable files in ``skipped``; the indices of the usable
+    files."""
     kept = []
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
-            decoded = list(pool.map(lambda f: _decode(f, models[0].config), chunk))
+            decoded = list(pool.map(lambda f: decode(f, models[0].config), chunk))
             for f, (image, error) in zip(chunk, decoded):
                 if error is not None:
                     skipped.append((str(f), error))
             images = [image for image, _ in decoded if image is not None]
             kept += [start + i for i, (image, _) in enumerate(decoded) if image is not None]
             if images:
-                for m in models:
-                    batch = normalize(np.stack([load_image(image, m.config) for image in images]), m.config)
-                    begin = time.perf_counter()
-                    logits = m.runner.infer(batch)
-                    m.seconds += time.perf_counter() - begin
-                    m.top5.append(np.argsort(-logits, axis=1, kind="stable")[:, :5])
+                for m, (top5, seconds) in zip(models, classify_decoded(models, images)):
+                    m.top5.append(top5)
+                    m.seconds += seconds
             say(min(start + batch_size, len(files)), len(files))
     return np.asarray(kept, dtype=int)
 
 
-def _decode(path: Path, config: PreprocessConfig):
+def classify_decoded(models: list[EvalModel], images: list) -> list[tuple[np.ndarray, float]]:
+    """Per model, the top-5 classes of the same decoded images (cropped and normalized as that
+    model declares) and the seconds its inference took."""
+    out = []
+    for m in models:
+        batch = normalize(np.stack([load_image(image, m.config) for image in images]), m.config)
+        begin = time.perf_counter()
+        logits = m.runner.infer(batch)
+        out.append((np.argsort(-logits, axis=1, kind="stable")[:, :5], time.perf_counter() - begin))
+    return out
+
+
+def decode(path: Path, config: PreprocessConfig):
     """(RGB image, None) or (None, why not)."""
     try:
         return decode_rgb(path, config), None

@@ -1,5 +1,5 @@
-"""Which image files a list of user inputs (files, folders, glob patterns) means, and why any
-of them cannot be used.
+"""Which image files a list of user inputs (files, folders, glob patterns, URIs, list files)
+means, and why any of them cannot be used.
 
 Nothing is lost or hidden: an unreadable file or folder, an empty folder, a pattern that
 matches nothing, a dangling symbolic link or a device file becomes an ``InputError`` in its
@@ -9,8 +9,11 @@ place, so the caller reports it on one line and still processes everything else.
 from __future__ import annotations
 
 import glob
+import io
 import os
+import re
 import stat
+import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,6 +25,10 @@ from .errors import InceptionDeployError
 from .preprocess import PreprocessConfig, describe_image_error, describe_os_error, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+LIST_SUFFIXES = {".txt", ".lst"}  # a file listing inputs, one per line
+MAX_FETCH_BYTES = 256 * 2**20  # an image behind a URI larger than this is refused before it is read whole
+FETCH_TIMEOUT_S = 30
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,25 @@ class InputError:
     reason: str
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[str | InputError]:
-    """Files as given, folders recursively (image suffixes, sorted), glob patterns expanded;
-    every input that yields no image file leaves an InputError in its place."""
+def is_uri(source: object) -> bool:
+    """``http(s)://``, ``s3://``, ``gs://``...: an image read over the network, not a local path."""
+    return isinstance(source, str) and bool(_URI.match(source))
+
+
+def expand_inputs(inputs: Iterable[str], lists: bool = True) -> list[str | InputError]:
+    """Files as given, folders recursively (image suffixes, sorted), glob patterns expanded, URIs
+    as given, and a ``.txt``/``.lst`` file replaced by the inputs it lists (one per line, blank
+    lines and ``#`` comments skipped, relative paths from the list's folder); every input that
+    yields no image leaves an InputError in its place."""
     out: list[str | InputError] = []
     for item in map(str, inputs):
+        if is_uri(item):
+            out.append(item)
+            continue
+        if lists and Path(item).suffix.lower() in LIST_SUFFIXES and os.path.isfile(item):
+            listed = _listed(item)
+            out += expand_inputs(listed, lists=False) if isinstance(listed, list) else [listed]
+            continue
         try:
             mode = os.stat(item).st_mode
         except FileNotFoundError:
@@ -62,6 +83,45 @@ def expand_inputs(inputs: Iterable[str]) -> list[str | InputError]:
         else:  # a FIFO or device would block or never end
             out.append(InputError(item, "not a regular file"))
     return out
+
+
+def _listed(list_file: str) -> list[str] | InputError:
+    """The inputs a list file names (relative paths from the list's own folder), or why it
+    cannot be read."""
+    try:
+        with open(list_file, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+    except OSError as e:
+        return InputError(list_file, f"cannot read this list of inputs: {describe_os_error(e)}")
+    except UnicodeDecodeError:
+        return InputError(list_file, "a list of inputs must be UTF-8 text")
+    base = Path(list_file).parent
+    return [
+        line if is_uri(line) or os.path.isabs(line) else str(base / line)
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def fetch_uri(uri: str) -> io.BytesIO:
+    """The bytes behind ``uri`` (http and https with urllib; s3://, gs://, hdfs:// and others
+    through pyarrow's file systems, which the ray extra installs), at most MAX_FETCH_BYTES."""
+    if uri.lower().startswith(("http://", "https://")):
+        stream = urllib.request.urlopen(uri, timeout=FETCH_TIMEOUT_S)
+    else:
+        try:
+            from pyarrow import fs
+        except ImportError:
+            raise OSError(f"{uri.split(':', 1)[0]}:// needs pyarrow (pip install 'inception-deploy[ray]')") from None
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        stream = filesystem.open_input_stream(path)
+    with stream:
+        data = stream.read(MAX_FETCH_BYTES + 1)
+    if len(data) > MAX_FETCH_BYTES:
+        raise OSError(f"larger than {MAX_FETCH_BYTES / 2**20:g} MB")
+    buffer = io.BytesIO(data)
+    buffer.name = uri
+    return buffer
 
 
 def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[InputError]]:

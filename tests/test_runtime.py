@@ -75,6 +75,44 @@ def test_glob_patterns_are_expanded(v1_onnx):
     assert [os.path.basename(json.loads(line)["file"]) for line in stdout.splitlines()] == ["camera.jpg", "chelsea.jpg"]
 
 
+def test_list_files_and_uris_are_inputs_too(v1_onnx, tmp_path, monkeypatch):
+    """A list file (comments, blank lines, paths relative to it, an unreadable entry) and http
+    URIs served on loopback: the same predictions as the files themselves; a 404, a refused
+    connection and a body over the size limit are rows of their own."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    import inception_deploy.inputs as inputs
+
+    photos = sample_photos()
+    folder = photos[0].parent
+    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: SimpleHTTPRequestHandler(*a, directory=str(folder)))
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    listing = tmp_path / "sub" / "inputs.txt"
+    listing.parent.mkdir()
+    (tmp_path / photos[1].name).write_bytes(photos[1].read_bytes())
+    listing.write_text(
+        f"# to tag\n{photos[0]}\n\n../{photos[1].name}\nnot-here.jpg\n{url}/{photos[2].name}\n{url}/gone.jpg\n"
+        f"http://127.0.0.1:1/refused.jpg\n{url}/{photos[3].name}\n"
+    )
+    monkeypatch.setattr(inputs, "MAX_FETCH_BYTES", photos[3].stat().st_size - 1)
+    try:
+        code, stdout, stderr = _run(v1_onnx, listing, "--json", "--topk", "3")
+    finally:
+        server.shutdown()
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 1 and len(rows) == 7
+    local = Predictor(v1_onnx).predict(photos[:3], topk=3)
+    assert [r["indices"] for r in rows[:2]] + [rows[3]["indices"]] == [p.indices for p in local]
+    assert rows[1]["file"] == str(listing.parent / ".." / photos[1].name)
+    assert rows[2] == {"file": str(listing.parent / "not-here.jpg"), "error": "no such file or folder"}
+    assert rows[4]["error"] == "cannot fetch: HTTP Error 404: File not found"
+    assert rows[5]["error"].startswith("cannot fetch: <urlopen error [Errno 111]")
+    assert rows[6]["error"].startswith("cannot fetch: larger than 0.0")  # MB: the limit, lowered for the test
+    assert "Traceback" not in stderr
+
+
 def _bad_files(folder):
     good = sample_photos()[2]
     data = good.read_bytes()

@@ -79,6 +79,8 @@ _EXTRAS = {
     "matplotlib": "bench",
     "openvino": "openvino",
     "tritonclient": "triton",
+    "ray": "ray",
+    "pyarrow": "ray",
 }
 
 

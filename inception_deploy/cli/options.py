@@ -93,6 +93,46 @@ def openvino_mode_option(group: str):
     )
 
 
+def ray_options(what: str):
+    """--ray, --ray-address, --cpus-per-worker: shared by run and eval; ``what`` the actors do."""
+    decorators = [
+        option(
+            "--ray",
+            "use_ray",
+            is_flag=True,
+            group="Ray",
+            help=f"{what} on a Ray cluster (the ray extra): a pool of --workers actors, each holding the models.",
+        ),
+        option(
+            "--ray-address",
+            metavar="ADDRESS",
+            group="Ray",
+            help="A running Ray head (HOST:6379, ray://HOST:10001, auto).  [default: start a local Ray here]",
+        ),
+        option(
+            "--cpus-per-worker",
+            type=click.FloatRange(min=0.1),
+            default=1.0,
+            group="Ray",
+            help="CPU cores Ray reserves for each actor (its inference threads).",
+        ),
+    ]
+
+    def decorate(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return decorate
+
+
+def check_ray_options(use_ray: bool, **given) -> None:
+    """Options that only mean something with --ray (``given``: their values, None when absent)."""
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value not in (None, False)]
+    if named and not use_ray:
+        raise click.UsageError(f"{', '.join(named)}: need --ray")
+
+
 def calibration_options(group: str):
     """--calib-dir / --calib-samples, --calib-images, --calib-batch, --calib-method, --percentile:
     shared by export and calibrate."""

@@ -14,9 +14,10 @@ from ..inputs import expand_inputs, sample_photos
 from ..metadata import MAX_BATCH
 from ..runtime.base import DEVICES
 from ..runtime.predictor import Predictor, caveats
+from ..serving.batch import RayOptions
 from ..serving.client import TritonClient
 from .guard import EXIT_PARTLY_FAILED, one_line_errors
-from .options import command, openvino_mode_option, option, precision_option
+from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
 
 
 @command("run")
@@ -73,9 +74,10 @@ from .options import command, openvino_mode_option, option, precision_option
 )
 @option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(1, 1024),
     group="Backend",
-    help="Decoding threads; with --server, requests in flight.  [default: min(4, CPU count); server: 8]",
+    help="Decoding threads; with --server, requests in flight; with --ray, actors each holding the model.  "
+    "[default: min(4, CPU count); server: 8; ray: 2]",
 )
 @option(
     "--server",
@@ -90,6 +92,19 @@ from .options import command, openvino_mode_option, option, precision_option
     metavar="NAME",
     group="Server",
     help="With --server: the pipeline to use.  [default: the server's only *_pipeline model]",
+)
+@ray_options("Classify")
+@option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    group="Ray",
+    help="With --ray: the results, one row per input, as JSON Lines (.jsonl) or Parquet (.parquet).",
+)
+@option(
+    "--resume",
+    is_flag=True,
+    group="Ray",
+    help="With --ray: continue an existing --output, skipping the inputs it already has a row for.",
 )
 @one_line_errors
 def run_command(
@@ -108,12 +123,18 @@ def run_command(
     workers,
     server,
     server_model,
+    use_ray,
+    ray_address,
+    cpus_per_worker,
+    output,
+    resume,
 ):
     """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
-    used (each is reported on stderr), 2 when the model cannot be used.
+    used (each is reported on stderr, or with --ray in --output), 2 when the model cannot be used.
     """
+    check_ray_options(use_ray, ray_address=ray_address, output=output, resume=resume)
     if server is not None:
         inputs = (model,) + inputs
     elif server_model is not None:
@@ -122,6 +143,29 @@ def run_command(
         raise click.UsageError("give images to classify (files, folders, globs), or --samples")
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # such images are refused, one line each
+    if use_ray:
+        if server is not None or as_json:
+            raise click.UsageError("--ray writes its rows to --output: it cannot go with --server or --json")
+        if output is None:
+            raise click.UsageError("--ray needs --output FILE (.jsonl or .parquet)")
+        _classify_on_ray(
+            model,
+            inputs + tuple(str(p) for p in sample_photos()) * use_samples,
+            output,
+            RayOptions(ray_address, workers or 2, cpus_per_worker),
+            dict(
+                topk=topk,
+                resume=resume,
+                batch_size=batch_size,
+                device=device,
+                arch=arch,
+                labels=labels,
+                precision=precision,
+                openvino_mode=openvino_mode,
+            ),
+            show_bar=not no_progress,
+        )
+        return
     if server is not None:
         local = {
             "--labels": labels,
@@ -161,6 +205,44 @@ def run_command(
         click.echo(line, err=True)
     sources = expand_inputs(inputs) + ([str(p) for p in sample_photos()] if use_samples else [])
     _classify(predictor, sources, topk, as_json, show_bar=not no_progress and len(sources) > predictor.batch_size)
+
+
+def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> None:
+    """Run the Ray job with a progress bar; one summary line; exit 1 when any row is an error."""
+    from tqdm import tqdm
+
+    from ..serving.batch import classify_on_ray
+
+    click.echo(
+        f"{printable(model)}: on Ray ({ray_options.address or 'local'}), {ray_options.workers} workers", err=True
+    )
+    with tqdm(unit="img", file=sys.stderr, disable=not show_bar, leave=False, smoothing=0.1) as bar:
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = classify_on_ray(model, inputs, output, ray_options=ray_options, progress=progress, **options)
+        except KeyboardInterrupt:
+            bar.close()
+            click.echo(f"note: {printable(output)} keeps the whole rows written so far; --resume goes on", err=True)
+            raise
+    if report.dropped_partial_row:
+        click.echo(f"note: {printable(output)}: removed an incomplete last row left by an interrupted run", err=True)
+    if report.resumed:
+        click.echo(f"{report.resumed} inputs already had a row in {printable(output)}", err=True)
+    click.echo(
+        f"wrote {report.written} rows to {printable(output)} ({report.failed} errors), "
+        f"{report.images_per_s:.1f} images/s",
+        err=True,
+    )
+    failed = report.failed + report.resumed_failed
+    if failed:
+        click.echo(
+            f'{failed} of {report.total} inputs failed: the rows with an "error" in {printable(output)}', err=True
+        )
+        sys.exit(EXIT_PARTLY_FAILED)
 
 
 def _classify(predictor, sources, topk, as_json, show_bar) -> None:

@@ -15,7 +15,7 @@ from ..metadata import MAX_BATCH
 from ..plotting import figure_class
 from ..runtime.base import DEVICES
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
-from .options import command, openvino_mode_option, option, precision_option
+from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
 from .output import announce, print_evaluation, safe_lines
 
 
@@ -269,7 +269,12 @@ def bench_command(
 )
 @option("--device", type=click.Choice(DEVICES), default="auto", group="Backend", help="Where .onnx files run.")
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Backend", help="Images per call.")
-@option("--workers", type=click.IntRange(1, 64), group="Backend", help="Decoding threads.  [default: min(4, CPUs)]")
+@option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    group="Backend",
+    help="Decoding threads; with --ray, actors.  [default: min(4, CPUs); ray: 2]",
+)
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @option(
     "--plot",
@@ -278,6 +283,7 @@ def bench_command(
     help="Accuracy against throughput per model (PNG; needs the bench extra).",
 )
 @option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
+@ray_options("Decode and classify")
 @one_line_errors
 def eval_command(
     data,
@@ -294,6 +300,9 @@ def eval_command(
     json_out,
     plot,
     no_progress,
+    use_ray,
+    ray_address,
+    cpus_per_worker,
 ):
     """Accuracy of eager PyTorch and each artifact on a labelled image set, on exactly the same images:
     top-1/top-5 with 95% intervals, the difference to the reference with McNemar's test, agreement,
@@ -305,7 +314,13 @@ def eval_command(
         raise click.UsageError("give --arch (eager PyTorch) and/or --onnx / --engine artifacts to evaluate")
     if weights is not None and arch is None:
         raise click.UsageError("--weights needs --arch")
+    check_ray_options(use_ray, ray_address=ray_address)
     check_outputs(json_out, plot)
+    classify = None
+    if use_ray:  # --workers: actors; each decodes and classifies its batches itself
+        from ..serving.batch import RayOptions, on_ray
+
+        classify = on_ray(RayOptions(ray_address, workers or 2, cpus_per_worker))
     with tqdm(unit="img", file=sys.stderr, disable=no_progress, leave=False) as bar:
 
         def progress(done, total):
@@ -324,6 +339,7 @@ def eval_command(
             ground_truth=ground_truth,
             workers=workers,
             progress=progress,
+            classify=classify,
         )
     print_evaluation(report)
     if json_out:

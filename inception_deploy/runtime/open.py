@@ -16,12 +16,14 @@ def open_backend(
     arch: str | None = None,
     precision: str | None = None,
     openvino_mode: str = "latency",
+    threads: int | None = None,
 ) -> Backend:
     """The backend for ``path`` chosen by its suffix: .onnx -> ONNX Runtime (OpenVINO with
     ``device="openvino"``), .plan/.engine/.trt -> TensorRT. ``arch`` supplies preprocessing and
     labels for artifacts without metadata. ``precision="bf16"`` runs an ONNX file in bfloat16 on
     OpenVINO (the only CPU backend that can); ``auto`` then means OpenVINO. ``openvino_mode``:
-    OpenVINO's "latency" or "throughput" performance hint."""
+    OpenVINO's "latency" or "throughput" performance hint. ``threads``: CPU threads for ONNX
+    Runtime or OpenVINO (default: all cores; several processes on one machine each want fewer)."""
     path = Path(path)
     if device not in DEVICES:
         raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
@@ -37,11 +39,11 @@ def open_backend(
             from .openvino_backend import OpenVINOBackend
 
             return OpenVINOBackend(
-                path, arch=arch, precision="bf16" if precision == "bf16" else "f32", mode=openvino_mode
+                path, arch=arch, precision="bf16" if precision == "bf16" else "f32", mode=openvino_mode, threads=threads
             )
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, device=device, arch=arch)
+        return OnnxRuntimeBackend(path, device=device, arch=arch, threads=threads)
     if suffix in ENGINE_SUFFIXES:
         if device not in ("auto", "tensorrt") or precision is not None:
             raise InceptionDeployError(

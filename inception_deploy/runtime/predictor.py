@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ..cpu import int8_may_saturate
-from ..errors import InceptionDeployError, printable
-from ..inputs import InputError, describe_image_error
+from ..errors import InceptionDeployError, first_line, printable
+from ..inputs import InputError, describe_image_error, fetch_uri, is_uri
 from ..labels import read_labels
 from ..metadata import preprocess_of
 from ..models.registry import canonical_arch, get_arch
@@ -52,7 +52,8 @@ class Predictor:
     """``Predictor("model.onnx").predict(["a.jpg", pil_image], topk=5)``.
 
     Preprocessing and labels come from the artifact; ``arch`` supplies them for an ONNX file
-    or engine exported elsewhere, ``labels`` replaces the label names.
+    or engine exported elsewhere, ``labels`` replaces the label names. ``workers``: decoding
+    threads; ``threads``: inference threads (ONNX Runtime, OpenVINO).
     """
 
     def __init__(
@@ -66,9 +67,10 @@ class Predictor:
         workers: int | None = None,
         precision: str | None = None,
         openvino_mode: str = "latency",
+        threads: int | None = None,
     ):
         self.backend = open_backend(
-            model_path, device=device, arch=arch, precision=precision, openvino_mode=openvino_mode
+            model_path, device=device, arch=arch, precision=precision, openvino_mode=openvino_mode, threads=threads
         )
         meta = self.backend.metadata
         self.config = preprocess_of(meta)
@@ -87,7 +89,7 @@ class Predictor:
         return list(self.iter_predict(sources, topk))
 
     def iter_predict(self, sources: Iterable, topk: int = 5) -> Iterator[Prediction]:
-        """Predictions in the order of ``sources`` (paths, PIL images, or the InputErrors of
+        """Predictions in the order of ``sources`` (paths, URIs, PIL images, or the InputErrors of
         ``expand_inputs``, which come back as errors), lazily."""
         topk = max(1, min(topk, len(self.labels)))
         pending: list[tuple[str, np.ndarray | None, str | None]] = []
@@ -115,6 +117,11 @@ class Predictor:
         if isinstance(source, InputError):  # from expand_inputs: reported in its place
             return source.name, None, source.reason
         name = getattr(source, "filename", None) or "<image>" if isinstance(source, Image.Image) else str(source)
+        if is_uri(source):
+            try:
+                source = fetch_uri(source)
+            except Exception as e:  # a network or storage failure is this input's error
+                return name, None, f"cannot fetch: {first_line(e)}"
         try:
             return name, load_image(source, self.config), None
         except Exception as e:  # per-image failures are reported, never raised

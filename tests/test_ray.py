@@ -1,0 +1,290 @@
+"""Batch classification and evaluation on Ray (the ray extra) against a real Ray head started on
+127.0.0.1 for this module: rows against a local run, bad inputs, an interrupted run resumed, a
+killed worker, Parquet, evaluation, and the one-line errors before any Ray work."""
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+psutil = pytest.importorskip("psutil", reason="psutil comes with ray")
+
+from inception_deploy.cli.run import run_command  # noqa: E402
+from inception_deploy.runtime.predictor import Predictor  # noqa: E402
+
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def head():
+    """``ray start --head`` on 127.0.0.1 with its own temp folder, stopped after the module."""
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    start = [os.path.join(BIN, "ray"), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
+    start += ["--temp-dir", temp, "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
+    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([os.path.join(BIN, "ray"), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def images(trained, tmp_path_factory):
+    """Learnable PNGs of the trained classifier's classes, as a folder and a list file, with an
+    unreadable file among them."""
+    import trained_classifier as tc
+
+    folder = tc.write_images(tmp_path_factory.mktemp("ray") / "images", 24, seed=7)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args, **kwargs):
+    return subprocess.run(
+        [os.path.join(BIN, "inception-run"), *map(str, args), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def _rows(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_rows_match_a_local_run_input_for_input(trained, images, head, tmp_path):
+    """Folders, a list file (relative paths, comments, a URI served on loopback), a missing file
+    and a broken image: one row per input, the same top-5 as the in-process Predictor, the same
+    errors, exit 1."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: SimpleHTTPRequestHandler(*a, directory=str(images)))
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"# photos to tag\n{images.name}/000.png\n\n{url}/001.png\n{url}/gone.png\n")
+    shutil.copytree(images, tmp_path / images.name)
+    output = tmp_path / "out.jsonl"
+    try:
+        done = _cli(
+            trained["fp32"],
+            images,
+            listing,
+            tmp_path / "missing.png",
+            "--ray",
+            "--ray-address",
+            head,
+            "--output",
+            output,
+            "--workers",
+            "2",
+            "--topk",
+            "3",
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "3 of 29 inputs failed" in done.stderr
+    rows = _rows(output)
+    assert len(rows) == 29
+    by_file = collections.defaultdict(list)
+    for row in rows:
+        by_file[row["file"]].append(row)
+    local_sources = [str(p) for p in sorted(images.iterdir())] + [str(tmp_path / images.name / "000.png")]
+    local = Predictor(trained["fp32"]).predict(local_sources, topk=3)
+    for expected in local:
+        (row,) = by_file[expected.file]
+        if expected.error is not None:
+            assert row == {"file": expected.file, "error": expected.error}
+        else:
+            assert row["indices"] == expected.indices and row["labels"] == expected.labels
+            np.testing.assert_allclose(row["probabilities"], expected.probabilities, rtol=1e-5)
+    (fetched,) = by_file[f"{url}/001.png"]
+    assert fetched["indices"] == next(p.indices for p in local if p.file.endswith("001.png"))
+    assert by_file[f"{url}/gone.png"][0]["error"].startswith("cannot fetch: HTTP Error 404")
+    assert by_file[str(tmp_path / "missing.png")][0]["error"] == "no such file or folder"
+
+
+def _listing(images, tmp_path, copies: int):
+    """A list file naming every readable image ``copies`` times: a run long enough to interrupt."""
+    names = [p.name for p in sorted(images.glob("0*.png"))]
+    path = tmp_path / "many.txt"
+    path.write_text("".join(f"{images}/{name}\n" for _ in range(copies) for name in names))
+    return path, len(names) * copies
+
+
+def _wait_for_rows(path, count, process, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_interrupted_run_keeps_whole_rows_and_resumes_to_one_row_per_input(trained, images, head, tmp_path):
+    listing, total = _listing(images, tmp_path, copies=25)
+    output = tmp_path / "out.jsonl"
+    command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray", "--ray-address", head]
+    command += ["--output", str(output), "--batch-size", "2", "--no-progress"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_rows(output, 20, process), "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "--resume goes on" in stderr, stderr
+    data = output.read_bytes()
+    assert data.endswith(b"\n")
+    kept = _rows(output)
+    assert 20 <= len(kept) < total
+
+    with open(output, "ab") as f:  # as if a hard kill had cut the last row short
+        f.write(b'{"file": "half a ro')
+    refused = _cli(trained["fp32"], listing, "--ray", "--ray-address", head, "--output", output)
+    assert refused.returncode == 2 and "exists; --resume continues it" in refused.stderr
+    resumed = _cli(trained["fp32"], listing, "--ray", "--ray-address", head, "--output", output, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(kept)} inputs already had a row" in resumed.stderr
+    assert "removed an incomplete last row" in resumed.stderr
+    rows = _rows(output)
+    assert rows[: len(kept)] == kept
+    assert collections.Counter(r["file"] for r in rows) == collections.Counter(
+        line for line in listing.read_text().splitlines()
+    )
+
+
+def test_a_killed_worker_is_replaced_and_no_row_is_lost_or_doubled(trained, images, head, tmp_path):
+    listing, total = _listing(images, tmp_path, copies=25)
+    output = tmp_path / "out.jsonl"
+    command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray", "--ray-address", head]
+    command += ["--output", str(output), "--batch-size", "2", "--no-progress"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_rows(output, 20, process), "the run ended before a worker could be killed"
+        workers = [p for p in psutil.process_iter(["cmdline"]) if "ray::MapWorker" in " ".join(p.info["cmdline"] or [])]
+        assert workers, "no Ray Data actor process found"
+        workers[0].kill()
+        rows_at_kill = output.read_bytes().count(b"\n")
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert rows_at_kill < total, "the run finished before the kill: the test proves nothing"
+    assert process.returncode == 0, stderr
+    rows = _rows(output)
+    assert len(rows) == total and all("error" not in r for r in rows)
+    assert collections.Counter(r["file"] for r in rows) == collections.Counter(listing.read_text().splitlines())
+
+
+def test_parquet_output_resumed_from_a_subset(trained, images, head, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    output = tmp_path / "out.parquet"
+    first = sorted(images.glob("00*.png"))
+    done = _cli(trained["fp32"], *first, "--ray", "--ray-address", head, "--output", output)
+    assert done.returncode == 0, done.stderr
+    before = pq.read_table(output).to_pylist()
+    assert len(before) == len(first)
+    done = _cli(trained["fp32"], images, "--ray", "--ray-address", head, "--output", output, "--resume")
+    assert done.returncode == 1  # broken.png
+    rows = pq.read_table(output).to_pylist()
+    assert rows[: len(first)] == before
+    assert sorted(r["file"] for r in rows) == sorted(str(p) for p in images.iterdir())
+    (broken,) = [r for r in rows if r["error"] is not None]
+    assert broken["file"].endswith("broken.png") and broken["indices"] is None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
+
+
+def test_eval_on_ray_reports_what_a_local_eval_reports(trained, images, head, tmp_path):
+    """The same labelled set evaluated locally and on Ray: the same accuracies, agreement and
+    skipped files."""
+    import trained_classifier as tc
+
+    data = tmp_path / "labelled"
+    _, labels = tc.learnable_images(24, seed=7)
+    names = Predictor(trained["fp32"]).labels
+    for i, label in enumerate(labels):
+        (data / names[label]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(images / f"{i:03d}.png", data / names[label])
+    shutil.copy(images / "broken.png", data / names[0])
+    reports = []
+    for extra in ([], ["--ray", "--ray-address", head]):
+        out = tmp_path / f"report{len(reports)}.json"
+        command = [os.path.join(BIN, "inception-eval"), "--data", str(data), "--onnx", str(trained["fp32"])]
+        done = subprocess.run(command + ["--json", str(out), "--no-progress", *extra], capture_output=True, text=True)
+        assert done.returncode == 1 and "broken.png" in done.stderr, done.stderr
+        reports.append(json.loads(out.read_text()))
+    local, on_ray = reports
+    assert local["images"] == on_ray["images"] == 24 and local["skipped"] == on_ray["skipped"]
+    for a, b in zip(local["models"], on_ray["models"]):
+        assert (a["top1"], a["top5"], a["top1_ci"]) == (b["top1"], b["top5"], b["top1_ci"])
+    assert local["models"][0]["top1"] > 0.5  # a set the classifier gets right: the comparison means something
+
+
+def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, tmp_path):
+    output = tmp_path / "out.jsonl"
+    done = _cli(trained["fp32"], images / "000.png", images / "001.png", "--ray", "--output", output)
+    assert done.returncode == 0, done.stderr
+    assert "on Ray (local)" in done.stderr and len(_rows(output)) == 2
+    assert not [line for line in done.stderr.splitlines() if "core_worker" in line or "WARNING" in line]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--output", "{tmp}/o.jsonl"], "--output: need --ray"),
+        (["--resume"], "--resume: need --ray"),
+        (["--ray"], "--ray needs --output FILE"),
+        (["--ray", "--json", "--output", "{tmp}/o.jsonl"], "cannot go with --server or --json"),
+        (["--ray", "--output", "{tmp}/o.csv"], "o.csv: unknown output format .csv; use .jsonl or .parquet"),
+        (["--ray", "--output", "{tmp}/o.jsonl", "--ray-address", "127.0.0.1:1"], "127.0.0.1:1: no Ray head answers"),
+        (["--ray", "--output", "{tmp}/o.jsonl", "--ray-address", "nowhere"], "nowhere: not a Ray address"),
+        (["--ray", "--output", "{tmp}/existing.jsonl"], "existing.jsonl: exists; --resume continues it"),
+        (["--ray", "--output", "{tmp}/corrupt.jsonl", "--resume"], "corrupt.jsonl: line 2 is not a row"),
+        (["--ray", "--output", "{tmp}/corrupt.parquet", "--resume"], "corrupt.parquet: not a Parquet output"),
+    ],
+)
+def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, args, message):
+    (tmp_path / "existing.jsonl").write_text('{"file": "a.png", "error": "x"}\n')
+    (tmp_path / "corrupt.jsonl").write_text('{"file": "a.png", "error": "x"}\nnot json\n')
+    (tmp_path / "corrupt.parquet").write_text("PAR1 but no")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = CliRunner().invoke(run_command, [str(trained["fp32"]), str(tmp_path / "x.png"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_without_ray_installed_the_extra_is_named(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = CliRunner().invoke(
+        run_command, [str(trained["fp32"]), str(tmp_path), "--ray", "--output", str(tmp_path / "o.jsonl")]
+    )
+    assert result.exit_code == 2
+    assert "needs ray: pip install 'inception-deploy[ray]'" in result.output
