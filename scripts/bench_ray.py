@@ -30,16 +30,15 @@ from inception_deploy.inputs import sample_photos  # noqa: E402
 BIN = Path(sys.executable).parent
 
 
-def measure(command: list[str], output: Path | None) -> dict:
-    """Run ``command``; its wall time, when ``output`` (or stdout) got its first row, and the
-    peak RSS of the process and of its largest Ray worker."""
-    stdout = open(output, "w") if output is not None and output.suffix == ".json" else subprocess.DEVNULL
-    rows_file = output if output is not None else None
+def measure(command: list[str], output: Path) -> dict:
+    """Run ``command``; its wall time, when ``output`` got its first rows (and how many), and
+    the peak RSS of the process and of its largest Ray worker."""
+    stdout = open(output, "w") if output.suffix == ".json" else subprocess.DEVNULL  # the local run's rows
     begin = time.perf_counter()
     process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, text=True)
     driver = psutil.Process(process.pid)
     peak_driver = peak_worker = 0
-    first_row = None
+    first_row = rows_then = None
     while process.poll() is None:
         try:
             peak_driver = max(peak_driver, driver.memory_info().rss)
@@ -48,14 +47,14 @@ def measure(command: list[str], output: Path | None) -> dict:
         for p in psutil.process_iter(["cmdline", "memory_info"]):
             if "ray::MapWorker" in " ".join(p.info["cmdline"] or []) and p.info["memory_info"] is not None:
                 peak_worker = max(peak_worker, p.info["memory_info"].rss)
-        if first_row is None and rows_file is not None and rows_file.exists() and rows_file.stat().st_size:
-            first_row = time.perf_counter() - begin
+        if first_row is None and output.exists() and output.stat().st_size:
+            first_row, rows_then = time.perf_counter() - begin, output.read_bytes().count(b"\n")
         time.sleep(0.2)
     wall = time.perf_counter() - begin
     stderr = process.stderr.read()
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr}")
-    return {"wall": wall, "first_row": first_row, "driver": peak_driver, "worker": peak_worker}
+    return {"wall": wall, "first_row": first_row, "rows_then": rows_then, "driver": peak_driver, "worker": peak_worker}
 
 
 def main() -> None:
@@ -94,7 +93,7 @@ def main() -> None:
             f"{r['wall']:.1f}",
             f"{args.images / r['wall']:.1f}",
             f"{r['first_row']:.1f}" if r["first_row"] else "-",
-            f"{args.images / (r['wall'] - r['first_row']):.1f}" if r["first_row"] else "-",
+            f"{(args.images - r['rows_then']) / (r['wall'] - r['first_row']):.1f}" if r["first_row"] else "-",
             mb(r["driver"]),
             mb(r["worker"]),
         )
@@ -118,7 +117,8 @@ def main() -> None:
     )
     if len(results) == 2:
         local, ray = results.values()
-        steady = (ray["wall"] - ray["first_row"]) / (local["wall"] - local["first_row"])
+        rate = lambda r: (args.images - r["rows_then"]) / (r["wall"] - r["first_row"])  # noqa: E731
+        steady = rate(local) / rate(ray)
         print(
             f"Ray against the in-process Predictor: {100 * (ray['wall'] / local['wall'] - 1):+.0f}% wall time, "
             f"{100 * (steady - 1):+.0f}% after the first row (Ray's start and the actors' model loading)"

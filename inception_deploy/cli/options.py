@@ -112,9 +112,8 @@ def ray_options(what: str):
         option(
             "--cpus-per-worker",
             type=click.FloatRange(min=0.1),
-            default=1.0,
             group="Ray",
-            help="CPU cores Ray reserves for each actor (its inference threads).",
+            help="CPU cores Ray reserves for each actor (its inference threads).  [default: 1]",
         ),
     ]
 

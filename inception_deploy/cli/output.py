@@ -3,6 +3,9 @@ stage announcements on stderr (stdout keeps the results)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import click
 
 from ..calibration.float_layers import precision_file
@@ -12,6 +15,35 @@ from ..errors import printable
 def announce(line: str) -> None:
     """A pipeline stage starting, on stderr (stdout keeps the results)."""
     click.echo(printable(line), err=True)
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write: while a Ray job runs, file descriptor 2 goes to
+    Ray's log and ``sys.stderr`` to the terminal (``serving.batch``)."""
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+    def __getattr__(self, name):
+        return getattr(sys.stderr, name)
+
+
+@contextlib.contextmanager
+def images_bar(disable: bool = False):
+    """A progress bar in images (with images/s) on stderr; yields the ``progress(done, total)``
+    callback that moves it."""
+    from tqdm import tqdm
+
+    with tqdm(unit="img", file=_CurrentStderr(), disable=disable, leave=False, smoothing=0.1) as bar:
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def safe_lines(text: str) -> str:

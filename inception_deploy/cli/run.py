@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import click
 from PIL import Image
@@ -18,6 +19,7 @@ from ..serving.batch import RayOptions
 from ..serving.client import TritonClient
 from .guard import EXIT_PARTLY_FAILED, one_line_errors
 from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
+from .output import images_bar
 
 
 @command("run")
@@ -134,7 +136,7 @@ def run_command(
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
     used (each is reported on stderr, or with --ray in --output), 2 when the model cannot be used.
     """
-    check_ray_options(use_ray, ray_address=ray_address, output=output, resume=resume)
+    check_ray_options(use_ray, ray_address=ray_address, cpus_per_worker=cpus_per_worker, output=output, resume=resume)
     if server is not None:
         inputs = (model,) + inputs
     elif server_model is not None:
@@ -152,7 +154,7 @@ def run_command(
             model,
             inputs + tuple(str(p) for p in sample_photos()) * use_samples,
             output,
-            RayOptions(ray_address, workers or 2, cpus_per_worker),
+            RayOptions(ray_address, workers or 2, cpus_per_worker or 1.0),
             dict(
                 topk=topk,
                 resume=resume,
@@ -209,25 +211,17 @@ def run_command(
 
 def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> None:
     """Run the Ray job with a progress bar; one summary line; exit 1 when any row is an error."""
-    from tqdm import tqdm
-
     from ..serving.batch import classify_on_ray
 
-    click.echo(
-        f"{printable(model)}: on Ray ({ray_options.address or 'local'}), {ray_options.workers} workers", err=True
-    )
-    with tqdm(unit="img", file=sys.stderr, disable=not show_bar, leave=False, smoothing=0.1) as bar:
-
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
-        try:
+    where = ray_options.address or "local"
+    click.echo(f"{printable(model)}: on Ray ({printable(where)}), {ray_options.workers} workers", err=True)
+    try:
+        with images_bar(disable=not show_bar) as progress:
             report = classify_on_ray(model, inputs, output, ray_options=ray_options, progress=progress, **options)
-        except KeyboardInterrupt:
-            bar.close()
+    except KeyboardInterrupt:
+        if Path(output).exists():
             click.echo(f"note: {printable(output)} keeps the whole rows written so far; --resume goes on", err=True)
-            raise
+        raise
     if report.dropped_partial_row:
         click.echo(f"note: {printable(output)}: removed an incomplete last row left by an interrupted run", err=True)
     if report.resumed:

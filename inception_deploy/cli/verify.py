@@ -6,7 +6,6 @@ import os
 import sys
 
 import click
-from tqdm import tqdm
 
 from ..bench import parse_batch_sizes, parse_devices, plot_latency, run_benchmarks, table, unstable_warning
 from ..errors import ConfigError, InceptionDeployError, printable
@@ -16,7 +15,7 @@ from ..plotting import figure_class
 from ..runtime.base import DEVICES
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
 from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
-from .output import announce, print_evaluation, safe_lines
+from .output import announce, images_bar, print_evaluation, safe_lines
 
 
 def check_outputs(json_out=None, plot=None, save_outputs=None) -> None:
@@ -314,19 +313,14 @@ def eval_command(
         raise click.UsageError("give --arch (eager PyTorch) and/or --onnx / --engine artifacts to evaluate")
     if weights is not None and arch is None:
         raise click.UsageError("--weights needs --arch")
-    check_ray_options(use_ray, ray_address=ray_address)
+    check_ray_options(use_ray, ray_address=ray_address, cpus_per_worker=cpus_per_worker)
     check_outputs(json_out, plot)
     classify = None
     if use_ray:  # --workers: actors; each decodes and classifies its batches itself
         from ..serving.batch import RayOptions, on_ray
 
-        classify = on_ray(RayOptions(ray_address, workers or 2, cpus_per_worker))
-    with tqdm(unit="img", file=sys.stderr, disable=no_progress, leave=False) as bar:
-
-        def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
-
+        classify = on_ray(RayOptions(ray_address, workers or 2, cpus_per_worker or 1.0))
+    with images_bar(disable=no_progress) as progress:
         report = evaluate(
             data,
             artifacts=list(onnx) + list(engine),

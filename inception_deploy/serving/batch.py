@@ -18,9 +18,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,12 +30,14 @@ from pathlib import Path
 
 from ..errors import ConfigError, InceptionDeployError, first_line
 from ..fileio import check_writable
-from ..inputs import InputError, expand_inputs
+from ..inputs import InputError, expand_inputs, is_uri
 from ..metadata import sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command line turns into a clean stop
+GPU_DEVICES = ("cuda", "tensorrt")  # an actor running on these reserves one GPU
 ROWS_PER_BLOCK_BATCHES = 4  # a dataset block holds at most this many batches, and every worker gets one
 
 
@@ -105,8 +109,8 @@ def classify_on_ray(
     engine = model.suffix.lower() in ENGINE_SUFFIXES
     predictor_options = dict(device=device, arch=arch, labels=labels, batch_size=batch_size, precision=precision)
     predictor_options["openvino_mode"] = openvino_mode
-    if engine:  # TensorRT may be on the workers only: check what can be checked here
-        for path in (model, sidecar_path(model)):
+    if engine or device in GPU_DEVICES:  # the GPU may be on the workers only: check what can be checked here
+        for path in (model, sidecar_path(model)) if engine else (model,):
             if not path.is_file():
                 raise InceptionDeployError(f"{path}: no such file")
         batch_size = batch_size or 8
@@ -121,7 +125,7 @@ def classify_on_ray(
     try:
         report.dropped_partial_row, report.resumed_failed = writer.dropped_partial_row, writer.failed_before
         todo = _not_done(sources, writer.done, report)
-        writer.write([{"file": s.name, "error": s.reason} for s in todo if isinstance(s, InputError)])
+        writer.write([{"file": stored_name(s.name), "error": s.reason} for s in todo if isinstance(s, InputError)])
         report.written = report.failed = sum(isinstance(s, InputError) for s in todo)
         say(report.resumed + report.written, report.total)
         todo = [(i, s) for i, s in enumerate(todo) if not isinstance(s, InputError)]
@@ -134,16 +138,28 @@ def classify_on_ray(
 
 
 def _not_done(sources: list, done: Counter, report: BatchReport) -> list:
-    """The sources without a row in the output yet (a file named twice needs two rows)."""
+    """The sources without a row in the output yet (a file named twice needs two rows), matched
+    by absolute path: ``a.jpg`` and ``./a.jpg`` are one file, from the folder the run started in."""
+    done = Counter({_same_file(name): count for name, count in done.items()})
     todo = []
     for source in sources:
-        name = source.name if isinstance(source, InputError) else source
+        name = _same_file(stored_name(source.name if isinstance(source, InputError) else source))
         if done[name] > 0:
             done[name] -= 1
             report.resumed += 1
         else:
             todo.append(source)
     return todo
+
+
+def stored_name(name: str) -> str:
+    """A file name as rows store it: a name that is not UTF-8 (bytes Python keeps as surrogate
+    escapes) gets backslash escapes, which JSON and Parquet can hold."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _same_file(name: str) -> str:
+    return name if is_uri(name) else os.path.abspath(name)
 
 
 def _run(ray, model, todo, writer, report, options, predictor_options, batch_size, topk, engine, say) -> None:
@@ -156,7 +172,7 @@ def _run(ray, model, todo, writer, report, options, predictor_options, batch_siz
     if predictor_options["labels"] is not None:
         files["labels"] = Path(predictor_options["labels"])
     shipped = {role: (path.name, [ray.put(path.read_bytes())]) for role, path in files.items()}
-    gpu = engine or predictor_options["device"] in ("cuda", "tensorrt")
+    gpu = engine or predictor_options["device"] in GPU_DEVICES
     options_in_actor = {**predictor_options, "batch_size": batch_size, "workers": 2, "threads": options.cpus_per_worker}
     dataset = _mapped(
         ray,
@@ -187,7 +203,7 @@ def _mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size
 
     rows_per_block = max(1, min(batch_size * ROWS_PER_BLOCK_BATCHES, -(-len(sources) // options.workers)))
     chunks = [sources[k : k + rows_per_block] for k in range(0, len(sources), rows_per_block)]
-    blocks = [pa.table({"id": [i for i, _ in c], "source": [s for _, s in c]}) for c in chunks]
+    blocks = [pa.table({"id": [i for i, _ in c], "source": [os.fsencode(s) for _, s in c]}) for c in chunks]
     return ray.data.from_arrow(blocks).map_batches(
         actor,
         fn_constructor_kwargs=actor_kwargs,
@@ -215,12 +231,14 @@ class _Classifier:
             paths["sidecar"].replace(paths["model"].parent / paths["sidecar"].name)
         options = dict(options, threads=max(1, int(options["threads"])), labels=paths.get("labels"))
         self.predictor = Predictor(paths["model"], **options)
+        self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
         self.topk = topk
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        predictions = self.predictor.predict(batch.column("source").to_pylist(), topk=self.topk)
+        sources = [os.fsdecode(s) for s in batch.column("source").to_pylist()]
+        predictions = self.predictor.predict(sources, topk=self.topk)
         rows = [{"id": i, **_row(p.to_dict())} for i, p in zip(batch.column("id").to_pylist(), predictions)]
         return pa.Table.from_pylist(rows, schema=_schema(pa, with_id=True))
 
@@ -228,7 +246,7 @@ class _Classifier:
 def _row(prediction: dict) -> dict:
     """A row with every column (Parquet's schema); JSON Lines drops the empty ones."""
     return {
-        "file": prediction["file"],
+        "file": stored_name(prediction["file"]),
         "labels": prediction.get("labels"),
         "indices": prediction.get("indices"),
         "probabilities": prediction.get("probabilities"),
@@ -265,13 +283,16 @@ def on_ray(options: RayOptions = RayOptions()):
 def _evaluate(ray, models, files, batch_size, options, skipped, say):
     import numpy as np
 
-    shipped = []
+    shipped, gpu = [], False  # (name, how to open it, [its bytes or module], preprocessing)
     for m in models:
         config = m.config.to_dict()
         if m.open_args is None:  # eager PyTorch: the module itself
             shipped.append((m.name, None, [ray.put(m.runner.model)], config))
-        else:
-            shipped.append((Path(m.name).name, m.open_args, [ray.put(Path(m.name).read_bytes())], config))
+            continue
+        path = Path(m.name)
+        parts = [path] + [sidecar_path(path)] * (path.suffix.lower() in ENGINE_SUFFIXES)
+        shipped.append((path.name, m.open_args, [ray.put(f.read_bytes()) for f in parts], config))
+        gpu = gpu or len(parts) > 1 or m.open_args["device"] in GPU_DEVICES
     ids = list(range(len(files)))
     dataset = _mapped(
         ray,
@@ -280,6 +301,7 @@ def _evaluate(ray, models, files, batch_size, options, skipped, say):
         {"models": shipped, "threads": options.cpus_per_worker},
         batch_size,
         options,
+        gpus=1 if gpu else 0,
     )
     top5 = np.full((len(files), len(models), 5), -1, dtype=np.int64)
     seconds, errors, done = np.zeros(len(models)), {}, set()
@@ -316,25 +338,27 @@ class _Evaluator:
         threads = max(1, int(threads))
         self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-")
         self.models = []
-        for k, (name, open_args, (ref,), config) in enumerate(models):
+        for k, (name, open_args, refs, config) in enumerate(models):
             if open_args is None:
                 import torch
 
                 torch.set_num_threads(threads)
-                runner = TorchRunner(ray.get(ref))
-            else:
+                runner = TorchRunner(ray.get(refs[0]))
+            else:  # the file, and an engine's sidecar beside it
                 path = Path(self.folder.name, str(k), name)
                 path.parent.mkdir()
-                path.write_bytes(ray.get(ref))
+                for dest, ref in zip((path, sidecar_path(path)), refs):
+                    dest.write_bytes(ray.get(ref))
                 runner = open_backend(path, **open_args, threads=threads)
             self.models.append(EvalModel(name, runner, PreprocessConfig.from_dict(config)))
+        self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
 
     def __call__(self, batch):
         import pyarrow as pa
 
         from ..evaluation import classify_decoded, decode
 
-        ids, sources = batch.column("id").to_pylist(), batch.column("source").to_pylist()
+        ids, sources = batch.column("id").to_pylist(), [os.fsdecode(s) for s in batch.column("source").to_pylist()]
         decoded = [decode(source, self.models[0].config) for source in sources]
         images = [image for image, _ in decoded if image is not None]
         results = classify_decoded(self.models, images) if images else []
@@ -377,9 +401,9 @@ def _ray_session(ray, options: RayOptions):
 @contextlib.contextmanager
 def _native_stderr_to_log():
     """Ray's C++ core and the processes a local Ray starts write notes to file descriptor 2
-    (e.g. on every actor Ray Data creates); they go to a log file for the job, named in any Ray
-    error and removed after a clean run. Python's ``sys.stderr`` (progress, our messages) keeps
-    the terminal."""
+    (e.g. on every actor Ray Data creates); they go to a log file for the job, kept for the Ray
+    error that names it and removed otherwise. Python's ``sys.stderr`` (progress, our messages)
+    keeps the terminal."""
     fd, log = tempfile.mkstemp(prefix="inception-ray-", suffix=".log")
     saved = os.dup(2)
     rebind = _is_fd2(sys.stderr)
@@ -389,9 +413,8 @@ def _native_stderr_to_log():
         if rebind:
             sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=previous.encoding, errors="backslashreplace")
         yield log
-    except BaseException:
-        os.dup2(saved, 2)
-        log = None  # kept for the error that names it
+    except InceptionDeployError:
+        log = None  # kept: the message names it
         raise
     finally:
         if rebind:
@@ -419,6 +442,9 @@ def _connect(ray, options: RayOptions, log: str) -> bool:
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the progress bar
+    if ray.is_initialized():  # the caller's own session (or an earlier job's, from Python)
+        return False
+    handlers = {s: signal.getsignal(s) for s in _SIGNALS}
     try:
         if options.address is None:
             cpus = max(os.cpu_count() or 1, options.workers * options.cpus_per_worker)
@@ -426,12 +452,17 @@ def _connect(ray, options: RayOptions, log: str) -> bool:
             return True
         ray.init(address=options.address, **quiet)
         return False
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         where = options.address or "a local Ray"
         hint = "; a cluster with token authentication needs its token (RAY_AUTH_TOKEN)" if options.address else ""
         raise InceptionDeployError(
             f"{where}: Ray cannot start or connect ({first_line(e)}{hint}; log: {log})"
         ) from None
+    finally:  # ray.init takes SIGTERM over (a local Ray would exit 1): the caller's handlers come back
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(signum, handler)
 
 
 def _import_ray(address: str | None):
@@ -476,6 +507,15 @@ def _ray_reason(e: Exception) -> str:
     return first_line(cause) if cause is not None else first_line(e)
 
 
+@contextlib.contextmanager
+def _writing(path: Path):
+    """A full disk or a vanished folder is one line naming the output, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise InceptionDeployError(f"{path}: cannot write ({e.strerror or first_line(e)})") from None
+
+
 class _JsonLines:
     """Rows appended as JSON lines, flushed per batch; whatever ends a run, the file holds whole
     rows only (an incomplete last line, from a killed process, is removed before resuming)."""
@@ -491,10 +531,6 @@ class _JsonLines:
     def _read_done(self) -> None:
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1
-        if complete < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(complete)
-            self.dropped_partial_row = True
         for number, line in enumerate(data[:complete].decode("utf-8", "replace").splitlines(), 1):
             try:
                 row = json.loads(line)
@@ -504,11 +540,17 @@ class _JsonLines:
                 raise InceptionDeployError(
                     f"{self.path}: line {number} is not a row of inception-run's output; cannot resume it"
                 ) from None
+        if complete < len(data):  # only once the file is known to be ours
+            with open(self.path, "r+b") as f:
+                f.truncate(complete)
+            self.dropped_partial_row = True
 
     def write(self, rows: list[dict]) -> None:
         if rows:  # one write per batch: a row is never split by an interrupt between writes
-            self.file.write("".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows))
-            self.file.flush()
+            text = "".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows)
+            with _writing(self.path):
+                self.file.write(text)
+                self.file.flush()
             self.rows += len(rows)
 
     def close(self) -> None:
@@ -562,7 +604,8 @@ class _Parquet:
 
     def _flush(self) -> None:
         if self.buffer:
-            self.writer.write_table(self.pa.Table.from_pylist(self.buffer, schema=self.schema))
+            with _writing(self.path):
+                self.writer.write_table(self.pa.Table.from_pylist(self.buffer, schema=self.schema))
             self.buffer = []
 
     def close(self) -> None:
