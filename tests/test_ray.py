@@ -306,12 +306,19 @@ def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, 
         (["--ray", "--output", "{tmp}/existing.jsonl"], "existing.jsonl: exists; --resume continues it"),
         (["--ray", "--output", "{tmp}/corrupt.jsonl", "--resume"], "corrupt.jsonl: line 2 is not a row"),
         (["--ray", "--output", "{tmp}/corrupt.parquet", "--resume"], "corrupt.parquet: not a Parquet output"),
+        (["--ray", "--output", "{tmp}/foreign.parquet", "--resume"], "foreign.parquet: not a Parquet output of"),
+        (["--ray", "--output", "{tmp}/foreign.jsonl", "--resume"], "foreign.jsonl: line 1 is not a row"),
     ],
 )
 def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, args, message):
     (tmp_path / "existing.jsonl").write_text('{"file": "a.png", "error": "x"}\n')
     (tmp_path / "corrupt.jsonl").write_text('{"file": "a.png", "error": "x"}\nnot json\n')
     (tmp_path / "corrupt.parquet").write_text("PAR1 but no")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "foreign.parquet")  # a real Parquet file, not ours
+    (tmp_path / "foreign.jsonl").write_text('{"file": "a.png"}\n')  # neither a prediction nor an error
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = CliRunner().invoke(run_command, [str(trained["fp32"]), str(tmp_path / "x.png"), *args])

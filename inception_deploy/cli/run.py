@@ -29,7 +29,12 @@ from .output import images_bar
     help="An exported .onnx file, or a TensorRT engine (.plan, .engine, .trt) with its .json sidecar. "
     "With --server: the first image.",
 )
-@click.argument("inputs", nargs=-1, help="Image files, folders (searched recursively) and glob patterns.")
+@click.argument(
+    "inputs",
+    nargs=-1,
+    help="Image files, folders (searched recursively), glob patterns, URIs (http, s3, gs) and list files "
+    "(.txt/.lst, one input per line).",
+)
 @option(
     "--samples",
     "use_samples",
@@ -100,7 +105,7 @@ from .output import images_bar
     "--output",
     type=click.Path(dir_okay=False),
     group="Ray",
-    help="With --ray: the results, one row per input, as JSON Lines (.jsonl) or Parquet (.parquet).",
+    help="With --ray: the results, one row per input, as JSON Lines (.jsonl, .ndjson) or Parquet (.parquet).",
 )
 @option(
     "--resume",
@@ -131,7 +136,7 @@ def run_command(
     output,
     resume,
 ):
-    """Classify images (files, folders, globs) with an ONNX model or TensorRT engine.
+    """Classify images (files, folders, globs, URIs, list files) with an ONNX model or TensorRT engine.
 
     Preprocessing and labels are read from the model. Exit code 1 when any image could not be
     used (each is reported on stderr, or with --ray in --output), 2 when the model cannot be used.
@@ -211,10 +216,11 @@ def run_command(
 
 def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> None:
     """Run the Ray job with a progress bar; one summary line; exit 1 when any row is an error."""
-    from ..serving.batch import classify_on_ray
+    from ..serving.batch import check_output, classify_on_ray
 
-    where = ray_options.address or "local"
-    click.echo(f"{printable(model)}: on Ray ({printable(where)}), {ray_options.workers} workers", err=True)
+    check_output(output, options["resume"])  # before anything is printed or started
+    where, workers = ray_options.address or "local", ray_options.workers
+    click.echo(f"{printable(model)}: on Ray ({printable(where)}), {workers} worker{'s' * (workers > 1)}", err=True)
     try:
         with images_bar(disable=not show_bar) as progress:
             report = classify_on_ray(model, inputs, output, ray_options=ray_options, progress=progress, **options)

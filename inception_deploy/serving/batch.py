@@ -75,6 +75,16 @@ def output_format(path: str | os.PathLike) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def check_output(output: str | os.PathLike, resume: bool) -> None:
+    """Before anything slow: a known format, a writable place, and no earlier output replaced."""
+    output_format(output)
+    check_writable(output)
+    if Path(output).exists() and not resume:
+        raise ConfigError(
+            f"{output}: exists; --resume continues it (skipping inputs it has a row for), or name another"
+        )
+
+
 def classify_on_ray(
     model: str | os.PathLike,
     inputs,
@@ -97,13 +107,9 @@ def classify_on_ray(
     ``resume``, which skips the inputs it already has a row for. ``progress(done, total)`` after
     each batch of rows."""
     say = progress or (lambda done, total: None)
+    check_output(output, resume)
     writer_class = _JsonLines if output_format(output) == "jsonl" else _Parquet
     output = Path(output)
-    check_writable(output)
-    if output.exists() and not resume:
-        raise ConfigError(
-            f"{output}: exists; --resume continues it (skipping inputs it has a row for), or name another"
-        )
     _probe(ray_options.address)
     model = Path(model)
     engine = model.suffix.lower() in ENGINE_SUFFIXES
@@ -454,7 +460,8 @@ def _connect(ray, options: RayOptions, log: str) -> bool:
         return False
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         where = options.address or "a local Ray"
-        hint = "; a cluster with token authentication needs its token (RAY_AUTH_TOKEN)" if options.address else ""
+        hint = "; is a Ray head running there, and if it uses token authentication, is its token here?"
+        hint = hint if options.address else ""
         raise InceptionDeployError(
             f"{where}: Ray cannot start or connect ({first_line(e)}{hint}; log: {log})"
         ) from None
@@ -534,6 +541,8 @@ class _JsonLines:
         for number, line in enumerate(data[:complete].decode("utf-8", "replace").splitlines(), 1):
             try:
                 row = json.loads(line)
+                if not isinstance(row["file"], str) or ("error" in row) == ("indices" in row):
+                    raise ValueError("not a row of ours")
                 self.done[row["file"]] += 1
                 self.failed_before += "error" in row
             except (ValueError, TypeError, KeyError):
@@ -581,6 +590,9 @@ class _Parquet:
         previous = None
         if path.exists():
             try:
+                names = pq.read_schema(path).names
+                if sorted(names) != sorted(self.schema.names):
+                    raise ValueError(f"its columns are {', '.join(names)}")
                 previous = pq.read_table(path, schema=self.schema)
             except Exception as e:  # pyarrow's ArrowInvalid and friends
                 raise InceptionDeployError(
