@@ -219,6 +219,40 @@ def test_torchscript_exports_name_modules_too(v1_opset17):
     assert preprocess_of(onnx_metadata(onnx.load(str(v1_opset17)), v1_opset17)).input_size == 224
 
 
+def test_each_layers_sensitivity_is_the_whole_network_with_that_layer_alone_int8(int8, images):
+    """The ranking runs only the part of the network after the last cut before each layer, fed with
+    FP32's activations there; the whole network, every other layer reading float, must give the
+    same logits error (the first Conv, one at the start of an Inception block, the last Conv)."""
+    import onnxruntime as ort
+
+    from inception_deploy.calibration.qdq import float_behind_qdq
+    from inception_deploy.calibration.sensitivity import _cuts, layer_sensitivity
+
+    proto = onnx.load(str(int8["every"]))
+    float_of = float_behind_qdq(proto.graph)
+    convs = [n for n in proto.graph.node if n.op_type == "Conv" and n.input[0] in float_of]
+    fp32_graph = onnx.ModelProto()
+    fp32_graph.CopyFrom(proto)
+    for node in fp32_graph.graph.node:
+        node.input[:] = [float_of.get(name, name) for name in node.input]
+    assert len(_cuts(fp32_graph.graph)) > 10  # the stem's tensors and every block's Concat
+
+    def whole_network_alone(layer=None):
+        variant = onnx.ModelProto()
+        variant.CopyFrom(fp32_graph)
+        for node in variant.graph.node:
+            if layer is not None and node.name == layer.name:
+                node.input[:] = layer.input
+        session = ort.InferenceSession(variant.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+    fp32_logits = whole_network_alone()  # no layer INT8: the FP32 network
+    ranked = {layer.node: layer.error for layer in layer_sensitivity(int8["every"], fp32_logits, images, {})}
+    for layer in (convs[0], convs[len(convs) // 2], convs[-1]):
+        expected = float(np.mean((whole_network_alone(layer) - fp32_logits) ** 2))
+        assert expected > 0 and ranked[layer.name] == pytest.approx(expected, rel=1e-4), layer.name
+
+
 def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds(trained, tmp_path):
     """--int8-max-drop on the trained classifier with 99th-percentile ranges, which clip and lose
     about 20 points (minmax ranges lost 0 points on an AVX-512 VNNI CPU and more than 2 on

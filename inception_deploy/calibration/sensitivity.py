@@ -3,13 +3,15 @@ alone is INT8.
 
 From the INT8 graph written once (every Conv quantized), each layer's variant is a rewiring, not a
 new quantization: every other node reads the float tensors behind its DequantizeLinear inputs, so
-only that layer's input (and a Conv's weights) stay on the INT8 grid. Each variant runs on a few images and
-its logits are compared with FP32's (mean squared error). A layer's own rounding error, measured in
-one pass, ranked layers no better than chance on the trained test classifier (Spearman 0.07 with
-this measure: errors of early layers grow through the network; scripts/int8_sensitivity.py at
-commit 8ebb30c), so
-the logits are what is measured. The INT8 search (``export.budget``) keeps layers float in this
-order and judges every placement it tries on held-out images.
+only that layer's input (and a Conv's weights) stay on the INT8 grid. Everything before that layer
+then computes what FP32 computes, so a variant runs only the part of the network after the last
+*cut* before the layer (a tensor through which every path passes, such as an Inception block's
+Concat), fed with the FP32 activations of that cut computed once. Its logits are compared with
+FP32's (mean squared error). A layer's own rounding error, measured in one pass, ranked layers no
+better than chance on the trained test classifier (Spearman 0.07 with this measure: errors of early
+layers grow through the network; scripts/int8_sensitivity.py at commit 8ebb30c), so the logits are
+what is measured. The INT8 search (``export.budget``) keeps layers float in this order and judges
+every placement it tries on held-out images.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .qdq import QUANTIZED_OPS, float_behind_qdq
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 @dataclass
@@ -38,18 +42,65 @@ def layer_sensitivity(
     proto = onnx.load(str(int8_path))
     graph = proto.graph
     float_of = float_behind_qdq(graph)
-    layers = [n for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in float_of]
+    quantized = {n.name: list(n.input) for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in float_of}
+    for node in graph.node:  # the FP32 network, Q/DQ pairs left unread
+        node.input[:] = [float_of.get(name, name) for name in node.input]
+    cuts = _cuts(graph)
+    feed = graph.input[0].name
+    inner = [cut for cut in cuts if cut != feed]
+    marked = onnx.ModelProto()
+    marked.CopyFrom(proto)
+    marked.graph.output.extend(onnx.ValueInfoProto(name=name) for name in inner)
+    activations = {feed: images, **dict(zip(inner, _run(marked, images, inner)))}
+    position = {node.name: i for i, node in enumerate(graph.node)}
     ranked = []
-    for layer in layers:
-        original = {node.name: list(node.input) for node in graph.node}
-        for node in graph.node:
-            if node is not layer:
-                node.input[:] = [float_of.get(name, name) for name in node.input]
-        error = float(np.mean((_run(proto, images) - fp32_logits) ** 2))
-        for node in graph.node:
-            node.input[:] = original[node.name]
-        ranked.append(LayerSensitivity(layer.name, modules.get(layer.name, ""), error))
+    for name, inputs in quantized.items():
+        layer = graph.node[position[name]]
+        cut = max((t for t, p in cuts.items() if p < position[name]), key=cuts.get)
+        float_inputs = list(layer.input)
+        layer.input[:] = inputs
+        logits = _run(_suffix(proto, cut, activations[cut].shape[1:]), activations[cut])
+        layer.input[:] = float_inputs
+        error = float(np.mean((logits - fp32_logits) ** 2))
+        ranked.append(LayerSensitivity(name, modules.get(name, ""), error))
     return sorted(ranked, key=lambda layer: -layer.error)
+
+
+def _cuts(graph) -> dict[str, int]:
+    """Tensor -> index of the node writing it (-1: the graph input), for every tensor that is the
+    only one live at that point of the graph's topological order, Q/DQ nodes aside: all later nodes
+    depend on the input through it alone."""
+    computed = [n for n in graph.node if n.op_type not in QDQ_OPS]
+    index = {id(n): i for i, n in enumerate(graph.node)}
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(computed):
+        for name in node.input:
+            last_use[name] = i
+    live = {graph.input[0].name}
+    cuts = {graph.input[0].name: -1}
+    for i, node in enumerate(computed):
+        live = {t for t in live if last_use.get(t, -1) > i} | {t for t in node.output if last_use.get(t, -1) > i}
+        if len(live) == 1:
+            (tensor,) = live
+            cuts.setdefault(tensor, index[id(node)])
+    return cuts
+
+
+def _suffix(proto, cut: str, shape):
+    """The part of ``proto`` after the tensor ``cut``, which becomes its input."""
+    import onnx
+
+    graph = proto.graph
+    needed = {out.name for out in graph.output}
+    nodes = []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            nodes.append(node)
+            needed.update(name for name in node.input if name != cut)
+    initializers = [init for init in graph.initializer if init.name in needed]
+    cut_input = onnx.helper.make_tensor_value_info(cut, onnx.TensorProto.FLOAT, ["N", *shape])
+    sub = onnx.helper.make_graph(list(reversed(nodes)), "suffix", [cut_input], list(graph.output), initializers)
+    return onnx.helper.make_model(sub, opset_imports=proto.opset_import, ir_version=proto.ir_version)
 
 
 def conv_macs(path, image: np.ndarray) -> dict[str, int]:
@@ -68,13 +119,15 @@ def conv_macs(path, image: np.ndarray) -> dict[str, int]:
     }
 
 
-def _run(proto, images: np.ndarray, outputs=None):
+def _run(proto, inputs: np.ndarray, outputs: list[str] | None = None):
+    """The logits of ``proto`` on ``inputs`` (eight at a time), or the tensors named ``outputs``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
-    if outputs is not None:
-        return session.run(outputs, {feed: images})
-    return np.concatenate([session.run(None, {feed: images[i : i + 8]})[0] for i in range(0, len(images), 8)])
+    batches = [session.run(outputs, {feed: inputs[i : i + 8]}) for i in range(0, len(inputs), 8)]
+    if outputs is None:
+        return np.concatenate([batch[0] for batch in batches])
+    return [np.concatenate(tensors) for tensors in zip(*batches)]
