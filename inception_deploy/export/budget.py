@@ -150,20 +150,8 @@ def search(
     judged, labels, judged_on, measure = _judged_images(budget, folder, held, config)
     fp32 = OnnxRuntimeBackend(src)
     fp32_top1 = _top1(fp32, judged)
-    module_of = {node: module for module, nodes in layers.items() for node in nodes}
-    held_set = set(held)
-    calibration_files = [f for f in find_images(folder)[0] if f not in held_set]
-    ranking = _decode(spread(calibration_files, RANKING_IMAGES), config)
-    say(f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)...")
-    with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
-        # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
-        every = Path(tmp) / "every.onnx"
-        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers))
-        ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
-        macs = conv_macs(every, ranking[:1])
-    order = list(dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed))
-    errors = {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
     tried: dict[int, tuple[float, tuple[float, float]]] = {}
+    order: list[str] = []  # modules, most sensitive first, once ranked
 
     def drop_with(count: int) -> float:
         if count not in tried:
@@ -179,24 +167,32 @@ def search(
         return tried[count][0]
 
     say(f"searching the fewest float layers within {budget.max_drop:g} points on {len(judged)} images ({measure})...")
-    low, high = -1, 0  # low misses the budget (-1: none tried yet), high is the count to try
-    while high < len(order) and drop_with(high) > budget.max_drop:
-        low, high = high, min(max(2 * high, 1), len(order))
-    if drop_with(high) > budget.max_drop:  # every layer float misses too
-        count = min(tried, key=lambda k: (tried[k][0], k))  # the best seen; the caller reports failure
+    errors: dict[str, float] = {}
+    if drop_with(0) <= budget.max_drop:  # the full INT8 holds: nothing to rank
+        count = 0
     else:
-        while high - low > 1:
-            middle = (low + high) // 2
-            if drop_with(middle) <= budget.max_drop:
-                high = middle
-            else:
-                low = middle
-        count = high
+        unseen = set(held)
+        calibration_files = [f for f in find_images(folder)[0] if f not in unseen]
+        order[:], errors = _rank(prepared, calibration, calibration_files, config, layers, fixed, fp32, say)
+        low, high = 0, min(1, len(order))  # low misses the budget, high is the count to try
+        while high < len(order) and drop_with(high) > budget.max_drop:
+            low, high = high, min(2 * high, len(order))
+        if drop_with(high) > budget.max_drop:  # every layer float misses too
+            count = min(tried, key=lambda k: (tried[k][0], k))  # the best seen; the caller reports failure
+        else:
+            while high - low > 1:
+                middle = (low + high) // 2
+                if drop_with(middle) <= budget.max_drop:
+                    high = middle
+                else:
+                    low = middle
+            count = high
     kept = dict(fixed)
     for rank, module in enumerate(order[:count], 1):
         kept[module] = (
             f"--int8-max-drop {budget.max_drop:g}: sensitivity rank {rank} (logits MSE alone {errors[module]:.3g})"
         )
+    macs = conv_macs(prepared, judged[:1])
     float_macs = sum(macs[node] for node in _nodes(kept, layers) if node in macs)
     drop, interval = tried[count]
     report = BudgetReport(
@@ -213,6 +209,21 @@ def search(
         time.perf_counter() - start,
     )
     return kept, report
+
+
+def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, say):
+    """The modules not in ``fixed``, most sensitive first, and each one's logits error alone in
+    INT8, measured on calibration ``files`` (the judged images must not choose the layers)."""
+    ranking = _decode(spread(files, RANKING_IMAGES), config)
+    say(f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)...")
+    module_of = {node: module for module, nodes in layers.items() for node in nodes}
+    with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
+        # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
+        every = Path(tmp) / "every.onnx"
+        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers))
+        ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
+    order = list(dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed))
+    return order, {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
 
 
 def _nodes(modules, layers: dict[str, list[str]]) -> frozenset[str]:
