@@ -145,6 +145,39 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
     ]
 
 
+def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1_opset17, tmp_path):
+    """--sensitivity: every Conv and pool with a quantized input, most sensitive first, named by
+    module, and the flags that would keep the first float; a cpu-target file is refused (its
+    weights are int8 initializers) before any slow work, in one line."""
+    common = dict(calib_dir=sample_folder(), method="minmax", cache=tmp_path / "calib.json")
+    int8_file = quantize_int8(v1_opset17, tmp_path / "int8.onnx", target="tensorrt", **common).path
+    result = CliRunner().invoke(
+        main,
+        ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(int8_file), "--sensitivity"]
+        + ["--synthetic", "0", "--json", str(tmp_path / "parity.json")],
+    )
+    assert result.exit_code == 0, result.output
+    (ranked,) = json.loads((tmp_path / "parity.json").read_text())["sensitivity"]
+    graph = onnx.load(str(int8_file)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    quantized = {
+        n.name for n in graph.node if n.op_type in ("Conv", "MaxPool", "AveragePool") and n.input[0] in dequantized
+    }
+    assert sorted(layer["node"] for layer in ranked["layers"]) == sorted(quantized)
+    errors = [layer["error"] for layer in ranked["layers"]]
+    assert errors == sorted(errors, reverse=True) and errors[0] > 0 and ranked["images"] == len(sample_photos())
+    paths = module_paths(graph)
+    assert all(layer["module"] == paths[layer["node"]] for layer in ranked["layers"])
+    assert f"--int8-keep-float {ranked['layers'][0]['module']}" in result.stdout
+
+    cpu_file = quantize_int8(v1_opset17, tmp_path / "cpu.onnx", target="cpu", **common).path
+    result = CliRunner().invoke(
+        main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(cpu_file), "--sensitivity"]
+    )
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert f"{cpu_file}: --sensitivity ranks INT8 files of the tensorrt target" in result.output
+
+
 def test_cpu_target_weight_bits(trained, tmp_path):
     """7-bit weights by default (portable), 8 with --int8-weight-bits 8 (VNNI/AMX): per-channel
     symmetric, so each output channel's largest weight lands on the top level."""
@@ -197,7 +230,8 @@ def test_bad_float_layer_requests_fail_before_the_export(args, message, tmp_path
     "args, message",
     [
         (["--save-outputs", "x.json"], "--save-outputs needs --layerwise"),
-        (["--layerwise"], "needs the FP32 ONNX and the FP16/INT8 files made from it"),
+        (["--layerwise"], "--layerwise needs the FP32 ONNX and the FP16/INT8 files made from it"),
+        (["--sensitivity"], "--sensitivity needs the FP32 ONNX and the FP16/INT8 files made from it"),
     ],
 )
 def test_bad_layerwise_requests(args, message, v1_opset17):

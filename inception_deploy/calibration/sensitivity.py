@@ -16,10 +16,12 @@ every placement it tries on held-out images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import InceptionDeployError
+from ..metadata import load_onnx, module_paths, onnx_metadata
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -30,6 +32,68 @@ class LayerSensitivity:
     node: str  # the Conv or pooling node of the prepared graph
     module: str  # its PyTorch module path
     error: float  # mean squared logits error against FP32 with this layer alone INT8
+
+
+@dataclass
+class SensitivityReport:
+    """``inception-parity --sensitivity``: an INT8 file's layers, most sensitive first."""
+
+    reference: str
+    candidate: str
+    images: int
+    layers: list[LayerSensitivity]
+
+    def table(self) -> str:
+        from tabulate import tabulate
+
+        total = sum(layer.error for layer in self.layers) or 1.0
+        rows = [
+            [rank, layer.module or "?", layer.node, f"{layer.error:.3g}", f"{layer.error / total:.1%}"]
+            for rank, layer in enumerate(self.layers, 1)
+        ]
+        headers = ["rank", "PyTorch module", "node", "logits MSE alone INT8", "share of the sum"]
+        return tabulate(rows, headers, tablefmt="github")
+
+    def summary(self) -> str:
+        top = [layer.module for layer in self.layers[:3] if layer.module]
+        keep = " ".join(f"--int8-keep-float {module}" for module in top)
+        return (
+            f"{self.candidate}: {len(self.layers)} quantized layers ranked on {self.images} images; "
+            f"to keep the most sensitive float: {keep or '(no module names in this file)'}"
+        )
+
+    def to_dict(self) -> dict:
+        return {**{k: v for k, v in asdict(self).items() if k != "layers"}, "layers": [asdict(x) for x in self.layers]}
+
+
+def ranked_files(candidates) -> list:
+    """The INT8 files of the tensorrt target among ``candidates`` (FP16 files have no layer to
+    rank); one line, before any slow work, for an INT8 file of the cpu target, whose weights are
+    stored as int8 initializers that cannot be read float again, or when none is left."""
+    ranked = []
+    for path in candidates:
+        meta = onnx_metadata(load_onnx(path), path) or {}
+        if meta.get("precision") == "int8" and meta.get("int8_target") != "tensorrt":
+            raise InceptionDeployError(
+                f"{path}: --sensitivity ranks INT8 files of the tensorrt target, this one is for the "
+                f"{meta.get('int8_target')} target (its weights are stored as int8)"
+            )
+        if meta.get("precision") == "int8":
+            ranked.append(path)
+    if not ranked:
+        raise InceptionDeployError("--sensitivity needs an INT8 file of the tensorrt target (with --onnx)")
+    return ranked
+
+
+def file_sensitivity(reference, candidate, images: np.ndarray) -> SensitivityReport:
+    """The layers of the tensorrt-target INT8 file ``candidate`` (``ranked_files``), most sensitive
+    first, against the FP32 ``reference`` it was made from, on ``images``."""
+    from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    fp32_logits = OnnxRuntimeBackend(reference).infer(images)
+    modules = module_paths(load_onnx(candidate).graph)
+    layers = layer_sensitivity(candidate, fp32_logits, images, modules)
+    return SensitivityReport(str(reference), str(candidate), len(images), layers)
 
 
 def layer_sensitivity(

@@ -89,6 +89,14 @@ def check_outputs(json_out=None, plot=None, save_outputs=None) -> None:
     help="With --layerwise: write every compared tensor of every image in Polygraphy's JSON format "
     "(polygraphy run --load-outputs reads it); tens of MB per image.",
 )
+@option(
+    "--sensitivity",
+    is_flag=True,
+    group="Layer by layer",
+    help="Also rank the layers of each INT8 file (tensorrt target; give the FP32 ONNX it was made from with "
+    "--onnx too) by how much the logits move when that layer alone is INT8: the layers to keep float first "
+    "(--int8-keep-float).",
+)
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
 def parity_command(
@@ -104,20 +112,24 @@ def parity_command(
     batch_size,
     layerwise,
     save_outputs,
+    sensitivity,
     json_out,
 ):
     """Compare exported artifacts with eager PyTorch on the same images, one row per artifact,
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
+    from ..calibration.sensitivity import file_sensitivity, ranked_files
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
-    from ..verify.layerwise import check_layers, layerwise_files
+    from ..verify.layerwise import check_layers, layer_images, layerwise_files
 
     artifacts = list(onnx_files) + list(engines)
     if not artifacts:
         raise ConfigError("nothing to check: pass --onnx FILE and/or --engine FILE")
     if save_outputs and not layerwise:
         raise ConfigError("--save-outputs needs --layerwise")
-    if layerwise:
-        reference, candidates = layerwise_files(onnx_files, engines)
+    if layerwise or sensitivity:
+        reference, candidates = layerwise_files(onnx_files, engines, "--layerwise" if layerwise else "--sensitivity")
+    if sensitivity:
+        int8_files = ranked_files(candidates)
     check_outputs(json_out, save_outputs=save_outputs)
     report = check_artifacts(
         arch,
@@ -146,10 +158,19 @@ def parity_command(
             click.echo(printable(layer_report.summary()))
         if save_outputs:
             click.echo(printable(f"wrote {save_outputs} (Polygraphy RunResults: polygraphy run --load-outputs)"))
+    ranked = []
+    if sensitivity:
+        batch = layer_images(reference, images, samples, synthetic)
+        for candidate in int8_files:
+            announce(f"ranking the layers of {candidate} by the logits error of each alone in INT8...")
+            ranked.append(file_sensitivity(reference, candidate, batch))
+            click.echo(safe_lines(ranked[-1].table()))
+            click.echo(printable(ranked[-1].summary()))
     if json_out:
-        write_json(
-            json_out, {**report.to_dict(), **({"layerwise": [r.to_dict() for r in layers]} if layerwise else {})}
-        )
+        extra = {"layerwise": [r.to_dict() for r in layers]} if layerwise else {}
+        if sensitivity:
+            extra["sensitivity"] = [r.to_dict() for r in ranked]
+        write_json(json_out, {**report.to_dict(), **extra})
     if report.failed:
         sys.exit(EXIT_PARTLY_FAILED)
     if report.skipped:

@@ -237,12 +237,12 @@ def _quiet_polygraphy():
         G_LOGGER.module_severity = severity
 
 
-def layerwise_files(onnx_files, engines=()) -> tuple[Path, list[Path]]:
+def layerwise_files(onnx_files, engines=(), flag: str = "--layerwise") -> tuple[Path, list[Path]]:
     """(the FP32 reference, the FP16/INT8 candidates) among the files given to ``inception-parity
-    --layerwise``; one line saying what is missing otherwise (read before any slow work)."""
+    --layerwise`` (or ``flag``); one line saying what is missing otherwise (read before any slow work)."""
     if engines:
         raise InceptionDeployError(
-            f"{engines[0]}: --layerwise compares ONNX files (an engine's layers are fused and renamed by "
+            f"{engines[0]}: {flag} compares ONNX files (an engine's layers are fused and renamed by "
             f"TensorRT); pass the ONNX files it was built from"
         )
     precisions = {
@@ -252,7 +252,7 @@ def layerwise_files(onnx_files, engines=()) -> tuple[Path, list[Path]]:
     candidates = [path for path, precision in precisions.items() if precision != "fp32"]
     if len(references) != 1 or not candidates:
         raise InceptionDeployError(
-            "--layerwise needs the FP32 ONNX and the FP16/INT8 files made from it, each with --onnx "
+            f"{flag} needs the FP32 ONNX and the FP16/INT8 files made from it, each with --onnx "
             f"(given: {len(references)} FP32 and {len(candidates)} reduced-precision files)"
         )
     return references[0], candidates
@@ -261,11 +261,16 @@ def layerwise_files(onnx_files, engines=()) -> tuple[Path, list[Path]]:
 def check_layers(
     reference, candidates, images=None, samples: int = 32, synthetic: int = 8, save_outputs=None
 ) -> list[LayerwiseReport]:
-    """``compare_layers`` on the photos and synthetic images ``inception-parity`` uses (``images``
-    folder or the shipped photos, preprocessed as the reference declares)."""
+    """``compare_layers`` on the images of ``layer_images``."""
+    return compare_layers(reference, candidates, layer_images(reference, images, samples, synthetic), save_outputs)
+
+
+def layer_images(reference, images=None, samples: int = 32, synthetic: int = 8) -> np.ndarray:
+    """The photos and synthetic images ``inception-parity`` uses (``images`` folder or the shipped
+    photos), preprocessed as the FP32 ``reference`` declares."""
     config = preprocess_of(fp32_metadata(load_onnx(reference), reference))
     skipped: list = []
     batch = decode_photos(photo_files(images, samples, skipped), config, skipped, images)
     if synthetic:
         batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
-    return compare_layers(reference, candidates, batch, save_outputs)
+    return batch
