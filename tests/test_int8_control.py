@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from inception_deploy.calibration.float_layers import precision_file
+from inception_deploy.calibration.sensitivity import ranked_files
 from inception_deploy.cli import main
+from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.inputs import sample_folder, sample_photos
 from inception_deploy.metadata import module_paths, onnx_metadata, preprocess_of, set_onnx_metadata
@@ -145,7 +147,7 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
     ]
 
 
-def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1_opset17, tmp_path):
+def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1_opset17, trained, tmp_path):
     """--sensitivity: every Conv and pool with a quantized input, most sensitive first, named by
     module, and the flags that would keep the first float; a cpu-target file is refused (its
     weights are int8 initializers) before any slow work, in one line."""
@@ -171,11 +173,44 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
     assert f"--int8-keep-float {ranked['layers'][0]['module']}" in result.stdout
 
     cpu_file = quantize_int8(v1_opset17, tmp_path / "cpu.onnx", target="cpu", **common).path
-    result = CliRunner().invoke(
-        main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(cpu_file), "--sensitivity"]
-    )
-    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
-    assert f"{cpu_file}: --sensitivity ranks INT8 files of the tensorrt target" in result.output
+    fp16_file = convert_fp16(v1_opset17, tmp_path / "fp16.onnx").path
+    for candidate, message in [
+        (cpu_file, f"{cpu_file}: --sensitivity ranks INT8 files of the tensorrt target"),
+        (fp16_file, "--sensitivity needs an INT8 file of the tensorrt target"),
+    ]:
+        result = CliRunner().invoke(
+            main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(candidate), "--sensitivity"]
+        )
+        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+        assert message in result.output
+    with pytest.raises(InceptionDeployError, match="was not made from"):
+        ranked_files([int8_file], trained["fp32"])
+
+
+@pytest.mark.parametrize(
+    "drops, max_drop, expected",
+    [
+        ([9, 7, 5, 3, 1, 0], 2, 4),  # monotone: 1, 2, 4 tried, then 3
+        ([3, 1, 2, 2, 1, 1, 1, 1, 1, 0], 1, 1),  # v3's shape: one float layer holds
+        ([3, 3, 3, 3, 3, 2, 0, 3, 0], 1, 6),  # not monotone: 1, 2, 4 miss, 8 holds, 6 holds, 5 misses
+        ([5, 5, 5], 1, None),  # every layer float misses too
+        ([5], 1, None),  # no layer to keep float
+        ([5, 0], 1, 1),
+    ],
+)
+def test_the_search_finds_a_count_within_the_budget_trying_few_counts_upwards(drops, max_drop, expected):
+    from inception_deploy.export.budget import fewest
+
+    tried = []
+
+    def drop(count):
+        tried.append(count)
+        return drops[count]
+
+    assert fewest(drop, len(drops) - 1, max_drop) == expected
+    assert 0 not in tried  # known to miss
+    if expected is not None:
+        assert expected - 1 == 0 or drops[expected - 1] > max_drop or expected - 1 not in tried
 
 
 def test_cpu_target_weight_bits(trained, tmp_path):
@@ -280,6 +315,8 @@ def test_each_layers_sensitivity_is_the_whole_network_with_that_layer_alone_int8
         session = ort.InferenceSession(variant.SerializeToString(), providers=["CPUExecutionProvider"])
         return session.run(None, {session.get_inputs()[0].name: images})[0]
 
+    cuts, position = _cuts(fp32_graph.graph), {n.name: i for i, n in enumerate(proto.graph.node)}
+    assert any(position[convs[0].name] < p < position[convs[len(convs) // 2].name] for p in cuts.values())
     fp32_logits = whole_network_alone()  # no layer INT8: the FP32 network
     ranked = {layer.node: layer.error for layer in layer_sensitivity(int8["every"], fp32_logits, images, {})}
     for layer in (convs[0], convs[len(convs) // 2], convs[-1]):

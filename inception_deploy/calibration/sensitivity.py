@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InceptionDeployError
+from ..fileio import sha256_file
 from ..metadata import load_onnx, module_paths, onnx_metadata
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
@@ -55,7 +56,7 @@ class SensitivityReport:
         return tabulate(rows, headers, tablefmt="github")
 
     def summary(self) -> str:
-        top = [layer.module for layer in self.layers[:3] if layer.module]
+        top = list(dict.fromkeys(layer.module for layer in self.layers if layer.module))[:3]
         keep = " ".join(f"--int8-keep-float {module}" for module in top)
         return (
             f"{self.candidate}: {len(self.layers)} quantized layers ranked on {self.images} images; "
@@ -63,23 +64,32 @@ class SensitivityReport:
         )
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in asdict(self).items() if k != "layers"}, "layers": [asdict(x) for x in self.layers]}
+        return asdict(self)
 
 
-def ranked_files(candidates) -> list:
-    """The INT8 files of the tensorrt target among ``candidates`` (FP16 files have no layer to
-    rank); one line, before any slow work, for an INT8 file of the cpu target, whose weights are
-    stored as int8 initializers that cannot be read float again, or when none is left."""
+def ranked_files(candidates, reference) -> list:
+    """The INT8 files among ``candidates`` (FP16 files have no layer to rank); one line, before any
+    slow work, for one not made from ``reference``, one of the cpu target (its weights are stored as
+    int8 initializers that cannot be read float again) or with an FP16 remainder (whose own
+    rounding every layer's error would carry), or when none is left."""
+    reference_sha = sha256_file(reference)
     ranked = []
     for path in candidates:
         meta = onnx_metadata(load_onnx(path), path) or {}
-        if meta.get("precision") == "int8" and meta.get("int8_target") != "tensorrt":
+        if meta.get("precision") != "int8":
+            continue
+        if meta.get("source_sha256") != reference_sha:
             raise InceptionDeployError(
-                f"{path}: --sensitivity ranks INT8 files of the tensorrt target, this one is for the "
-                f"{meta.get('int8_target')} target (its weights are stored as int8)"
+                f"{path}: was not made from {reference} (its source_sha256 differs): --sensitivity ranks an "
+                f"INT8 file's layers against the FP32 ONNX it was converted from"
             )
-        if meta.get("precision") == "int8":
-            ranked.append(path)
+        target = meta.get("int8_target", "tensorrt")
+        if target != "tensorrt" or meta.get("int8_remainder", "fp32") != "fp32":
+            raise InceptionDeployError(
+                f"{path}: --sensitivity ranks INT8 files of the tensorrt target with an FP32 remainder, this one is "
+                + (f"for the {target} target (its weights are stored as int8)" if target != "tensorrt" else "FP16")
+            )
+        ranked.append(path)
     if not ranked:
         raise InceptionDeployError("--sensitivity needs an INT8 file of the tensorrt target (with --onnx)")
     return ranked
@@ -110,20 +120,20 @@ def layer_sensitivity(
     for node in graph.node:  # the FP32 network, Q/DQ pairs left unread
         node.input[:] = [float_of.get(name, name) for name in node.input]
     cuts = _cuts(graph)
+    position = {node.name: i for i, node in enumerate(graph.node)}
+    cut_of = {name: max((t for t, p in cuts.items() if p < position[name]), key=cuts.get) for name in quantized}
     feed = graph.input[0].name
-    inner = [cut for cut in cuts if cut != feed]
+    inner = sorted({cut for cut in cut_of.values() if cut != feed})
     marked = onnx.ModelProto()
     marked.CopyFrom(proto)
     marked.graph.output.extend(onnx.ValueInfoProto(name=name) for name in inner)
     activations = {feed: images, **dict(zip(inner, _run(marked, images, inner)))}
-    position = {node.name: i for i, node in enumerate(graph.node)}
     ranked = []
     for name, inputs in quantized.items():
-        layer = graph.node[position[name]]
-        cut = max((t for t, p in cuts.items() if p < position[name]), key=cuts.get)
+        layer, cut = graph.node[position[name]], cut_of[name]
         float_inputs = list(layer.input)
         layer.input[:] = inputs
-        logits = _run(_suffix(proto, cut, activations[cut].shape[1:]), activations[cut])
+        logits = _run(_suffix(proto, cut, activations[cut]), activations[cut])
         layer.input[:] = float_inputs
         error = float(np.mean((logits - fp32_logits) ** 2))
         ranked.append(LayerSensitivity(name, modules.get(name, ""), error))
@@ -131,15 +141,24 @@ def layer_sensitivity(
 
 
 def _cuts(graph) -> dict[str, int]:
-    """Tensor -> index of the node writing it (-1: the graph input), for every tensor that is the
-    only one live at that point of the graph's topological order, Q/DQ nodes aside: all later nodes
-    depend on the input through it alone."""
-    computed = [n for n in graph.node if n.op_type not in QDQ_OPS]
+    """Tensor -> the index in ``graph.node`` of the node after which it is the only live tensor
+    (-1: the graph input), Q/DQ nodes aside: every later node depends on the input through it
+    alone. Constants (what nodes reading only initializers and constants write) are not live
+    tensors; the graph's outputs are live to the end."""
+    constants = {init.name for init in graph.initializer}
+    computed = []
+    for node in graph.node:
+        if node.op_type in QDQ_OPS:
+            continue
+        if all(not name or name in constants for name in node.input):
+            constants.update(node.output)
+        else:
+            computed.append(node)
     index = {id(n): i for i, n in enumerate(graph.node)}
-    last_use: dict[str, int] = {}
+    last_use: dict[str, int] = {out.name: len(computed) for out in graph.output}
     for i, node in enumerate(computed):
         for name in node.input:
-            last_use[name] = i
+            last_use[name] = max(last_use.get(name, -1), i)
     live = {graph.input[0].name}
     cuts = {graph.input[0].name: -1}
     for i, node in enumerate(computed):
@@ -150,20 +169,22 @@ def _cuts(graph) -> dict[str, int]:
     return cuts
 
 
-def _suffix(proto, cut: str, shape):
-    """The part of ``proto`` after the tensor ``cut``, which becomes its input."""
+def _suffix(proto, cut: str, activation: np.ndarray):
+    """The part of ``proto`` from the tensor ``cut`` (which becomes its input, typed and shaped as
+    ``activation``) to its first output."""
     import onnx
 
     graph = proto.graph
-    needed = {out.name for out in graph.output}
+    needed = {graph.output[0].name}
     nodes = []
     for node in reversed(graph.node):
         if needed.intersection(node.output):
             nodes.append(node)
             needed.update(name for name in node.input if name != cut)
     initializers = [init for init in graph.initializer if init.name in needed]
-    cut_input = onnx.helper.make_tensor_value_info(cut, onnx.TensorProto.FLOAT, ["N", *shape])
-    sub = onnx.helper.make_graph(list(reversed(nodes)), "suffix", [cut_input], list(graph.output), initializers)
+    element = onnx.helper.np_dtype_to_tensor_dtype(activation.dtype)
+    cut_input = onnx.helper.make_tensor_value_info(cut, element, ["N", *activation.shape[1:]])
+    sub = onnx.helper.make_graph(list(reversed(nodes)), "suffix", [cut_input], [graph.output[0]], initializers)
     return onnx.helper.make_model(sub, opset_imports=proto.opset_import, ir_version=proto.ir_version)
 
 

@@ -129,7 +129,7 @@ def parity_command(
     if layerwise or sensitivity:
         reference, candidates = layerwise_files(onnx_files, engines, "--layerwise" if layerwise else "--sensitivity")
     if sensitivity:
-        int8_files = ranked_files(candidates)
+        int8_files = ranked_files(candidates, reference)
     check_outputs(json_out, save_outputs=save_outputs)
     report = check_artifacts(
         arch,

@@ -168,25 +168,15 @@ def search(
 
     say(f"searching the fewest float layers within {budget.max_drop:g} points on {len(judged)} images ({measure})...")
     errors: dict[str, float] = {}
-    if drop_with(0) <= budget.max_drop:  # the full INT8 holds: nothing to rank
-        count = 0
-    else:
-        unseen = set(held)
-        calibration_files = [f for f in find_images(folder)[0] if f not in unseen]
-        order[:], errors = _rank(prepared, calibration, calibration_files, config, layers, fixed, fp32, say)
-        low, high = 0, min(1, len(order))  # low misses the budget, high is the count to try
-        while high < len(order) and drop_with(high) > budget.max_drop:
-            low, high = high, min(2 * high, len(order))
-        if drop_with(high) > budget.max_drop:  # every layer float misses too
-            count = min(tried, key=lambda k: (tried[k][0], k))  # the best seen; the caller reports failure
-        else:
-            while high - low > 1:
-                middle = (low + high) // 2
-                if drop_with(middle) <= budget.max_drop:
-                    high = middle
-                else:
-                    low = middle
-            count = high
+    count = 0  # the full INT8 first: when it holds, there is nothing to rank
+    if drop_with(0) > budget.max_drop:
+        held_set = set(held)
+        calibration_files = [f for f in find_images(folder)[0] if f not in held_set]
+        ranked, errors = _rank(prepared, calibration, calibration_files, config, layers, fixed, fp32, say)
+        order.extend(ranked)
+        count = fewest(drop_with, len(order), budget.max_drop)
+        if count is None:  # every layer float misses too: the best seen; the caller reports failure
+            count = min(tried, key=lambda k: (tried[k][0], k))
     kept = dict(fixed)
     for rank, module in enumerate(order[:count], 1):
         kept[module] = (
@@ -209,6 +199,27 @@ def search(
         time.perf_counter() - start,
     )
     return kept, report
+
+
+def fewest(drop, layers: int, max_drop: float) -> int | None:
+    """The fewest of ``layers`` (most sensitive first) to keep float for ``drop(count)`` to be within
+    ``max_drop``, where ``drop(0)`` is known to miss; None when even all of them miss. Counts are
+    tried upwards (1, 2, 4, ...) until one holds, then bisected between the last miss and it: the
+    judged drop is not monotone in the count, so the search stays near the fewest."""
+    if layers == 0:
+        return None
+    low, high = 0, 1  # low misses the budget, high is the count to try
+    while high < layers and drop(high) > max_drop:
+        low, high = high, min(2 * high, layers)
+    if drop(high) > max_drop:
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if drop(middle) <= max_drop:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, say):
