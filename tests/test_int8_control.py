@@ -15,9 +15,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from inception_deploy.calibration.float_layers import precision_file
-from inception_deploy.calibration.sensitivity import ranked_files
 from inception_deploy.cli import main
-from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.inputs import sample_folder, sample_photos
 from inception_deploy.metadata import module_paths, onnx_metadata, preprocess_of, set_onnx_metadata
@@ -183,8 +181,11 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
         )
         assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
         assert message in result.output
-    with pytest.raises(InceptionDeployError, match="was not made from"):
-        ranked_files([int8_file], trained["fp32"])
+    result = CliRunner().invoke(
+        main, ["parity", "--arch", "v1", "--onnx", str(trained["fp32"]), "--onnx", str(int8_file), "--sensitivity"]
+    )
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert f"{int8_file}: was not made from {trained['fp32']}" in result.output
 
 
 @pytest.mark.parametrize(

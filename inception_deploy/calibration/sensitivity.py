@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InceptionDeployError
-from ..fileio import sha256_file
 from ..metadata import load_onnx, module_paths, onnx_metadata
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
@@ -67,22 +66,16 @@ class SensitivityReport:
         return asdict(self)
 
 
-def ranked_files(candidates, reference) -> list:
-    """The INT8 files among ``candidates`` (FP16 files have no layer to rank); one line, before any
-    slow work, for one not made from ``reference``, one of the cpu target (its weights are stored as
-    int8 initializers that cannot be read float again) or with an FP16 remainder (whose own
-    rounding every layer's error would carry), or when none is left."""
-    reference_sha = sha256_file(reference)
+def ranked_files(candidates) -> list:
+    """The INT8 files among ``candidates`` (made from one FP32 ONNX: ``verify.layerwise_files``;
+    FP16 files have no layer to rank); one line, before any slow work, for one of the cpu target
+    (its weights are stored as int8 initializers that cannot be read float again) or with an FP16
+    remainder (whose own rounding every layer's error would carry), or when none is left."""
     ranked = []
     for path in candidates:
         meta = onnx_metadata(load_onnx(path), path) or {}
         if meta.get("precision") != "int8":
             continue
-        if meta.get("source_sha256") != reference_sha:
-            raise InceptionDeployError(
-                f"{path}: was not made from {reference} (its source_sha256 differs): --sensitivity ranks an "
-                f"INT8 file's layers against the FP32 ONNX it was converted from"
-            )
         target = meta.get("int8_target", "tensorrt")
         if target != "tensorrt" or meta.get("int8_remainder", "fp32") != "fp32":
             raise InceptionDeployError(

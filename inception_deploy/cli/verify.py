@@ -119,7 +119,7 @@ def parity_command(
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
     from ..calibration.sensitivity import file_sensitivity, ranked_files
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
-    from ..verify.layerwise import check_layers, layer_images, layerwise_files
+    from ..verify.layerwise import compare_layers, layer_images, layerwise_files
 
     artifacts = list(onnx_files) + list(engines)
     if not artifacts:
@@ -129,7 +129,7 @@ def parity_command(
     if layerwise or sensitivity:
         reference, candidates = layerwise_files(onnx_files, engines, "--layerwise" if layerwise else "--sensitivity")
     if sensitivity:
-        int8_files = ranked_files(candidates, reference)
+        int8_files = ranked_files(candidates)
     check_outputs(json_out, save_outputs=save_outputs)
     report = check_artifacts(
         arch,
@@ -150,9 +150,11 @@ def parity_command(
         )
     click.echo(safe_lines(report.table(first_column="artifact")))
     layers = []
+    if layerwise or sensitivity:  # the same images for both, decoded once
+        batch = layer_images(reference, images, samples, synthetic)
     if layerwise:
         announce(f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer...")
-        layers = check_layers(reference, candidates, images, samples, synthetic, save_outputs)
+        layers = compare_layers(reference, candidates, batch, save_outputs)
         for layer_report in layers:
             click.echo(safe_lines(layer_report.table()))
             click.echo(printable(layer_report.summary()))
@@ -160,7 +162,6 @@ def parity_command(
             click.echo(printable(f"wrote {save_outputs} (Polygraphy RunResults: polygraphy run --load-outputs)"))
     ranked = []
     if sensitivity:
-        batch = layer_images(reference, images, samples, synthetic)
         for candidate in int8_files:
             announce(f"ranking the layers of {candidate} by the logits error of each alone in INT8...")
             ranked.append(file_sensitivity(reference, candidate, batch))

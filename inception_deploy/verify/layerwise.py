@@ -164,10 +164,7 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
     proto = load_onnx(path)
     meta = onnx_metadata(proto, path) or {}
     if meta.get("source_sha256") != ref_sha:
-        raise InceptionDeployError(
-            f"{path}: was not made from {reference} (its source_sha256 differs): --layerwise compares an "
-            f"FP16/INT8 file with the FP32 ONNX it was converted from"
-        )
+        raise _not_made_from(path, reference, "--layerwise")
     names = [
         out
         for node in proto.graph.node
@@ -204,6 +201,13 @@ class _Statistics:
         return LayerRow(name, op, module, float(min(self.cosines)), float(rel), self.max_abs)
 
 
+def _not_made_from(path, reference, flag: str) -> InceptionDeployError:
+    return InceptionDeployError(
+        f"{path}: was not made from {reference} (its source_sha256 differs): {flag} compares an "
+        f"FP16/INT8 file with the FP32 ONNX it was converted from"
+    )
+
+
 def _runner(proto, name: str):
     """Polygraphy's ONNX Runtime runner over a session built as our backend builds it (the graph
     rewrites that change results disabled: runtime.onnxruntime_backend.UNFAITHFUL_OPTIMIZERS)."""
@@ -238,31 +242,27 @@ def _quiet_polygraphy():
 
 
 def layerwise_files(onnx_files, engines=(), flag: str = "--layerwise") -> tuple[Path, list[Path]]:
-    """(the FP32 reference, the FP16/INT8 candidates) among the files given to ``inception-parity
-    --layerwise`` (or ``flag``); one line saying what is missing otherwise (read before any slow work)."""
+    """(the FP32 reference, the FP16/INT8 candidates made from it) among the files given to
+    ``inception-parity --layerwise`` (or ``flag``); one line saying what is missing or which file
+    was not made from the reference otherwise (read before any slow work)."""
     if engines:
         raise InceptionDeployError(
             f"{engines[0]}: {flag} compares ONNX files (an engine's layers are fused and renamed by "
             f"TensorRT); pass the ONNX files it was built from"
         )
-    precisions = {
-        Path(path): (onnx_metadata(load_onnx(path), path) or {}).get("precision", "fp32") for path in onnx_files
-    }
-    references = [path for path, precision in precisions.items() if precision == "fp32"]
-    candidates = [path for path, precision in precisions.items() if precision != "fp32"]
+    metadata = {Path(path): onnx_metadata(load_onnx(path), path) or {} for path in onnx_files}
+    references = [path for path, meta in metadata.items() if meta.get("precision", "fp32") == "fp32"]
+    candidates = [path for path, meta in metadata.items() if meta.get("precision", "fp32") != "fp32"]
     if len(references) != 1 or not candidates:
         raise InceptionDeployError(
             f"{flag} needs the FP32 ONNX and the FP16/INT8 files made from it, each with --onnx "
             f"(given: {len(references)} FP32 and {len(candidates)} reduced-precision files)"
         )
+    reference_sha = sha256_file(references[0])
+    for path in candidates:
+        if metadata[path].get("source_sha256") != reference_sha:
+            raise _not_made_from(path, references[0], flag)
     return references[0], candidates
-
-
-def check_layers(
-    reference, candidates, images=None, samples: int = 32, synthetic: int = 8, save_outputs=None
-) -> list[LayerwiseReport]:
-    """``compare_layers`` on the images of ``layer_images``."""
-    return compare_layers(reference, candidates, layer_images(reference, images, samples, synthetic), save_outputs)
 
 
 def layer_images(reference, images=None, samples: int = 32, synthetic: int = 8) -> np.ndarray:
