@@ -47,6 +47,17 @@ def machine_name() -> str:
     return name if vnni is None else f"{name}, {'VNNI' if vnni else 'no VNNI'}"
 
 
+def thread_cap() -> int | None:
+    """$OMP_NUM_THREADS as a positive count, else None. PyTorch honours it; ONNX Runtime and
+    OpenVINO do not, so the runtimes pass it on: one variable caps a container's (or a test
+    worker's) threads everywhere."""
+    try:
+        count = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return count if count > 0 else None
+
+
 def int8_may_saturate(metadata: dict, backend_name: str) -> bool:
     """Whether running this artifact here can saturate int8 sums: 8-bit weights (the tensorrt
     target, or a cpu-target file made before its weights took 7 bits) on an x86 CPU without

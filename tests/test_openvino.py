@@ -33,6 +33,14 @@ def test_fp32_file_runs_in_f32_and_passes_fp32_parity(classifier):
     assert report.passed, report.table()
 
 
+def test_openvino_takes_its_thread_count_from_omp_num_threads(classifier, monkeypatch):
+    """OpenVINO does not read $OMP_NUM_THREADS either; an explicit count wins over it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert open_backend(classifier["fp32"], device="openvino").compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    threads = open_backend(classifier["fp32"], device="openvino", threads=2).compiled
+    assert threads.get_property("INFERENCE_NUM_THREADS") == 2
+
+
 def _cpu_has_bf16() -> bool:
     import openvino as ov
 
@@ -129,7 +137,8 @@ def test_bench_times_each_model_on_each_device_side_by_side(exported):
         assert result.exit_code == 2 and message in result.stderr
 
 
-def test_throughput_mode_splits_batches_over_streams_and_computes_the_same(classifier):
+def test_throughput_mode_splits_batches_over_streams_and_computes_the_same(classifier, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # one thread (a test worker's share) makes one stream
     latency = OpenVINOBackend(classifier["fp32"], cache_dir=None)
     throughput = open_backend(classifier["fp32"], device="openvino", openvino_mode="throughput")
     assert throughput.streams >= 2 and f"(throughput, {throughput.streams} streams)" in throughput.describe()

@@ -30,6 +30,17 @@ def _run(*args):
     return result.exit_code, result.stdout, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("omp", "threads", "expected"), [("3", None, 3), ("3", 2, 2), ("many", None, 0), ("0", None, 0)]
+)
+def test_onnx_runtime_takes_its_thread_count_from_omp_num_threads(v1_onnx, monkeypatch, omp, threads, expected):
+    """ORT does not read $OMP_NUM_THREADS (PyTorch does): our sessions pass it on, an explicit
+    count wins, and a value that is no positive count leaves ORT's default (0: one per core)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    backend = OnnxRuntimeBackend(v1_onnx, threads=threads)
+    assert backend.session.get_session_options().intra_op_num_threads == expected
+
+
 def test_predictor_matches_backend_on_preprocessed_photos(v1_onnx):
     predictor = Predictor(v1_onnx, batch_size=2)
     photos = sample_photos()

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InceptionDeployError
 from ..progress import Progress, heartbeat, silent
 from ..runtime.base import padded_chunks
+from ..runtime.onnxruntime_backend import session_options
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def calibrate(
     for name in names:
         if name not in existing:
             proto.graph.output.add().name = name  # expose every intermediate tensor
-    options = ort.SessionOptions()
+    options = session_options()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
     session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     model_input = session.get_inputs()[0]

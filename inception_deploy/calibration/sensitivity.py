@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InceptionDeployError
 from ..metadata import load_onnx, module_paths, onnx_metadata
+from ..runtime.onnxruntime_backend import session_options
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -201,9 +202,7 @@ def _run(proto, inputs: np.ndarray, outputs: list[str] | None = None):
     """The logits of ``proto`` on ``inputs`` (eight at a time), or the tensors named ``outputs``."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
     batches = [session.run(outputs, {feed: inputs[i : i + 8]}) for i in range(0, len(inputs), 8)]
     if outputs is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import thread_cap
 from ..errors import InceptionDeployError, first_line
 from ..metadata import check_graph_shape
 from .base import resolve_metadata, split_batches
@@ -34,6 +35,18 @@ _PROVIDERS = {
 UNFAITHFUL_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
+def session_options(threads: int | None = None):
+    """ONNX Runtime options as every session of the toolkit starts from: ORT's own warnings off (they
+    would break the one-line error contract) and ``threads`` intra-op threads, else
+    $OMP_NUM_THREADS (``cpu.thread_cap``), else ORT's default (one per core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads or thread_cap() or 0
+    return options
+
+
 class OnnxRuntimeBackend:
     """Runs an ONNX classifier. ``infer`` takes any batch size and splits or pads it to what the
     graph accepts (a static batch dimension, or the ``max_batch`` the export recorded)."""
@@ -50,13 +63,10 @@ class OnnxRuntimeBackend:
 
         self.path = Path(path)
         self.requested = _requested_providers(device, ort.get_available_providers(), self.path)
-        options = ort.SessionOptions()
+        options = session_options(threads)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # ORT's own warnings would break the one-line error contract
         try:
             with warnings.catch_warnings():  # ORT warns when it drops a provider; detected below
                 warnings.simplefilter("ignore", UserWarning)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import thread_cap
 from ..errors import InceptionDeployError, first_line
 from ..metadata import check_graph_shape, load_onnx
 from .base import resolve_metadata, split_batches
@@ -69,6 +70,7 @@ class OpenVINOBackend:
             hints.inference_precision: precision,
             hints.performance_mode: getattr(hints.PerformanceMode, mode.upper()),
         }
+        threads = threads or thread_cap()
         if threads:
             config[props.inference_num_threads] = threads
         if cache_dir is not None:

@@ -27,6 +27,7 @@ from ..errors import InceptionDeployError, first_line, printable
 from ..fileio import check_folder_writable, current_umask, write_failure
 from ..metadata import check_graph_shape, read_sidecar
 from ..runtime.base import ENGINE_SUFFIXES, ONNX_SUFFIXES, resolve_metadata
+from ..runtime.onnxruntime_backend import session_options
 
 KINDS = ("auto", "cpu", "gpu")
 ONNX_BACKENDS = ("onnxruntime", "openvino")
@@ -84,9 +85,8 @@ def inspect_artifact(path: str | os.PathLike, arch: str | None = None) -> Artifa
 def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    options = session_options()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # read, do not compile
-    options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for unreadable graphs

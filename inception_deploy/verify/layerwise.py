@@ -214,13 +214,11 @@ def _runner(proto, name: str):
     import onnxruntime as ort
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
-    from ..runtime.onnxruntime_backend import UNFAITHFUL_OPTIMIZERS
+    from ..runtime.onnxruntime_backend import UNFAITHFUL_OPTIMIZERS, session_options
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     session = ort.InferenceSession(
         proto.SerializeToString(),
-        options,
+        session_options(),
         providers=["CPUExecutionProvider"],
         disabled_optimizers=UNFAITHFUL_OPTIMIZERS,
     )
