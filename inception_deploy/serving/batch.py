@@ -172,12 +172,10 @@ def _run(ray, model, todo, writer, report, options, predictor_options, batch_siz
     """The Ray Data job: blocks of (id, source) rows through the actor pool, rows written as
     they arrive, each id once."""
 
-    files = {"model": model}  # what the actors need, shipped through the object store
-    if engine:
-        files["sidecar"] = sidecar_path(model)
+    files = {"model": [model, sidecar_path(model)] if engine else [model]}  # what the actors need
     if predictor_options["labels"] is not None:
-        files["labels"] = Path(predictor_options["labels"])
-    shipped = {role: (path.name, [ray.put(path.read_bytes())]) for role, path in files.items()}
+        files["labels"] = [Path(predictor_options["labels"])]
+    shipped = {role: _ship(ray, paths) for role, paths in files.items()}
     gpu = engine or predictor_options["device"] in GPU_DEVICES
     options_in_actor = {**predictor_options, "batch_size": batch_size, "workers": 2, "threads": options.cpus_per_worker}
     dataset = _mapped(
@@ -190,16 +188,41 @@ def _run(ray, model, todo, writer, report, options, predictor_options, batch_siz
         options,
         gpus=1 if gpu else 0,
     )
-    written_ids: set[int] = set()
     begin = time.perf_counter()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        rows = [row for row in batch.to_pylist() if row["id"] not in written_ids]
-        written_ids.update(row.pop("id") for row in rows)
+    for rows, _ in _first_rows(dataset):
+        for row in rows:
+            del row["id"]
         writer.write(rows)
         report.written += len(rows)
         report.failed += sum(row["error"] is not None for row in rows)
         report.seconds = time.perf_counter() - begin
         say(report.resumed + report.written, report.total)
+
+
+def _ship(ray, paths: list[Path]) -> list:
+    """Files for the actors, through the object store: (name, [reference to its bytes]) each, the
+    reference in a list so that the actor fetches it and Ray does not resolve it. ``_unpack``
+    writes them back."""
+    return [(path.name, [ray.put(path.read_bytes())]) for path in paths]
+
+
+def _unpack(ray, shipped: list, folder: Path) -> Path:
+    """The ``_ship``-ped files written into the new ``folder``, side by side (an engine beside its
+    sidecar); the first one's path."""
+    folder.mkdir(parents=True)
+    for name, (ref,) in shipped:
+        (folder / name).write_bytes(ray.get(ref))
+    return folder / shipped[0][0]
+
+
+def _first_rows(dataset):
+    """Each batch's rows whose id has not come before (Ray runs a block again when an actor dies
+    mid-block), and how many ids have come so far."""
+    seen: set[int] = set()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        rows = [row for row in batch.to_pylist() if row["id"] not in seen]
+        seen.update(row["id"] for row in rows)
+        yield rows, len(seen)
 
 
 def _mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size, options, gpus=0):
@@ -228,13 +251,7 @@ class _Classifier:
         import ray
 
         self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-")
-        paths = {}
-        for role, (name, (ref,)) in files.items():
-            paths[role] = Path(self.folder.name, role, name)
-            paths[role].parent.mkdir()
-            paths[role].write_bytes(ray.get(ref))
-        if "sidecar" in paths:  # beside its engine
-            paths["sidecar"].replace(paths["model"].parent / paths["sidecar"].name)
+        paths = {role: _unpack(ray, shipped, Path(self.folder.name, role)) for role, shipped in files.items()}
         options = dict(options, threads=max(1, int(options["threads"])), labels=paths.get("labels"))
         self.predictor = Predictor(paths["model"], **options)
         self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
@@ -289,7 +306,7 @@ def on_ray(options: RayOptions = RayOptions()):
 def _evaluate(ray, models, files, batch_size, options, skipped, say):
     import numpy as np
 
-    shipped, gpu = [], False  # (name, how to open it, [its bytes or module], preprocessing)
+    shipped, gpu = [], False  # (name, how to open it, [the module] or its _ship-ped files, preprocessing)
     for m in models:
         config = m.config.to_dict()
         if m.open_args is None:  # eager PyTorch: the module itself
@@ -297,7 +314,7 @@ def _evaluate(ray, models, files, batch_size, options, skipped, say):
             continue
         path = Path(m.name)
         parts = [path] + [sidecar_path(path)] * (path.suffix.lower() in ENGINE_SUFFIXES)
-        shipped.append((path.name, m.open_args, [ray.put(f.read_bytes()) for f in parts], config))
+        shipped.append((m.name, m.open_args, _ship(ray, parts), config))
         gpu = gpu or len(parts) > 1 or m.open_args["device"] in GPU_DEVICES
     ids = list(range(len(files)))
     dataset = _mapped(
@@ -310,18 +327,15 @@ def _evaluate(ray, models, files, batch_size, options, skipped, say):
         gpus=1 if gpu else 0,
     )
     top5 = np.full((len(files), len(models), 5), -1, dtype=np.int64)
-    seconds, errors, done = np.zeros(len(models)), {}, set()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            if row["id"] in done:
-                continue
-            done.add(row["id"])
+    seconds, errors = np.zeros(len(models)), {}
+    for rows, done in _first_rows(dataset):
+        for row in rows:
             if row["error"] is not None:
                 errors[row["id"]] = row["error"]
             else:
                 top5[row["id"]] = np.reshape(row["top5"], (len(models), 5))
                 seconds += row["seconds"]
-        say(len(done), len(files))
+        say(done, len(files))
     skipped += [(str(files[i]), errors[i]) for i in sorted(errors)]
     kept = np.asarray([i for i in ids if i not in errors], dtype=int)
     for k, m in enumerate(models):
@@ -344,18 +358,16 @@ class _Evaluator:
         threads = max(1, int(threads))
         self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-")
         self.models = []
-        for k, (name, open_args, refs, config) in enumerate(models):
+        for k, (name, open_args, payload, config) in enumerate(models):
             if open_args is None:
                 import torch
 
                 torch.set_num_threads(threads)
-                runner = TorchRunner(ray.get(refs[0]))
+                runner = TorchRunner(ray.get(payload[0]))
             else:  # the file, and an engine's sidecar beside it
-                path = Path(self.folder.name, str(k), name)
-                path.parent.mkdir()
-                for dest, ref in zip((path, sidecar_path(path)), refs):
-                    dest.write_bytes(ray.get(ref))
-                runner = open_backend(path, **open_args, threads=threads)
+                runner = open_backend(
+                    _unpack(ray, payload, Path(self.folder.name, str(k))), **open_args, threads=threads
+                )
             self.models.append(EvalModel(name, runner, PreprocessConfig.from_dict(config)))
         self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
 
