@@ -10,6 +10,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 if os.environ.get("INCEPTION_DEPLOY_REFERENCES"):
     sys.path.insert(0, os.environ["INCEPTION_DEPLOY_REFERENCES"])
 
+# The suite runs on pytest-xdist workers (pyproject: -n auto --dist loadfile). Each worker gets its
+# share of the cores, passed to PyTorch, ONNX Runtime and OpenVINO through $OMP_NUM_THREADS
+# (cpu.thread_cap): with one thread per core each, two workers on 2 cores made every test ~1.8x slower.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """-n auto: one worker per core, at most 4 (a worker can hold ~7 GB, and workers that need the
+    same shared artifact wait for the one making it)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 # tests/trt_real runs once per TensorRT release, in its own process (tests/test_tensorrt_bindings.py)
 collect_ignore = [] if os.environ.get("INCEPTION_DEPLOY_TRT_BINDINGS") else ["trt_real"]
 
@@ -36,44 +50,76 @@ def built_models():
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, built_models):
-    """Every architecture exported once per session with default options (dynamic batch,
-    parity on); tests share these files."""
-    from inception_deploy import get_arch
-    from inception_deploy.export import export_onnx
+def once(tmp_path_factory, worker_id):
+    """``once(key, make)``: ``make(folder)`` run by one pytest-xdist worker of this run, in a folder
+    of its own that every worker sees; the others wait for it and get its pickled result. So each
+    artifact is made once per run however the tests are spread over workers."""
+    import pickle
 
-    folder = tmp_path_factory.mktemp("onnx")
-    cache = {}
+    from filelock import FileLock
 
-    def get(arch):
-        arch = get_arch(arch).name
-        if arch not in cache:
-            cache[arch] = export_onnx(built_models(arch), folder / f"{arch}.onnx")
-        return cache[arch]
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "shared"
+    shared.mkdir(exist_ok=True)
+
+    def get(key, make):
+        result = shared / f"{key}.pickle"
+        with FileLock(shared / f"{key}.lock"):
+            if not result.exists():
+                folder = shared / key
+                folder.mkdir()
+                result.write_bytes(pickle.dumps(make(folder)))
+        return pickle.loads(result.read_bytes())
 
     return get
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """The trained-head classifier (tests/trained_classifier.py), built and exported once per run:
-    its model, preprocessing config and FP32 ONNX (opset 17, parity checked). Tests write what
-    they derive from it into folders of their own."""
-    import trained_classifier as tc
+def exported(once, built_models):
+    """Every architecture exported once per run with default options (dynamic batch, parity on),
+    each in a folder of its own; tests share these files (the eager model is not kept: use
+    ``built_models``, the same weights from the fixed seed)."""
+    import dataclasses
 
+    from inception_deploy import get_arch
     from inception_deploy.export import export_onnx
 
-    model, config = tc.build()
-    fp32 = export_onnx(model, tmp_path_factory.mktemp("trained") / "small.onnx", opset=17, preprocess=config).path
-    return {"model": model, "config": config, "fp32": fp32}
+    def get(arch):
+        arch = get_arch(arch).name
+
+        def make(folder):
+            return dataclasses.replace(export_onnx(built_models(arch), folder / f"{arch}.onnx"), model=None)
+
+        return once(f"onnx-{arch}", make)
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def v1_opset17(tmp_path_factory):
+def trained(once):
+    """The trained-head classifier (tests/trained_classifier.py), built and exported once per run:
+    its model, preprocessing config and FP32 ONNX (opset 17, parity checked). Tests write what
+    they derive from it into folders of their own."""
+
+    def make(folder):
+        import trained_classifier as tc
+
+        from inception_deploy.export import export_onnx
+
+        model, config = tc.build()
+        fp32 = export_onnx(model, folder / "small.onnx", opset=17, preprocess=config).path
+        return {"model": model, "config": config, "fp32": fp32}
+
+    return once("trained", make)
+
+
+@pytest.fixture(scope="session")
+def v1_opset17(once):
     """inception-export --arch v1 --opset 17 with no weights (random init from the fixed seed), once per
     run: the TorchScript exporter's file (tests that edit it work on a copy)."""
     from inception_deploy.export import export_onnx
 
-    return export_onnx(
-        "v1", tmp_path_factory.mktemp("v1_opset17") / "googlenet.onnx", opset=17, check_parity=False
-    ).path
+    def make(folder):
+        return export_onnx("v1", folder / "googlenet.onnx", opset=17, check_parity=False).path
+
+    return once("v1_opset17", make)
