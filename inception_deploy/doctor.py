@@ -18,6 +18,7 @@ from importlib import resources
 from . import __version__
 from .cpu import has_vnni, machine_name
 from .errors import first_line
+from .runtime.onnxruntime_backend import session_options
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _onnxruntime() -> list[Fact]:
     for provider in ort.get_available_providers():
         try:
             fallback = [] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"]
-            session = ort.InferenceSession(model, providers=[provider, *fallback])
+            session = ort.InferenceSession(model, session_options(), providers=[provider, *fallback])
             used = session.get_providers()[0]
         except Exception as e:  # noqa: BLE001
             facts.append(Fact(f"  {provider}", f"does not load: {first_line(e)}", False))

@@ -12,16 +12,21 @@ if os.environ.get("INCEPTION_DEPLOY_REFERENCES"):
 
 # The suite runs on pytest-xdist workers (pyproject: -n auto --dist loadfile). Each worker gets its
 # share of the cores, passed to PyTorch, ONNX Runtime and OpenVINO through $OMP_NUM_THREADS
-# (cpu.thread_cap): with one thread per core each, two workers on 2 cores made every test ~1.8x slower.
+# (cpu.thread_cap): with one thread per core each, two workers on 2 cores made every test ~1.8x
+# slower. An $OMP_NUM_THREADS set before the run is kept.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    share = CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
 
 
 def pytest_xdist_auto_num_workers(config):
-    """-n auto: one worker per core, at most 4 (a worker can hold ~7 GB, and workers that need the
-    same shared artifact wait for the one making it)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """-n auto: $PYTEST_XDIST_AUTO_NUM_WORKERS if set, else one worker per core this process may use,
+    at most 4 (a worker can hold ~7 GB, and workers that need the same shared artifact wait for the
+    one making it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return max(1, min(4, CORES))
 
 
 # tests/trt_real runs once per TensorRT release, in its own process (tests/test_tensorrt_bindings.py)
@@ -55,6 +60,7 @@ def once(tmp_path_factory, worker_id):
     of its own that every worker sees; the others wait for it and get its pickled result. So each
     artifact is made once per run however the tests are spread over workers."""
     import pickle
+    import shutil
 
     from filelock import FileLock
 
@@ -65,10 +71,14 @@ def once(tmp_path_factory, worker_id):
     def get(key, make):
         result = shared / f"{key}.pickle"
         with FileLock(shared / f"{key}.lock"):
-            if not result.exists():
+            if not result.exists():  # also after a make() that failed: the next caller tries again
                 folder = shared / key
+                shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir()
-                result.write_bytes(pickle.dumps(make(folder)))
+                data = pickle.dumps(make(folder))
+                partial = shared / f"{key}.pickle.tmp"
+                partial.write_bytes(data)
+                partial.replace(result)
         return pickle.loads(result.read_bytes())
 
     return get
