@@ -64,6 +64,8 @@ def once(tmp_path_factory, worker_id):
 
     from filelock import FileLock
 
+    from inception_deploy.fileio import atomic_path
+
     base = tmp_path_factory.getbasetemp()
     shared = (base if worker_id == "master" else base.parent) / "shared"
     shared.mkdir(exist_ok=True)
@@ -76,9 +78,8 @@ def once(tmp_path_factory, worker_id):
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir()
                 data = pickle.dumps(make(folder))
-                partial = shared / f"{key}.pickle.tmp"
-                partial.write_bytes(data)
-                partial.replace(result)
+                with atomic_path(result) as partial:
+                    partial.write_bytes(data)
         return pickle.loads(result.read_bytes())
 
     return get
