@@ -22,7 +22,7 @@ import numpy as np
 
 from .cpu import machine_name
 from .errors import InceptionDeployError
-from .fileio import atomic_path
+from .fileio import PLOT, atomic_path, json_kind
 from .metadata import MAX_BATCH
 from .models.registry import get_arch
 from .plotting import figure_class
@@ -36,6 +36,11 @@ TORCH_COMPILE_MODE = "compile-bf16-channels-last"  # opt-in (--torch-compile): c
 ROUNDS = 3
 UNSTABLE_SPREAD = 0.10  # the rounds' medians differ by more than this share of the overall median
 UNSTABLE_TAIL = 3.0  # or p99 is more than this many times p50
+
+
+BENCH_RESULTS = json_kind(
+    "a result list of inception-bench", ("model", "backend", "batch", "p50_ms"), list_of_objects=True
+)
 
 
 @dataclass
@@ -505,5 +510,5 @@ def plot_latency(results: list[BenchResult], path) -> None:
     naming the models, the CPU, its core count and the date.
     """
     figure = bench_figure(results)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, PLOT) as tmp:
         figure.savefig(tmp, format="png", dpi=100)

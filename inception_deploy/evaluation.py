@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints.zoo import create_model
-from .fileio import atomic_path
+from .fileio import PLOT, atomic_path, json_kind
 from .labelled import ClassNames, EvalError, read_labelled
 from .labels import resolve_labels
 from .metadata import preprocess_of
@@ -47,6 +47,9 @@ class ModelResult:
     only_model: int | None = None
     mcnemar_p: float | None = None
     losing_classes: list[dict] = field(default_factory=list)
+
+
+EVAL_REPORT = json_kind("an evaluation report of inception-eval", ("data", "images", "reference", "models"))
 
 
 @dataclass
@@ -317,5 +320,5 @@ def plot_accuracy(report: EvalReport, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figure.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, PLOT) as tmp:
         figure.savefig(tmp, format="png", dpi=100)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from .errors import InceptionDeployError, first_line
+from .fileio import Kind
 from .preprocess import INTERPOLATIONS, PreprocessConfig
 
 METADATA_KEY = "inception_deploy"
@@ -252,6 +253,30 @@ def load_onnx(path: str | os.PathLike):
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError, OSError, ...
         raise InceptionDeployError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
+
+
+def _our_onnx(path: Path) -> bool:
+    try:
+        return any(prop.key == METADATA_KEY for prop in load_onnx(path).metadata_props)
+    except InceptionDeployError:
+        return False
+
+
+def _our_engine(path: Path) -> bool:
+    try:
+        return read_sidecar(path) is not None
+    except InceptionDeployError:
+        return False
+
+
+def _our_sidecar(path: Path) -> bool:
+    return _our_engine(Path(str(path).removesuffix(".json")))
+
+
+# what export and build write, recognised by the toolkit's metadata: the ONNX's own, a plan's sidecar
+ONNX_MODEL = Kind("an ONNX model exported by inception-deploy", _our_onnx)
+ENGINE = Kind("a TensorRT engine of inception-deploy (with its sidecar)", _our_engine)
+ENGINE_SIDECAR = Kind("an engine sidecar of inception-deploy", _our_sidecar)
 
 
 def fp32_metadata(proto, src) -> dict:

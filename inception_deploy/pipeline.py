@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .calibration.float_layers import keep_float_patterns, match_modules
+from .calibration.float_layers import PRECISION_FILE, keep_float_patterns, match_modules, precision_file
 from .calibration.images import calibration_folder
 from .calibration.policy import CalibrationRequest
 from .calibration.qdq import check_weight_bits
@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .fileio import check_writable
 from .labelled import ClassNames, read_labelled
 from .labels import resolve_labels
-from .metadata import preprocess_of
+from .metadata import ONNX_MODEL, preprocess_of
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent
@@ -148,6 +148,7 @@ def deploy(
     """
     from .export import export_onnx  # torch: only now
     from .export.budget import Budget
+    from .export.engine import TIMING_CACHE
     from .export.precision import check_remainder, convert_fp16, quantize
 
     say = progress or silent
@@ -185,8 +186,13 @@ def deploy(
             spec = get_arch(arch)
             match_modules(keep_float_patterns(int8_keep_float, spec.name), spec.module_paths(), spec.name)
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
-    for path in [output] + [fp16_path] * fp16 + [int8_path] * int8 + ([timing_cache] if timing_cache else []):
-        check_writable(path)
+    inputs = [weights, labels, eval_data, *(int8_keep_float or ())]  # never written over
+    for path in [output] + [fp16_path] * fp16 + [int8_path] * int8:
+        check_writable(path, ONNX_MODEL, inputs)
+    if int8:
+        check_writable(precision_file(int8_path), PRECISION_FILE, inputs)
+    if timing_cache:
+        check_writable(timing_cache, TIMING_CACHE, inputs)
     labelled = None
     if eval_data is not None:  # a bad labelled set is refused before the slow export
         labelled = read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))

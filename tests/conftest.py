@@ -64,7 +64,7 @@ def once(tmp_path_factory, worker_id):
 
     from filelock import FileLock
 
-    from inception_deploy.fileio import atomic_path
+    from inception_deploy.fileio import Kind, atomic_path
 
     base = tmp_path_factory.getbasetemp()
     shared = (base if worker_id == "master" else base.parent) / "shared"
@@ -78,7 +78,7 @@ def once(tmp_path_factory, worker_id):
                 shutil.rmtree(folder, ignore_errors=True)
                 folder.mkdir()
                 data = pickle.dumps(make(folder))
-                with atomic_path(result) as partial:
+                with atomic_path(result, Kind("a shared test result", lambda path: True)) as partial:
                     partial.write_bytes(data)
         return pickle.loads(result.read_bytes())
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from inception_deploy.calibration.cache import FORMAT, CalibrationCache
 from inception_deploy.errors import InceptionDeployError, printable
-from inception_deploy.fileio import atomic_path
+from inception_deploy.fileio import PLOT, atomic_path
 from inception_deploy.inputs import InputError, expand_inputs, sample_photos
 from inception_deploy.metadata import MAX_DOCUMENT_BYTES, parse_metadata, validate_metadata
 from inception_deploy.runtime import Predictor
@@ -300,11 +300,11 @@ def test_write_failure_names_the_destination(tmp_path):
 
     dest = tmp_path / "out.json"
     with pytest.raises(InceptionDeployError, match=f"{dest}: cannot write \\(No space left on device\\)"):
-        with atomic_path(dest):
+        with atomic_path(dest, PLOT):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InceptionDeployError, match="dev: cannot write"):
-        with atomic_path("/dev/full/dev") as tmp:
+        with atomic_path("/dev/full/dev", PLOT) as tmp:
             tmp.write_text("x")
 
 

@@ -104,6 +104,68 @@ def test_outputs_never_replace_what_is_not_a_regular_file(kind, tiny, photo, tmp
     assert code == 2 and (tmp_path / "labels.csv").read_text().startswith(photo.name)
 
 
+def test_outputs_never_replace_an_input_or_a_file_the_toolkit_did_not_write(tiny, photo, tmp_path):
+    """--json, --plot and the precision file: an input of the same command, a user's JSON or PNG
+    is refused in one line and left as it was; what the command wrote before is replaced."""
+    notes, picture = tmp_path / "notes.json", tmp_path / "picture.png"
+    notes.write_text('{"config": "important", "keep": true}')
+    picture.write_bytes(photo.read_bytes())  # a JPEG under a PNG name: a user's picture all the same
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"{photo.name},class 0\n")
+    bench = ["bench", tiny, "--batch-sizes", "1", "--iterations", "1", "--warmup", "0"]
+    evaluate = ["eval", "--data", labels, "--onnx", tiny]
+    for args, target, message in (
+        (bench + ["--json", tiny], tiny, "is also an input of this command"),
+        (bench + ["--json", notes], notes, "is not a result list of inception-bench"),
+        (bench + ["--plot", picture], picture, "is not a plot of inception-deploy"),
+        (evaluate + ["--json", labels], labels, "is also an input of this command"),
+        (evaluate + ["--json", notes], notes, "is not an evaluation report of inception-eval"),
+    ):
+        before = target.read_bytes()
+        code, _, stderr = cli(*args)
+        assert code == 2, (args, stderr)
+        one_error_line(stderr, str(target), message, "refusing")
+        assert target.read_bytes() == before
+    # the command's own earlier output is replaced
+    report = tmp_path / "report.json"
+    assert cli(*evaluate, "--json", report)[0] == 0
+    report.write_text(report.read_text().replace('"images": 1', '"images": 1 '))
+    code, _, stderr = cli(*evaluate, "--json", report)
+    assert code == 0, stderr
+    assert json.loads(report.read_text())["images"] == 1 and '"images": 1 ' not in report.read_text()
+
+
+def test_layerwise_outputs_never_replace_the_models_they_compare(v1_opset17, tmp_path):
+    """The data loss of issue 42: --save-outputs naming the FP32 model replaced it with JSON."""
+    from inception_deploy.export.precision import quantize_int8
+    from inception_deploy.inputs import sample_folder
+
+    fp32 = tmp_path / "v1.onnx"
+    fp32.write_bytes(v1_opset17.read_bytes())
+    int8 = quantize_int8(fp32, tmp_path / "int8.onnx", target="tensorrt", calib_dir=sample_folder(), method="minmax")
+    before = fp32.read_bytes()
+    code, _, stderr = cli(
+        "parity", "--arch", "v1", "--onnx", fp32, "--onnx", int8.path, "--layerwise", "--save-outputs", fp32
+    )
+    assert code == 2
+    one_error_line(stderr, str(fp32), "is also an input of this command")
+    assert fp32.read_bytes() == before
+    code, _, stderr = cli(
+        "parity",
+        "--arch",
+        "v1",
+        "--onnx",
+        fp32,
+        "--layerwise",
+        "--onnx",
+        int8.path,
+        "--save-outputs",
+        int8.path.with_name("int8.precision.json"),
+    )
+    assert code == 2
+    one_error_line(stderr, "int8.precision.json", "is not a Polygraphy RunResults file")
+
+
 # --- 2. values no trained network has ------------------------------------------------------------
 
 

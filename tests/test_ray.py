@@ -9,8 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +18,8 @@ from click.testing import CliRunner
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 psutil = pytest.importorskip("psutil", reason="psutil comes with ray")
+
+from ray_head import ray_head  # noqa: E402
 
 from inception_deploy.cli.run import run_command  # noqa: E402
 from inception_deploy.runtime.predictor import Predictor  # noqa: E402
@@ -27,17 +29,9 @@ BIN = os.path.dirname(sys.executable)
 
 @pytest.fixture(scope="module")
 def head():
-    """``ray start --head`` on 127.0.0.1 with its own temp folder, stopped after the module."""
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    start = [os.path.join(BIN, "ray"), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
-    start += ["--temp-dir", temp, "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"]
-    subprocess.run(start, check=True, capture_output=True, timeout=120)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([os.path.join(BIN, "ray"), "stop", "--force"], capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head of this module's own on 127.0.0.1, stopped by process id after it."""
+    with ray_head() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +43,6 @@ def images(trained, tmp_path_factory):
     folder = tc.write_images(tmp_path_factory.mktemp("ray") / "images", 24, seed=7)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return folder
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args, **kwargs):
@@ -285,12 +271,19 @@ def test_eval_on_ray_reports_what_a_local_eval_reports(trained, images, head, tm
     assert local["models"][1]["top1"] > 0.5  # a set the classifier gets right: the comparison means something
 
 
+def _ours_in_tmp() -> set:
+    """What a local Ray run may leave in /tmp: Ray's default session folders, our model copies and logs."""
+    return {p.name for pattern in ("ray/session_*", "inception-ray-*") for p in Path("/tmp").glob(pattern)}
+
+
 def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, tmp_path):
     output = tmp_path / "out.jsonl"
+    before = _ours_in_tmp()
     done = _cli(trained["fp32"], images / "000.png", images / "001.png", "--ray", "--output", output)
     assert done.returncode == 0, done.stderr
     assert "on Ray (local)" in done.stderr and len(_rows(output)) == 2
     assert not [line for line in done.stderr.splitlines() if "core_worker" in line or "WARNING" in line]
+    assert _ours_in_tmp() <= before  # its session folder, logs and model copies are removed
 
 
 @pytest.mark.parametrize(
@@ -308,17 +301,44 @@ def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, 
         (["--ray", "--output", "{tmp}/corrupt.parquet", "--resume"], "corrupt.parquet: not a Parquet output"),
         (["--ray", "--output", "{tmp}/foreign.parquet", "--resume"], "foreign.parquet: not a Parquet output of"),
         (["--ray", "--output", "{tmp}/foreign.jsonl", "--resume"], "foreign.jsonl: line 1 is not a row"),
+        (["--ray", "--output", "{tmp}/tail.jsonl", "--resume"], "tail.jsonl: its last line is neither a whole row"),
+        # a user's file (no run record beside it) is never trimmed, however much it looks like ours
+        (["--ray", "--output", "{tmp}/notes.jsonl", "--resume"], "notes.jsonl: not an output of inception-run"),
+        (["--ray", "--output", "{tmp}/rows.jsonl", "--resume"], "rows.jsonl: not an output of inception-run"),
+        # rows of another model, or of the same model with other preprocessing, are not continued
+        (["--ray", "--output", "{tmp}/other.jsonl", "--resume"], "other.jsonl: was written with another model"),
+        (["--ray", "--output", "{tmp}/other.parquet", "--resume"], "was written with another preprocessing"),
     ],
 )
 def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, args, message):
-    (tmp_path / "existing.jsonl").write_text('{"file": "a.png", "error": "x"}\n')
-    (tmp_path / "corrupt.jsonl").write_text('{"file": "a.png", "error": "x"}\nnot json\n')
-    (tmp_path / "corrupt.parquet").write_text("PAR1 but no")
+    from inception_deploy.fileio import write_json
+    from inception_deploy.serving.batch import RUN_RECORD, record_path, run_record
+
+    predictor = Predictor(trained["fp32"])
+    record = run_record(trained["fp32"], predictor.config, predictor.labels)
+    outputs = {
+        "existing.jsonl": '{"file": "a.png", "error": "x"}\n',
+        "corrupt.jsonl": '{"file": "a.png", "error": "x"}\nnot json\n',
+        "corrupt.parquet": "PAR1 but no",
+        "foreign.jsonl": '{"file": "a.png"}\n',  # neither a prediction nor an error
+        "tail.jsonl": '{"file": "a.png", "error": "x"}\n{"config": "important"',
+        "notes.jsonl": '{"config": "important", "keep": true}',
+        "rows.jsonl": '{"file": "a.png", "error": "x"}\n{"file": "b.png", "er',
+        "other.jsonl": '{"file": "a.png", "error": "x"}\n',
+    }
+    for name, text in outputs.items():
+        (tmp_path / name).write_text(text)
+        if name not in ("notes.jsonl", "rows.jsonl"):
+            write_json(record_path(tmp_path / name), record, RUN_RECORD)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"x": [1]}), tmp_path / "foreign.parquet")  # a real Parquet file, not ours
-    (tmp_path / "foreign.jsonl").write_text('{"file": "a.png"}\n')  # neither a prediction nor an error
+    write_json(record_path(tmp_path / "foreign.parquet"), record, RUN_RECORD)
+    pq.write_table(pa.table({"file": ["a.png"], "error": ["x"]}), tmp_path / "other.parquet")
+    write_json(record_path(tmp_path / "other.parquet"), {**record, "preprocess": {"input_size": 1}}, RUN_RECORD)
+    write_json(record_path(tmp_path / "other.jsonl"), {**record, "model_sha256": "0" * 64}, RUN_RECORD)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     result = CliRunner().invoke(run_command, [str(trained["fp32"]), str(tmp_path / "x.png"), *args])

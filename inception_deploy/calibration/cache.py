@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import write_json
+from ..fileio import json_kind, write_json
 from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..preprocess import PreprocessConfig
 from .ranges import METHODS
 
 FORMAT = "inception-deploy-calibration/2"
+CACHE_FILE = json_kind("a calibration cache of inception-deploy", ("format", "tensors"))
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -54,7 +55,7 @@ class CalibrationCache:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | os.PathLike) -> Path:
-        write_json(path, {"format": FORMAT, **asdict(self)})
+        write_json(path, {"format": FORMAT, **asdict(self)}, CACHE_FILE)
         return Path(path)
 
     @classmethod

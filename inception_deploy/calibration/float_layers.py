@@ -14,13 +14,14 @@ import os
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import write_json
+from ..fileio import json_kind, write_json
 from ..metadata import load_json, module_paths
 from ..models.registry import canonical_arch
 from .qdq import QUANTIZED_OPS
 
 PRECISION_SUFFIX = ".precision.json"
 PRECISION_SCHEMA = 1
+PRECISION_FILE = json_kind("a precision file of inception-deploy", ("schema", "arch", "float_modules"))
 
 
 def precision_file(int8_path: str | os.PathLike) -> Path:
@@ -104,4 +105,5 @@ def write_precision_file(path: str | os.PathLike, arch: str, target: str, calibr
             "calibration_sha256": calibration_sha,
             "float_modules": [{"module": module, "why": why} for module, why in kept.items()],
         },
+        PRECISION_FILE,
     )

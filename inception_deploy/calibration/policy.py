@@ -21,7 +21,7 @@ from ..fileio import check_writable
 from ..inputs import find_images
 from ..metadata import fp32_metadata, load_onnx, preprocess_of
 from ..progress import Progress, silent
-from .cache import CalibrationCache, graph_digest, preprocess_digest
+from .cache import CACHE_FILE, CalibrationCache, graph_digest, preprocess_digest
 from .images import FEW_IMAGES, CalibrationImages
 from .qdq import prepare
 from .ranges import calibrate
@@ -58,7 +58,7 @@ class CalibrationRequest:
         if self.folder is not None:
             find_images(self.folder)
             if self.cache is not None:
-                check_writable(self.cache)
+                check_writable(self.cache, CACHE_FILE)
 
     def cached(self, graph_sha: str, pre_sha: str, say: Progress = silent) -> CalibrationCache | None:
         """The cache's ranges when it answers this request for this graph and preprocessing;
@@ -143,7 +143,7 @@ def calibrate_onnx(
     model = Path(model)
     proto = load_onnx(model)
     config = preprocess_of(fp32_metadata(proto, model))
-    check_writable(request.cache)
+    check_writable(request.cache, CACHE_FILE, inputs=[model])
     find_images(request.folder)
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"

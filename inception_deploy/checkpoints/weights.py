@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from ..fileio import atomic_path, check_input_file, sha256_file
+from ..fileio import Kind, atomic_path, check_input_file, sha256_file
 from ..models.registry import ArchSpec, PretrainedWeights, spec_for_model
 from .keras import is_keras_file, keras_state_dict
 
@@ -263,6 +263,11 @@ def expected_digest(source: PretrainedWeights) -> str | None:
     return match.group(1) if match else None
 
 
+# The download cache holds files named after their URL, checked against their hash: a file there
+# that fails the check is the toolkit's own broken download, fetched again.
+DOWNLOAD = Kind("a download", lambda path: True)
+
+
 def download(source: PretrainedWeights, *, directory: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Fetch ``source.url`` into the cache (once) and check its hash; return the local path.
 
@@ -276,7 +281,7 @@ def download(source: PretrainedWeights, *, directory: str | os.PathLike | None =
         if expected is None or sha256_file(dest).startswith(expected):
             return dest
         log.warning("%s: cached file does not match its hash; downloading again", dest)
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, DOWNLOAD) as tmp:
         with open(tmp, "wb") as out:
             digest = _fetch(source.url, out, progress)
         if expected is not None and not digest.startswith(expected):

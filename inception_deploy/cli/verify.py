@@ -7,9 +7,17 @@ import sys
 
 import click
 
-from ..bench import parse_batch_sizes, parse_devices, plot_latency, run_benchmarks, table, unstable_warning
+from ..bench import (
+    BENCH_RESULTS,
+    parse_batch_sizes,
+    parse_devices,
+    plot_latency,
+    run_benchmarks,
+    table,
+    unstable_warning,
+)
 from ..errors import ConfigError, InceptionDeployError, printable
-from ..fileio import check_writable, write_json
+from ..fileio import PLOT, POLYGRAPHY_OUTPUTS, check_writable, write_json
 from ..metadata import MAX_BATCH
 from ..plotting import figure_class
 from ..runtime.base import DEVICES
@@ -18,11 +26,13 @@ from .options import check_ray_options, command, openvino_mode_option, option, p
 from .output import announce, images_bar, print_evaluation, safe_lines
 
 
-def check_outputs(json_out=None, plot=None, save_outputs=None) -> None:
-    """Before the work: the output files can be written, and --plot has matplotlib."""
-    for path in (json_out, plot, save_outputs):
+def check_outputs(inputs, json_out=None, report=None, plot=None, save_outputs=None) -> None:
+    """Before the work: each output file can be written without replacing one of the command's
+    ``inputs`` or a file the toolkit did not write (``report``: the kind of the --json file), and
+    --plot has matplotlib."""
+    for path, kind in ((json_out, report), (plot, PLOT), (save_outputs, POLYGRAPHY_OUTPUTS)):
         if path:
-            check_writable(path)
+            check_writable(path, kind, inputs)
     if plot:
         figure_class()
 
@@ -120,6 +130,7 @@ def parity_command(
     from ..calibration.sensitivity import file_sensitivity, ranked_files
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
     from ..verify.layerwise import compare_layers, layer_images, layerwise_files
+    from ..verify.metrics import PARITY_REPORT
 
     artifacts = list(onnx_files) + list(engines)
     if not artifacts:
@@ -130,7 +141,7 @@ def parity_command(
         reference, candidates = layerwise_files(onnx_files, engines, "--layerwise" if layerwise else "--sensitivity")
     if sensitivity:
         int8_files = ranked_files(candidates)
-    check_outputs(json_out, save_outputs=save_outputs)
+    check_outputs([*artifacts, weights, images], json_out, PARITY_REPORT, save_outputs=save_outputs)
     report = check_artifacts(
         arch,
         artifacts,
@@ -171,7 +182,7 @@ def parity_command(
         extra = {"layerwise": [r.to_dict() for r in layers]} if layerwise else {}
         if sensitivity:
             extra["sensitivity"] = [r.to_dict() for r in ranked]
-        write_json(json_out, {**report.to_dict(), **extra})
+        write_json(json_out, {**report.to_dict(), **extra}, PARITY_REPORT)
     if report.failed:
         sys.exit(EXIT_PARTLY_FAILED)
     if report.skipped:
@@ -223,7 +234,7 @@ def bench_command(
         raise ConfigError("nothing to benchmark: pass model files and/or --torch-arch")
     if torch_compile and not torch_arch:
         raise ConfigError("--torch-compile needs --torch-arch")
-    check_outputs(json_out, plot)
+    check_outputs(models, json_out, BENCH_RESULTS, plot)
     devices = parse_devices(device, precision)
     for model in models:
         if not os.path.isfile(model):
@@ -247,7 +258,7 @@ def bench_command(
         if r.compile_s is not None:
             click.echo(f"torch.compile at batch {r.batch}: {r.compile_s:.1f} s to compile (not in the latency)")
     if json_out:
-        write_json(json_out, [r.to_dict() for r in results])
+        write_json(json_out, [r.to_dict() for r in results], BENCH_RESULTS)
         announce(f"wrote {json_out}")
     if plot:
         plot_latency(results, plot)
@@ -329,14 +340,14 @@ def eval_command(
     top-1/top-5 with 95% intervals, the difference to the reference with McNemar's test, agreement,
     images/s and the classes that lose most. Exit 1 when an image could not be used (as inception-run), 3 when
     an engine cannot run here."""
-    from ..evaluation import evaluate, plot_accuracy  # torch: only when the command runs
+    from ..evaluation import EVAL_REPORT, evaluate, plot_accuracy  # torch: only when the command runs
 
     if arch is None and not onnx and not engine:
         raise click.UsageError("give --arch (eager PyTorch) and/or --onnx / --engine artifacts to evaluate")
     if weights is not None and arch is None:
         raise click.UsageError("--weights needs --arch")
     check_ray_options(use_ray, ray_address=ray_address, cpus_per_worker=cpus_per_worker)
-    check_outputs(json_out, plot)
+    check_outputs([data, ground_truth, class_map, weights, *onnx, *engine], json_out, EVAL_REPORT, plot)
     classify = None
     if use_ray:  # --workers: actors; each decodes and classifies its batches itself
         from ..serving.batch import RayOptions, on_ray
@@ -359,7 +370,7 @@ def eval_command(
         )
     print_evaluation(report)
     if json_out:
-        write_json(json_out, report.to_dict())
+        write_json(json_out, report.to_dict(), EVAL_REPORT)
         announce(f"wrote {json_out}")
     if plot:
         plot_accuracy(report, plot)

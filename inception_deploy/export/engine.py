@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import atomic_path, check_writable, sha256_file
-from ..metadata import load_onnx, onnx_metadata, sidecar_path
+from ..fileio import Kind, atomic_path, check_writable, sha256_file
+from ..metadata import ENGINE, ENGINE_SIDECAR, load_onnx, onnx_metadata, sidecar_path
 from ..progress import Progress, heartbeat, silent
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,9 @@ def build_engine(
     metadata = onnx_metadata(load_onnx(onnx_path), onnx_path)
     if metadata is None:
         raise InceptionDeployError(f"{onnx_path}: no inception_deploy metadata; export it with inception-export")
-    for path in (engine_path, timing_cache):
-        if path:
-            check_writable(path)
+    check_writable(engine_path, ENGINE, inputs=[onnx_path])
+    if timing_cache:
+        check_writable(timing_cache, TIMING_CACHE, inputs=[onnx_path])
     reason = engine_unavailable_reason()
     if reason:
         raise EngineNotBuilt(f"{engine_path} not built: {reason}")
@@ -168,9 +168,9 @@ def build_engine(
         max_batch=profile_shapes["max"][0] if profile_shapes else metadata.get("batch"),
     )
     sidecar.pop("parity", None)  # the ONNX's parity says nothing about the engine
-    with atomic_path(engine_path) as plan_tmp:  # both or neither: the sidecar goes in first, then the plan
+    with atomic_path(engine_path, ENGINE) as plan_tmp:  # both or neither: the sidecar goes in first, then the plan
         plan_tmp.write_bytes(bytes(serialized))
-        with atomic_path(sidecar_path(engine_path)) as sidecar_tmp:
+        with atomic_path(sidecar_path(engine_path), ENGINE_SIDECAR) as sidecar_tmp:
             sidecar_tmp.write_text(json.dumps(sidecar, indent=1))
     if timing_cache:
         _save_timing_cache(config, timing_cache)
@@ -245,6 +245,11 @@ def describe_layers(layers: dict | None) -> str:
     return f"{layers['layers']} layers: " + ", ".join(parts + extra)
 
 
+# A timing cache is read and rewritten in place: the user names the file for exactly that, and
+# TensorRT's serialization has no documented signature to recognise it by.
+TIMING_CACHE = Kind("a TensorRT timing cache", lambda path: True)
+
+
 def _attach_timing_cache(config, path, logger) -> None:
     """Load ``path`` into the build (a new cache when there is none). A cache TensorRT rejects
     (corrupt, or made on another GPU or TensorRT version: ``set_timing_cache`` returns False) is
@@ -265,7 +270,7 @@ def _save_timing_cache(config, path) -> None:
     if cache is None:
         log.warning("%s: TensorRT returned no timing cache; not saved", path)
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path, TIMING_CACHE) as tmp:
         tmp.write_bytes(bytes(cache.serialize()))
 
 

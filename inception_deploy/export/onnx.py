@@ -23,7 +23,7 @@ from ..errors import InceptionDeployError, first_line
 from ..fileio import atomic_path, sha256_file, write_failure
 from ..inputs import sample_photos
 from ..labels import labels_digest, resolve_labels
-from ..metadata import SCHEMA_VERSION, load_onnx, onnx_metadata, set_onnx_metadata
+from ..metadata import ONNX_MODEL, SCHEMA_VERSION, load_onnx, onnx_metadata, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..preprocess import PreprocessConfig
 from ..progress import silent
@@ -113,7 +113,7 @@ def export_onnx(
         reused = _reuse(output, request, model, config, batch, max_batch, check_parity, say, start)
         if reused is not None:
             return reused
-    with atomic_path(output) as tmp:
+    with atomic_path(output, ONNX_MODEL) as tmp:
         say(f"exporting {spec.name} ({config.input_size}x{config.input_size}) with torch's {exporter} exporter...")
         proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
         written = _opset_of(proto)

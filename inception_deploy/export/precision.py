@@ -26,7 +26,7 @@ from ..calibration.policy import CalibrationRequest
 from ..calibration.qdq import WEIGHT_BITS, check_weight_bits, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
-from ..metadata import INT8_REMAINDERS, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
+from ..metadata import INT8_REMAINDERS, ONNX_MODEL, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from ..progress import silent
 from .budget import Budget, search
 from .onnx import ExportResult, check_onnx_parity, value_shape
@@ -241,7 +241,7 @@ def _finish(
 
     output = Path(output)
     report = None
-    with atomic_path(output) as tmp:
+    with atomic_path(output, ONNX_MODEL) as tmp:
         set_onnx_metadata(proto, metadata)
         onnx.save(proto, str(tmp))
         if reference_model is not None:

@@ -15,9 +15,11 @@ for; an interrupted run leaves whole rows only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -29,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, InceptionDeployError, first_line
-from ..fileio import check_writable
+from ..fileio import Kind, check_writable, json_kind, sha256_file, write_json
 from ..inputs import InputError, expand_inputs, is_uri
-from ..metadata import sidecar_path
+from ..labels import read_labels
+from ..metadata import load_json, preprocess_of, read_sidecar, sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
 
@@ -75,13 +78,58 @@ def output_format(path: str | os.PathLike) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
-def check_output(output: str | os.PathLike, resume: bool) -> None:
-    """Before anything slow: a known format, a writable place, and no earlier output replaced."""
+def record_path(output: str | os.PathLike) -> Path:
+    """``tags.jsonl`` -> ``tags.jsonl.run.json``: which model and preprocessing wrote the output."""
+    return Path(f"{output}.run.json")
+
+
+RUN_RECORD = json_kind("a run record of inception-run", ("model", "model_sha256", "preprocess", "labels_sha256"))
+# an output is ours when the record of the run that wrote it lies beside it
+BATCH_OUTPUT = Kind(
+    "an output of inception-run (with its run record beside it)", lambda path: RUN_RECORD.recognise(record_path(path))
+)
+
+
+def check_output(output: str | os.PathLike, resume: bool, inputs=()) -> None:
+    """Before anything slow: a known format, a writable place, no earlier output replaced, and
+    only an output of inception-run resumed."""
     output_format(output)
-    check_writable(output)
+    if resume and Path(output).is_file() and not BATCH_OUTPUT.recognise(Path(output)):
+        raise ConfigError(
+            f"{output}: not an output of inception-run (no run record {record_path(output).name} beside it); "
+            f"cannot resume it"
+        )
+    check_writable(output, BATCH_OUTPUT, inputs)
+    check_writable(record_path(output), RUN_RECORD, inputs)
     if Path(output).exists() and not resume:
         raise ConfigError(
             f"{output}: exists; --resume continues it (skipping inputs it has a row for), or name another"
+        )
+
+
+def run_record(model: Path, config, labels: list[str]) -> dict:
+    """What makes two runs' rows comparable: the model file, its preprocessing and its labels."""
+    return {
+        "model": str(model),
+        "model_sha256": sha256_file(model),
+        "preprocess": config.to_dict(),
+        "labels_sha256": hashlib.sha256("\n".join(labels).encode()).hexdigest(),
+    }
+
+
+def _check_same_run(output: Path, record: dict) -> None:
+    """Resuming continues the rows of the same model, preprocessing and labels, never mixes them."""
+    path = record_path(output)
+    before = load_json(path.read_bytes(), path, "run record")
+    differs = [
+        what
+        for key, what in (("model_sha256", "model"), ("preprocess", "preprocessing"), ("labels_sha256", "labels"))
+        if before.get(key) != record[key]
+    ]
+    if differs:
+        raise ConfigError(
+            f"{output}: was written with another {' and '.join(differs)} ({before.get('model')}, per {path.name}); "
+            f"resuming with {record['model']} would mix two models' rows: name another output"
         )
 
 
@@ -107,7 +155,7 @@ def classify_on_ray(
     ``resume``, which skips the inputs it already has a row for. ``progress(done, total)`` after
     each batch of rows."""
     say = progress or (lambda done, total: None)
-    check_output(output, resume)
+    check_output(output, resume, inputs=[model, labels])
     writer_class = _JsonLines if output_format(output) == "jsonl" else _Parquet
     output = Path(output)
     _probe(ray_options.address)
@@ -120,14 +168,19 @@ def classify_on_ray(
             if not path.is_file():
                 raise InceptionDeployError(f"{path}: no such file")
         batch_size = batch_size or 8
+        meta = read_sidecar(model) if engine else Predictor(model, device="cpu", arch=arch).backend.metadata
+        record = run_record(model, preprocess_of(meta), read_labels(labels) if labels else meta["labels"]["names"])
     else:  # a model, label file or option the workers could not use fails here, before Ray starts
         predictor = Predictor(model, **predictor_options)
         batch_size, topk = predictor.batch_size, max(1, min(topk, len(predictor.labels)))
+        record = run_record(model, predictor.config, predictor.labels)
         del predictor
+    if output.exists():
+        _check_same_run(output, record)
     ray = _import_ray(ray_options.address)  # the ray extra: only now
     sources = expand_inputs(inputs)
     report = BatchReport(output, len(sources))
-    writer = writer_class(output)
+    writer = writer_class(output, record)
     try:
         report.dropped_partial_row, report.resumed_failed = writer.dropped_partial_row, writer.failed_before
         todo = _not_done(sources, writer.done, report)
@@ -136,8 +189,9 @@ def classify_on_ray(
         say(report.resumed + report.written, report.total)
         todo = [(i, s) for i, s in enumerate(todo) if not isinstance(s, InputError)]
         if todo:
-            with _ray_session(ray, ray_options):
-                _run(ray, model, todo, writer, report, ray_options, predictor_options, batch_size, topk, engine, say)
+            with _ray_session(ray, ray_options) as scratch:
+                run = dict(batch_size=batch_size, topk=topk, engine=engine, scratch=scratch)
+                _run(ray, model, todo, writer, report, ray_options, predictor_options, say, **run)
     finally:
         writer.close()
     return report
@@ -168,7 +222,7 @@ def _same_file(name: str) -> str:
     return name if is_uri(name) else os.path.abspath(name)
 
 
-def _run(ray, model, todo, writer, report, options, predictor_options, batch_size, topk, engine, say) -> None:
+def _run(ray, model, todo, writer, report, options, predictor_options, say, *, batch_size, topk, engine, scratch):
     """The Ray Data job: blocks of (id, source) rows through the actor pool, rows written as
     they arrive, each id once."""
 
@@ -183,7 +237,7 @@ def _run(ray, model, todo, writer, report, options, predictor_options, batch_siz
         todo,
         _Classifier,
         # each reference in a list: the actor fetches it, Ray does not resolve it
-        {"files": shipped, "options": options_in_actor, "topk": topk},
+        {"files": shipped, "options": options_in_actor, "topk": topk, "scratch": scratch},
         batch_size,
         options,
         gpus=1 if gpu else 0,
@@ -247,10 +301,10 @@ def _mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size
 class _Classifier:
     """A Ray actor holding one Predictor: a batch of (id, source) rows -> one result row each."""
 
-    def __init__(self, files, options, topk):
+    def __init__(self, files, options, topk, scratch):
         import ray
 
-        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-")
+        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=_existing(scratch))
         paths = {role: _unpack(ray, shipped, Path(self.folder.name, role)) for role, shipped in files.items()}
         options = dict(options, threads=max(1, int(options["threads"])), labels=paths.get("labels"))
         self.predictor = Predictor(paths["model"], **options)
@@ -297,13 +351,13 @@ def on_ray(options: RayOptions = RayOptions()):
 
     def classify(models, files, batch_size, workers, skipped, say):
         ray = _import_ray(options.address)
-        with _ray_session(ray, options):
-            return _evaluate(ray, models, files, batch_size, options, skipped, say)
+        with _ray_session(ray, options) as scratch:
+            return _evaluate(ray, models, files, batch_size, options, skipped, say, scratch)
 
     return classify
 
 
-def _evaluate(ray, models, files, batch_size, options, skipped, say):
+def _evaluate(ray, models, files, batch_size, options, skipped, say, scratch):
     import numpy as np
 
     shipped, gpu = [], False  # (name, how to open it, [the module] or its _ship-ped files, preprocessing)
@@ -321,7 +375,7 @@ def _evaluate(ray, models, files, batch_size, options, skipped, say):
         ray,
         [(i, str(f)) for i, f in zip(ids, files)],
         _Evaluator,
-        {"models": shipped, "threads": options.cpus_per_worker},
+        {"models": shipped, "threads": options.cpus_per_worker, "scratch": scratch},
         batch_size,
         options,
         gpus=1 if gpu else 0,
@@ -347,7 +401,7 @@ class _Evaluator:
     """A Ray actor holding every model under evaluation: a batch of (id, file) -> per file its
     top-5 classes under each model (or the error), with each model's share of inference time."""
 
-    def __init__(self, models, threads):
+    def __init__(self, models, threads, scratch):
         import ray
 
         from ..evaluation import EvalModel
@@ -356,7 +410,7 @@ class _Evaluator:
         from ..runtime.torch_runner import TorchRunner
 
         threads = max(1, int(threads))
-        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-")
+        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=_existing(scratch))
         self.models = []
         for k, (name, open_args, payload, config) in enumerate(models):
             if open_args is None:
@@ -401,19 +455,32 @@ class _Evaluator:
         )
 
 
+def _existing(folder: str | None) -> str | None:
+    """``folder`` where this process sees it (an actor on this machine), else the temp default."""
+    return folder if folder is not None and os.path.isdir(folder) else None
+
+
 @contextlib.contextmanager
 def _ray_session(ray, options: RayOptions):
     """Ray joined or started for one job (and stopped after, if started here), its native log
-    lines kept out of the terminal, its errors one line."""
-    with _native_stderr_to_log() as log:
-        started_here = _connect(ray, options, log)
-        try:
-            yield
-        except ray.exceptions.RayError as e:
-            raise InceptionDeployError(f"Ray: {_ray_reason(e)} (Ray's own log: {log})") from None
-        finally:
-            if started_here:
-                ray.shutdown()
+    lines kept out of the terminal, its errors one line. Yields a scratch folder the driver
+    removes after the job, for the actors on this machine to keep their model copies in: an
+    actor killed while loading leaves nothing behind here."""
+    # a local Ray's session folder (sockets, logs, spilled objects) is ours to remove after; short,
+    # as Ray's socket paths must fit in 107 bytes
+    temp = tempfile.mkdtemp(prefix="inception-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    try:
+        with _native_stderr_to_log() as log:
+            started_here = _connect(ray, options, log, temp)
+            try:
+                yield temp
+            except ray.exceptions.RayError as e:
+                raise InceptionDeployError(f"Ray: {_ray_reason(e)} (Ray's own log: {log})") from None
+            finally:
+                if started_here:
+                    ray.shutdown()
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -452,8 +519,9 @@ def _is_fd2(stream) -> bool:
         return False
 
 
-def _connect(ray, options: RayOptions, log: str) -> bool:
-    """Join the cluster at ``options.address``, or start a local Ray; whether it was started here."""
+def _connect(ray, options: RayOptions, log: str, temp: str) -> bool:
+    """Join the cluster at ``options.address``, or start a local Ray with its session folder in
+    ``temp``; whether it was started here."""
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     import ray.data  # configures its loggers when imported: quieten them after
 
@@ -466,7 +534,7 @@ def _connect(ray, options: RayOptions, log: str) -> bool:
     try:
         if options.address is None:
             cpus = max(os.cpu_count() or 1, options.workers * options.cpus_per_worker)
-            ray.init(address="local", num_cpus=cpus, **quiet)
+            ray.init(address="local", num_cpus=cpus, _temp_dir=temp, **quiet)
             return True
         ray.init(address=options.address, **quiet)
         return False
@@ -526,6 +594,9 @@ def _ray_reason(e: Exception) -> str:
     return first_line(cause) if cause is not None else first_line(e)
 
 
+_ROW_START = b'{"file": '  # how json.dumps begins every row (the file column comes first)
+
+
 @contextlib.contextmanager
 def _writing(path: Path):
     """A full disk or a vanished folder is one line naming the output, not a traceback."""
@@ -535,14 +606,32 @@ def _writing(path: Path):
         raise InceptionDeployError(f"{path}: cannot write ({e.strerror or first_line(e)})") from None
 
 
-class _JsonLines:
-    """Rows appended as JSON lines, flushed per batch; whatever ends a run, the file holds whole
-    rows only (an incomplete last line, from a killed process, is removed before resuming)."""
+class _Output:
+    """What both formats share: a new output starts with the record of its run beside it (the
+    proof, when resuming, that the file is ours); a run that wrote no row leaves neither."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, record: dict):
         self.path, self.done, self.dropped_partial_row, self.failed_before = path, Counter(), False, 0
         self.created, self.rows = not path.exists(), 0
-        if path.exists():
+        if self.created:
+            write_json(record_path(path), record, RUN_RECORD)
+
+    def _forget_if_empty(self) -> bool:
+        """A run that wrote no row into a new output leaves neither it nor its record."""
+        empty = self.created and not self.rows
+        if empty:
+            self.path.unlink(missing_ok=True)
+            record_path(self.path).unlink(missing_ok=True)
+        return empty
+
+
+class _JsonLines(_Output):
+    """Rows appended as JSON lines, flushed per batch; whatever ends a run, the file holds whole
+    rows only (an incomplete last row, from a killed process, is removed before resuming)."""
+
+    def __init__(self, path: Path, record: dict):
+        super().__init__(path, record)
+        if not self.created:
             self._read_done()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "a", encoding="utf-8")
@@ -561,7 +650,11 @@ class _JsonLines:
                 raise InceptionDeployError(
                     f"{self.path}: line {number} is not a row of inception-run's output; cannot resume it"
                 ) from None
-        if complete < len(data):  # only once the file is known to be ours
+        if complete < len(data):  # the file is ours (its run record), and so is a row begun as ours are
+            if not data[complete:].startswith(_ROW_START):
+                raise InceptionDeployError(
+                    f"{self.path}: its last line is neither a whole row nor the start of one; cannot resume it"
+                )
             with open(self.path, "r+b") as f:
                 f.truncate(complete)
             self.dropped_partial_row = True
@@ -576,9 +669,9 @@ class _JsonLines:
 
     def close(self) -> None:
         self.file.close()
-        if self.created and not self.rows:  # a run that failed before its first row leaves nothing
-            self.path.unlink()
-        elif self.path.stat().st_size:
+        if self._forget_if_empty():  # a run that failed before its first row leaves nothing
+            return
+        if self.path.stat().st_size:
             with open(self.path, "r+b") as f:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":  # a signal during the flush: drop the incomplete row
@@ -586,21 +679,21 @@ class _JsonLines:
                     f.truncate(f.read().rfind(b"\n") + 1)
 
 
-class _Parquet:
+class _Parquet(_Output):
     """Rows buffered into row groups of a temporary file beside the output (the rows of the
     output being resumed first), renamed over it when the run ends, interrupted or not, if it
     added a row; a process killed outright leaves the output as it was."""
 
     ROW_GROUP = 4096
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, record: dict):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self.pa, self.path, self.done, self.dropped_partial_row, self.failed_before = pa, path, Counter(), False, 0
-        self.schema, self.buffer, self.rows = _schema(pa), [], 0
+        super().__init__(path, record)
+        self.pa, self.schema, self.buffer = pa, _schema(pa), []
         previous = None
-        if path.exists():
+        if not self.created:
             try:
                 names = pq.read_schema(path).names
                 if sorted(names) != sorted(self.schema.names):
@@ -639,5 +732,6 @@ class _Parquet:
             if self.rows:  # a run that failed before its first row leaves the output as it was
                 os.chmod(self.tmp, 0o644)
                 os.replace(self.tmp, self.path)
+            self._forget_if_empty()
         finally:
             self.tmp.unlink(missing_ok=True)

@@ -32,8 +32,16 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import check_writable
+from ..fileio import Kind, check_writable
 
+
+def _server_log(path: Path) -> bool:
+    """tritonserver's log lines start glog-style: severity, month and day, time ("I1206 23:50:01.1 ...")."""
+    with open(path, "rb") as f:
+        return re.match(rb"[IWEF]\d{4} \d\d:\d\d:\d\d", f.read(64)) is not None
+
+
+SERVER_LOG = Kind("a Triton server log", _server_log)
 STAND_IN_BACKENDS = ("onnxruntime", "openvino")
 
 
@@ -125,7 +133,7 @@ class TritonServer:
         self.ready_timeout, self.exit_on_error = ready_timeout, exit_on_error
         self.binary = find_server()
         if log_path:
-            check_writable(log_path)  # written as the server runs: a regular file, never a FIFO or device
+            check_writable(log_path, SERVER_LOG)  # written as the server runs: a regular file, never a FIFO or device
         self.workdir = Path(tempfile.mkdtemp(prefix="inception-serve-"))
         self.log_path = Path(log_path) if log_path else self.workdir / "server.log"
         self.process: subprocess.Popen | None = None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InceptionDeployError
-from ..fileio import atomic_path, sha256_file
+from ..fileio import POLYGRAPHY_OUTPUTS, atomic_path, sha256_file
 from ..metadata import fp32_metadata, load_onnx, module_paths, onnx_metadata, preprocess_of
 from ..preprocess import normalize, synthetic_images
 from .comparator import decode_photos, photo_files
@@ -144,7 +144,7 @@ def compare_layers(
                     else:
                         saved[name] = list(iterations)
         if save_outputs is not None:
-            with atomic_path(save_outputs) as tmp:
+            with atomic_path(save_outputs, POLYGRAPHY_OUTPUTS) as tmp:
                 saved.save(str(tmp))
     reports = []
     for (path, precision, _, _), per_tensor in zip(candidates, stats):

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..fileio import json_kind
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -59,6 +61,9 @@ class ParityRow:
     def verdict(self) -> str:
         """ "pass", "fail", or "not judged" (measured only): the words of the table, JSON and API."""
         return "not judged" if not self.judged else "pass" if self.passed else "fail"
+
+
+PARITY_REPORT = json_kind("a parity report of inception-parity", ("verdict", "rows", "skipped"))
 
 
 @dataclass
