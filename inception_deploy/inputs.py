@@ -13,6 +13,8 @@ import io
 import os
 import re
 import stat
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +29,8 @@ from .preprocess import PreprocessConfig, describe_image_error, describe_os_erro
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 LIST_SUFFIXES = {".txt", ".lst"}  # a file listing inputs, one per line
 MAX_FETCH_BYTES = 256 * 2**20  # an image behind a URI larger than this is refused before it is read whole
-FETCH_TIMEOUT_S = 30
+FETCH_TIMEOUT_S = 30  # for the connection and each read
+FETCH_DEADLINE_S = 120  # for the whole download, however slowly the bytes trickle in
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -53,6 +56,9 @@ def expand_inputs(inputs: Iterable[str], lists: bool = True) -> list[str | Input
     for item in map(str, inputs):
         if is_uri(item):
             out.append(item)
+            continue
+        if "\0" in item:  # no file name holds one (a line of a list file may)
+            out.append(InputError(item.replace("\0", "\\0"), "a file name cannot hold a NUL byte"))
             continue
         if lists and Path(item).suffix.lower() in LIST_SUFFIXES and os.path.isfile(item):
             listed = _listed(item)
@@ -103,9 +109,37 @@ def _listed(list_file: str) -> list[str] | InputError:
     ]
 
 
-def fetch_uri(uri: str) -> io.BytesIO:
+def fetch_uri(uri: str, stop: threading.Event | None = None, deadline: float = FETCH_DEADLINE_S) -> io.BytesIO:
     """The bytes behind ``uri`` (http and https with urllib; s3://, gs://, hdfs:// and others
-    through pyarrow's file systems, which the ray extra installs), at most MAX_FETCH_BYTES."""
+    through pyarrow's file systems, which the ray extra installs), at most MAX_FETCH_BYTES, within
+    ``deadline`` seconds. The download runs in a daemon thread that the caller stops waiting
+    for at the deadline or as soon as ``stop`` is set (Ctrl-C): a server that trickles bytes
+    never holds a command, nor its exit, for longer."""
+    result: dict = {}
+
+    def download():
+        try:
+            result["data"] = _download(uri)
+        except Exception as e:  # handed to the waiting caller
+            result["error"] = e
+
+    thread = threading.Thread(target=download, name="inception-fetch", daemon=True)
+    thread.start()
+    until = time.monotonic() + deadline
+    while thread.is_alive():
+        thread.join(0.2)
+        if stop is not None and stop.is_set():
+            raise OSError("stopped")
+        if time.monotonic() > until:
+            raise OSError(f"no complete answer within {deadline:g} s")
+    if "error" in result:
+        raise result["error"]
+    buffer = io.BytesIO(result["data"])
+    buffer.name = uri
+    return buffer
+
+
+def _download(uri: str) -> bytes:
     if uri.lower().startswith(("http://", "https://")):
         stream = urllib.request.urlopen(uri, timeout=FETCH_TIMEOUT_S)
     else:
@@ -119,9 +153,7 @@ def fetch_uri(uri: str) -> io.BytesIO:
         data = stream.read(MAX_FETCH_BYTES + 1)
     if len(data) > MAX_FETCH_BYTES:
         raise OSError(f"larger than {MAX_FETCH_BYTES / 2**20:g} MB")
-    buffer = io.BytesIO(data)
-    buffer.name = uri
-    return buffer
+    return data
 
 
 def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[InputError]]:

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .calibration.float_layers import PRECISION_FILE, keep_float_patterns, match_modules, precision_file
+from .calibration.float_layers import (
+    PRECISION_FILE,
+    keep_float_patterns,
+    match_modules,
+    maybe_quantized,
+    precision_file,
+)
 from .calibration.images import calibration_folder
 from .calibration.policy import CalibrationRequest
 from .calibration.qdq import check_weight_bits
@@ -118,6 +124,7 @@ def deploy(
     max_engine_batch: int = 32,
     timing_cache=None,
     parity: bool = True,
+    recheck_parity: bool = False,
     eval_data=None,
     eval_limit: int | None = None,
     triton_repository=None,
@@ -144,7 +151,8 @@ def deploy(
       artifact written, each with its preprocessing model and ``<name>_pipeline`` ensemble.
     - ``parity``: every artifact is checked against the eager model. Randomly initialised
       weights (``weights=None``) have no decision margins, so their FP16/INT8 rows are measured
-      but not judged; FP32 is always judged.
+      but not judged; FP32 is always judged. An FP32 export reused for FP16/INT8 keeps the parity
+      recorded in it unless ``recheck_parity``.
     """
     from .export import export_onnx  # torch: only now
     from .export.budget import Budget
@@ -184,7 +192,7 @@ def deploy(
         check_weight_bits(int8_target, int8_weight_bits)
         if int8_keep_float:  # a pattern naming no layer, a precision file of another arch
             spec = get_arch(arch)
-            match_modules(keep_float_patterns(int8_keep_float, spec.name), spec.module_paths(), spec.name)
+            match_modules(keep_float_patterns(int8_keep_float, spec.name), maybe_quantized(spec), spec.name)
     int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
     inputs = [weights, labels, eval_data, *(int8_keep_float or ())]  # never written over
     for path in [output] + [fp16_path] * fp16 + [int8_path] * int8:
@@ -226,6 +234,7 @@ def deploy(
         labels=labels,
         preprocess=preprocess,
         reuse=fp16 or int8,
+        recheck_parity=recheck_parity,
         progress=progress,
     )
     result.artifacts.append(fp32)

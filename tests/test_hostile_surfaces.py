@@ -459,6 +459,52 @@ work()
     assert stderr.strip().splitlines()[-1] == "error: interrupted by SIGTERM; nothing was left half-written"
 
 
+@contextlib.contextmanager
+def _trickling_server():
+    """A loopback HTTP server that answers with a byte a second, for ever; yields its URL."""
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(600):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(1)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+    finally:
+        server.shutdown()
+
+
+def test_a_trickling_download_has_a_deadline_and_ctrl_c_ends_the_command_at_once(tiny):
+    from inception_deploy.inputs import fetch_uri
+
+    with _trickling_server() as url:
+        start = time.monotonic()
+        with pytest.raises(OSError, match="no complete answer within 2 s"):
+            fetch_uri(url, deadline=2)
+        assert time.monotonic() - start < 4
+        run = [str(Path(sys.executable).with_name("inception-run")), str(tiny), url, url, url, "--no-progress"]
+        process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)  # the downloads have begun
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        assert time.monotonic() - interrupted < 2, stderr
+        assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr
+
+
 # --- 7. the base install --------------------------------------------------------------------------
 
 EXPORT_EXTRA = ("torch", "onnx", "onnxscript", "safetensors", "h5py", "polygraphy")  # absent in a base install
@@ -483,7 +529,26 @@ def test_commands_needing_torch_say_which_extra_installs_it(command, args, tmp_p
     )
     run = _script(code, *args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
-    one_error_line(run.stderr, f"inception-{command} needs ", ": pip install 'inception-deploy[export]'")
+    one_error_line(run.stderr, f"inception-{command} needs ", "pip install ", "inception-deploy[export]")
+
+
+def test_openvino_needs_only_onnx_beside_it_and_the_hint_names_the_smallest_fix(tmp_path):
+    """issue 42: with the openvino extra but no onnx, --device openvino said to install the export
+    extra (torch, several GB); the openvino extra now carries onnx, and the hint names onnx alone."""
+    pytest.importorskip("openvino")
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(req.startswith("onnx>") for req in project["optional-dependencies"]["openvino"])
+    tiny = tiny_classifier(tmp_path / "tiny.onnx")
+    code = (
+        "import sys\nsys.modules['onnx'] = None\nfrom inception_deploy.cli import run_main\n"
+        "sys.argv = ['inception-run'] + sys.argv[1:]\nrun_main()"
+    )
+    run = _script(code, tiny, "--samples", "--device", "openvino")
+    assert run.returncode == 2, run.stderr
+    line = one_error_line(run.stderr, "inception-run needs onnx: pip install onnx")
+    assert "torch" not in line
 
 
 def test_running_an_onnx_model_needs_no_extra(tmp_path):

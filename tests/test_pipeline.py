@@ -105,6 +105,24 @@ def test_calib_samples_calibrates_on_the_shipped_photos_from_any_folder(tmp_path
     assert neither.exit_code == 2 and "--calib-samples" in neither.stderr
 
 
+def test_a_reused_fp32_export_keeps_its_recorded_parity_unless_asked_to_recheck(tmp_path, monkeypatch):
+    """issue 42: reusing the FP32 file re-ran its parity (30 of a 39 s reuse); the same export request
+    made the same file, so the parity recorded in it stands, and is shown."""
+    monkeypatch.chdir(tmp_path)
+    args = ["export", "--arch", "v1", "--opset", "17", "--input-size", "96", "--engine", "no", "--fp16"]
+    measured = "checking parity against eager PyTorch"
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.count(measured) == 2  # FP32 and FP16
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr.count(measured) == 1  # FP16 only: it was written again
+    assert "parity recorded when googlenet.onnx was written: pass" in again.stderr
+    assert again.stdout.startswith("kept googlenet.onnx (") and "| PASS" in again.stdout  # the recorded table
+    recheck = CliRunner().invoke(main, args + ["--recheck-parity"])
+    assert recheck.exit_code == 0 and recheck.stderr.count(measured) == 2, recheck.stderr
+
+
 def test_heartbeat_reports_elapsed_time_while_the_body_runs():
     lines = []
     with heartbeat(lines.append, "building the engine", every=0.05):

@@ -182,6 +182,25 @@ def test_sigterm_on_a_local_ray_stops_the_run_as_ctrl_c_does(trained, images, tm
     assert output.read_bytes().endswith(b"\n") and 20 <= len(_rows(output)) < total
 
 
+def test_workers_are_capped_by_the_batches_and_the_cpus_there_are(trained, images, head, tmp_path):
+    output = tmp_path / "out.jsonl"
+    done = _cli(trained["fp32"], images, "--ray", "--ray-address", head, "--output", output, "--workers", "1000")
+    assert done.returncode == 1, done.stderr  # broken.png
+    assert "note: 2 workers, not 1000: the cluster has CPUs for 2" in done.stderr
+    few = _cli(
+        trained["fp32"],
+        images / "000.png",
+        "--ray",
+        "--ray-address",
+        head,
+        "--output",
+        tmp_path / "few.jsonl",
+        "--workers",
+        "1000",
+    )
+    assert few.returncode == 0 and "note: 1 worker, not 1000: 1 inputs make 1 batches" in few.stderr, few.stderr
+
+
 def test_a_killed_worker_is_replaced_and_no_row_is_lost_or_doubled(trained, images, head, tmp_path):
     listing, total = _listing(images, tmp_path, copies=25)
     output = tmp_path / "out.jsonl"
@@ -354,3 +373,4 @@ def test_without_ray_installed_the_extra_is_named(trained, tmp_path, monkeypatch
     )
     assert result.exit_code == 2
     assert "needs ray: pip install 'inception-deploy[ray]'" in result.output
+    assert "on Ray" not in result.output and "img/s" not in result.output  # said first, before any banner or bar

@@ -496,3 +496,22 @@ def test_export_writes_a_repository_of_everything_it_wrote(tmp_path):
     )
     assert taken.exit_code == 2 and "already exists" in taken.output
     assert not (tmp_path / "h.onnx").exists()  # refused before the export
+
+
+def test_the_readmes_serving_flow_names_a_pipeline_that_inception_triton_writes(tmp_path):
+    """issue 42: the README's inception-run --server line exited 2 ("choose the pipeline") after its
+    own inception-triton step wrote two pipelines; it names one, and that one is written."""
+    import shlex
+    from pathlib import Path
+
+    from hostile import tiny_classifier
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    triton = shlex.split(re.search(r"^ *(inception-triton .*)$", readme, re.M).group(1))
+    run = shlex.split(re.search(r"^ *(inception-run --server .*)$", readme, re.M).group(1))
+    models = [arg for arg in triton[1:] if arg.endswith(".onnx")]
+    assert len(models) > 1 and "--model" in run  # two pipelines: the line must choose
+    for name in models:
+        tiny_classifier(tmp_path / name)
+    write_repository([tmp_path / name for name in models], tmp_path / "models")
+    assert (tmp_path / "models" / run[run.index("--model") + 1] / "config.pbtxt").is_file()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import json_kind, write_json
-from ..metadata import load_json, module_paths
+from ..metadata import MAX_DOCUMENT_BYTES, load_json, module_paths
 from ..models.registry import canonical_arch
 from .qdq import QUANTIZED_OPS
 
@@ -36,7 +37,7 @@ def keep_float_patterns(values, arch: str) -> list[tuple[str, str]]:
     patterns = []
     for value in values:
         value = str(value)
-        if value.endswith(".json") or Path(value).is_file():
+        if value.endswith(".json") or os.path.exists(value):
             patterns += [(module, f"precision file {value}") for module in read_precision_file(value, arch)]
         else:
             patterns.append((value, f"--int8-keep-float {value}"))
@@ -48,6 +49,14 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> list[str]:
     malformed, or made for another architecture."""
     path = Path(path)
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device never end
+            raise InceptionDeployError(f"{path}: not a regular file; a precision file is JSON")
+        if info.st_size > MAX_DOCUMENT_BYTES:  # before reading: a sparse file can claim gigabytes
+            raise InceptionDeployError(
+                f"{path}: precision file is {info.st_size / 2**20:.0f} MiB; refusing more than "
+                f"{MAX_DOCUMENT_BYTES >> 20} MiB"
+            )
         text = path.read_bytes()
     except OSError as e:
         raise InceptionDeployError(f"{path}: cannot read this precision file ({e.strerror or e})") from None
@@ -65,6 +74,21 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> list[str]:
     return [m["module"] for m in modules]
 
 
+def maybe_quantized(spec) -> list[str]:
+    """The module paths INT8 may quantize something under, known before the export: those with a
+    convolution or pooling layer in them. The head (every Gemm stays FP32), norms and activations
+    alone never are; which of the others really are is known from the exported graph
+    (``quantizable_layers``)."""
+    import torch  # only here: the export extra
+
+    kinds = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    return [
+        name
+        for name, module in spec.meta_model().named_modules()
+        if name and any(isinstance(m, kinds) for m in module.modules())
+    ]
+
+
 def quantizable_layers(graph) -> dict[str, list[str]]:
     """Module path -> the nodes INT8 may quantize that it produced (a Conv, or pooling: a functional
     pool is named by the module whose forward calls it, so one path may hold several), in graph order."""
@@ -79,15 +103,17 @@ def quantizable_layers(graph) -> dict[str, list[str]]:
 def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str) -> dict[str, str]:
     """Module path -> why it stays float, for every module a pattern matches (in ``modules``'
     order); a pattern that matches none is an error naming it and some paths that exist. ``modules``:
-    the paths of the layers INT8 quantizes (``quantizable_layers``), or of every module of a network."""
+    the paths of the layers INT8 quantizes (``quantizable_layers``), or of those it may
+    (``maybe_quantized``)."""
     chosen: dict[str, str] = {}
     for pattern, why in patterns:
         matched = fnmatch.filter(modules, pattern)
         if not matched:
             examples = ", ".join(modules[:2] + modules[-1:])
             raise InceptionDeployError(
-                f"{why}: matches no layer of {arch} (its paths look like {examples}; "
-                f"globs such as 'Mixed_7*' match across dots)"
+                f"{why}: matches no layer of {arch} that INT8 quantizes (convolutions and pooling; the head, "
+                f"norms and activations are never quantized; paths look like {examples}; globs such as "
+                f"'Mixed_7*' match across dots)"
             )
         for module in matched:
             chosen.setdefault(module, why)

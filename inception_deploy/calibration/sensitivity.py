@@ -74,10 +74,13 @@ def ranked_files(candidates) -> list:
     remainder (whose own rounding every layer's error would carry), or when none is left."""
     ranked = []
     for path in candidates:
-        meta = onnx_metadata(load_onnx(path), path) or {}
+        proto = load_onnx(path)
+        meta = onnx_metadata(proto, path) or {}
         if meta.get("precision") != "int8":
             continue
         target = meta.get("int8_target", "tensorrt")
+        if _stores_int8_weights(proto.graph):  # the graph's word over the metadata's
+            target = "cpu"
         if target != "tensorrt" or meta.get("int8_remainder", "fp32") != "fp32":
             raise InceptionDeployError(
                 f"{path}: --sensitivity ranks INT8 files of the tensorrt target with an FP32 remainder, this one is "
@@ -87,6 +90,13 @@ def ranked_files(candidates) -> list:
     if not ranked:
         raise InceptionDeployError("--sensitivity needs an INT8 file of the tensorrt target (with --onnx)")
     return ranked
+
+
+def _stores_int8_weights(graph) -> bool:
+    """Whether a DequantizeLinear reads integer initializers: the cpu target's weights; the
+    tensorrt target's are float initializers behind a Q/DQ pair."""
+    integer = {init.name for init in graph.initializer if init.data_type in (2, 3)}  # UINT8, INT8
+    return any(node.op_type == "DequantizeLinear" and node.input[0] in integer for node in graph.node)
 
 
 def file_sensitivity(reference, candidate, images: np.ndarray) -> SensitivityReport:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -294,17 +295,30 @@ def download(source: PretrainedWeights, *, directory: str | os.PathLike | None =
     return dest
 
 
+MAX_DOWNLOAD_BYTES = 4 << 30  # the largest published checkpoint is ~0.3 GB
+DOWNLOAD_DEADLINE_S = 3600  # a whole checkpoint, at 100 kB/s or better
+
+
 def _fetch(url: str, out, progress: bool) -> str:
+    """Stream ``url`` into ``out``: 30 s for the connection and each read, at most
+    MAX_DOWNLOAD_BYTES and DOWNLOAD_DEADLINE_S in all (a server that trickles bytes is given up on)."""
     from tqdm import tqdm
 
-    sha = hashlib.sha256()
+    sha, size, until = hashlib.sha256(), 0, time.monotonic() + DOWNLOAD_DEADLINE_S
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(
                 total=total, unit="B", unit_scale=True, disable=not progress, desc=url.rsplit("/", 1)[-1], leave=False
             ) as bar:
-                while chunk := response.read(1 << 20):
+                while chunk := response.read1(1 << 20):  # whatever has arrived: the limits are checked often
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD_BYTES or time.monotonic() > until:
+                        raise OSError(
+                            f"larger than {MAX_DOWNLOAD_BYTES >> 30} GiB"
+                            if size > MAX_DOWNLOAD_BYTES
+                            else f"not complete within {DOWNLOAD_DEADLINE_S // 60} min"
+                        )
                     sha.update(chunk)
                     out.write(chunk)
                     bar.update(len(chunk))

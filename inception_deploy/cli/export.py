@@ -17,7 +17,7 @@ from ..models.registry import get_arch, list_archs
 from ..pipeline import ENGINE_CHOICES
 from ..preprocess import INTERPOLATIONS
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
-from .options import calibration_options, command, floats3, list_archs_table, option
+from .options import FiniteRange, calibration_options, command, floats3, list_archs_table, option
 from .output import announce, print_evaluation, report_artifact, safe_lines
 
 
@@ -97,7 +97,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option(
     "--crop-pct",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteRange(0, 1, min_open=True),
     group="Preprocessing overrides",
     help="Crop fraction: resize = floor(input size / crop pct) (timm's rule).",
 )
@@ -147,7 +147,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option(
     "--int8-max-drop",
-    type=float,
+    type=FiniteRange(0, 100),
     metavar="POINTS",
     group="Precision",
     help="Keep Conv layers float, most sensitive first, until top-1 agreement with FP32 on held-out images "
@@ -156,7 +156,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option(
     "--int8-holdout",
-    type=float,
+    type=FiniteRange(0, 1, min_open=True, max_open=True),
     default=0.2,
     metavar="SHARE",
     group="Precision",
@@ -198,6 +198,13 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
     help="TensorRT timing cache, loaded and saved back (faster rebuilds).",
 )
 @option("--no-parity", is_flag=True, group="Verification", help="Skip the ONNX Runtime vs eager PyTorch parity checks.")
+@option(
+    "--recheck-parity",
+    is_flag=True,
+    group="Verification",
+    help="Measure the parity of a reused FP32 export again (by default the parity recorded when it was written "
+    "stands: the same arch, weights and options made the same file).",
+)
 @option(
     "--eval-data",
     type=click.Path(),
@@ -256,6 +263,7 @@ def export_command(
     max_engine_batch,
     timing_cache,
     no_parity,
+    recheck_parity,
     eval_data,
     eval_limit,
     triton_repo,
@@ -308,6 +316,7 @@ def export_command(
         max_engine_batch=max_engine_batch,
         timing_cache=timing_cache,
         parity=not no_parity,
+        recheck_parity=recheck_parity,
         eval_data=eval_data,
         eval_limit=eval_limit,
         triton_repository=triton_repo,
@@ -405,7 +414,7 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
 @option("--max-batch", type=click.IntRange(1, MAX_BATCH), default=32, group="Profile", help="Largest batch.")
 @option(
     "--workspace-gib",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=4.0,
     group="Builder",
     help="Workspace memory limit.",

@@ -46,12 +46,12 @@ def one_line_errors(fn):
                 interrupts.hold()
                 fail(printable(e))
             except ModuleNotFoundError as e:
-                extra = _EXTRAS.get((e.name or "").partition(".")[0])
-                if extra is None:
+                module = (e.name or "").partition(".")[0]
+                if module not in _EXTRAS:
                     raise
                 interrupts.hold()
                 command = click.get_current_context().command_path
-                fail(f"{command} needs {e.name.partition('.')[0]}: pip install 'inception-deploy[{extra}]'")
+                fail(f"{command} needs {module}: {install_hint(module)}")
             except OSError as e:
                 if not _stdout_broken(e):
                     raise
@@ -82,6 +82,18 @@ _EXTRAS = {
     "ray": "ray",
     "pyarrow": "ray",
 }
+
+
+# packages that install alone, with no pins of ours: the smallest fix is the package itself
+_ALONE = {"onnx", "onnxscript", "safetensors", "h5py", "polygraphy", "matplotlib", "openvino", "tritonclient"}
+
+
+def install_hint(module: str) -> str:
+    """The smallest install that brings ``module``: itself where it installs alone, else its extra
+    (torch: the CPU build first; ray: with the pins that keep numpy 1 and Triton working)."""
+    if module in _ALONE:
+        return f"pip install {module} (or the extra 'inception-deploy[{_EXTRAS[module]}]')"
+    return f"pip install 'inception-deploy[{_EXTRAS[module]}]'"
 
 
 def fail(message: str):

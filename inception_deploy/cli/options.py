@@ -4,6 +4,8 @@ library's own constants, so a new method or target shows up here by itself."""
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from .. import __version__
@@ -12,6 +14,17 @@ from ..metadata import MAX_BATCH
 from ..models.registry import ARCHS
 from ..runtime.openvino_backend import MODES as OPENVINO_MODES
 from ..serving.repository import KINDS, ONNX_BACKENDS
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, which lets nan through every bound (and inf past a missing one): a
+    number of cores, a share or a budget is finite."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return value
 
 
 class _Option(click.Option):
@@ -111,7 +124,7 @@ def ray_options(what: str):
         ),
         option(
             "--cpus-per-worker",
-            type=click.FloatRange(min=0.1),
+            type=FiniteRange(min=0.1),
             group="Ray",
             help="CPU cores Ray reserves for each actor (its inference threads).  [default: 1]",
         ),
@@ -163,7 +176,7 @@ def calibration_options(group: str):
         ),
         option(
             "--percentile",
-            type=click.FloatRange(50, 100, min_open=True),
+            type=FiniteRange(50, 100, min_open=True),
             default=99.99,
             group=group,
             help="With --calib-method percentile.",

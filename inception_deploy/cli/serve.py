@@ -11,7 +11,7 @@ from ..errors import InceptionDeployError, printable
 from ..serving.repository import write_repository
 from ..serving.server import TritonServer
 from .guard import one_line_errors
-from .options import command, option, repository_options
+from .options import FiniteRange, command, option, repository_options
 from .output import announce, safe_lines
 
 
@@ -96,7 +96,7 @@ def triton_command(
 @option("--metrics-port", type=click.IntRange(0, 65535), default=8002, group="Server", help="0: any free port.")
 @option(
     "--ready-timeout",
-    type=click.FloatRange(1, 3600),
+    type=FiniteRange(1, 3600),
     default=300,
     group="Server",
     help="Seconds to wait for the server to load the models.",

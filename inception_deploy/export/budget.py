@@ -63,11 +63,18 @@ class Budget:
             return
         files = find_images(folder)[0]
         held = round(len(files) * self.holdout)
-        if held < MIN_HOLDOUT or held >= len(files):
+        if held >= len(files):
             raise InceptionDeployError(
-                f"{folder}: --int8-max-drop judges on a held-out {self.holdout:.0%} of the calibration images: "
+                f"{folder}: --int8-holdout {self.holdout:g} holds out all {len(files)} images and leaves none to "
+                f"calibrate on: a smaller --int8-holdout, or --eval-data"
+            )
+        if held < MIN_HOLDOUT:
+            needed = MIN_HOLDOUT / self.holdout
+            enough = f"{math.ceil(needed)} images, " if needed <= 1e9 else ""
+            raise InceptionDeployError(
+                f"{folder}: --int8-max-drop judges on a held-out {self.holdout:.2g} of the calibration images: "
                 f"{len(files)} images hold out {held}, at least {MIN_HOLDOUT} are needed "
-                f"({math.ceil(MIN_HOLDOUT / self.holdout)} images, a larger --int8-holdout, or --eval-data)"
+                f"({enough}a larger --int8-holdout, or --eval-data)"
             )
 
     def held_out(self, folder) -> list[Path]:

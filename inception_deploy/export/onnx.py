@@ -75,6 +75,7 @@ def export_onnx(
     labels: str | os.PathLike | None = None,
     preprocess: PreprocessConfig | None = None,
     reuse: bool = False,
+    recheck_parity: bool = False,
     progress=None,
 ) -> ExportResult:
     """Export an architecture name (built with ``weights``) or a model of the zoo to ONNX.
@@ -83,7 +84,8 @@ def export_onnx(
     ``preprocess`` overrides the preprocessing of the weights (``model.preprocess``, set by
     ``create_model``: the architecture's, or Keras's for a Keras checkpoint).
     ``progress``: called with one line as each slow step starts. ``reuse``: keep an existing
-    ``output`` exported by the same arch, weights, options and versions (``export_request``).
+    ``output`` exported by the same arch, weights, options and versions (``export_request``), with
+    the parity recorded in it unless ``recheck_parity``.
     """
     say = progress or silent
     start = time.perf_counter()
@@ -110,7 +112,7 @@ def export_onnx(
         labels_digest(label_names),
     )
     if reuse:
-        reused = _reuse(output, request, model, config, batch, max_batch, check_parity, say, start)
+        reused = _reuse(output, request, model, config, batch, max_batch, check_parity, recheck_parity, say, start)
         if reused is not None:
             return reused
     with atomic_path(output, ONNX_MODEL) as tmp:
@@ -201,10 +203,11 @@ def export_request(
 
 
 def _reuse(
-    output: Path, request: str, model, config, batch, max_batch, check_parity: bool, say, start: float
+    output: Path, request: str, model, config, batch, max_batch, check_parity: bool, recheck: bool, say, start: float
 ) -> ExportResult | None:
     """The existing ``output`` when it was exported by the same request (its ``export_request``
-    digest); its parity is checked again against ``model`` when asked (seconds, not an export)."""
+    digest). The parity recorded in it when it was written stands (the same weights and options
+    made the same file); ``recheck`` measures it again against ``model``."""
     if not output.is_file():
         return None
     try:
@@ -218,7 +221,12 @@ def _reuse(
         f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
         f"{request[:12]}); delete it to export again"
     )
-    report = check_onnx_parity(model, output, config, batch, max_batch, say=say) if check_parity else None
+    report = None
+    if check_parity and (recheck or not isinstance(metadata.get("parity"), dict)):
+        report = check_onnx_parity(model, output, config, batch, max_batch, say=say)
+    elif check_parity:
+        report = ParityReport.from_dict(metadata["parity"])
+        say(f"parity recorded when {output} was written: {report.verdict} (the same export: not measured again)")
     result = _result(output, proto, metadata, report, start, model)
     result.reused = True
     return result

@@ -60,13 +60,19 @@ class ArchSpec:
 
     def module_paths(self, kind=None) -> list[str]:
         """The paths of the network's modules (of class ``kind`` only, e.g. torch.nn.Conv2d), in
-        definition order: what ``--int8-keep-float`` names. Built on torch's meta device: no memory,
-        no init."""
+        definition order: what ``--int8-keep-float`` names."""
+        return [
+            name
+            for name, module in self.meta_model().named_modules()
+            if name and (kind is None or isinstance(module, kind))
+        ]
+
+    def meta_model(self):
+        """The network built on torch's meta device: its modules, without memory or init."""
         import torch
 
         with torch.device("meta"):
-            model = self.build()
-        return [name for name, module in model.named_modules() if name and (kind is None or isinstance(module, kind))]
+            return self.build()
 
     def resolve_factory(self):
         module, name = self.factory.split(":")

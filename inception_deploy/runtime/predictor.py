@@ -7,6 +7,7 @@ batches ahead of the model; a bad image becomes an error entry in its place and 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -102,24 +103,29 @@ class Predictor:
             yield from self._flush(pending, topk)
 
     def _decoded(self, sources: Iterable):
-        """(name, image or None, error or None) in order; at most a few batches in flight."""
+        """(name, image or None, error or None) in order; at most a few batches in flight. When
+        the caller stops early (Ctrl-C), queued work is dropped and downloads stop waiting."""
         window = self.batch_size * 2 + self.workers
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool:
+        pool, stop = ThreadPoolExecutor(self.workers, thread_name_prefix="decode"), threading.Event()
+        try:
             in_flight: deque = deque()
             for source in sources:
-                in_flight.append(pool.submit(self._decode, source))
+                in_flight.append(pool.submit(self._decode, source, stop))
                 if len(in_flight) >= window:
                     yield in_flight.popleft().result()
             while in_flight:
                 yield in_flight.popleft().result()
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _decode(self, source):
+    def _decode(self, source, stop: threading.Event):
         if isinstance(source, InputError):  # from expand_inputs: reported in its place
             return source.name, None, source.reason
         name = getattr(source, "filename", None) or "<image>" if isinstance(source, Image.Image) else str(source)
         if is_uri(source):
             try:
-                source = fetch_uri(source)
+                source = fetch_uri(source, stop)
             except Exception as e:  # a network or storage failure is this input's error
                 return name, None, f"cannot fetch: {first_line(e)}"
         try:

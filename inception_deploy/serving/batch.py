@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from ..metadata import load_json, preprocess_of, read_sidecar, sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
 
+log = logging.getLogger(__name__)
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command line turns into a clean stop
 GPU_DEVICES = ("cuda", "tensorrt")  # an actor running on these reserves one GPU
@@ -78,6 +80,12 @@ def output_format(path: str | os.PathLike) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
+def require_ray() -> None:
+    """The ray extra, checked without importing it (seconds): before anything is printed or started."""
+    if importlib.util.find_spec("ray") is None:
+        raise ModuleNotFoundError("No module named 'ray'", name="ray")
+
+
 def record_path(output: str | os.PathLike) -> Path:
     """``tags.jsonl`` -> ``tags.jsonl.run.json``: which model and preprocessing wrote the output."""
     return Path(f"{output}.run.json")
@@ -92,7 +100,8 @@ BATCH_OUTPUT = Kind(
 
 def check_output(output: str | os.PathLike, resume: bool, inputs=()) -> None:
     """Before anything slow: a known format, a writable place, no earlier output replaced, and
-    only an output of inception-run resumed."""
+    only an output of inception-run resumed; and Ray is installed."""
+    require_ray()
     output_format(output)
     if resume and Path(output).is_file() and not BATCH_OUTPUT.recognise(Path(output)):
         raise ConfigError(
@@ -284,7 +293,8 @@ def _mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size
     batch through a pool of ``actor`` built with ``actor_kwargs``."""
     import pyarrow as pa
 
-    rows_per_block = max(1, min(batch_size * ROWS_PER_BLOCK_BATCHES, -(-len(sources) // options.workers)))
+    workers = _pool_size(ray, options, len(sources), batch_size)
+    rows_per_block = max(1, min(batch_size * ROWS_PER_BLOCK_BATCHES, -(-len(sources) // workers)))
     chunks = [sources[k : k + rows_per_block] for k in range(0, len(sources), rows_per_block)]
     blocks = [pa.table({"id": [i for i, _ in c], "source": [os.fsencode(s) for _, s in c]}) for c in chunks]
     return ray.data.from_arrow(blocks).map_batches(
@@ -292,10 +302,22 @@ def _mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size
         fn_constructor_kwargs=actor_kwargs,
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=min(options.workers, len(blocks))),
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(blocks))),
         num_cpus=options.cpus_per_worker,
         num_gpus=gpus,
     )
+
+
+def _pool_size(ray, options: RayOptions, rows: int, batch_size: int) -> int:
+    """As many actors as can all be busy: no more than there are batches to run, nor than the
+    cluster's CPUs hold at ``cpus_per_worker`` each (each actor holds a model: idle ones cost memory)."""
+    batches = -(-rows // batch_size)
+    fit = max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
+    size = max(1, min(options.workers, batches, fit))
+    if size < options.workers:
+        why = f"{rows} inputs make {batches} batches" if size == batches else f"the cluster has CPUs for {fit}"
+        log.info("%d worker%s, not %d: %s", size, "s" * (size > 1), options.workers, why)
+    return size
 
 
 class _Classifier:
@@ -347,6 +369,7 @@ def on_ray(options: RayOptions = RayOptions()):
     """A ``classify`` for ``evaluation.evaluate``: each labelled image decoded once and classified
     by every model in a pool of actors (eager PyTorch travels pickled, artifacts as file bytes);
     the report's images/s is then per worker."""
+    require_ray()
     _probe(options.address)
 
     def classify(models, files, batch_size, workers, skipped, say):
@@ -533,7 +556,7 @@ def _connect(ray, options: RayOptions, log: str, temp: str) -> bool:
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
     try:
         if options.address is None:
-            cpus = max(os.cpu_count() or 1, options.workers * options.cpus_per_worker)
+            cpus = max(os.cpu_count() or 1, options.cpus_per_worker)  # the real cores; one worker fits
             ray.init(address="local", num_cpus=cpus, _temp_dir=temp, **quiet)
             return True
         ray.init(address=options.address, **quiet)

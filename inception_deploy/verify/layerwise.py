@@ -133,10 +133,16 @@ def compare_layers(
             feed = {input_name: np.ascontiguousarray(images[start : start + batch], np.float32)}
             results = Comparator.run(runners, data_loader=[feed])
             (expected,) = results[runners[0].name]
-            for runner, per_tensor in zip(runners[1:], stats):
+            for runner, per_tensor, (path, *_) in zip(runners[1:], stats, candidates):
                 (got,) = results[runner.name]
                 for name, statistics in per_tensor.items():
-                    statistics.add(np.asarray(expected[name]), np.asarray(got[name]))
+                    a, b = np.asarray(expected[name]), np.asarray(got[name])
+                    if a.shape != b.shape:  # its metadata says it was made from the reference; its graph does not
+                        raise InceptionDeployError(
+                            f"{path}: tensor {name} is {'x'.join(map(str, b.shape))} here but "
+                            f"{'x'.join(map(str, a.shape))} in {reference}: it was not made from it"
+                        )
+                    statistics.add(a, b)
             if save_outputs is not None:
                 for name, iterations in results.items():
                     if name in saved.keys():

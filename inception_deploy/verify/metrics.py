@@ -99,6 +99,16 @@ class ParityReport:
             "skipped_inputs": [{"file": str(f), "reason": r} for f, r in self.skipped_inputs],
         }
 
+    @classmethod
+    def from_dict(cls, document: dict) -> "ParityReport":
+        """A report as ``to_dict`` wrote it (an artifact's recorded parity)."""
+        names = {f for f in ParityRow.__dataclass_fields__}
+        return cls(
+            [ParityRow(**{k: v for k, v in row.items() if k in names}) for row in document.get("rows", [])],
+            [(s["artifact"], s["reason"]) for s in document.get("skipped", [])],
+            [(s["file"], s["reason"]) for s in document.get("skipped_inputs", [])],
+        )
+
     def table(self, first_column: str = "inputs") -> str:
         from tabulate import tabulate
 
