@@ -486,6 +486,15 @@ def _trickling_server():
         server.shutdown()
 
 
+def test_a_nul_byte_in_a_listed_name_is_that_inputs_error(tiny, photo, tmp_path):
+    listing = tmp_path / "inputs.txt"
+    listing.write_bytes(f"{photo.name}\nbad\0name.jpg\n".encode())
+    code, stdout, stderr = cli("run", tiny, listing, "--json")
+    assert code == 1 and "Traceback" not in stderr, stderr
+    assert "bad\\0name.jpg: a file name cannot hold a NUL byte" in stderr
+    assert [json.loads(line)["file"] for line in stdout.splitlines()][0] == str(photo)
+
+
 def test_a_trickling_download_has_a_deadline_and_ctrl_c_ends_the_command_at_once(tiny):
     from inception_deploy.inputs import fetch_uri
 

@@ -3,6 +3,7 @@ reproduces a placement, the cpu target's weight bits, and the layer-by-layer com
 shows where reduced precision loses accuracy (inception-parity --layerwise)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -245,12 +246,21 @@ def test_cpu_target_weight_bits(trained, tmp_path):
         ),
         (["--int8", "--calib-samples", "--int8-keep-float", "{other_arch}"], "was made for arch v1, not v3"),
         (["--int8", "--calib-samples", "--int8-keep-float", "{not_precision}"], "not a precision file"),
+        # issue 42: the head is never quantized (refused after the export before); a FIFO hung; a sparse
+        # file was read whole before its size was refused
+        (["--int8", "--calib-samples", "--int8-keep-float", "fc"], "fc: matches no layer of v3 that INT8 quantizes"),
+        (["--int8", "--calib-samples", "--int8-keep-float", "{fifo}"], "pipe.json: not a regular file"),
+        (["--int8", "--calib-samples", "--int8-keep-float", "{sparse}"], "precision file is 2048 MiB; refusing"),
     ],
 )
 def test_bad_float_layer_requests_fail_before_the_export(args, message, tmp_path):
     (tmp_path / "other.precision.json").write_text(json.dumps({"arch": "v1", "float_modules": []}))
     (tmp_path / "list.json").write_text("[1, 2]")
+    os.mkfifo(tmp_path / "pipe.json")
+    with open(tmp_path / "sparse.precision.json", "wb") as f:
+        f.truncate(2 << 30)
     names = {"{other_arch}": str(tmp_path / "other.precision.json"), "{not_precision}": str(tmp_path / "list.json")}
+    names |= {"{fifo}": str(tmp_path / "pipe.json"), "{sparse}": str(tmp_path / "sparse.precision.json")}
     out = tmp_path / "out"
     out.mkdir()
     result = CliRunner().invoke(
@@ -372,13 +382,17 @@ def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds
         (["--int8", "--calib-samples", "--int8-max-drop", "1"], "5 images hold out 1, at least 20 are needed"),
         (["--int8", "--calib-samples", "--int8-max-drop", "1", "--int8-holdout", "1.5"], "--int8-holdout is a share"),
         (["--int8", "--calib-samples", "--int8-max-drop", "1", "--calib-cache", "{cache}"], "name a new --calib-cache"),
+        # issue 42: an OverflowError before, and a hint to hold out more when nothing is left to calibrate on
+        (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "1", "--int8-holdout", "1e-320"], "hold out 0, at"),
+        (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "1", "--int8-holdout", "0.99999"], "leaves none to"),
     ],
 )
 def test_bad_budgets_fail_before_the_export(args, message, tmp_path):
     (tmp_path / "old.calib.json").write_text("{}")
     out = tmp_path / "out"
     out.mkdir()
-    args = [str(tmp_path / "old.calib.json") if a == "{cache}" else a for a in args]
+    names = {"{cache}": str(tmp_path / "old.calib.json"), "{calib}": str(sample_folder())}
+    args = [names.get(a, a) for a in args]
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out / "v1.onnx")] + args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(out.iterdir())

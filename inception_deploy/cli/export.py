@@ -147,7 +147,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option(
     "--int8-max-drop",
-    type=FiniteRange(0, 100),
+    type=FiniteRange(),  # its bounds: Budget.check, for Python callers too
     metavar="POINTS",
     group="Precision",
     help="Keep Conv layers float, most sensitive first, until top-1 agreement with FP32 on held-out images "
@@ -156,7 +156,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option(
     "--int8-holdout",
-    type=FiniteRange(0, 1, min_open=True, max_open=True),
+    type=FiniteRange(),
     default=0.2,
     metavar="SHARE",
     group="Precision",
