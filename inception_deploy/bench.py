@@ -253,10 +253,12 @@ def run_benchmarks(
     precision: str | None = None,
     torch_compile: bool = False,
     openvino_mode: str = "latency",
+    rounds: int = ROUNDS,
 ) -> list[BenchResult]:
-    """Every model and torch baseline at every batch size, each in its own process. ``device``:
-    one device or several (each ONNX model runs on each, side by side; engines once, on TensorRT);
-    ``precision="bf16"`` applies where OpenVINO runs."""
+    """Every model and torch baseline at every batch size, each in its own process, ``rounds``
+    times interleaved (at most one per iteration). ``device``: one device or several (each ONNX
+    model runs on each, side by side; engines once, on TensorRT); ``precision="bf16"`` applies
+    where OpenVINO runs."""
     devices = (device,) if isinstance(device, str) else tuple(device)
     specs = []
     for model in map(str, models):
@@ -277,7 +279,7 @@ def run_benchmarks(
         modes = _torch_modes() + ((TORCH_COMPILE_MODE,) if torch_compile else ())
         specs += [{"kind": "torch", "arch": torch_arch, "mode": mode} for mode in modes]
     configurations = [(spec, batch) for spec in specs for batch in batch_sizes]
-    rounds = min(ROUNDS, iterations)
+    rounds = max(1, min(rounds, iterations))
     runs: list[list[BenchResult]] = [[] for _ in configurations]
     for round_index in range(rounds):
         share = iterations // rounds + (round_index < iterations % rounds)
@@ -385,10 +387,14 @@ def unstable_warning(results: list[BenchResult]) -> str | None:
 def _series_name(r: BenchResult) -> str:
     """Short legend name: the file's basename (or "torch <arch>"), the precision, and "openvino"
     where OpenVINO ran it (the same file may also run on ONNX Runtime in the same run)."""
+    return f"{_model_name(r)} {r.precision}" + (" openvino" if r.backend.startswith("openvino") else "")
+
+
+def _model_name(r: BenchResult) -> str:
+    """The file's basename, or "torch <arch>" for every eager mode of that arch."""
     import os
 
-    model = r.model if r.model.startswith("torch ") else os.path.basename(r.model)
-    return f"{model} {r.precision}" + (" openvino" if r.backend.startswith("openvino") else "")
+    return " ".join(r.model.split()[:2]) if r.model.startswith("torch ") else os.path.basename(r.model)
 
 
 def bench_figure(results: list[BenchResult], machine: str | None = None, day: str | None = None):
@@ -441,7 +447,7 @@ def bench_figure(results: list[BenchResult], machine: str | None = None, day: st
         ax.set_xlabel("batch size")
         ax.title.set_fontsize(10.5)
         ax.grid(True, alpha=0.3)
-    models = list(dict.fromkeys(name.rsplit(" ", 1)[0] for name in series))
+    models = list(dict.fromkeys(_model_name(r) for r in results))  # each once, whatever ran it how
     title = fill("Inception benchmark: " + ", ".join(models), 110)
     warning = ""
     if any(r.unstable for r in results):

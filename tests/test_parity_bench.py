@@ -185,6 +185,24 @@ def test_bench_plot_panels_ticks_and_speedups(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]  # nothing temporary left
 
 
+def test_bench_title_names_each_model_once_and_rounds_are_the_users(v1_random, tmp_path):
+    """issue 42: the title repeated "inception_v3.onnx, inception_v3.onnx fp32, ..."; a small bench always
+    ran 3 rounds."""
+    pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")
+    results = [
+        BenchResult("/w/inception_v3.onnx", backend, precision, 1, 10.0, 0, 0, 100.0)
+        for backend, precision in (("onnxruntime cpu", "fp32"), ("openvino CPU", "fp32"), ("openvino CPU", "bf16"))
+    ]
+    results += [BenchResult(f"torch v3 {mode}", "torch cpu", "fp32", 1, 20.0, 0, 0, 50.0) for mode in ("a", "b")]
+    title = bench_figure(results, machine="x", day="y").get_suptitle()
+    assert title.splitlines()[0] == "Inception benchmark: inception_v3.onnx, torch v3"
+    code, _, stderr = _cli(
+        "bench", v1_random, "--batch-sizes", "1", "--iterations", "2", "--warmup", "0", "--rounds", "1"
+    )
+    assert code == 0, stderr
+    assert "round 1/1:" in stderr and "round 1/2" not in stderr and "round 2/" not in stderr
+
+
 def test_quantized_artifact_row_uses_int8_thresholds(v1_random, tmp_path):
     from inception_deploy.inputs import sample_photos
 

@@ -195,6 +195,13 @@ def parity_command(
 @option("--iterations", type=click.IntRange(min=1), default=20, group="Benchmark", help="Timed runs per point.")
 @option("--warmup", type=click.IntRange(min=0), default=3, group="Benchmark", help="Untimed runs first.")
 @option(
+    "--rounds",
+    type=click.IntRange(1, 100),
+    default=3,
+    group="Benchmark",
+    help="Interleaved rounds the timed runs are split into (their spread flags unstable figures); 1 is quickest.",
+)
+@option(
     "--torch-arch",
     metavar="NAME",
     group="Benchmark",
@@ -225,7 +232,18 @@ def parity_command(
 )
 @one_line_errors
 def bench_command(
-    models, batch_sizes, iterations, warmup, torch_arch, torch_compile, device, precision, openvino_mode, json_out, plot
+    models,
+    batch_sizes,
+    iterations,
+    warmup,
+    rounds,
+    torch_arch,
+    torch_compile,
+    device,
+    precision,
+    openvino_mode,
+    json_out,
+    plot,
 ):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
@@ -250,6 +268,7 @@ def bench_command(
         precision=precision,
         torch_compile=torch_compile,
         openvino_mode=openvino_mode,
+        rounds=rounds,
     )
     click.echo(table(results))
     if unstable_warning(results):
