@@ -34,7 +34,7 @@ from .labels import resolve_labels
 from .metadata import ONNX_MODEL, preprocess_of
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
-from .progress import Progress, silent
+from .progress import Progress, silent, stage
 from .serving.repository import check_destination, write_repository
 
 if TYPE_CHECKING:  # the export stages import torch: only when deploy runs
@@ -269,15 +269,15 @@ def deploy(
     if eval_data is not None:
         from .evaluation import evaluate
 
-        say(f"evaluating eager and {len(written)} artifacts on {eval_data}...")
-        result.evaluation = evaluate(
-            eval_data,
-            artifacts=written,
-            model=fp32.model,
-            preprocess=preprocess_of(fp32.metadata),
-            labels=fp32.metadata["labels"]["names"],
-            limit=eval_limit,
-        )
+        with stage(say, f"evaluating eager and {len(written)} artifacts on {eval_data}"):
+            result.evaluation = evaluate(
+                eval_data,
+                artifacts=written,
+                model=fp32.model,
+                preprocess=preprocess_of(fp32.metadata),
+                labels=fp32.metadata["labels"]["names"],
+                limit=eval_limit,
+            )
     if triton_repository is not None:
         result.triton = write_repository(written, triton_repository, progress=progress)
     return result
@@ -314,16 +314,16 @@ def _build_engine(
     backend = TensorRTBackend(built.path)
     sizes = verification_batches(batch, max_batch)
     precision = built.metadata["precision"]
-    say(f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}...")
-    result.engine_parity = check_backend(
-        reference,
-        backend,
-        preprocess_of(source.metadata),
-        sizes,
-        precision,
-        "tensorrt",
-        judged=judge or precision == "fp32",
-    )
+    with stage(say, f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}"):
+        result.engine_parity = check_backend(
+            reference,
+            backend,
+            preprocess_of(source.metadata),
+            sizes,
+            precision,
+            "tensorrt",
+            judged=judge or precision == "fp32",
+        )
 
 
 def _beside(output: Path, suffix: str) -> Path:

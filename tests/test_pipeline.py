@@ -2,8 +2,12 @@
 
 import importlib.util
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from inception_deploy import deploy
@@ -123,6 +127,69 @@ def test_a_reused_fp32_export_keeps_its_recorded_parity_unless_asked_to_recheck(
     assert recheck.exit_code == 0 and recheck.stderr.count(measured) == 2, recheck.stderr
 
 
+SLOW_TORCH = """
+import sys, time
+
+class SlowTorch:  # PyTorch's import made 5 s slower: a busy machine's
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            time.sleep(5)
+            sys.stderr.write("<torch imported>\\n")
+        return None
+
+sys.meta_path.insert(0, SlowTorch())
+from inception_deploy.cli import main
+sys.argv = ["inception"] + sys.argv[1:]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--arch", "v1", "--input-size", "96", "--no-parity", "--engine", "no"],
+        ["parity", "--arch", "v1", "--onnx", "missing.onnx"],
+        ["eval", "--arch", "v1", "--data", "."],
+    ],
+)
+def test_the_first_line_comes_before_pytorch_has_loaded(args, tmp_path):
+    """issue 42: the first line came after 3-16 s (after torch's import); now within a second."""
+    run = subprocess.run(
+        [sys.executable, "-c", SLOW_TORCH, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    lines = run.stderr.splitlines()
+    assert "<torch imported>" in lines, run.stderr
+    assert lines.index("<torch imported>") > 0 and lines[0].startswith("loading PyTorch"), run.stderr
+
+
+def test_a_stage_says_what_it_does_then_that_it_still_does(tmp_path):
+    from inception_deploy.progress import stage
+
+    lines = []
+    with stage(lines.append, "exporting", every=0.05):
+        time.sleep(0.18)
+    assert lines[0] == "exporting..." and len(lines) >= 3 and lines[1].startswith("still exporting (")
+
+
+def test_piped_progress_is_whole_lines_and_messages_never_land_on_a_bar(tmp_path):
+    """issue 42: "...20/20 [00:12<00:00] warning: calib: ..." when piped."""
+    from hostile import tiny_classifier
+
+    tiny = tiny_classifier(tmp_path / "tiny.onnx")
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("inception-calibrate")), str(tiny), "--calib-samples"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "\r" not in run.stderr
+    assert any(line.startswith("calibrating:") for line in run.stderr.splitlines())  # the bar, as a line
+    warnings = [line for line in run.stderr.splitlines() if "warning:" in line]
+    assert warnings and all(line.startswith("warning: ") for line in warnings), run.stderr
+
+
 def test_heartbeat_reports_elapsed_time_while_the_body_runs():
     lines = []
     with heartbeat(lines.append, "building the engine", every=0.05):
@@ -240,3 +307,16 @@ def test_quiet_int8_export_prints_no_bar(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "calibrating" not in result.stderr and "img/s" not in result.stderr
     assert "warning: " in result.stderr  # warnings still reach a quiet run
+
+
+def test_the_help_names_the_default_output_a_command_really_writes_and_counts_agree():
+    """issue 42: --arch v1 writes googlenet.onnx where the help said <arch name>.onnx; "1 layers float"."""
+    from inception_deploy.export.budget import BudgetReport
+    from inception_deploy.pipeline import default_output
+
+    help_text = " ".join(CliRunner().invoke(main, ["export", "-h"]).output.split())
+    assert f"{default_output('v1')} for v1" in help_text and default_output("v1").name == "googlenet.onnx"
+    report = BudgetReport(1, "calib", 400, "top-1 agreement", 0.25, (0.0, 0.9), ["Mixed_7c"], 0.99, 0.98)
+    assert "INT8 budget 1 point (" in report.summary() and "; 1 layer float: Mixed_7c;" in report.summary()
+    report.kept, report.max_drop = ["a", "b"], 2
+    assert "INT8 budget 2 points (" in report.summary() and "; 2 layers float: a, b;" in report.summary()

@@ -176,10 +176,32 @@ def test_sigterm_on_a_local_ray_stops_the_run_as_ctrl_c_does(trained, images, tm
     command's own handling comes back, so SIGTERM is exit 143 with whole rows."""
     listing, total = _listing(images, tmp_path, copies=25)
     output = tmp_path / "out.jsonl"
+    before = _ours_in_tmp()
     command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray", "--output", str(output)]
     code, stderr = _interrupted(command + ["--batch-size", "2", "--no-progress"], output, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and "interrupted by SIGTERM" in stderr, stderr
     assert output.read_bytes().endswith(b"\n") and 20 <= len(_rows(output)) < total
+    assert _ours_in_tmp() <= before  # Ray's session folder and the model copies are gone too
+
+
+def test_ctrl_c_while_the_workers_load_leaves_no_model_copy_behind(trained, images, tmp_path):
+    """issue 42: inception-ray-* copies of the model stayed in the temporary folder after SIGINT."""
+    before = _ours_in_tmp()
+    output = tmp_path / "out.jsonl"
+    command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(images), "--ray", "--output", str(output)]
+    process = subprocess.Popen(command + ["--no-progress"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (_ours_in_tmp() - before) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)  # the run's scratch folder: Ray is starting, the workers will load there
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert _ours_in_tmp() <= before
 
 
 def test_workers_are_capped_by_the_batches_and_the_cpus_there_are(trained, images, head, tmp_path):

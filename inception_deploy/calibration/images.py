@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import ConfigError, InceptionDeployError, printable
 from ..inputs import decoded, find_images, sample_folder, spread
 from ..preprocess import PreprocessConfig, normalize
+from ..progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,12 @@ class CalibrationImages:
     def batches(self, progress: bool = True) -> Iterator[np.ndarray]:
         """Preprocessed batches. The bar counts images the consumer has finished with (the model
         pass is the slow part), advanced when it asks for the next batch."""
-        from tqdm import tqdm
-
         images = []
-        bar = tqdm(total=len(self.files), desc="calibrating", unit="img", disable=not progress, leave=False)
+        shown = bar(total=len(self.files), desc="calibrating", unit="img", disable=not progress, leave=False)
         skipped_before = len(self.skipped)
 
         def advance():  # images through the model, and those skipped on the way to them
-            bar.update(self.used + len(self.skipped) - skipped_before - bar.n)
+            shown.update(self.used + len(self.skipped) - skipped_before - shown.n)
 
         for image in decoded(self.files, self.config, self.skipped):
             images.append(image)
@@ -76,7 +75,7 @@ class CalibrationImages:
         if images:
             yield self._emit(images)
         advance()
-        bar.close()
+        shown.close()
         warn_skipped(self.folder, self.skipped)
         if self.used * 2 < len(self.files):  # "too few remain": most of the folder is unreadable
             name, reason = self.skipped[0]

@@ -20,7 +20,7 @@ from ..errors import InceptionDeployError
 from ..fileio import check_writable
 from ..inputs import find_images
 from ..metadata import fp32_metadata, load_onnx, preprocess_of
-from ..progress import Progress, silent
+from ..progress import Progress, silent, stage
 from .cache import CACHE_FILE, CalibrationCache, graph_digest, preprocess_digest
 from .images import FEW_IMAGES, CalibrationImages
 from .qdq import prepare
@@ -147,6 +147,6 @@ def calibrate_onnx(
     find_images(request.folder)
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"
-        say(f"preparing {model} for calibration (shape inference, graph optimization)...")
-        prepare(model, prepared)
+        with stage(say, f"preparing {model} for calibration (shape inference, graph optimization)"):
+            prepare(model, prepared)
         return request.calibrate(prepared, config, graph_digest(proto), preprocess_digest(config), progress)

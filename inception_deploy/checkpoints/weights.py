@@ -24,6 +24,7 @@ from torch import nn
 from ..errors import WeightsError
 from ..fileio import Kind, atomic_path, check_input_file, sha256_file
 from ..models.registry import ArchSpec, PretrainedWeights, spec_for_model
+from ..progress import bar
 from .keras import is_keras_file, keras_state_dict
 
 log = logging.getLogger(__name__)
@@ -302,15 +303,13 @@ DOWNLOAD_DEADLINE_S = 3600  # a whole checkpoint, at 100 kB/s or better
 def _fetch(url: str, out, progress: bool) -> str:
     """Stream ``url`` into ``out``: 30 s for the connection and each read, at most
     MAX_DOWNLOAD_BYTES and DOWNLOAD_DEADLINE_S in all (a server that trickles bytes is given up on)."""
-    from tqdm import tqdm
-
     sha, size, until = hashlib.sha256(), 0, time.monotonic() + DOWNLOAD_DEADLINE_S
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
+            with bar(
                 total=total, unit="B", unit_scale=True, disable=not progress, desc=url.rsplit("/", 1)[-1], leave=False
-            ) as bar:
+            ) as shown:
                 while chunk := response.read1(1 << 20):  # whatever has arrived: the limits are checked often
                     size += len(chunk)
                     if size > MAX_DOWNLOAD_BYTES or time.monotonic() > until:
@@ -321,7 +320,7 @@ def _fetch(url: str, out, progress: bool) -> str:
                         )
                     sha.update(chunk)
                     out.write(chunk)
-                    bar.update(len(chunk))
+                    shown.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise WeightsError(

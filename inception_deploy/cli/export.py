@@ -16,9 +16,10 @@ from ..metadata import INT8_REMAINDERS, INT8_TARGETS, MAX_BATCH, MAX_CLASSES, MA
 from ..models.registry import get_arch, list_archs
 from ..pipeline import ENGINE_CHOICES
 from ..preprocess import INTERPOLATIONS
+from ..progress import counted
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
 from .options import FiniteRange, calibration_options, command, floats3, list_archs_table, option
-from .output import announce, print_evaluation, report_artifact, safe_lines
+from .output import announce, opens_with, print_evaluation, report_artifact, safe_lines
 
 
 @command("export")
@@ -58,7 +59,8 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
     "--output",
     type=click.Path(dir_okay=False),
     group="Output",
-    help="ONNX file to write.  [default: <arch name>.onnx, e.g. inception_v3.onnx]",
+    help="ONNX file to write.  [default: the reference model's name: googlenet.onnx for v1, inception_v3.onnx "
+    "for v3 (--list-archs: the layout each follows)]",
 )
 @option(
     "--opset",
@@ -226,6 +228,7 @@ from .output import announce, print_evaluation, report_artifact, safe_lines
 )
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @one_line_errors
+@opens_with("loading PyTorch...")
 def export_command(
     arch,
     weights,
@@ -352,7 +355,7 @@ def export_command(
         )
     if result.budget_missed:
         click.echo(
-            f"error: the INT8 accuracy budget of {int8_max_drop:g} points cannot be met, even with every Conv "
+            f"error: the INT8 accuracy budget of {counted(int8_max_drop, 'point')} cannot be met, even with every Conv "
             f"layer float; the best placement found is kept: {', '.join(map(printable, result.budget_missed))}",
             err=True,
         )
@@ -379,6 +382,7 @@ def export_command(
 )
 @calibration_options("Calibration")
 @one_line_errors
+@opens_with("loading the model and ONNX Runtime...")
 def calibrate_command(model, output, calib_dir, calib_samples, calib_images, calib_batch, calib_method, percentile):
     """Calibrate an FP32 ONNX export on a folder of images into a reusable cache (per-tensor
     ranges, method, and digests of the model and its preprocessing)."""
@@ -439,6 +443,7 @@ def calibrate_command(model, output, calib_dir, calib_samples, calib_images, cal
     help="e.g. ampere_plus: engine runs on other GPUs of that level and newer.",
 )
 @one_line_errors
+@opens_with("loading the model and TensorRT...")
 def build_command(
     model,
     output,

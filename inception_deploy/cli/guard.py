@@ -22,6 +22,7 @@ import threading
 import click
 
 from ..errors import InceptionDeployError, printable
+from ..progress import write_line
 
 EXIT_PARTLY_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -179,16 +180,15 @@ class _PrefixedFormatter(logging.Formatter):
         return f"{self.PREFIXES.get(record.levelno, 'error')}: {printable(record.getMessage())}"
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at each record (click's test runner swaps it)."""
+class _StderrHandler(logging.Handler):
+    """Writes each record as a line of its own on whatever sys.stderr is then (click's test
+    runner swaps it), clear of any progress bar drawn there."""
 
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
+    def emit(self, record):
+        try:
+            write_line(self.format(record))
+        except Exception:  # as logging's own handlers: a failed log line never ends the command
+            self.handleError(record)
 
 
 def log_to_stderr() -> None:

@@ -4,44 +4,57 @@ stage announcements on stderr (stdout keeps the results)."""
 from __future__ import annotations
 
 import contextlib
-import sys
+import functools
+import threading
 
 import click
 
 from ..calibration.float_layers import precision_file
 from ..errors import printable
+from ..progress import bar, counted, write_line
+
+_announced = threading.Event()  # a stage line has been printed (opens_with stays quiet then)
 
 
 def announce(line: str) -> None:
-    """A pipeline stage starting, on stderr (stdout keeps the results)."""
-    click.echo(printable(line), err=True)
+    """A pipeline stage starting, on stderr (stdout keeps the results), on a line of its own."""
+    _announced.set()
+    write_line(printable(line))
 
 
-class _CurrentStderr:
-    """``sys.stderr`` as it is at each write: while a Ray job runs, file descriptor 2 goes to
-    Ray's log and ``sys.stderr`` to the terminal (``serving.batch``)."""
+def opens_with(line: str, within: float = 0.5):
+    """A command decorator: ``line`` (what the command is busy with, usually importing PyTorch) is
+    said when no stage has been announced ``within`` seconds of its start, so every command's
+    first line comes within a second; one that fails at once prints only its error. Not with
+    ``quiet``."""
 
-    def write(self, text):
-        return sys.stderr.write(text)
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            _announced.clear()
+            timer = threading.Timer(within, lambda: _announced.is_set() or announce(line))
+            timer.daemon = True
+            if not kwargs.get("quiet"):
+                timer.start()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timer.cancel()
 
-    def flush(self):
-        sys.stderr.flush()
+        return wrapper
 
-    def __getattr__(self, name):
-        return getattr(sys.stderr, name)
+    return decorate
 
 
 @contextlib.contextmanager
 def images_bar(disable: bool = False):
     """A progress bar in images (with images/s) on stderr; yields the ``progress(done, total)``
     callback that moves it."""
-    from tqdm import tqdm
-
-    with tqdm(unit="img", file=_CurrentStderr(), disable=disable, leave=False, smoothing=0.1) as bar:
+    with bar(unit="img", disable=disable, leave=False, smoothing=0.1) as images:
 
         def progress(done, total):
-            bar.total = total
-            bar.update(done - bar.n)
+            images.total = total
+            images.update(done - images.n)
 
         yield progress
 
@@ -62,7 +75,11 @@ def report_artifact(result):
     floats = result.metadata.get("int8_float_modules")
     if floats:
         shown = ", ".join(floats[:4]) + (f" and {len(floats) - 4} more" if len(floats) > 4 else "")
-        click.echo(printable(f"{len(floats)} layers kept float: {shown} (placement in {precision_file(result.path)})"))
+        click.echo(
+            printable(
+                f"{counted(len(floats), 'layer')} kept float: {shown} (placement in {precision_file(result.path)})"
+            )
+        )
     if result.budget is not None:
         click.echo(printable(result.budget.summary()))
     if result.parity is not None:

@@ -13,6 +13,7 @@ from PIL import Image
 from ..errors import printable
 from ..inputs import expand_inputs, sample_photos
 from ..metadata import MAX_BATCH
+from ..progress import bar, write_line
 from ..runtime.base import DEVICES
 from ..runtime.predictor import Predictor, caveats
 from ..serving.batch import RayOptions
@@ -247,15 +248,13 @@ def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> N
 
 def _classify(predictor, sources, topk, as_json, show_bar) -> None:
     """Print a Predictor's or TritonClient's predictions: a table, or JSON lines; exit 1 when any failed."""
-    from tqdm import tqdm
-
     failed, rows = 0, []
-    with tqdm(total=len(sources), unit="img", file=sys.stderr, disable=not show_bar, leave=False) as bar:
+    with bar(total=len(sources), unit="img", disable=not show_bar, leave=False) as images:
         for p in predictor.iter_predict(sources, topk=topk):
-            bar.update(1)
+            images.update(1)
             if p.error is not None:
                 failed += 1
-                bar.write(f"error: {printable(p.file)}: {p.error}", file=sys.stderr)
+                write_line(f"error: {printable(p.file)}: {p.error}")
             if as_json:
                 click.echo(json.dumps(p.to_dict()))
             elif p.error is None:

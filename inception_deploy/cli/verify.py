@@ -20,10 +20,11 @@ from ..errors import ConfigError, InceptionDeployError, printable
 from ..fileio import PLOT, POLYGRAPHY_OUTPUTS, check_writable, write_json
 from ..metadata import MAX_BATCH
 from ..plotting import figure_class
+from ..progress import stage
 from ..runtime.base import DEVICES
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
 from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
-from .output import announce, images_bar, print_evaluation, safe_lines
+from .output import announce, images_bar, opens_with, print_evaluation, safe_lines
 
 
 def check_outputs(inputs, json_out=None, report=None, plot=None, save_outputs=None) -> None:
@@ -109,6 +110,7 @@ def check_outputs(inputs, json_out=None, report=None, plot=None, save_outputs=No
 )
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
+@opens_with("loading PyTorch...")
 def parity_command(
     arch,
     weights,
@@ -164,8 +166,8 @@ def parity_command(
     if layerwise or sensitivity:  # the same images for both, decoded once
         batch = layer_images(reference, images, samples, synthetic)
     if layerwise:
-        announce(f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer...")
-        layers = compare_layers(reference, candidates, batch, save_outputs)
+        with stage(announce, f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer"):
+            layers = compare_layers(reference, candidates, batch, save_outputs)
         for layer_report in layers:
             click.echo(safe_lines(layer_report.table()))
             click.echo(printable(layer_report.summary()))
@@ -174,8 +176,8 @@ def parity_command(
     ranked = []
     if sensitivity:
         for candidate in int8_files:
-            announce(f"ranking the layers of {candidate} by the logits error of each alone in INT8...")
-            ranked.append(file_sensitivity(reference, candidate, batch))
+            with stage(announce, f"ranking the layers of {candidate} by the logits error of each alone in INT8"):
+                ranked.append(file_sensitivity(reference, candidate, batch))
             click.echo(safe_lines(ranked[-1].table()))
             click.echo(printable(ranked[-1].summary()))
     if json_out:
@@ -231,6 +233,7 @@ def parity_command(
     help="Throughput, latency and speed-up vs batch size per model (PNG).",
 )
 @one_line_errors
+@opens_with("starting the benchmark: each point is timed in a process of its own...")
 def bench_command(
     models,
     batch_sizes,
@@ -336,6 +339,7 @@ def bench_command(
 @option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
 @ray_options("Decode and classify")
 @one_line_errors
+@opens_with("loading PyTorch and the models...")
 def eval_command(
     data,
     ground_truth,

@@ -29,7 +29,7 @@ from ..calibration.sensitivity import conv_macs, layer_sensitivity
 from ..errors import InceptionDeployError
 from ..inputs import decoded, find_images, spread
 from ..preprocess import PreprocessConfig, normalize
-from ..progress import Progress, silent
+from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..verify.statistics import paired_difference, wilson
 
@@ -108,9 +108,9 @@ class BudgetReport:
         verdict = "within" if self.met else "NOT within"
         shown = ", ".join(self.kept[:6]) + (f" and {len(self.kept) - 6} more" if len(self.kept) > 6 else "")
         return (
-            f"INT8 budget {self.max_drop:g} points ({self.measure}, {self.images} images of {self.judged_on}): "
-            f"drop {self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}), {verdict} the budget; "
-            f"{len(self.kept)} layers float{': ' + shown if shown else ''}; "
+            f"INT8 budget {counted(self.max_drop, 'point')} ({self.measure}, {self.images} images of "
+            f"{self.judged_on}): drop {self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}), {verdict} the "
+            f"budget; {counted(len(self.kept), 'layer')} float{': ' + shown if shown else ''}; "
             f"{self.int8_convs:.0%} of the Convs and {self.int8_macs:.1%} of their multiply-adds in INT8; "
             f"{len(self.tried)} placements tried in {self.seconds:.0f} s"
         )
@@ -170,10 +170,11 @@ def search(
                     onnx.save(convert(onnx.load(str(path))), str(path))
                 top1 = _top1(OnnxRuntimeBackend(path), judged)
             tried[count] = _drop(fp32_top1, top1, labels)
-            say(f"  {len(fixed) + count} layers float: drop {tried[count][0]:.2f} points")
+            say(f"  {counted(len(fixed) + count, 'layer')} float: drop {tried[count][0]:.2f} points")
         return tried[count][0]
 
-    say(f"searching the fewest float layers within {budget.max_drop:g} points on {len(judged)} images ({measure})...")
+    within = counted(budget.max_drop, "point")
+    say(f"searching the fewest float layers within {within} on {len(judged)} images ({measure})...")
     errors: dict[str, float] = {}
     count = 0  # the full INT8 first: when it holds, there is nothing to rank
     if drop_with(0) > budget.max_drop:
@@ -233,9 +234,9 @@ def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, say):
     """The modules not in ``fixed``, most sensitive first, and each one's logits error alone in
     INT8, measured on calibration ``files`` (the judged images must not choose the layers)."""
     ranking = _decode(spread(files, RANKING_IMAGES), config)
-    say(f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)...")
     module_of = {node: module for module, nodes in layers.items() for node in nodes}
-    with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
+    what = f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)"
+    with stage(say, what), tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
         # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
         every = Path(tmp) / "every.onnx"
         write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers))

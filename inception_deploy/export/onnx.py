@@ -26,7 +26,7 @@ from ..labels import labels_digest, resolve_labels
 from ..metadata import ONNX_MODEL, SCHEMA_VERSION, load_onnx, onnx_metadata, set_onnx_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..preprocess import PreprocessConfig
-from ..progress import silent
+from ..progress import silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..verify.comparator import SYNTHETIC_IMAGES, check_backend, verification_batches
 from ..verify.metrics import ParityReport
@@ -116,8 +116,10 @@ def export_onnx(
         if reused is not None:
             return reused
     with atomic_path(output, ONNX_MODEL) as tmp:
-        say(f"exporting {spec.name} ({config.input_size}x{config.input_size}) with torch's {exporter} exporter...")
-        proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
+        with stage(
+            say, f"exporting {spec.name} ({config.input_size}x{config.input_size}) with torch's {exporter} exporter"
+        ):
+            proto = _export(model, tmp, config.input_size, batch, max_batch, opset, exporter, simplify)
         written = _opset_of(proto)
         if opset is not None and written != opset:
             raise InceptionDeployError(f"asked for opset {opset} but the {exporter} exporter wrote {written}")
@@ -412,8 +414,8 @@ def check_onnx_parity(
     sizes = verification_batches(batch, max_batch)
     images = len(sample_photos()) + SYNTHETIC_IMAGES
     how = f"one at a time and in batches of up to {max(sizes)}" if len(sizes) > 1 else f"in batches of {sizes[0]}"
-    say(f"checking parity against eager PyTorch on {images} images, {how}...")
-    return check_backend(model, backend, config, sizes, precision, "onnxruntime-cpu", judged=judged)
+    with stage(say, f"checking parity against eager PyTorch on {images} images, {how}"):
+        return check_backend(model, backend, config, sizes, precision, "onnxruntime-cpu", judged=judged)
 
 
 def value_shape(value) -> list:

@@ -27,7 +27,7 @@ from ..calibration.qdq import WEIGHT_BITS, check_weight_bits, prepare
 from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import INT8_REMAINDERS, ONNX_MODEL, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
-from ..progress import silent
+from ..progress import counted, silent, stage
 from .budget import Budget, search
 from .onnx import ExportResult, check_onnx_parity, value_shape
 
@@ -169,8 +169,8 @@ def quantize(
     calibration = None if budget is not None else request.cached(graph_sha, pre_sha, say)
     with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
-        say(f"preparing {src} for quantization (shape inference, graph optimization)...")
-        prepare(src, prepared)
+        with stage(say, f"preparing {src} for quantization (shape inference, graph optimization)"):
+            prepare(src, prepared)
         graph = onnx.load(str(prepared)).graph
         layers = quantizable_layers(graph)
         kept = match_modules(patterns, list(layers), metadata["arch"]) if patterns else {}
@@ -184,9 +184,10 @@ def quantize(
                 layers, kept, convert, weight_bits, progress,
             )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
-        say(f"writing INT8 Q/DQ nodes for the {target} target" + (f", {len(kept)} layers float..." if kept else "..."))
         float_nodes = frozenset(node for module in kept for node in layers[module])
-        write_qdq(prepared, calibration, target, quantized, float_nodes, weight_bits)
+        floats = f", {counted(len(kept), 'layer')} float" if kept else ""
+        with stage(say, f"writing INT8 Q/DQ nodes for the {target} target{floats}"):
+            write_qdq(prepared, calibration, target, quantized, float_nodes, weight_bits)
         proto = onnx.load(str(quantized))
     if remainder == "fp16":
         say("converting the unquantized remainder to FP16...")

@@ -492,15 +492,17 @@ def _ray_session(ray, options: RayOptions):
     # a local Ray's session folder (sockets, logs, spilled objects) is ours to remove after; short,
     # as Ray's socket paths must fit in 107 bytes
     temp = tempfile.mkdtemp(prefix="inception-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    # started here: also when ray.init is interrupted half-way, with some of its processes running
+    starts_here = options.address is None and not ray.is_initialized()
     try:
         with _native_stderr_to_log() as log:
-            started_here = _connect(ray, options, log, temp)
             try:
+                _connect(ray, options, log, temp)
                 yield temp
             except ray.exceptions.RayError as e:
                 raise InceptionDeployError(f"Ray: {_ray_reason(e)} (Ray's own log: {log})") from None
             finally:
-                if started_here:
+                if starts_here:
                     ray.shutdown()
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -542,9 +544,9 @@ def _is_fd2(stream) -> bool:
         return False
 
 
-def _connect(ray, options: RayOptions, log: str, temp: str) -> bool:
+def _connect(ray, options: RayOptions, log: str, temp: str) -> None:
     """Join the cluster at ``options.address``, or start a local Ray with its session folder in
-    ``temp``; whether it was started here."""
+    ``temp``; nothing when this process is already connected (the caller's own session)."""
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     import ray.data  # configures its loggers when imported: quieten them after
 
@@ -552,15 +554,14 @@ def _connect(ray, options: RayOptions, log: str, temp: str) -> bool:
         logging.getLogger(name).setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the progress bar
     if ray.is_initialized():  # the caller's own session (or an earlier job's, from Python)
-        return False
+        return
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
     try:
         if options.address is None:
             cpus = max(os.cpu_count() or 1, options.cpus_per_worker)  # the real cores; one worker fits
             ray.init(address="local", num_cpus=cpus, _temp_dir=temp, **quiet)
-            return True
-        ray.init(address=options.address, **quiet)
-        return False
+        else:
+            ray.init(address=options.address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:
         where = options.address or "a local Ray"
         hint = "; is a Ray head running there, and if it uses token authentication, is its token here?"
