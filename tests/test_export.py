@@ -140,8 +140,10 @@ def test_weights_labels_and_input_size_are_recorded(tmp_path):
 
 
 def test_failed_export_leaves_existing_file_untouched(tmp_path, built_models, monkeypatch):
+    from hostile import tiny_classifier
+
     target = tmp_path / "model.onnx"
-    target.write_bytes(b"previous model")
+    previous = tiny_classifier(target).read_bytes()  # an earlier export, the toolkit's own to replace
 
     def broken_check(*args):
         raise onnx_export.InceptionDeployError("checker says no")
@@ -149,7 +151,7 @@ def test_failed_export_leaves_existing_file_untouched(tmp_path, built_models, mo
     monkeypatch.setattr(onnx_export, "_check", broken_check)
     with pytest.raises(onnx_export.InceptionDeployError, match="checker says no"):
         export_onnx(built_models("v1"), target, batch=1, opset=17)
-    assert target.read_bytes() == b"previous model"
+    assert target.read_bytes() == previous
     assert os.listdir(tmp_path) == ["model.onnx"]
 
 

@@ -433,7 +433,7 @@ def test_signal_mid_export_leaves_nothing_behind(signum, tmp_path):
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    (out / "m.onnx").write_bytes(b"the previous export")
+    previous = tiny_classifier(out / "m.onnx").read_bytes()  # an earlier export: the toolkit's to replace
     process = _command("export", "--arch", "v1", "-o", out / "m.onnx", tmpdir=scratch)
     _wait_for(lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), process)  # the export is writing
     process.send_signal(signum)
@@ -444,7 +444,7 @@ def test_signal_mid_export_leaves_nothing_behind(signum, tmp_path):
         == (f"error: interrupted by {signal.Signals(signum).name}; nothing was left half-written")
         and "Traceback" not in stderr
     )
-    assert [p.name for p in out.iterdir()] == ["m.onnx"] and (out / "m.onnx").read_bytes() == b"the previous export"
+    assert [p.name for p in out.iterdir()] == ["m.onnx"] and (out / "m.onnx").read_bytes() == previous
     assert _ours(scratch) == []
 
 

@@ -228,7 +228,7 @@ from .output import announce, opens_with, print_evaluation, report_artifact, saf
 )
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @one_line_errors
-@opens_with("loading PyTorch...")
+@opens_with("loading PyTorch...", loading="torch")
 def export_command(
     arch,
     weights,

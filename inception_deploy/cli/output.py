@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 
 import click
@@ -22,11 +23,11 @@ def announce(line: str) -> None:
     write_line(printable(line))
 
 
-def opens_with(line: str, within: float = 0.5):
-    """A command decorator: ``line`` (what the command is busy with, usually importing PyTorch) is
+def opens_with(line: str, loading: str | None = None, within: float = 0.5):
+    """A command decorator: ``line`` (what the command is busy with, e.g. importing PyTorch) is
     said when no stage has been announced ``within`` seconds of its start, so every command's
     first line comes within a second; one that fails at once prints only its error. Not with
-    ``quiet``."""
+    ``quiet``, nor when the module ``loading`` names is loaded already (a caller in Python)."""
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -34,7 +35,7 @@ def opens_with(line: str, within: float = 0.5):
             _announced.clear()
             timer = threading.Timer(within, lambda: _announced.is_set() or announce(line))
             timer.daemon = True
-            if not kwargs.get("quiet"):
+            if not kwargs.get("quiet") and (loading is None or loading not in sys.modules):
                 timer.start()
             try:
                 return fn(*args, **kwargs)

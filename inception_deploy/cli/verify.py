@@ -110,7 +110,7 @@ def check_outputs(inputs, json_out=None, report=None, plot=None, save_outputs=No
 )
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
-@opens_with("loading PyTorch...")
+@opens_with("loading PyTorch...", loading="torch")
 def parity_command(
     arch,
     weights,
@@ -339,7 +339,7 @@ def bench_command(
 @option("--no-progress", is_flag=True, group="Output", help="No progress bar on stderr.")
 @ray_options("Decode and classify")
 @one_line_errors
-@opens_with("loading PyTorch and the models...")
+@opens_with("loading PyTorch and the models...", loading="torch")
 def eval_command(
     data,
     ground_truth,
