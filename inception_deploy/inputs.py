@@ -213,6 +213,31 @@ def find_images(folder: str | os.PathLike) -> tuple[list[Path], list]:
     return files, [(p.name, p.reason) for p in problems]
 
 
+@dataclass(frozen=True)
+class ImageFolder:
+    """A folder of images listed once (``image_folder``): its image files, sorted, and the (name,
+    reason) of what could not be looked at. Passed on instead of the path, so that one export
+    scans its calibration folder once; it reads as the path in messages and ``os.fspath``."""
+
+    path: Path
+    files: tuple[Path, ...]
+    problems: tuple[tuple[str, str], ...] = ()
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def image_folder(folder: str | os.PathLike | ImageFolder) -> ImageFolder:
+    """``folder`` listed (``find_images``: an error when it holds no image), or the listing given."""
+    if isinstance(folder, ImageFolder):
+        return folder
+    files, problems = find_images(folder)
+    return ImageFolder(Path(folder), tuple(files), tuple(problems))
+
+
 def spread(files: list, count: int) -> list:
     """At most ``count`` of ``files``, evenly spread over the list (a folder sorted by class is
     sampled across classes)."""

@@ -1,19 +1,20 @@
 """The whole deploy as one call: FP32 ONNX -> FP16 / INT8 ONNX -> TensorRT engine, each checked
 against eager PyTorch.
 
-``deploy("v3", fp16=True)`` runs every stage the options ask for and returns what it wrote
-with the parity reports; the CLI (``inception-export``) only parses options and prints what
-this reports. Stages announce themselves through ``progress`` (a callable taking one line), so
-a command line can show them while the API stays silent. Everything that would make a later
-stage fail (unwritable outputs, no calibration source, a corrupt calibration cache) is refused
-before the slow export starts.
+``deploy(ExportRequest("v3"), fp16=Fp16Request())`` runs every stage the settings objects ask for
+(each validated when made) and returns what it wrote with the parity reports; the CLI
+(``inception-export``) only turns its flags into those objects and prints what this reports.
+Stages announce themselves through ``progress`` (a callable taking one line), so a command line
+can show them while the API stays silent. Everything that would make a later stage fail
+(unwritable outputs, no calibration source, a corrupt calibration cache) is refused before the
+slow export starts.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,14 +25,13 @@ from .calibration.float_layers import (
     maybe_quantized,
     precision_file,
 )
-from .calibration.images import calibration_folder
 from .calibration.policy import CalibrationRequest
 from .calibration.qdq import check_weight_bits
 from .errors import ConfigError
 from .fileio import check_writable
 from .labelled import ClassNames, read_labelled
 from .labels import resolve_labels
-from .metadata import ONNX_MODEL, preprocess_of
+from .metadata import INT8_REMAINDERS, INT8_TARGETS, ONNX_MODEL, preprocess_of
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent, stage
@@ -45,6 +45,82 @@ ENGINE_CHOICES = ("auto", "yes", "no")
 
 
 @dataclass(frozen=True)
+class ExportRequest:
+    """The FP32 export: ``arch`` built with ``weights`` (a checkpoint file, "pretrained", or None:
+    random init with batch-norm statistics from data), ``num_classes`` outputs named by ``labels``,
+    the weights' preprocessing or ``preprocess``; written to ``output`` (default
+    ``default_output(arch)``) at ``opset`` with a static ``batch`` or a dynamic one up to
+    ``max_batch``, its graph optimized unless not ``simplify``."""
+
+    arch: str
+    output: str | os.PathLike | None = None
+    weights: str | os.PathLike | None = None
+    num_classes: int = 1000
+    labels: str | os.PathLike | None = None
+    preprocess: PreprocessConfig | None = None
+    opset: int | None = None
+    batch: int | None = None
+    max_batch: int = 64
+    simplify: bool = True
+
+    def __post_init__(self):
+        output = Path(self.output) if self.output is not None else default_output(self.arch)
+        object.__setattr__(self, "output", output)
+
+    def beside(self, suffix: str) -> Path:
+        """A file beside the output: ``v3.onnx`` -> ``v3<suffix>.onnx``."""
+        return self.output.with_name(f"{self.output.stem}{suffix}{self.output.suffix}")
+
+
+@dataclass(frozen=True)
+class Fp16Request:
+    """``<output>_fp16.onnx``, with half-precision input and output too when ``io`` (else float32)."""
+
+    io: bool = False
+
+
+@dataclass(frozen=True)
+class Int8Request:
+    """``<output>_int8_<target>.onnx`` (``..._fp16.onnx`` with an FP16 ``remainder``: the unquantized
+    ops in FP16, tensorrt target), calibrated as ``calibration`` asks (its ``cache`` None: the
+    default ``<output>.calib.json``, recalibrated when stale). ``target`` defaults to tensorrt where
+    TensorRT is installed (or the remainder is FP16), else cpu. ``keep_float``: module-path globs
+    or precision files of layers left float; ``weight_bits``: 7 or 8 for the cpu target.
+    ``max_drop``: keep layers float, most sensitive first, until top-1 is within that many points
+    of FP32 on images calibration did not see (a ``holdout`` share of its folder, or the
+    verification's ``eval_data``). Validated when made."""
+
+    calibration: CalibrationRequest = CalibrationRequest()
+    target: str | None = None
+    remainder: str = "fp32"
+    keep_float: tuple = ()
+    weight_bits: int | None = None
+    max_drop: float | None = None
+    holdout: float = 0.2
+
+    def __post_init__(self):
+
+        target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "keep_float", tuple(str(v) for v in self.keep_float))
+        if target not in INT8_TARGETS or self.remainder not in INT8_REMAINDERS:
+            raise ConfigError(
+                f"INT8 target must be one of {', '.join(INT8_TARGETS)} and remainder one of "
+                f"{', '.join(INT8_REMAINDERS)}, not {target!r} / {self.remainder!r}"
+            )
+        check_weight_bits(target, self.weight_bits)
+        if self.max_drop is not None and self.calibration.folder is None:
+            raise ConfigError(
+                "--int8-max-drop (max_drop) calibrates anew and judges on held-out images: it needs calibration "
+                "images, --calib-dir (calibration.folder)"
+            )
+
+    @property
+    def suffix(self) -> str:
+        return f"_int8_{self.target}" + ("_fp16" if self.remainder == "fp16" else "")
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """Whether to build a TensorRT engine (auto: where TensorRT and a GPU are; yes: the same, and
     the caller exits 3 when impossible; no), its largest batch, and the timing cache to reuse."""
@@ -52,6 +128,24 @@ class EngineOptions:
     build: str = "auto"
     max_batch: int = 32
     timing_cache: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        if self.build not in ENGINE_CHOICES:
+            raise ConfigError(f"engine must be {', '.join(ENGINE_CHOICES)}, not {self.build!r}")
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """What is checked: with ``parity``, every file against eager PyTorch (randomly initialised
+    weights have no decision margins, so their FP16/INT8 rows are measured but not judged; FP32 is
+    always judged; a reused FP32 export keeps its recorded parity unless ``recheck_parity``); with
+    ``eval_data``, a labelled image set, eager and every file evaluated on it (at most
+    ``eval_limit`` images)."""
+
+    parity: bool = True
+    recheck_parity: bool = False
+    eval_data: str | os.PathLike | None = None
+    eval_limit: int | None = None
 
 
 @dataclass
@@ -93,126 +187,58 @@ def default_int8_target() -> str:
 
 
 def deploy(
-    arch: str,
-    output: str | os.PathLike | None = None,
+    export: ExportRequest | str,
     *,
-    weights=None,
-    num_classes: int = 1000,
-    labels=None,
-    preprocess: PreprocessConfig | None = None,
-    opset: int | None = None,
-    batch: int | None = None,
-    max_batch: int = 64,
-    simplify: bool = True,
-    fp16: bool = False,
-    fp16_io: bool = False,
-    int8: bool = False,
-    int8_target: str | None = None,
-    int8_remainder: str = "fp32",
-    int8_keep_float=(),
-    int8_weight_bits: int | None = None,
-    int8_max_drop: float | None = None,
-    int8_holdout: float = 0.2,
-    calib_dir=None,
-    calib_samples: bool = False,
-    calib_cache=None,
-    calib_images: int = 512,
-    calib_batch: int = 8,
-    calib_method: str = "entropy",
-    percentile: float = 99.99,
-    engine: str = "auto",
-    max_engine_batch: int = 32,
-    timing_cache=None,
-    parity: bool = True,
-    recheck_parity: bool = False,
-    eval_data=None,
-    eval_limit: int | None = None,
-    triton_repository=None,
+    fp16: Fp16Request | None = None,
+    int8: Int8Request | None = None,
+    engine: EngineOptions = EngineOptions(),
+    verify: VerifyRequest = VerifyRequest(),
+    triton_repository: str | os.PathLike | None = None,
     progress: Progress | None = None,
 ) -> DeployResult:
-    """Export ``arch`` to ``output`` (default ``default_output(arch)``) and derive what is asked.
-
-    - ``fp16``: ``<output>_fp16.onnx``; ``int8``: ``<output>_int8_<target>.onnx`` (``..._fp16.onnx``
-      with ``int8_remainder="fp16"``: the unquantized ops in FP16, tensorrt target) calibrated on
-      ``calib_dir`` (or, with ``calib_samples``, the shipped photos: a demonstration) or from
-      ``calib_cache`` (default ``<output>.calib.json``, recalibrated when
-      stale; an explicitly named stale cache is refused instead). ``int8_keep_float``: Conv layers
-      left float, as module-path globs or precision files (``export.precision.quantize_int8``);
-      ``int8_weight_bits``: 7 or 8 for the cpu target. ``int8_max_drop``: keep Conv layers float,
-      most sensitive first, until top-1 is within that many points of FP32 on images calibration
-      did not see (an ``int8_holdout`` share of ``calib_dir``, or ``eval_data``, then judged by
-      accuracy against its labels); ``DeployResult.budget_missed`` when it cannot be met.
-    - ``engine``: "auto" builds a TensorRT engine of the most reduced precision TensorRT can
-      take where TensorRT and a GPU are present, "yes" the same (``engine_skipped`` says why
-      not), "no" never.
-    - ``eval_data``: a labelled image set (``evaluation.read_labelled``): eager and every artifact
-      written (the engine too) are evaluated on it (at most ``eval_limit`` images).
-    - ``triton_repository``: a Triton model repository (a new or empty folder) serving every
-      artifact written, each with its preprocessing model and ``<name>_pipeline`` ensemble.
-    - ``parity``: every artifact is checked against the eager model. Randomly initialised
-      weights (``weights=None``) have no decision margins, so their FP16/INT8 rows are measured
-      but not judged; FP32 is always judged. An FP32 export reused for FP16/INT8 keeps the parity
-      recorded in it unless ``recheck_parity``.
-    """
+    """Export as ``export`` asks (an arch name alone: its defaults) and derive what is asked:
+    ``fp16``, ``int8`` (each file beside the FP32 one), a TensorRT ``engine`` of the most reduced
+    precision TensorRT can take ("auto": where TensorRT and a GPU are; ``engine_skipped`` says why
+    not), a Triton model repository (``triton_repository``: a new or empty folder, each artifact
+    with its preprocessing model and ``<name>_pipeline`` ensemble); every file checked as
+    ``verify`` asks, here, in one place. What would fail later (unwritable outputs, no calibration
+    source, a corrupt cache, a bad labelled set) is refused before the slow export starts."""
+    from .calibration.budget import Budget
     from .export import export_onnx  # torch: only now
-    from .export.budget import Budget
     from .export.engine import TIMING_CACHE
     from .export.precision import check_remainder, convert_fp16, quantize
 
     say = progress or silent
-    if fp16_io and not fp16:
-        raise ConfigError("--fp16-io (fp16_io) needs --fp16 (fp16)")
-    if not int8 and (calib_dir is not None or calib_samples or calib_cache is not None):
-        raise ConfigError("--calib-dir, --calib-samples and --calib-cache need --int8")
-    if engine not in ENGINE_CHOICES:
-        raise ConfigError(f"engine must be {', '.join(ENGINE_CHOICES)}, not {engine!r}")
-    for value, name in (
-        (int8_remainder != "fp32", "--int8-remainder"),
-        (int8_keep_float, "--int8-keep-float"),
-        (int8_weight_bits, "--int8-weight-bits"),
-        (int8_max_drop is not None, "--int8-max-drop"),
-    ):
-        if value and not int8:
-            raise ConfigError(f"{name} needs --int8")
-    output = Path(output) if output is not None else default_output(arch)
-    engine_options = EngineOptions(engine, max_engine_batch, timing_cache)
-    calibration = CalibrationRequest(
-        calibration_folder(calib_dir, calib_samples),
-        calib_images,
-        calib_batch,
-        calib_method,
-        percentile,
-        Path(calib_cache) if calib_cache is not None else output.with_suffix(".calib.json"),
-        replace_stale=calib_cache is None,
-    )  # the default cache beside the output is ours to replace when stale
-    fp16_path = _beside(output, "_fp16")
-    if int8:  # an FP16 remainder is TensorRT's: it picks the target when none is named
-        int8_target = int8_target or ("tensorrt" if int8_remainder == "fp16" else default_int8_target())
-        check_remainder(int8_remainder, int8_target, f"--opset {opset}", opset)  # before the slow export
-        check_weight_bits(int8_target, int8_weight_bits)
-        if int8_keep_float:  # a pattern naming no layer, a precision file of another arch
-            spec = get_arch(arch)
-            match_modules(keep_float_patterns(int8_keep_float, spec.name), maybe_quantized(spec), spec.name)
-    int8_path = _beside(output, f"_int8_{int8_target}" + ("_fp16" if int8_remainder == "fp16" else ""))
-    inputs = [weights, labels, eval_data, *(int8_keep_float or ())]  # never written over
-    for path in [output] + [fp16_path] * fp16 + [int8_path] * int8:
+    export = ExportRequest(export) if isinstance(export, str) else export
+    output = export.output
+    fp16_path = export.beside("_fp16")
+    int8_path = export.beside(int8.suffix) if int8 else None
+    calibration = None
+    if int8:  # the default cache beside the output is ours to replace when stale
+        calibration = int8.calibration
+        if calibration.cache is None:
+            calibration = replace(calibration, cache=output.with_suffix(".calib.json"), replace_stale=True)
+        check_remainder(int8.remainder, int8.target, f"--opset {export.opset}", export.opset)  # before the export
+        if int8.keep_float:  # a pattern naming no layer, a precision file of another arch
+            spec = get_arch(export.arch)
+            match_modules(keep_float_patterns(int8.keep_float, spec.name), maybe_quantized(spec), spec.name)
+    inputs = [export.weights, export.labels, verify.eval_data, *(int8.keep_float if int8 else ())]  # never written over
+    for path in [output] + [fp16_path] * bool(fp16) + [int8_path] * bool(int8):
         check_writable(path, ONNX_MODEL, inputs)
     if int8:
         check_writable(precision_file(int8_path), PRECISION_FILE, inputs)
-    if timing_cache:
-        check_writable(timing_cache, TIMING_CACHE, inputs)
+    if engine.timing_cache:
+        check_writable(engine.timing_cache, TIMING_CACHE, inputs)
     labelled = None
-    if eval_data is not None:  # a bad labelled set is refused before the slow export
-        labelled = read_labelled(eval_data, ClassNames(resolve_labels(labels, num_classes)[0]))
+    if verify.eval_data is not None:  # a bad labelled set is refused before the slow export
+        labelled = read_labelled(verify.eval_data, ClassNames(resolve_labels(export.labels, export.num_classes)[0]))
     budget = None
-    if int8 and int8_max_drop is not None:
-        budget = Budget(int8_max_drop, int8_holdout, (labelled.files, labelled.targets) if labelled else None)
-        if calibration.folder is None:
-            raise ConfigError("--int8-max-drop calibrates anew and judges on held-out images: it needs --calib-dir")
-        if calib_cache is not None and Path(calib_cache).exists():
+    if int8 and int8.max_drop is not None:
+        budget = Budget(int8.max_drop, int8.holdout, (labelled.files, labelled.targets) if labelled else None)
+        if not calibration.replace_stale and Path(calibration.cache).exists():
             raise ConfigError(
-                f"{calib_cache}: --int8-max-drop calibrates on the images it does not hold out; this cache was "
-                f"made from images it cannot tell apart: name a new --calib-cache, or none"
+                f"{calibration.cache}: --int8-max-drop calibrates on the images it does not hold out; this cache "
+                f"was made from images it cannot tell apart: name a new --calib-cache, or none"
             )
         budget.check(calibration.folder)
     if int8:
@@ -222,28 +248,28 @@ def deploy(
 
     result = DeployResult()
     fp32 = export_onnx(
-        arch,
+        export.arch,
         output,
-        weights=weights,
-        num_classes=num_classes,
-        opset=opset,
-        batch=batch,
-        max_batch=max_batch,
-        simplify=simplify,
-        check_parity=parity,
-        labels=labels,
-        preprocess=preprocess,
-        reuse=fp16 or int8,
-        recheck_parity=recheck_parity,
+        weights=export.weights,
+        num_classes=export.num_classes,
+        opset=export.opset,
+        batch=export.batch,
+        max_batch=export.max_batch,
+        simplify=export.simplify,
+        check_parity=verify.parity,
+        labels=export.labels,
+        preprocess=export.preprocess,
+        reuse=bool(fp16 or int8),
+        recheck_parity=verify.recheck_parity,
         progress=progress,
     )
     result.artifacts.append(fp32)
-    reference = fp32.model if parity else None
-    judge = weights is not None
+    reference = fp32.model if verify.parity else None
+    judge = export.weights is not None
     if fp16:
         result.artifacts.append(
             convert_fp16(
-                output, fp16_path, fp16_io=fp16_io, reference_model=reference, judge_parity=judge, progress=progress
+                output, fp16_path, fp16_io=fp16.io, reference_model=reference, judge_parity=judge, progress=progress
             )
         )
     if int8:
@@ -251,32 +277,32 @@ def deploy(
             quantize(
                 output,
                 int8_path,
-                int8_target,
+                int8.target,
                 calibration,
-                remainder=int8_remainder,
-                keep_float=int8_keep_float,
-                weight_bits=int8_weight_bits,
+                remainder=int8.remainder,
+                keep_float=int8.keep_float,
+                weight_bits=int8.weight_bits,
                 budget=budget,
                 reference_model=reference,
                 judge_parity=judge,
                 progress=progress,
             )
         )
-    if engine_options.build != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
+    if engine.build != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
         source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
-        _build_engine(result, source, reference, engine_options, judge, say)
+        _build_engine(result, source, reference, engine, judge, say)
     written = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
-    if eval_data is not None:
-        from .evaluation import evaluate
+    if verify.eval_data is not None:
+        from .verify.evaluation import evaluate
 
-        with stage(say, f"evaluating eager and {len(written)} artifacts on {eval_data}"):
+        with stage(say, f"evaluating eager and {len(written)} artifacts on {verify.eval_data}"):
             result.evaluation = evaluate(
-                eval_data,
+                verify.eval_data,
                 artifacts=written,
                 model=fp32.model,
                 preprocess=preprocess_of(fp32.metadata),
                 labels=fp32.metadata["labels"]["names"],
-                limit=eval_limit,
+                limit=verify.eval_limit,
             )
     if triton_repository is not None:
         result.triton = write_repository(written, triton_repository, progress=progress)
@@ -324,7 +350,3 @@ def _build_engine(
             "tensorrt",
             judged=judge or precision == "fp32",
         )
-
-
-def _beside(output: Path, suffix: str) -> Path:
-    return output.with_name(f"{output.stem}{suffix}{output.suffix}")

@@ -8,7 +8,7 @@ PyTorch over the shipped photos and synthetic images (FP32: the largest relative
 minimum cosine; INT8: cpu target, minmax ranges from the five photos, the photos' minimum cosine).
 Random weights have near-ties, so top-1 is not shown; the trained classifiers of the test suite
 judge accuracy. Throughput: batch 8, median of --runs after 3 warm-ups, each model timed in a
-process of its own (inception_deploy.bench.isolated); OpenVINO with its throughput hint.
+process of its own (inception_deploy.verify.bench.isolated); OpenVINO with its throughput hint.
 """
 
 import argparse
@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from inception_deploy import create_model
-from inception_deploy.bench import isolated
 from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.inputs import sample_folder
 from inception_deploy.runtime.torch_runner import TorchRunner
+from inception_deploy.verify.bench import isolated
 
 DEFAULT_ARCHS = (
     "v3,resnet50,inception_next_atto,inception_next_tiny,inception_next_small,inception_next_base,"

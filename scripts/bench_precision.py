@@ -2,7 +2,7 @@
 
     python scripts/bench_precision.py [--arch v3] [--runs 20] [--calib-images 512] [--skip-calibration-times]
 
-Each (model, batch size) is timed in a process of its own (inception_deploy.bench: median of
+Each (model, batch size) is timed in a process of its own (inception_deploy.verify.bench: median of
 --runs after 3 warm-ups), so one measurement's memory and threads do not disturb the next.
 Calibration images: --calib-dir, or 512 JPEGs of 640x480 to 1280x960 made from the shipped photos.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench_run import calibration_images
 
-from inception_deploy.bench import isolated
+from inception_deploy.verify.bench import isolated
 
 
 def main():

@@ -23,9 +23,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # trained_classifier
 import trained_classifier as tc  # noqa: E402
 
-from inception_deploy.evaluation import evaluate  # noqa: E402
 from inception_deploy.export import export_onnx  # noqa: E402
 from inception_deploy.export.precision import convert_fp16, quantize_int8  # noqa: E402
+from inception_deploy.verify.evaluation import evaluate  # noqa: E402
 
 
 def main():

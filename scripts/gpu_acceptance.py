@@ -24,12 +24,12 @@ from pathlib import Path
 from bench_run import calibration_images
 from tabulate import tabulate
 
-from inception_deploy.bench import run_benchmarks, table
 from inception_deploy.export import export_onnx
 from inception_deploy.export.engine import build_engine, describe_layers, engine_unavailable_reason
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.metadata import preprocess_of
 from inception_deploy.runtime.tensorrt_backend import TensorRTBackend
+from inception_deploy.verify.bench import run_benchmarks, table
 from inception_deploy.verify.comparator import check_backend
 
 

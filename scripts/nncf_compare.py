@@ -106,8 +106,8 @@ def main():
 
     import trained_classifier as tc
 
+    from inception_deploy.calibration.budget import Budget
     from inception_deploy.export import export_onnx
-    from inception_deploy.export.budget import Budget
     from inception_deploy.export.precision import quantize_int8
     from inception_deploy.inputs import find_images
     from inception_deploy.models.registry import get_arch

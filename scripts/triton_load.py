@@ -92,16 +92,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         models = [Path(m) for m in args.models or []]
         if not models:
-            from inception_deploy.pipeline import deploy
+            from inception_deploy.calibration.policy import CalibrationRequest
+            from inception_deploy.inputs import sample_folder
+            from inception_deploy.pipeline import EngineOptions, ExportRequest, Int8Request, VerifyRequest, deploy
 
             result = deploy(
-                "v3",
-                Path(tmp) / "v3.onnx",
-                int8=True,
-                int8_target="cpu",
-                calib_samples=True,
-                engine="no",
-                parity=False,
+                ExportRequest("v3", Path(tmp) / "v3.onnx"),
+                int8=Int8Request(CalibrationRequest(sample_folder()), target="cpu"),
+                engine=EngineOptions("no"),
+                verify=VerifyRequest(parity=False),
                 progress=print,
             )
             models = [a.path for a in result.artifacts]

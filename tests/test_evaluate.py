@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from inception_deploy.cli import main
-from inception_deploy.evaluation import evaluate
 from inception_deploy.labelled import ClassNames, EvalError, read_labelled
 from inception_deploy.labels import imagenet_labels
-from inception_deploy.verify.statistics import mcnemar_exact, wilson
+from inception_deploy.statistics import mcnemar_exact, wilson
+from inception_deploy.verify.evaluation import evaluate
 
 LABELS = [f"class_{i}" for i in range(tc.CLASSES)]
 
@@ -236,8 +236,8 @@ def test_export_evaluates_everything_it_wrote(tmp_path):
 def test_plot_without_matplotlib_fails_before_the_work(command, classifier, tmp_path, monkeypatch):
     import sys
 
-    import inception_deploy.bench as bench
-    import inception_deploy.evaluation as evaluation
+    import inception_deploy.verify.bench as bench
+    import inception_deploy.verify.evaluation as evaluation
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # its import fails, as when not installed
     for module, name in ((evaluation, "evaluate"), (bench, "run_benchmarks")):

@@ -201,7 +201,7 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
     ],
 )
 def test_the_search_finds_a_count_within_the_budget_trying_few_counts_upwards(drops, max_drop, expected):
-    from inception_deploy.export.budget import fewest
+    from inception_deploy.calibration.budget import fewest
 
     tried = []
 
@@ -343,7 +343,7 @@ def test_an_accuracy_budget_keeps_the_most_sensitive_layers_float_until_it_holds
     what the written file does on the held-out images, recomputed here."""
     import trained_classifier as tc
 
-    from inception_deploy.export.budget import Budget
+    from inception_deploy.calibration.budget import Budget
     from inception_deploy.preprocess import preprocess
 
     calib = tc.write_images(tmp_path / "calib", 150, seed=200)

@@ -242,20 +242,17 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
     """Export (parity judged against eager on the converted weights), FP16, INT8 and a Triton
     repository from a .keras file; inception-run then needs no flags: the artifact carries Keras's
     preprocessing, and its top-1 on each photo is Keras's own."""
-    from inception_deploy.pipeline import deploy
+    from inception_deploy.calibration.policy import CalibrationRequest
+    from inception_deploy.inputs import sample_folder
+    from inception_deploy.pipeline import EngineOptions, ExportRequest, Fp16Request, Int8Request, deploy
 
     reference, files = saved("xception")
     result = deploy(
-        "xception",
-        tmp_path / "xception.onnx",
-        weights=files[".keras"],
-        fp16=True,
-        int8=True,
-        int8_target="cpu",
-        calib_samples=True,
-        calib_method="minmax",
+        ExportRequest("xception", tmp_path / "xception.onnx", weights=files[".keras"]),
+        fp16=Fp16Request(),
+        int8=Int8Request(CalibrationRequest(sample_folder(), method="minmax"), target="cpu"),
         triton_repository=tmp_path / "repo",
-        engine="no",
+        engine=EngineOptions("no"),
     )
     fp32, fp16, int8 = result.artifacts
     assert fp32.metadata["preprocess"] == KERAS_PREPROCESS.to_dict()

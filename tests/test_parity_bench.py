@@ -7,10 +7,10 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from inception_deploy.bench import BenchResult, bench_figure, plot_latency, table
 from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.verify.bench import BenchResult, bench_figure, plot_latency, table
 
 
 def _cli(*args):
@@ -132,7 +132,7 @@ def test_unstable_figures_are_flagged_in_the_table_the_warning_and_the_plot():
     assert [r.unstable for r in (steady, loaded, tail)] == [False, True, True]
     lines = table([steady, loaded, tail]).splitlines()
     assert [line.split("|")[10].strip() for line in lines[2:]] == ["±2%", "±15% UNSTABLE", "±1% UNSTABLE"]
-    from inception_deploy.bench import unstable_warning
+    from inception_deploy.verify.bench import unstable_warning
 
     assert unstable_warning([steady]) is None and unstable_warning([steady, loaded]).startswith("1 of 2 figures")
     pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install 'inception-deploy[bench]')")

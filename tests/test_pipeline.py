@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from commands import QUICK_V1_INT8_CPU
 
-from inception_deploy import deploy
+from inception_deploy import ExportRequest, Fp16Request, deploy
 from inception_deploy.cli import main
 from inception_deploy.progress import heartbeat
 
 
 def test_deploy_runs_every_stage_and_announces_each(tmp_path, capsys):
     lines = []
-    result = deploy("v1", tmp_path / "g.onnx", opset=17, fp16=True, progress=lines.append)
+    result = deploy(ExportRequest("v1", tmp_path / "g.onnx", opset=17), fp16=Fp16Request(), progress=lines.append)
     assert [a.path.name for a in result.artifacts] == ["g.onnx", "g_fp16.onnx"]
     assert all(a.path.is_file() for a in result.artifacts)
     fp32, fp16 = result.artifacts
@@ -68,26 +69,7 @@ def test_every_command_has_version():
 
 def test_calib_samples_calibrates_on_the_shipped_photos_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = [
-        "export",
-        "--arch",
-        "v1",
-        "--opset",
-        "17",
-        "--batch",
-        "1",
-        "--input-size",
-        "96",
-        "--no-parity",
-        "--engine",
-        "no",
-        "--int8",
-        "--int8-target",
-        "cpu",
-        "--calib-samples",
-        "--calib-method",
-        "minmax",
-    ]
+    args = QUICK_V1_INT8_CPU + ["--calib-samples", "--calib-method", "minmax"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.stderr
     assert "warning: " in result.stderr and "only 5 calibration images" in result.stderr  # honest about it
@@ -148,7 +130,7 @@ main()
 @pytest.mark.parametrize(
     "args",
     [
-        ["export", "--arch", "v1", "--input-size", "96", "--no-parity", "--engine", "no"],
+        ["export", "--arch", "v1", "--opset", "7"],  # refused once PyTorch has loaded: the line came first
         ["parity", "--arch", "v1", "--onnx", "missing.onnx"],
         ["eval", "--arch", "v1", "--data", "."],
     ],
@@ -206,23 +188,7 @@ def test_a_cache_made_another_way_does_not_override_what_is_asked_now(tmp_path, 
     from PIL import Image
 
     monkeypatch.chdir(tmp_path)
-    base = [
-        "export",
-        "--arch",
-        "v1",
-        "--opset",
-        "17",
-        "--batch",
-        "1",
-        "--input-size",
-        "96",
-        "--no-parity",
-        "--engine",
-        "no",
-        "--int8",
-        "--int8-target",
-        "cpu",
-    ]
+    base = QUICK_V1_INT8_CPU
     assert CliRunner().invoke(main, base + ["--calib-samples", "--calib-method", "minmax"]).exit_code == 0
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -280,29 +246,7 @@ def test_quiet_int8_export_prints_no_bar(tmp_path):
     out = str(tmp_path / "g.onnx")
     result = CliRunner().invoke(
         main,
-        [
-            "export",
-            "--arch",
-            "v1",
-            "-o",
-            out,
-            "--opset",
-            "17",
-            "--batch",
-            "1",
-            "--input-size",
-            "96",
-            "--no-parity",
-            "--engine",
-            "no",
-            "--int8",
-            "--int8-target",
-            "cpu",
-            "--calib-samples",
-            "--calib-method",
-            "minmax",
-            "-q",
-        ],
+        QUICK_V1_INT8_CPU + ["-o", out] + ["--calib-samples", "--calib-method", "minmax", "-q"],
     )
     assert result.exit_code == 0, result.stderr
     assert "calibrating" not in result.stderr and "img/s" not in result.stderr
@@ -311,7 +255,7 @@ def test_quiet_int8_export_prints_no_bar(tmp_path):
 
 def test_the_help_names_the_default_output_a_command_really_writes_and_counts_agree():
     """issue 42: --arch v1 writes googlenet.onnx where the help said <arch name>.onnx; "1 layers float"."""
-    from inception_deploy.export.budget import BudgetReport
+    from inception_deploy.calibration.budget import BudgetReport
     from inception_deploy.pipeline import default_output
 
     help_text = " ".join(CliRunner().invoke(main, ["export", "-h"]).output.split())

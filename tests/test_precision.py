@@ -8,6 +8,7 @@ import onnx
 import pytest
 import trained_classifier as tc
 from click.testing import CliRunner
+from commands import QUICK_V1_INT8_CPU
 from PIL import Image
 
 from inception_deploy.calibration import CalibrationCache, CalibrationImages
@@ -279,29 +280,7 @@ def test_cli_calibrate_then_reuse_cache(classifier, tmp_path):
 def test_cli_default_cache_is_refreshed_when_stale(tmp_path):
     calib = tc.write_images(tmp_path / "calib", 12, seed=5)
     out = tmp_path / "m.onnx"
-    args = [
-        "export",
-        "--arch",
-        "v1",
-        "-o",
-        str(out),
-        "--opset",
-        "17",
-        "--batch",
-        "1",
-        "--input-size",
-        "96",
-        "--no-parity",
-        "--engine",
-        "no",
-        "--int8",
-        "--int8-target",
-        "cpu",
-        "--calib-dir",
-        str(calib),
-        "--calib-method",
-        "minmax",
-    ]
+    args = QUICK_V1_INT8_CPU + ["-o", str(out)] + ["--calib-dir", str(calib), "--calib-method", "minmax"]
     assert CliRunner().invoke(main, args).exit_code == 0
     cache = tmp_path / "m.calib.json"
     first = CalibrationCache.load(cache)

@@ -354,8 +354,8 @@ def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, 
     ],
 )
 def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, args, message):
+    from inception_deploy.batch.writers import RUN_RECORD, record_path, run_record
     from inception_deploy.fileio import write_json
-    from inception_deploy.serving.batch import RUN_RECORD, record_path, run_record
 
     predictor = Predictor(trained["fp32"])
     record = run_record(trained["fp32"], predictor.config, predictor.labels)

@@ -2,7 +2,8 @@
 
 One calibration serves both Q/DQ targets (TensorRT: symmetric int8; ONNX Runtime CPU: u8
 activations / s8 weights), because what is cached is each tensor's observed min/max and its
-clipping threshold, from which each target derives its own range.
+clipping threshold, from which each target derives its own range. Under an accuracy budget
+(``budget``) the most sensitive layers (``sensitivity``) stay float.
 """
 
 from .cache import CalibrationCache

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ConfigError, InceptionDeployError, printable
-from ..inputs import decoded, find_images, sample_folder, spread
+from ..inputs import decoded, image_folder, sample_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import bar
 
@@ -51,9 +51,10 @@ class CalibrationImages:
     ):
         if count < 1 or batch < 1:
             raise InceptionDeployError("calibration image count and batch size must be at least 1")
-        files, self.skipped = find_images(folder)
-        files = [f for f in files if f not in set(exclude)]  # held out to judge the result
-        self.folder, self.files, self.config, self.batch = Path(folder), spread(files, count), config, batch
+        listed = image_folder(folder)
+        self.skipped = list(listed.problems)
+        files = [f for f in listed.files if f not in set(exclude)]  # held out to judge the result
+        self.folder, self.files, self.config, self.batch = listed.path, spread(files, count), config, batch
         self.used = 0
 
     def batches(self, progress: bool = True) -> Iterator[np.ndarray]:

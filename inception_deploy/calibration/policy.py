@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import check_writable
-from ..inputs import find_images
+from ..inputs import image_folder
 from ..metadata import fp32_metadata, load_onnx, preprocess_of
 from ..progress import Progress, silent, stage
 from .cache import CACHE_FILE, CalibrationCache, graph_digest, preprocess_digest
@@ -44,6 +44,10 @@ class CalibrationRequest:
     replace_stale: bool = False
     exclude: tuple = ()  # images of the folder held out of calibration (to judge the INT8 model on)
 
+    def __post_init__(self):  # the folder listed here, once: everything after reads the listing
+        if self.folder is not None:
+            object.__setattr__(self, "folder", image_folder(self.folder))
+
     def check(self) -> None:
         """Fail before a slow export when INT8 could not be calibrated anyway: no images and no
         cache, a folder without images, a corrupt cache, a cache that cannot be written."""
@@ -55,10 +59,8 @@ class CalibrationRequest:
             )
         if cache_exists:
             CalibrationCache.load(self.cache)
-        if self.folder is not None:
-            find_images(self.folder)
-            if self.cache is not None:
-                check_writable(self.cache, CACHE_FILE)
+        if self.folder is not None and self.cache is not None:
+            check_writable(self.cache, CACHE_FILE)
 
     def cached(self, graph_sha: str, pre_sha: str, say: Progress = silent) -> CalibrationCache | None:
         """The cache's ranges when it answers this request for this graph and preprocessing;
@@ -104,7 +106,7 @@ class CalibrationRequest:
             # the image count only decides for our own default cache (a folder with unreadable
             # files yields fewer than it holds, so a cache the user named is never refused for it)
             return
-        available = min(self.images, len(find_images(self.folder)[0]))
+        available = min(self.images, len(self.folder.files))
         if calibration.images < available:
             raise InceptionDeployError(
                 f"{self.cache}: stale calibration cache: made from {calibration.images} "
@@ -144,7 +146,6 @@ def calibrate_onnx(
     proto = load_onnx(model)
     config = preprocess_of(fp32_metadata(proto, model))
     check_writable(request.cache, CACHE_FILE, inputs=[model])
-    find_images(request.folder)
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         with stage(say, f"preparing {model} for calibration (shape inference, graph optimization)"):

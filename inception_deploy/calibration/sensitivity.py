@@ -10,7 +10,7 @@ Concat), fed with the FP32 activations of that cut computed once. Its logits are
 FP32's (mean squared error). A layer's own rounding error, measured in one pass, ranked layers no
 better than chance on the trained test classifier (Spearman 0.07 with this measure: errors of early
 layers grow through the network; scripts/int8_sensitivity.py at commit 8ebb30c), so the logits are
-what is measured. The INT8 search (``export.budget``) keeps layers float in this order and judges
+what is measured. The INT8 search (``calibration.budget``) keeps layers float in this order and judges
 every placement it tries on held-out images.
 """
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .bench import bench_command
+from .build import build_command, calibrate_command
 from .doctor import doctor_command
-from .export import build_command, calibrate_command, export_command
+from .eval import eval_command
+from .export import export_command
+from .parity import parity_command
 from .run import run_command
 from .serve import serve_command, triton_command
-from .verify import bench_command, eval_command, parity_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,7 +10,7 @@ import click
 
 from .. import __version__
 from ..calibration.ranges import METHODS
-from ..metadata import MAX_BATCH
+from ..metadata import INT8_REMAINDERS, INT8_TARGETS, MAX_BATCH
 from ..models.registry import ARCHS
 from ..runtime.openvino_backend import MODES as OPENVINO_MODES
 from ..serving.repository import KINDS, ONNX_BACKENDS
@@ -189,6 +189,85 @@ def calibration_options(group: str):
         return fn
 
     return apply
+
+
+def precision_export_options(fn):
+    """--fp16, --int8 and what controls INT8 (target, remainder, float layers, budget, calibration):
+    inception-export's Precision section."""
+    options = [
+        option(
+            "--fp16",
+            is_flag=True,
+            group="Precision",
+            help="Also write <output>_fp16.onnx (float32 input/output) and check its parity.",
+        ),
+        option("--fp16-io", is_flag=True, group="Precision", help="With --fp16: half-precision input and output too."),
+        option(
+            "--int8",
+            is_flag=True,
+            group="Precision",
+            help="Also write <output>_int8_<target>.onnx with Q/DQ nodes calibrated on --calib-dir.",
+        ),
+        option(
+            "--int8-target",
+            type=click.Choice(INT8_TARGETS),
+            group="Precision",
+            help="tensorrt: symmetric int8 for TensorRT; cpu: u8/s8 for ONNX Runtime.  "
+            "[default: tensorrt where TensorRT is installed, else cpu]",
+        ),
+        option(
+            "--int8-remainder",
+            type=click.Choice(INT8_REMAINDERS),
+            default="fp32",
+            group="Precision",
+            help="Precision of the ops INT8 leaves unquantized (head, residual sums). fp16: "
+            "TensorRT runs them in FP16 (tensorrt target, opset 19+); writes <output>_int8_tensorrt_fp16.onnx.",
+        ),
+        option(
+            "--int8-keep-float",
+            multiple=True,
+            metavar="PATTERN|FILE",
+            group="Precision",
+            help="Leave these Conv layers unquantized: a glob over PyTorch module paths (e.g. 'Mixed_7*', "
+            "'Mixed_6b.branch7x7dbl_2.conv') or the <stem>.precision.json of an earlier INT8 export (repeatable).",
+        ),
+        option(
+            "--int8-max-drop",
+            type=FiniteRange(),  # its bounds: Budget.check, for Python callers too
+            metavar="POINTS",
+            group="Precision",
+            help="Keep Conv layers float, most sensitive first, until top-1 agreement with FP32 on held-out images "
+            "drops at most POINTS percentage points (with --eval-data: top-1 accuracy against its labels). "
+            "Writes the placement to <INT8 file stem>.precision.json; exit 1 when even all-float misses it.",
+        ),
+        option(
+            "--int8-holdout",
+            type=FiniteRange(),
+            default=0.2,
+            metavar="SHARE",
+            group="Precision",
+            help="With --int8-max-drop: the share of --calib-dir held out of calibration to judge on "
+            "(at least 20 images).",
+        ),
+        option(
+            "--int8-weight-bits",
+            type=click.Choice(["7", "8"]),
+            group="Precision",
+            help="cpu target: 7-bit weights run correctly on every x86 CPU; 8 is more exact on CPUs with VNNI or "
+            "AMX (AVX2 without VNNI can saturate).  [default: 7; the tensorrt target is always 8]",
+        ),
+        calibration_options("Precision"),
+        option(
+            "--calib-cache",
+            type=click.Path(dir_okay=False),
+            group="Precision",
+            help="Calibration cache: reused when it matches the model, written otherwise.  "
+            "[default: <output>.calib.json]",
+        ),
+    ]
+    for decorate in reversed(options):
+        fn = decorate(fn)
+    return fn
 
 
 def repository_options(fn):

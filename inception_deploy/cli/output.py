@@ -12,6 +12,8 @@ import click
 
 from ..calibration.float_layers import precision_file
 from ..errors import printable
+from ..fileio import PLOT, POLYGRAPHY_OUTPUTS, check_writable
+from ..plotting import figure_class
 from ..progress import bar, counted, write_line
 
 _announced = threading.Event()  # a stage line has been printed (opens_with stays quiet then)
@@ -58,6 +60,17 @@ def images_bar(disable: bool = False):
             images.update(done - images.n)
 
         yield progress
+
+
+def check_outputs(inputs, json_out=None, report=None, plot=None, save_outputs=None) -> None:
+    """Before the work: each output file can be written without replacing one of the command's
+    ``inputs`` or a file the toolkit did not write (``report``: the kind of the --json file), and
+    --plot has matplotlib."""
+    for path, kind in ((json_out, report), (plot, PLOT), (save_outputs, POLYGRAPHY_OUTPUTS)):
+        if path:
+            check_writable(path, kind, inputs)
+    if plot:
+        figure_class()
 
 
 def safe_lines(text: str) -> str:

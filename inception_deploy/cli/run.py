@@ -10,13 +10,13 @@ from pathlib import Path
 import click
 from PIL import Image
 
+from ..batch import RayOptions
 from ..errors import printable
 from ..inputs import expand_inputs, sample_photos
 from ..metadata import MAX_BATCH
 from ..progress import bar, write_line
 from ..runtime.base import DEVICES
 from ..runtime.predictor import Predictor, caveats
-from ..serving.batch import RayOptions
 from ..serving.client import TritonClient
 from .guard import EXIT_PARTLY_FAILED, one_line_errors
 from .options import check_ray_options, command, openvino_mode_option, option, precision_option, ray_options
@@ -217,7 +217,7 @@ def run_command(
 
 def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> None:
     """Run the Ray job with a progress bar; one summary line; exit 1 when any row is an error."""
-    from ..serving.batch import check_output, classify_on_ray
+    from ..batch import check_output, classify_on_ray
 
     check_output(output, options["resume"])  # before anything is printed or started
     where, workers = ray_options.address or "local", ray_options.workers

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..calibration import write_qdq
+from ..calibration.budget import Budget, search
 from ..calibration.cache import graph_digest, preprocess_digest
 from ..calibration.float_layers import (
     keep_float_patterns,
@@ -28,7 +29,6 @@ from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import INT8_REMAINDERS, ONNX_MODEL, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from ..progress import counted, silent, stage
-from .budget import Budget, search
 from .onnx import ExportResult, check_onnx_parity, value_shape
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def quantize_int8(
     files of an earlier export (``calibration.float_layers``). The placement (the layers kept float,
     and why) is written beside the output as ``<stem>.precision.json``. ``weight_bits``: 7 or 8 for
     the cpu target (default 7). ``budget``: keep more layers float until top-1 on held-out images
-    is within ``budget.max_drop`` points of FP32 (``export.budget``; ``result.budget`` reports).
+    is within ``budget.max_drop`` points of FP32 (``calibration.budget``; ``result.budget`` reports).
 
     Ranges come from ``cache`` when it exists and matches this graph and preprocessing;
     otherwise they are calibrated on ``calib_dir`` (and written to ``cache`` when given). A
@@ -149,7 +149,7 @@ def quantize(
     progress=None,
 ) -> ExportResult:
     """``quantize_int8`` over a CalibrationRequest (the pipeline's form). With a ``budget``
-    (``export.budget``), more layers stay float, most sensitive first, until it holds; the
+    (``calibration.budget``), more layers stay float, most sensitive first, until it holds; the
     calibration leaves the held-out images aside and is always made anew."""
     import onnx
 

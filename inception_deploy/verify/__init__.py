@@ -1,2 +1,2 @@
 """Verification: metrics and thresholds, the comparator (runners x inputs -> report), and the
-statistics of accuracy on labelled images."""
+layer-by-layer comparison. The confidence intervals they report live in ``statistics``."""

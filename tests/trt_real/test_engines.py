@@ -208,19 +208,15 @@ def test_cli_build_run_and_parity(onnx_files, tmp_path):
 
 
 def test_deploy_builds_and_checks_the_engine(tmp_path):
-    from inception_deploy import deploy
+    from inception_deploy import EngineOptions, ExportRequest, Fp16Request, deploy
 
     assert engine_unavailable_reason() is None
     lines = []
     small = get_arch("v1").preprocess.with_input_size(SIZE)  # the stages are checked here, not the pixels
     result = deploy(
-        "v1",
-        tmp_path / "g.onnx",
-        opset=17,
-        preprocess=small,
-        fp16=True,
-        engine="yes",
-        max_engine_batch=4,
+        ExportRequest("v1", tmp_path / "g.onnx", opset=17, preprocess=small),
+        fp16=Fp16Request(),
+        engine=EngineOptions("yes", max_batch=4),
         progress=lines.append,
     )
     assert result.engine is not None and result.engine.path == tmp_path / "g_fp16.plan"

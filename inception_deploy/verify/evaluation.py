@@ -5,30 +5,30 @@ artifact's backend) crops and normalizes it as its model declares and classifies
 top-1 / top-5 accuracy with Wilson 95% intervals, top-1 agreement with the reference (eager when
 given, else the first artifact), the top-1 difference to the reference with a 95% interval and
 McNemar's exact test on the images where exactly one of the two is right, inference throughput,
-and the classes that lose most (``verify.statistics``). Labelled sets are read by ``labelled``.
+and the classes that lose most (``statistics``). Labelled sets are read by ``labelled``.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoints.zoo import create_model
-from .fileio import PLOT, atomic_path, json_kind
-from .labelled import ClassNames, EvalError, read_labelled
-from .labels import resolve_labels
-from .metadata import preprocess_of
-from .models.registry import get_arch
-from .plotting import figure_class
-from .preprocess import PreprocessConfig, decode_rgb, describe_image_error, load_image, normalize
-from .runtime.open import open_artifact
-from .runtime.torch_runner import TorchRunner
-from .verify.statistics import mcnemar_exact, paired_difference, wilson
+from ..checkpoints.zoo import create_model
+from ..fileio import PLOT, atomic_path, json_kind
+from ..labelled import ClassNames, EvalError, read_labelled
+from ..labels import resolve_labels
+from ..metadata import preprocess_of
+from ..models.registry import get_arch
+from ..plotting import figure_class
+from ..preprocess import PreprocessConfig, decode_rgb, describe_image_error, load_image, normalize
+from ..runtime.open import open_artifact
+from ..runtime.torch_runner import TorchRunner
+from ..statistics import mcnemar_exact, paired_difference, wilson
+from .timing import timed
 
 
 @dataclass
@@ -128,8 +128,16 @@ class EvalModel:
     config: PreprocessConfig
     labels: list | None = None  # an artifact's class names
     open_args: dict | None = None  # an artifact's device and arch (to open it again elsewhere)
-    seconds: float = 0.0
-    top5: list = field(default_factory=list)
+
+
+@dataclass
+class Classified:
+    """What a ``classify`` (``classify_here``, ``batch.on_ray``) returns for files under models."""
+
+    kept: np.ndarray  # indices of the files that could be used
+    top5: list[np.ndarray]  # per model: the top-5 classes of each kept file (len(kept) x 5)
+    seconds: list[float]  # per model: the seconds its inference took
+    skipped: list[tuple[str, str]]  # the unusable files: (file, why)
 
 
 def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[EvalModel]:
@@ -172,7 +180,7 @@ def evaluate(
     with its ``preprocess`` config; without either, the first artifact is the reference.
     ``limit``: at most this many images, spread evenly over the set. ``progress``: called with
     (images done, total) after each batch. ``classify``: where the images are decoded and
-    classified, ``classify_here`` by default (``serving.batch.on_ray`` spreads them over a Ray
+    classified, ``classify_here`` by default (``batch.on_ray`` spreads them over a Ray
     cluster).
     """
     say = progress or (lambda done, total: None)
@@ -206,20 +214,17 @@ def evaluate(
     if limit is not None and limit < len(files):
         keep = np.linspace(0, len(files) - 1, limit).round().astype(int)
         files, targets = [files[i] for i in keep], targets[keep]
-    report = EvalReport(str(data), 0, models[0].name, not_run=not_run)
-    kept = (classify or classify_here)(
-        models, files, batch_size, workers or min(4, os.cpu_count() or 1), report.skipped, say
-    )
-    if not len(kept):
+    classified = (classify or classify_here)(models, files, batch_size, workers or min(4, os.cpu_count() or 1), say)
+    report = EvalReport(str(data), 0, models[0].name, skipped=classified.skipped, not_run=not_run)
+    if not len(classified.kept):
         raise EvalError(
             f"{data}: none of its {len(files)} images could be read (first: {report.skipped[0][0]}: "
             f"{report.skipped[0][1]})"
         )
-    targets = targets[kept]
+    targets = targets[classified.kept]
     report.images = len(targets)
     reference_right = None
-    for m in models:
-        top5 = np.concatenate(m.top5)
+    for m, top5, seconds in zip(models, classified.top5, classified.seconds):
         right1, right5 = top5[:, 0] == targets, (top5 == targets[:, None]).any(axis=1)
         result = ModelResult(
             m.name,
@@ -229,7 +234,7 @@ def evaluate(
             wilson(int(right1.sum()), len(targets)),
             right5.mean(),
             wilson(int(right5.sum()), len(targets)),
-            len(targets) / m.seconds,
+            len(targets) / seconds,
         )
         if reference_right is None:
             reference_right, reference_top1 = right1, top5[:, 0]
@@ -244,28 +249,25 @@ def evaluate(
     return report
 
 
-def classify_here(
-    models: list[EvalModel], files: list[Path], batch_size: int, workers: int, skipped: list, say
-) -> np.ndarray:
-    """Decode each file once (on ``workers`` threads), classify it with every model (appending to
-    its ``top5`` and ``seconds``), report unusable files in ``skipped``; the indices of the usable
-    files."""
-    kept = []
+def classify_here(models: list[EvalModel], files: list[Path], batch_size: int, workers: int, say) -> Classified:
+    """Decode each file once (on ``workers`` threads) and classify it with every model, here."""
+    kept, skipped = [], []
+    top5 = [[] for _ in models]
+    seconds = [0.0] * len(models)
     with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             decoded = list(pool.map(lambda f: decode(f, models[0].config), chunk))
-            for f, (image, error) in zip(chunk, decoded):
-                if error is not None:
-                    skipped.append((str(f), error))
+            skipped += [(str(f), error) for f, (_, error) in zip(chunk, decoded) if error is not None]
             images = [image for image, _ in decoded if image is not None]
             kept += [start + i for i, (image, _) in enumerate(decoded) if image is not None]
             if images:
-                for m, (top5, seconds) in zip(models, classify_decoded(models, images)):
-                    m.top5.append(top5)
-                    m.seconds += seconds
+                for k, (classes, spent) in enumerate(classify_decoded(models, images)):
+                    top5[k].append(classes)
+                    seconds[k] += spent
             say(min(start + batch_size, len(files)), len(files))
-    return np.asarray(kept, dtype=int)
+    empty = np.zeros((0, 5), dtype=np.int64)
+    return Classified(np.asarray(kept, dtype=int), [np.concatenate(t) if t else empty for t in top5], seconds, skipped)
 
 
 def classify_decoded(models: list[EvalModel], images: list) -> list[tuple[np.ndarray, float]]:
@@ -274,9 +276,8 @@ def classify_decoded(models: list[EvalModel], images: list) -> list[tuple[np.nda
     out = []
     for m in models:
         batch = normalize(np.stack([load_image(image, m.config) for image in images]), m.config)
-        begin = time.perf_counter()
-        logits = m.runner.infer(batch)
-        out.append((np.argsort(-logits, axis=1, kind="stable")[:, :5], time.perf_counter() - begin))
+        logits, seconds = timed(lambda: m.runner.infer(batch))
+        out.append((np.argsort(-logits, axis=1, kind="stable")[:, :5], seconds))
     return out
 
 

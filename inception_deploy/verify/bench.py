@@ -2,7 +2,7 @@
 
 These machines are noisy, so every (model, batch size) runs in a fresh interpreter: no memory,
 thread pool or allocator state carries over from the previous measurement. The child runs
-``python -m inception_deploy.bench '<json spec>'`` and prints one JSON result line.
+``python -m inception_deploy.verify.bench '<json spec>'`` and prints one JSON result line.
 
 The configurations are interleaved in rounds (each round times every configuration once, a share
 of the iterations), so a load that comes and goes hits them alike instead of whichever ran at
@@ -15,20 +15,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .cpu import machine_name
-from .errors import InceptionDeployError
-from .fileio import PLOT, atomic_path, json_kind
-from .metadata import MAX_BATCH
-from .models.registry import get_arch
-from .plotting import figure_class
-from .progress import heartbeat
-from .runtime import open_backend
-from .runtime.base import DEVICES, ENGINE_SUFFIXES
+from ..cpu import machine_name
+from ..errors import InceptionDeployError
+from ..fileio import PLOT, atomic_path, json_kind
+from ..metadata import MAX_BATCH
+from ..models.registry import get_arch
+from ..plotting import figure_class
+from ..progress import heartbeat
+from ..runtime import open_backend
+from ..runtime.base import DEVICES, ENGINE_SUFFIXES
+from .timing import timed, timed_runs
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
 TORCH_GPU_MODES = ("fp16-channels-last", "fp16-cuda-graph")
@@ -84,17 +84,6 @@ def _summarize(model, backend, precision, batch, times_ms, round_medians=()) -> 
     )
 
 
-def _timed(run, iterations: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
 def measure_artifact(
     path: str,
     batch: int,
@@ -111,7 +100,7 @@ def measure_artifact(
         )
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
-    times = _timed(lambda: backend.infer(x), iterations, warmup)
+    times = timed_runs(lambda: backend.infer(x), iterations, warmup)
     return _summarize(path, backend.name, backend.precision, batch, times)
 
 
@@ -121,7 +110,7 @@ def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int
     and replayed as a CUDA graph)."""
     import torch
 
-    from .checkpoints.zoo import create_model
+    from ..checkpoints.zoo import create_model
 
     model = create_model(arch)
     size = model_input_size(arch)
@@ -145,10 +134,8 @@ def measure_torch(arch: str, mode: str, batch: int, iterations: int, warmup: int
     compile_s = None
     if mode == TORCH_COMPILE_MODE:
         model = torch.compile(model)
-        start = time.perf_counter()
-        run()  # compiles
-        compile_s = time.perf_counter() - start
-    times = _timed(run, iterations, warmup)
+        _, compile_s = timed(run)  # the first call compiles
+    times = timed_runs(run, iterations, warmup)
     result = _summarize(f"torch {arch}", f"torch {device}", mode, batch, times)
     result.compile_s = compile_s
     return result
@@ -183,7 +170,7 @@ def model_input_size(arch: str) -> int:
 def isolated(spec: dict) -> BenchResult:
     """Run one measurement in a fresh interpreter and return its result."""
     proc = subprocess.run(
-        [sys.executable, "-m", "inception_deploy.bench", json.dumps(spec)], capture_output=True, text=True
+        [sys.executable, "-m", "inception_deploy.verify.bench", json.dumps(spec)], capture_output=True, text=True
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration.cache import CalibrationCache
-from ..calibration.qdq import write_qdq
-from ..calibration.sensitivity import conv_macs, layer_sensitivity
 from ..errors import InceptionDeployError
-from ..inputs import decoded, find_images, spread
+from ..inputs import decoded, image_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
-from ..verify.statistics import paired_difference, wilson
+from ..statistics import paired_difference, wilson
+from .cache import CalibrationCache
+from .qdq import write_qdq
+from .sensitivity import conv_macs, layer_sensitivity
 
 MIN_HOLDOUT = 20  # fewer judged images cannot tell a 1-point drop from noise at all
 RANKING_IMAGES = 8  # calibration images each layer's variant runs on (v3: Spearman 0.997 with 16's ranking)
@@ -61,7 +61,7 @@ class Budget:
                     f"--eval-data has {len(self.labelled[0])} images; --int8-max-drop needs at least {MIN_HOLDOUT}"
                 )
             return
-        files = find_images(folder)[0]
+        files = image_folder(folder).files
         held = round(len(files) * self.holdout)
         if held >= len(files):
             raise InceptionDeployError(
@@ -81,7 +81,7 @@ class Budget:
         """The images calibration must not see (none when a labelled set judges)."""
         if self.labelled is not None:
             return []
-        files = find_images(folder)[0]
+        files = list(image_folder(folder).files)
         return spread(files, round(len(files) * self.holdout))
 
 
@@ -179,7 +179,7 @@ def search(
     count = 0  # the full INT8 first: when it holds, there is nothing to rank
     if drop_with(0) > budget.max_drop:
         held_set = set(held)
-        calibration_files = [f for f in find_images(folder)[0] if f not in held_set]
+        calibration_files = [f for f in image_folder(folder).files if f not in held_set]
         ranked, errors = _rank(prepared, calibration, calibration_files, config, layers, fixed, fp32, say)
         order.extend(ranked)
         count = fewest(drop_with, len(order), budget.max_drop)

@@ -1,0 +1,243 @@
+"""Where a batch job's rows go: JSON Lines appended batch by batch, or Parquet renamed into place,
+each with the record of the run that wrote it beside it; resuming reads what is done."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from ..errors import ConfigError, InceptionDeployError, first_line
+from ..fileio import Kind, check_writable, json_kind, sha256_file, write_json
+from ..metadata import load_json
+from .session import require_ray
+
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(f"{path}: unknown output format {suffix or '(no suffix)'}; use .jsonl or .parquet")
+    return OUTPUT_FORMATS[suffix]
+
+
+def record_path(output: str | os.PathLike) -> Path:
+    """``tags.jsonl`` -> ``tags.jsonl.run.json``: which model and preprocessing wrote the output."""
+    return Path(f"{output}.run.json")
+
+
+RUN_RECORD = json_kind("a run record of inception-run", ("model", "model_sha256", "preprocess", "labels_sha256"))
+# an output is ours when the record of the run that wrote it lies beside it
+BATCH_OUTPUT = Kind(
+    "an output of inception-run (with its run record beside it)", lambda path: RUN_RECORD.recognise(record_path(path))
+)
+
+
+def check_output(output: str | os.PathLike, resume: bool, inputs=()) -> None:
+    """Before anything slow: a known format, a writable place, no earlier output replaced, and
+    only an output of inception-run resumed; and Ray is installed."""
+    require_ray()
+    output_format(output)
+    if resume and Path(output).is_file() and not BATCH_OUTPUT.recognise(Path(output)):
+        raise ConfigError(
+            f"{output}: not an output of inception-run (no run record {record_path(output).name} beside it); "
+            f"cannot resume it"
+        )
+    check_writable(output, BATCH_OUTPUT, inputs)
+    check_writable(record_path(output), RUN_RECORD, inputs)
+    if Path(output).exists() and not resume:
+        raise ConfigError(
+            f"{output}: exists; --resume continues it (skipping inputs it has a row for), or name another"
+        )
+
+
+def run_record(model: Path, config, labels: list[str]) -> dict:
+    """What makes two runs' rows comparable: the model file, its preprocessing and its labels."""
+    return {
+        "model": str(model),
+        "model_sha256": sha256_file(model),
+        "preprocess": config.to_dict(),
+        "labels_sha256": hashlib.sha256("\n".join(labels).encode()).hexdigest(),
+    }
+
+
+def check_same_run(output: Path, record: dict) -> None:
+    """Resuming continues the rows of the same model, preprocessing and labels, never mixes them."""
+    path = record_path(output)
+    before = load_json(path.read_bytes(), path, "run record")
+    differs = [
+        what
+        for key, what in (("model_sha256", "model"), ("preprocess", "preprocessing"), ("labels_sha256", "labels"))
+        if before.get(key) != record[key]
+    ]
+    if differs:
+        raise ConfigError(
+            f"{output}: was written with another {' and '.join(differs)} ({before.get('model')}, per {path.name}); "
+            f"resuming with {record['model']} would mix two models' rows: name another output"
+        )
+
+
+def stored_name(name: str) -> str:
+    """A file name as rows store it: a name that is not UTF-8 (bytes Python keeps as surrogate
+    escapes) gets backslash escapes, which JSON and Parquet can hold."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def schema(pa, with_id: bool = False):
+    fields = [("id", pa.int64())] if with_id else []
+    fields += [
+        ("file", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("indices", pa.list_(pa.int64())),
+        ("probabilities", pa.list_(pa.float64())),
+        ("error", pa.string()),
+    ]
+    return pa.schema(fields)
+
+
+_ROW_START = b'{"file": '  # how json.dumps begins every row (the file column comes first)
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """A full disk or a vanished folder is one line naming the output, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise InceptionDeployError(f"{path}: cannot write ({e.strerror or first_line(e)})") from None
+
+
+class _Output:
+    """What both formats share: a new output starts with the record of its run beside it (the
+    proof, when resuming, that the file is ours); a run that wrote no row leaves neither."""
+
+    def __init__(self, path: Path, record: dict):
+        self.path, self.done, self.dropped_partial_row, self.failed_before = path, Counter(), False, 0
+        self.created, self.rows = not path.exists(), 0
+        if self.created:
+            write_json(record_path(path), record, RUN_RECORD)
+
+    def _forget_if_empty(self) -> bool:
+        """A run that wrote no row into a new output leaves neither it nor its record."""
+        empty = self.created and not self.rows
+        if empty:
+            self.path.unlink(missing_ok=True)
+            record_path(self.path).unlink(missing_ok=True)
+        return empty
+
+
+class JsonLines(_Output):
+    """Rows appended as JSON lines, flushed per batch; whatever ends a run, the file holds whole
+    rows only (an incomplete last row, from a killed process, is removed before resuming)."""
+
+    def __init__(self, path: Path, record: dict):
+        super().__init__(path, record)
+        if not self.created:
+            self._read_done()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def _read_done(self) -> None:
+        data = self.path.read_bytes()
+        complete = data.rfind(b"\n") + 1
+        for number, line in enumerate(data[:complete].decode("utf-8", "replace").splitlines(), 1):
+            try:
+                row = json.loads(line)
+                if not isinstance(row["file"], str) or ("error" in row) == ("indices" in row):
+                    raise ValueError("not a row of ours")
+                self.done[row["file"]] += 1
+                self.failed_before += "error" in row
+            except (ValueError, TypeError, KeyError):
+                raise InceptionDeployError(
+                    f"{self.path}: line {number} is not a row of inception-run's output; cannot resume it"
+                ) from None
+        if complete < len(data):  # the file is ours (its run record), and so is a row begun as ours are
+            if not data[complete:].startswith(_ROW_START):
+                raise InceptionDeployError(
+                    f"{self.path}: its last line is neither a whole row nor the start of one; cannot resume it"
+                )
+            with open(self.path, "r+b") as f:
+                f.truncate(complete)
+            self.dropped_partial_row = True
+
+    def write(self, rows: list[dict]) -> None:
+        if rows:  # one write per batch: a row is never split by an interrupt between writes
+            text = "".join(json.dumps({k: v for k, v in r.items() if v is not None}) + "\n" for r in rows)
+            with _writing(self.path):
+                self.file.write(text)
+                self.file.flush()
+            self.rows += len(rows)
+
+    def close(self) -> None:
+        self.file.close()
+        if self._forget_if_empty():  # a run that failed before its first row leaves nothing
+            return
+        if self.path.stat().st_size:
+            with open(self.path, "r+b") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a signal during the flush: drop the incomplete row
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
+
+
+class Parquet(_Output):
+    """Rows buffered into row groups of a temporary file beside the output (the rows of the
+    output being resumed first), renamed over it when the run ends, interrupted or not, if it
+    added a row; a process killed outright leaves the output as it was."""
+
+    ROW_GROUP = 4096
+
+    def __init__(self, path: Path, record: dict):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        super().__init__(path, record)
+        self.pa, self.schema, self.buffer = pa, schema(pa), []
+        previous = None
+        if not self.created:
+            try:
+                names = pq.read_schema(path).names
+                if sorted(names) != sorted(self.schema.names):
+                    raise ValueError(f"its columns are {', '.join(names)}")
+                previous = pq.read_table(path, schema=self.schema)
+            except Exception as e:  # pyarrow's ArrowInvalid and friends
+                raise InceptionDeployError(
+                    f"{path}: not a Parquet output of inception-run ({first_line(e)}); cannot resume it"
+                ) from None
+            self.done.update(previous.column("file").to_pylist())
+            self.failed_before = previous.num_rows - previous.column("error").null_count
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(name)
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        if previous is not None:
+            self.writer.write_table(previous)
+
+    def write(self, rows: list[dict]) -> None:
+        self.buffer += rows
+        self.rows += len(rows)
+        if len(self.buffer) >= self.ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            with _writing(self.path):
+                self.writer.write_table(self.pa.Table.from_pylist(self.buffer, schema=self.schema))
+            self.buffer = []
+
+    def close(self) -> None:
+        try:
+            self._flush()
+            self.writer.close()
+            if self.rows:  # a run that failed before its first row leaves the output as it was
+                os.chmod(self.tmp, 0o644)
+                os.replace(self.tmp, self.path)
+            self._forget_if_empty()
+        finally:
+            self.tmp.unlink(missing_ok=True)
