@@ -112,11 +112,11 @@ def test_a_reused_fp32_export_keeps_its_recorded_parity_unless_asked_to_recheck(
 SLOW_TORCH = """
 import sys, time
 
-class SlowTorch:  # PyTorch's import made 5 s slower: a busy machine's
+class SlowTorch:  # PyTorch's import made 2 s slower: a busy machine's
     def find_spec(self, name, path=None, target=None):
         if name == "torch":
             sys.meta_path.remove(self)
-            time.sleep(5)
+            time.sleep(2)
             sys.stderr.write("<torch imported>\\n")
         return None
 
