@@ -28,7 +28,18 @@ from ..labels import read_labels
 from ..metadata import preprocess_of, read_sidecar, sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
-from .session import RayOptions, existing, first_rows, import_ray, mapped, probe, ray_session, require_ray, ship, unpack
+from .session import (
+    RayOptions,
+    first_rows,
+    import_ray,
+    mapped,
+    probe,
+    ray_session,
+    require_ray,
+    scratch_here,
+    ship,
+    unpack,
+)
 from .writers import JsonLines, Parquet, check_output, check_same_run, output_format, run_record, schema, stored_name
 
 GPU_DEVICES = ("cuda", "tensorrt")  # an actor running on these reserves one GPU
@@ -170,7 +181,7 @@ class _Classifier:
     def __init__(self, files, options, topk, scratch):
         import ray
 
-        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=existing(scratch))
+        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=scratch_here(scratch))
         paths = {role: unpack(ray, shipped, Path(self.folder.name, role)) for role, shipped in files.items()}
         options = dict(options, threads=max(1, int(options["threads"])), labels=paths.get("labels"))
         self.predictor = Predictor(paths["model"], **options)
@@ -217,7 +228,7 @@ def _evaluate(ray, models, files, batch_size, options, say, scratch):
 
     from ..verify.evaluation import Classified
 
-    shipped, gpu = [], False  # (name, how to open it, [the module] or its ship-ped files, preprocessing)
+    shipped, gpu = [], False  # (name, how to open it, [the module] or its shipped files, preprocessing)
     for m in models:
         config = m.config.to_dict()
         if m.open_args is None:  # eager PyTorch: the module itself
@@ -265,7 +276,7 @@ class _Evaluator:
         from ..verify.evaluation import EvalModel
 
         threads = max(1, int(threads))
-        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=existing(scratch))
+        self.folder = tempfile.TemporaryDirectory(prefix="inception-ray-", dir=scratch_here(scratch))
         self.models = []
         for k, (name, open_args, payload, config) in enumerate(models):
             if open_args is None:

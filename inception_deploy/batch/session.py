@@ -98,7 +98,7 @@ def _pool_size(ray, options: RayOptions, rows: int, batch_size: int) -> int:
     return size
 
 
-def existing(folder: str | None) -> str | None:
+def scratch_here(folder: str | None) -> str | None:
     """``folder`` where this process sees it (an actor on this machine), else the temp default."""
     return folder if folder is not None and os.path.isdir(folder) else None
 
