@@ -59,6 +59,26 @@ class ExportResult:
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
+    @classmethod
+    def of(cls, path: Path, proto, metadata: dict, parity, start: float, model=None) -> "ExportResult":
+        """The result of writing ``proto`` (with ``metadata``) to ``path``, begun at ``start``
+        (``time.perf_counter``): every stage's file is described the same way."""
+        graph = proto.graph
+        return cls(
+            Path(path),
+            metadata["arch"],
+            metadata["opset"],
+            metadata["exporter"],
+            graph.input[0].name,
+            value_shape(graph.input[0]),
+            graph.output[0].name,
+            value_shape(graph.output[0]),
+            metadata,
+            parity,
+            time.perf_counter() - start,
+            model,
+        )
+
 
 def export_onnx(
     arch_or_model,
@@ -150,25 +170,7 @@ def export_onnx(
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
-    return _result(output, proto, metadata, report, start, model)
-
-
-def _result(output: Path, proto, metadata: dict, report, start: float, model) -> ExportResult:
-    graph = proto.graph
-    return ExportResult(
-        output,
-        metadata["arch"],
-        metadata["opset"],
-        metadata["exporter"],
-        INPUT_NAME,
-        value_shape(graph.input[0]),
-        OUTPUT_NAME,
-        value_shape(graph.output[0]),
-        metadata,
-        report,
-        time.perf_counter() - start,
-        model,
-    )
+    return ExportResult.of(output, proto, metadata, report, start, model)
 
 
 def export_request(
@@ -229,7 +231,7 @@ def _reuse(
     elif check_parity:
         report = ParityReport.from_dict(metadata["parity"])
         say(f"parity recorded when {output} was written: {report.verdict} (the same export: not measured again)")
-    result = _result(output, proto, metadata, report, start, model)
+    result = ExportResult.of(output, proto, metadata, report, start, model)
     result.reused = True
     return result
 

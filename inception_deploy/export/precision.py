@@ -29,7 +29,7 @@ from ..errors import InceptionDeployError
 from ..fileio import atomic_path, sha256_file
 from ..metadata import INT8_REMAINDERS, ONNX_MODEL, fp32_metadata, load_onnx, preprocess_of, set_onnx_metadata
 from ..progress import counted, silent, stage
-from .onnx import ExportResult, check_onnx_parity, value_shape
+from .onnx import ExportResult, check_onnx_parity
 
 log = logging.getLogger(__name__)
 
@@ -259,18 +259,4 @@ def _finish(
             metadata["parity"] = report.to_dict()
             set_onnx_metadata(proto, metadata)
             onnx.save(proto, str(tmp))
-    graph = proto.graph
-    return ExportResult(
-        output,
-        metadata["arch"],
-        metadata["opset"],
-        metadata["exporter"],
-        graph.input[0].name,
-        value_shape(graph.input[0]),
-        graph.output[0].name,
-        value_shape(graph.output[0]),
-        metadata,
-        report,
-        time.perf_counter() - start,
-        reference_model,
-    )
+    return ExportResult.of(output, proto, metadata, report, start, reference_model)
