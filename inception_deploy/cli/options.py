@@ -62,6 +62,18 @@ def command(name: str):
     return decorate
 
 
+def stacked(decorators: list):
+    """One decorator applying ``decorators`` as if written one above another, in that order (the
+    first is the outermost, so the help lists the options in the order given)."""
+
+    def apply(fn):
+        for decorate in reversed(decorators):
+            fn = decorate(fn)
+        return fn
+
+    return apply
+
+
 def option(*decls, group: str, **kwargs):
     return click.option(*decls, cls=_Option, group=group, show_default=True, **kwargs)
 
@@ -130,12 +142,7 @@ def ray_options(what: str):
         ),
     ]
 
-    def decorate(fn):
-        for decorator in reversed(decorators):
-            fn = decorator(fn)
-        return fn
-
-    return decorate
+    return stacked(decorators)
 
 
 def check_ray_options(use_ray: bool, **given) -> None:
@@ -183,12 +190,7 @@ def calibration_options(group: str):
         ),
     ]
 
-    def apply(fn):
-        for decorate in reversed(options):
-            fn = decorate(fn)
-        return fn
-
-    return apply
+    return stacked(options)
 
 
 def precision_export_options(fn):
@@ -265,9 +267,7 @@ def precision_export_options(fn):
             "[default: <output>.calib.json]",
         ),
     ]
-    for decorate in reversed(options):
-        fn = decorate(fn)
-    return fn
+    return stacked(options)(fn)
 
 
 def repository_options(fn):
@@ -322,9 +322,7 @@ def repository_options(fn):
             help="How long a request may wait for others to fill a batch (microseconds).",
         ),
     ]
-    for decorate in reversed(options):
-        fn = decorate(fn)
-    return fn
+    return stacked(options)(fn)
 
 
 def floats3(ctx, param, value):
