@@ -20,7 +20,7 @@ _LAZY = {
     "deploy": "inception_deploy.pipeline",
     "ExportRequest": "inception_deploy.pipeline",
     "Fp16Request": "inception_deploy.pipeline",
-    "Int8Request": "inception_deploy.pipeline",
+    "Int8Request": "inception_deploy.calibration.int8",
     "EngineOptions": "inception_deploy.pipeline",
     "VerifyRequest": "inception_deploy.pipeline",
     "CalibrationRequest": "inception_deploy.calibration.policy",

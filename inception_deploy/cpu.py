@@ -58,13 +58,13 @@ def thread_cap() -> int | None:
     return count if count > 0 else None
 
 
-def int8_may_saturate(metadata: dict, backend_name: str) -> bool:
+def int8_may_saturate(metadata, backend_name: str) -> bool:
     """Whether running this artifact here can saturate int8 sums: 8-bit weights (the tensorrt
     target, or a cpu-target file made before its weights took 7 bits) on an x86 CPU without
     VNNI, on OpenVINO or on ONNX Runtime's u8 x s8 kernels (its s8 x s8 path for the tensorrt
     target measured exact here)."""
-    if metadata.get("precision") != "int8" or metadata.get("int8_weight_bits", 8) != 8 or has_vnni() is not False:
+    if metadata.precision != "int8" or metadata.int8_weight_bits != 8 or has_vnni() is not False:
         return False
     return backend_name.startswith("openvino") or (
-        backend_name.startswith("onnxruntime cpu") and metadata.get("int8_target") == "cpu"
+        backend_name.startswith("onnxruntime cpu") and metadata.int8_target == "cpu"
     )

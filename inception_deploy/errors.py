@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
+from contextvars import ContextVar
 
 
 class InceptionDeployError(Exception):
@@ -38,3 +40,25 @@ def printable(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# An error raised below the CLI names a setting the way the API spells it (``Int8Request.max_drop``,
+# ``class_map``); a command swaps in its flags (``--int8-max-drop``) while it runs, so one message
+# serves the Python caller and the command line alike (cli.guard holds the table).
+_SETTING_NAMES: ContextVar[dict[str, str]] = ContextVar("setting_names", default={})
+
+
+def setting(name: str) -> str:
+    """How a message names the setting ``name``: as the API spells it, or as the running command's
+    flag."""
+    return _SETTING_NAMES.get().get(name, name)
+
+
+@contextlib.contextmanager
+def named_settings(names: dict[str, str]):
+    """Messages raised inside name settings by ``names`` (API name -> flag)."""
+    token = _SETTING_NAMES.set(names)
+    try:
+        yield
+    finally:
+        _SETTING_NAMES.reset(token)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import InceptionDeployError
+from .errors import InceptionDeployError, setting
 from .inputs import IMAGE_SUFFIXES, find_images
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ClassNames:
         raise EvalError(
             f"{where}: class {name!r} is not one of the model's {len(self.labels)} classes (by label"
             f"{', ImageNet WNID' if len(self.labels) == 1000 else ''}{' or index' if numbers else ''}); "
-            f"map it with --class-map"
+            f"map it with {setting('class_map')}"
         )
 
 
@@ -124,7 +124,7 @@ def read_labelled(
         raise EvalError(f"{data}: no such folder or file")
     if data.is_file():
         if ground_truth is not None:
-            raise EvalError(f"{data}: --ground-truth goes with a folder of images, not a file")
+            raise EvalError(f"{data}: {setting('ground_truth')} goes with a folder of images, not a file")
         return _from_rows(data, data.parent, names, extension_optional=False)
     if ground_truth is not None:
         return _from_rows(Path(ground_truth), data, names, extension_optional=True)
@@ -138,7 +138,7 @@ def _from_folders(folder: Path, names: ClassNames) -> LabelledSet:
         what = f"{len(loose)} images but no class subfolders" if loose else "no class subfolders and no images"
         raise EvalError(
             f"{folder}: {what}; expected one subfolder per class (ImageFolder), a CSV of path,label, "
-            f"or a folder of images with --ground-truth"
+            f"or a folder of images with {setting('ground_truth')}"
         )
     files, targets = [], []
     for sub in subfolders:

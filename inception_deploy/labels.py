@@ -36,7 +36,7 @@ def resolve_labels(path: str | Path | None, num_classes: int) -> tuple[list[str]
     """Labels for a head of ``num_classes`` and where they came from."""
     if path is None:
         if num_classes != 1000:
-            return [f"class_{i}" for i in range(num_classes)], "generated (no --labels given)"
+            return [f"class_{i}" for i in range(num_classes)], "generated (no labels file given)"
         return imagenet_labels(), IMAGENET
     labels = read_labels(path)
     if len(labels) != num_classes:

@@ -1,21 +1,26 @@
-"""The one JSON document every artifact carries (ONNX metadata_props, engine sidecar), and
-the one place it is validated.
+"""The one JSON document every artifact carries (ONNX metadata_props, engine sidecar), as a
+typed ``Metadata``, with one parser and one writer.
 
 Every reader (run, parity, calibrate, build, bench, the precision exports) gets the document
 through ``validate_metadata``, so a doctored or corrupt artifact is refused as a whole, with one
-line naming the file and the field, before any image is read. Reading it needs neither torch
-nor onnx: ONNX Runtime exposes metadata_props as ``custom_metadata_map``.
+line naming the file and the field, before any image is read; code elsewhere reads typed fields,
+never keys. The JSON on disk is kept as read (keys this version does not know survive a rewrite).
+Reading it needs neither torch nor onnx: ONNX Runtime exposes metadata_props as
+``custom_metadata_map``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InceptionDeployError, first_line
+from .errors import InceptionDeployError, setting
 from .fileio import Kind
+from .graph import metadata_keys
 from .preprocess import INTERPOLATIONS, PreprocessConfig
 
 METADATA_KEY = "inception_deploy"
@@ -38,12 +43,74 @@ class MetadataError(InceptionDeployError):
     """An artifact's metadata is missing, corrupt or out of bounds."""
 
 
-def parse_metadata(props: dict[str, str], source: str) -> dict:
+@dataclass(frozen=True)
+class Metadata:
+    """What an artifact says about itself, validated: made only by ``validate_metadata`` (and
+    ``updated``), written only through ``to_json``. ``document`` is the JSON as read, every key."""
+
+    num_classes: int
+    preprocess: PreprocessConfig
+    labels: list[str]  # the class names, in output order
+    labels_source: str | None
+    arch: str | None
+    precision: str  # fp32, fp16, int8, or unknown (no metadata; the arch's defaults)
+    batch: int | None  # a static batch size; None: dynamic
+    max_batch: int | None
+    weights: dict  # {"file", "sha256"} of a checkpoint, {"init_seed", ...} for random weights, {} unknown
+    opset: int | None
+    exporter: str | None
+    export_request: str | None  # the digest of what decided an FP32 export's content
+    source_sha256: str | None  # the FP32 file an FP16/INT8 one was made from
+    parity: dict | None  # recorded when the file was written
+    int8_target: str | None  # tensorrt or cpu, for INT8 files
+    int8_weight_bits: int | None
+    int8_remainder: str  # the precision of what an INT8 graph leaves unquantized
+    int8_float_modules: list[str]
+    io_dtype: str  # float32, or float16 for an FP16 file with half-precision input and output
+    tensorrt: dict  # an engine's build: version, version_compatible, hardware_compatibility, ...
+    gpu: dict  # the GPU an engine was built on: name, compute_capability
+    io: dict  # an engine's input and output tensor names
+    profile: dict | None  # an engine's optimization profile: {"min", "opt", "max"} shapes
+    layers: dict | None  # an engine's layers by precision (export.engine.precision_report)
+    onnx_file: str | None  # the ONNX file an engine was built from, beside it
+    document: dict = field(repr=False, compare=False)
+
+    @property
+    def random_weights(self) -> bool:
+        """Exported with randomly initialised weights: outputs, not labels, mean something."""
+        return "init_seed" in self.weights
+
+    def updated(self, source, drop=(), **changes) -> "Metadata":
+        """This document with ``changes`` set and the keys in ``drop`` removed, validated again."""
+        document = {k: v for k, v in self.document.items() if k not in drop}
+        document.update(changes)
+        return validate_metadata(document, source)
+
+    def to_dict(self) -> dict:
+        """The document, a copy the caller may change."""
+        return copy.deepcopy(self.document)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The one writer: what goes into metadata_props and engine sidecars."""
+        return json.dumps(self.document, indent=indent, separators=None if indent else (",", ":"))
+
+    # thin aliases kept from the dict this used to be (``artifact.metadata["precision"]``)
+    def __getitem__(self, key: str):
+        return self.document[key]
+
+    def get(self, key: str, default=None):
+        return self.document.get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.document
+
+
+def parse_metadata(props: dict[str, str], source: str) -> Metadata:
     """The toolkit's metadata from an artifact's key/value props, validated."""
     if METADATA_KEY not in props:
         raise MetadataError(
             f"{source}: no {METADATA_KEY!r} metadata (not exported by inception-export); "
-            f"pass --arch to supply the preprocessing"
+            f"pass {setting('arch')} to supply the preprocessing"
         )
     return validate_metadata(load_json(props[METADATA_KEY], source, f"{METADATA_KEY!r} metadata"), source)
 
@@ -62,9 +129,9 @@ def load_json(text: str | bytes, source, what: str) -> object:
         raise MetadataError(f"{source}: corrupt {what} ({e})") from None
 
 
-def validate_metadata(meta: object, source) -> dict:
-    """``meta`` when every field the toolkit reads is present, typed and within bounds;
-    otherwise a MetadataError naming ``source`` and the field."""
+def validate_metadata(meta: object, source) -> Metadata:
+    """``meta`` as Metadata when every field the toolkit reads is present, typed and within
+    bounds; otherwise a MetadataError naming ``source`` and the field."""
     check = _Checker(source)
     if not isinstance(meta, dict):
         check.fail("(document)", f"must be a JSON object, not {_kind(meta)}")
@@ -104,7 +171,47 @@ def validate_metadata(meta: object, source) -> dict:
     gpu = meta.get("gpu") or {}
     check.optional_text("gpu.name", gpu.get("name"))
     check.optional_text("gpu.compute_capability", gpu.get("compute_capability"))
-    return meta
+    for name in ("opset",):
+        if meta.get(name) is not None:
+            check.integer(name, meta[name], 1, 1 << 30)
+    for name in ("exporter", "export_request", "source_sha256", "int8_remainder", "onnx_file"):
+        check.optional_text(name, meta.get(name))
+    for name in ("parity", "io", "profile", "layers"):
+        if meta.get(name) is not None and not isinstance(meta[name], dict):
+            check.fail(name, f"must be an object, not {_kind(meta[name])}")
+    modules = meta.get("int8_float_modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        check.fail("int8_float_modules", "must be a list of strings")
+    precision = meta.get("precision", "fp32")
+    labels = meta["labels"]
+    return Metadata(
+        num_classes=classes,
+        preprocess=PreprocessConfig.from_dict(meta["preprocess"]),
+        labels=labels["names"],
+        labels_source=labels.get("source"),
+        arch=meta.get("arch"),
+        precision=precision,
+        batch=meta.get("batch"),
+        max_batch=meta.get("max_batch"),
+        weights=meta.get("weights") or {},
+        opset=meta.get("opset"),
+        exporter=meta.get("exporter"),
+        export_request=meta.get("export_request"),
+        source_sha256=meta.get("source_sha256"),
+        parity=meta.get("parity"),
+        int8_target=meta.get("int8_target", "tensorrt" if precision == "int8" else None),  # older INT8 files
+        int8_weight_bits=meta.get("int8_weight_bits", 8 if precision == "int8" else None),
+        int8_remainder=meta.get("int8_remainder", "fp32"),
+        int8_float_modules=modules,
+        io_dtype=meta.get("io_dtype", "float32"),
+        tensorrt=tensorrt,
+        gpu=gpu,
+        io=meta.get("io") or {},
+        profile=meta.get("profile"),
+        layers=meta.get("layers"),
+        onnx_file=meta.get("onnx_file"),
+        document=meta,
+    )
 
 
 def _check_preprocess(check: "_Checker", pre) -> None:
@@ -184,26 +291,21 @@ def _kind(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_graph_shape(meta: dict, source, input_shape, num_classes: int | None) -> None:
+def check_graph_shape(meta: Metadata, source, input_shape, num_classes: int | None) -> None:
     """The declared input size and class count must be what the graph or engine really takes
     and gives (``input_shape``: N x C x H x W with None for dynamic dimensions)."""
     channels, height, width = (tuple(input_shape) + (None,) * 4)[1:4]
-    size = meta["preprocess"]["input_size"]
+    size = meta.preprocess.input_size
     if channels not in (None, 3):
         raise MetadataError(f"{source}: input has {channels} channels; an image classifier takes 3")
     if (height, width) != (size, size) and None not in (height, width):
         raise MetadataError(
             f"{source}: invalid metadata: preprocess.input_size is {size} but the model's input is {height}x{width}"
         )
-    if num_classes and num_classes != meta["num_classes"]:
+    if num_classes and num_classes != meta.num_classes:
         raise MetadataError(
-            f"{source}: invalid metadata: num_classes is {meta['num_classes']} but the model "
-            f"outputs {num_classes} classes"
+            f"{source}: invalid metadata: num_classes is {meta.num_classes} but the model outputs {num_classes} classes"
         )
-
-
-def preprocess_of(meta: dict) -> PreprocessConfig:
-    return PreprocessConfig.from_dict(meta["preprocess"])
 
 
 def sidecar_path(engine: str | os.PathLike) -> Path:
@@ -211,7 +313,7 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
     return Path(f"{engine}.json")
 
 
-def read_sidecar(engine: str | os.PathLike) -> dict | None:
+def read_sidecar(engine: str | os.PathLike) -> Metadata | None:
     """The engine's sidecar document, validated, or None when there is none."""
     path = sidecar_path(engine)
     if not path.is_file():
@@ -225,15 +327,16 @@ def read_sidecar(engine: str | os.PathLike) -> dict | None:
     return validate_metadata(load_json(text, path, "engine sidecar"), path)
 
 
-def onnx_metadata(proto, source) -> dict | None:
+def onnx_metadata(proto, source) -> Metadata | None:
     """The toolkit's metadata of an onnx.ModelProto, validated, or None when it has none."""
     props = {prop.key: prop.value for prop in proto.metadata_props}
     return parse_metadata(props, str(source)) if METADATA_KEY in props else None
 
 
-def set_onnx_metadata(proto, metadata: dict) -> None:
-    """Merge our key into metadata_props (onnx.helper.set_model_props would drop the others)."""
-    value = json.dumps(metadata, separators=(",", ":"))
+def set_onnx_metadata(proto, metadata: Metadata | dict) -> None:
+    """Merge our key into metadata_props (onnx.helper.set_model_props would drop the others); a
+    dict is written as it is (tests plant doctored documents so)."""
+    value = metadata.to_json() if isinstance(metadata, Metadata) else json.dumps(metadata, separators=(",", ":"))
     for prop in proto.metadata_props:
         if prop.key == METADATA_KEY:
             prop.value = value
@@ -242,24 +345,8 @@ def set_onnx_metadata(proto, metadata: dict) -> None:
     entry.key, entry.value = METADATA_KEY, value
 
 
-def load_onnx(path: str | os.PathLike):
-    """An ONNX file as a ModelProto (external data not loaded), or one line saying why not."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise InceptionDeployError(f"{path}: no such ONNX file")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError, OSError, ...
-        raise InceptionDeployError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
-
-
 def _our_onnx(path: Path) -> bool:
-    try:
-        return any(prop.key == METADATA_KEY for prop in load_onnx(path).metadata_props)
-    except InceptionDeployError:
-        return False
+    return METADATA_KEY in metadata_keys(path)
 
 
 def _our_engine(path: Path) -> bool:
@@ -279,61 +366,10 @@ ENGINE = Kind("a TensorRT engine of inception-deploy (with its sidecar)", _our_e
 ENGINE_SIDECAR = Kind("an engine sidecar of inception-deploy", _our_sidecar)
 
 
-def fp32_metadata(proto, src) -> dict:
+def fp32_metadata(proto, src) -> Metadata:
     metadata = onnx_metadata(proto, src)
     if metadata is None:
         raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
-    if metadata.get("precision", "fp32") != "fp32":
-        raise InceptionDeployError(f"{src}: is already {metadata['precision']}; start from the FP32 export")
+    if metadata.precision != "fp32":
+        raise InceptionDeployError(f"{src}: is already {metadata.precision}; start from the FP32 export")
     return metadata
-
-
-def module_paths(graph) -> dict[str, str]:
-    """Node name -> the path of the PyTorch module that produced it (``Mixed_6b.branch7x7dbl_2.conv``),
-    as far as the exported graph says: a Conv or Gemm by its weight's name (the dynamo exporter
-    names initializers after the parameters, batch norm folded in or not; in a Q/DQ graph, the
-    weight behind its DequantizeLinear), a TorchScript node by its scoped name
-    (``/Mixed_6b/branch7x7dbl_2/conv/Conv``), a dynamo node by its innermost name scope; nodes
-    with none of these (ONNX Runtime's own) are left out."""
-    initializers = {init.name for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    paths = {}
-    for node in graph.node:
-        weight = node.input[1] if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 else ""
-        while weight in producers and producers[weight].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast"):
-            weight = producers[weight].input[0]
-        if weight in initializers and weight.endswith(".weight"):
-            paths[node.name] = weight[: -len(".weight")]
-        elif node.name.startswith("/") and node.name.count("/") > 1:
-            paths[node.name] = _torchscript_scope(node.name)
-        else:
-            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
-            scope = _innermost_scope(scopes)
-            if scope:
-                paths[node.name] = scope
-    return paths
-
-
-def _torchscript_scope(name: str) -> str:
-    """``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``: TorchScript names a Sequential's
-    child by the Sequential's name and its index, in a scope of its own."""
-    parts: list[str] = []
-    for scope in name.strip("/").split("/")[:-1]:
-        if parts and scope.startswith(parts[-1] + "."):
-            parts[-1] = scope
-        else:
-            parts.append(scope)
-    return ".".join(parts)
-
-
-def _innermost_scope(text: str | None) -> str | None:
-    """``"['', 'conv1', 'conv1.relu', 'relu']"`` -> ``conv1.relu`` (the last entry names the op)."""
-    import ast
-
-    try:
-        scopes = ast.literal_eval(text) if text else None
-    except (ValueError, SyntaxError):
-        return None
-    if not isinstance(scopes, list) or len(scopes) < 2:
-        return None
-    return str(scopes[-2]) or None

@@ -12,7 +12,6 @@ slow export starts.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,18 +19,16 @@ from typing import TYPE_CHECKING
 
 from .calibration.float_layers import (
     PRECISION_FILE,
-    keep_float_patterns,
     match_modules,
     maybe_quantized,
     precision_file,
 )
-from .calibration.policy import CalibrationRequest
-from .calibration.qdq import check_weight_bits
-from .errors import ConfigError
+from .calibration.int8 import Int8Request
+from .errors import ConfigError, setting
 from .fileio import check_writable
 from .labelled import ClassNames, read_labelled
 from .labels import resolve_labels
-from .metadata import INT8_REMAINDERS, INT8_TARGETS, ONNX_MODEL, preprocess_of
+from .metadata import ONNX_MODEL
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent, stage
@@ -77,47 +74,6 @@ class Fp16Request:
     """``<output>_fp16.onnx``, with half-precision input and output too when ``io`` (else float32)."""
 
     io: bool = False
-
-
-@dataclass(frozen=True)
-class Int8Request:
-    """``<output>_int8_<target>.onnx`` (``..._fp16.onnx`` with an FP16 ``remainder``: the unquantized
-    ops in FP16, tensorrt target), calibrated as ``calibration`` asks (its ``cache`` None: the
-    default ``<output>.calib.json``, recalibrated when stale). ``target`` defaults to tensorrt where
-    TensorRT is installed (or the remainder is FP16), else cpu. ``keep_float``: module-path globs
-    or precision files of layers left float; ``weight_bits``: 7 or 8 for the cpu target.
-    ``max_drop``: keep layers float, most sensitive first, until top-1 is within that many points
-    of FP32 on images calibration did not see (a ``holdout`` share of its folder, or the
-    verification's ``eval_data``). Validated when made."""
-
-    calibration: CalibrationRequest = CalibrationRequest()
-    target: str | None = None
-    remainder: str = "fp32"
-    keep_float: tuple = ()
-    weight_bits: int | None = None
-    max_drop: float | None = None
-    holdout: float = 0.2
-
-    def __post_init__(self):
-
-        target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
-        object.__setattr__(self, "target", target)
-        object.__setattr__(self, "keep_float", tuple(str(v) for v in self.keep_float))
-        if target not in INT8_TARGETS or self.remainder not in INT8_REMAINDERS:
-            raise ConfigError(
-                f"INT8 target must be one of {', '.join(INT8_TARGETS)} and remainder one of "
-                f"{', '.join(INT8_REMAINDERS)}, not {target!r} / {self.remainder!r}"
-            )
-        check_weight_bits(target, self.weight_bits)
-        if self.max_drop is not None and self.calibration.folder is None:
-            raise ConfigError(
-                "--int8-max-drop (max_drop) calibrates anew and judges on held-out images: it needs calibration "
-                "images, --calib-dir (calibration.folder)"
-            )
-
-    @property
-    def suffix(self) -> str:
-        return f"_int8_{self.target}" + ("_fp16" if self.remainder == "fp16" else "")
 
 
 @dataclass(frozen=True)
@@ -181,11 +137,6 @@ def default_output(arch: str) -> Path:
     return Path(f"{get_arch(arch).file_stem}.onnx")
 
 
-def default_int8_target() -> str:
-    """TensorRT's symmetric Q/DQ where TensorRT is installed, ONNX Runtime CPU's otherwise."""
-    return "tensorrt" if importlib.util.find_spec("tensorrt") else "cpu"
-
-
 def deploy(
     export: ExportRequest | str,
     *,
@@ -203,25 +154,25 @@ def deploy(
     with its preprocessing model and ``<name>_pipeline`` ensemble); every file checked as
     ``verify`` asks, here, in one place. What would fail later (unwritable outputs, no calibration
     source, a corrupt cache, a bad labelled set) is refused before the slow export starts."""
-    from .calibration.budget import Budget
     from .export import export_onnx  # torch: only now
     from .export.engine import TIMING_CACHE
-    from .export.precision import check_remainder, convert_fp16, quantize
+    from .export.precision import check_remainder_opset, convert_fp16, quantize
 
     say = progress or silent
     export = ExportRequest(export) if isinstance(export, str) else export
     output = export.output
     fp16_path = export.beside("_fp16")
     int8_path = export.beside(int8.suffix) if int8 else None
-    calibration = None
-    if int8:  # the default cache beside the output is ours to replace when stale
-        calibration = int8.calibration
-        if calibration.cache is None:
-            calibration = replace(calibration, cache=output.with_suffix(".calib.json"), replace_stale=True)
-        check_remainder(int8.remainder, int8.target, f"--opset {export.opset}", export.opset)  # before the export
+    if int8:
+        if int8.calibration.cache is None:  # the default cache beside the output is ours to replace when stale
+            default = replace(int8.calibration, cache=output.with_suffix(".calib.json"), replace_stale=True)
+            int8 = replace(int8, calibration=default)
+        check_remainder_opset(
+            int8.remainder, export.opset, f"{setting('ExportRequest.opset')} {export.opset}"
+        )  # before the export
         if int8.keep_float:  # a pattern naming no layer, a precision file of another arch
             spec = get_arch(export.arch)
-            match_modules(keep_float_patterns(int8.keep_float, spec.name), maybe_quantized(spec), spec.name)
+            match_modules(int8.float_patterns(spec.name), maybe_quantized(spec), spec.name)
     inputs = [export.weights, export.labels, verify.eval_data, *(int8.keep_float if int8 else ())]  # never written over
     for path in [output] + [fp16_path] * bool(fp16) + [int8_path] * bool(int8):
         check_writable(path, ONNX_MODEL, inputs)
@@ -232,17 +183,20 @@ def deploy(
     labelled = None
     if verify.eval_data is not None:  # a bad labelled set is refused before the slow export
         labelled = read_labelled(verify.eval_data, ClassNames(resolve_labels(export.labels, export.num_classes)[0]))
-    budget = None
-    if int8 and int8.max_drop is not None:
-        budget = Budget(int8.max_drop, int8.holdout, (labelled.files, labelled.targets) if labelled else None)
+    judged = (labelled.files, labelled.targets) if labelled else None
+    budget = int8.budget(judged) if int8 else None
+    if budget is not None:
+        calibration = int8.calibration
         if not calibration.replace_stale and Path(calibration.cache).exists():
             raise ConfigError(
-                f"{calibration.cache}: --int8-max-drop calibrates on the images it does not hold out; this cache "
-                f"was made from images it cannot tell apart: name a new --calib-cache, or none"
+                f"{calibration.cache}: {setting('Int8Request.max_drop')} calibrates on the images it does not "
+                f"hold out; "
+                f"this cache was made from images it cannot tell apart: name a new "
+                f"{setting('CalibrationRequest.cache')}, or none"
             )
         budget.check(calibration.folder)
     if int8:
-        calibration.check()
+        int8.calibration.check()
     if triton_repository is not None:
         check_destination(triton_repository)
 
@@ -277,19 +231,15 @@ def deploy(
             quantize(
                 output,
                 int8_path,
-                int8.target,
-                calibration,
-                remainder=int8.remainder,
-                keep_float=int8.keep_float,
-                weight_bits=int8.weight_bits,
-                budget=budget,
+                int8,
+                labelled=judged,
                 reference_model=reference,
                 judge_parity=judge,
                 progress=progress,
             )
         )
     if engine.build != "no":  # from the most reduced precision TensorRT can take (not the cpu INT8 target)
-        source = next(r for r in reversed(result.artifacts) if r.metadata.get("int8_target", "tensorrt") == "tensorrt")
+        source = next(r for r in reversed(result.artifacts) if r.metadata.int8_target in (None, "tensorrt"))
         _build_engine(result, source, reference, engine, judge, say)
     written = [a.path for a in result.artifacts] + ([result.engine.path] if result.engine is not None else [])
     if verify.eval_data is not None:
@@ -300,8 +250,8 @@ def deploy(
                 verify.eval_data,
                 artifacts=written,
                 model=fp32.model,
-                preprocess=preprocess_of(fp32.metadata),
-                labels=fp32.metadata["labels"]["names"],
+                preprocess=fp32.metadata.preprocess,
+                labels=fp32.metadata.labels,
                 limit=verify.eval_limit,
             )
     if triton_repository is not None:
@@ -319,7 +269,7 @@ def _build_engine(
     if reason:
         result.engine_skipped = f"{source.path.with_suffix('.plan')} not built: {reason}"
         return
-    batch, max_batch = source.metadata.get("batch"), options.max_batch
+    batch, max_batch = source.metadata.batch, options.max_batch
     try:
         built = build_engine(
             source.path,
@@ -339,12 +289,12 @@ def _build_engine(
 
     backend = TensorRTBackend(built.path)
     sizes = verification_batches(batch, max_batch)
-    precision = built.metadata["precision"]
+    precision = built.metadata.precision
     with stage(say, f"checking the engine's parity against eager PyTorch at batch sizes {', '.join(map(str, sizes))}"):
         result.engine_parity = check_backend(
             reference,
             backend,
-            preprocess_of(source.metadata),
+            source.metadata.preprocess,
             sizes,
             precision,
             "tensorrt",

@@ -3,7 +3,7 @@ run, so a missing matplotlib is one line, not an error after the work."""
 
 from __future__ import annotations
 
-from .errors import InceptionDeployError
+from .errors import InceptionDeployError, setting
 
 
 def figure_class():
@@ -11,5 +11,7 @@ def figure_class():
     try:
         from matplotlib.figure import Figure  # optional (the bench extra)
     except ImportError:
-        raise InceptionDeployError("--plot needs matplotlib: pip install 'inception-deploy[bench]'") from None
+        raise InceptionDeployError(
+            f"{setting('plot')} needs matplotlib: pip install 'inception-deploy[bench]'"
+        ) from None
     return Figure

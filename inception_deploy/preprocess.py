@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ConfigError, first_line
+from .errors import ConfigError, first_line, setting
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,7 +83,7 @@ class PreprocessConfig:
         """This config with the options a user gave changed (None: kept). ``crop_pct`` sets the
         resize size as timm does, floor(input size / crop pct); ``resize`` sets it directly."""
         if resize is not None and crop_pct is not None:
-            raise ConfigError("--resize and --crop-pct both set the resize size: give one")
+            raise ConfigError(f"{setting('resize')} and {setting('crop_pct')} both set the resize size: give one")
         config = self.with_input_size(input_size) if input_size else self
         changes = {
             k: v

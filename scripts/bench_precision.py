@@ -34,13 +34,12 @@ def main():
     from inception_deploy.export import export_onnx
     from inception_deploy.export.precision import convert_fp16, quantize_int8
     from inception_deploy.fileio import sha256_file
-    from inception_deploy.metadata import preprocess_of
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         calib_dir = calibration_images(args.calib_dir, tmp, args.calib_images)
         fp32 = export_onnx(args.arch, tmp / "fp32.onnx", check_parity=False)
-        config = preprocess_of(fp32.metadata)
+        config = fp32.metadata.preprocess
         rows = []
         if not args.skip_calibration_times:
             prepared = tmp / "prepared.onnx"

@@ -15,7 +15,6 @@ from tabulate import tabulate
 
 from inception_deploy import create_model, list_archs
 from inception_deploy.export import export_onnx
-from inception_deploy.metadata import preprocess_of
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify.comparator import check_backend
 
@@ -34,7 +33,7 @@ def main():
             export_s = time.perf_counter() - start
             start = time.perf_counter()
             backend = OnnxRuntimeBackend(result.path, device="cpu")
-            report = check_backend(model, backend, preprocess_of(result.metadata), (1, 8))
+            report = check_backend(model, backend, result.metadata.preprocess, (1, 8))
             parity_s = time.perf_counter() - start
             rows.append(
                 (

@@ -27,7 +27,6 @@ from tabulate import tabulate
 from inception_deploy.export import export_onnx
 from inception_deploy.export.engine import build_engine, describe_layers, engine_unavailable_reason
 from inception_deploy.export.precision import convert_fp16, quantize_int8
-from inception_deploy.metadata import preprocess_of
 from inception_deploy.runtime.tensorrt_backend import TensorRTBackend
 from inception_deploy.verify.bench import run_benchmarks, table
 from inception_deploy.verify.comparator import check_backend
@@ -81,7 +80,7 @@ def main():
             try:
                 judged = precision == "fp32" or args.weights is not None
                 report = check_backend(
-                    model, backend, preprocess_of(built.metadata), (1, 8), precision, "tensorrt", judged=judged
+                    model, backend, built.metadata.preprocess, (1, 8), precision, "tensorrt", judged=judged
                 )
             finally:
                 backend.close()

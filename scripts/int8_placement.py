@@ -121,11 +121,10 @@ def classifier_rows(folder: Path, remainder_fp16: bool) -> list:
 
 def arch_rows(arch: str, calib_dir: Path, views, folder: Path, calib_images: int, remainder_fp16: bool) -> list:
     from inception_deploy.export import export_onnx
-    from inception_deploy.metadata import preprocess_of
     from inception_deploy.preprocess import preprocess
 
     result = export_onnx(arch, folder / f"{arch}.onnx", check_parity=False)
-    config = preprocess_of(result.metadata)
+    config = result.metadata.preprocess
     images = preprocess(views, config)
     return measure(arch, result.path, result.model, calib_dir, images, None, folder, calib_images, remainder_fp16)
 

@@ -38,8 +38,9 @@ def main():
     from inception_deploy.calibration.qdq import prepare, write_qdq
     from inception_deploy.calibration.sensitivity import layer_sensitivity
     from inception_deploy.export import export_onnx
+    from inception_deploy.graph import node_modules
     from inception_deploy.inputs import sample_folder, sample_photos
-    from inception_deploy.metadata import fp32_metadata, module_paths, preprocess_of
+    from inception_deploy.metadata import fp32_metadata
     from inception_deploy.preprocess import normalize, preprocess, synthetic_images
     from inception_deploy.runtime import OnnxRuntimeBackend
 
@@ -47,7 +48,7 @@ def main():
     if args.arch:  # images like the calibration set: the shipped photos and smooth synthetic ones
         fp32 = export_onnx(args.arch, folder / "fp32.onnx", check_parity=False).path
         calib = sample_folder()
-        config = preprocess_of(fp32_metadata(onnx.load(str(fp32)), fp32))
+        config = fp32_metadata(onnx.load(str(fp32)), fp32).preprocess
         images = np.concatenate(
             [preprocess(sample_photos(), config), normalize(synthetic_images(27, config.input_size, seed=5), config)]
         )
@@ -61,7 +62,7 @@ def main():
     prepared = folder / "prepared.onnx"
     prepare(fp32, prepared)
     cache = CalibrationRequest(calib, 320, 8, args.method).calibrate(prepared, config, "0" * 64, "0" * 64)
-    modules = module_paths(onnx.load(str(prepared)).graph)
+    modules = node_modules(onnx.load(str(prepared)).graph)
     expected = OnnxRuntimeBackend(fp32).infer(images)
     every = folder / "every.onnx"
     write_qdq(prepared, cache, args.target, every)

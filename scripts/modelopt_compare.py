@@ -100,13 +100,14 @@ def main():
 
     from inception_deploy.calibration import CalibrationImages
     from inception_deploy.export.precision import quantize_int8
-    from inception_deploy.metadata import fp32_metadata, load_onnx, preprocess_of
+    from inception_deploy.graph import load_onnx
+    from inception_deploy.metadata import fp32_metadata
 
     python = modelopt_python(args.venv, args.modelopt)
     with tempfile.TemporaryDirectory(prefix="modelopt-compare-") as tmp:
         tmp = Path(tmp)
         calib_dir = calibration_images(args.calib_dir, tmp, args.calib_images)
-        config = preprocess_of(fp32_metadata(load_onnx(args.model), args.model))
+        config = fp32_metadata(load_onnx(args.model), args.model).preprocess
         data = CalibrationImages(calib_dir, config, count=args.calib_images, batch=8)
         images = np.concatenate(list(data.batches(False))).astype(np.float32)
         np.save(tmp / "calib.npy", images)

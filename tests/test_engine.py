@@ -84,9 +84,8 @@ def test_real_build_run_and_parity(precision, tmp_path, built_models):
 
 
 def backend_config(built):
-    from inception_deploy.metadata import preprocess_of
 
-    return preprocess_of(built.metadata)
+    return built.metadata.preprocess
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")

@@ -170,7 +170,7 @@ def test_cli_json_plot_and_an_engine_this_machine_cannot_run(classifier, tmp_pat
     from inception_deploy.metadata import onnx_metadata, sidecar_path
 
     plan.write_bytes(b"plan")  # with the sidecar inception-build writes: the ONNX's metadata and more
-    sidecar_path(plan).write_text(json.dumps(onnx_metadata(onnx.load(str(classifier["onnx"])), "small.onnx")))
+    sidecar_path(plan).write_text(onnx_metadata(onnx.load(str(classifier["onnx"])), "small.onnx").to_json())
     pytest.importorskip("matplotlib")
     result = CliRunner().invoke(
         main,

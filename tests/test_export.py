@@ -13,8 +13,9 @@ from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
 from inception_deploy.fileio import sha256_file
+from inception_deploy.graph import node_modules
 from inception_deploy.labels import imagenet_labels, labels_digest
-from inception_deploy.metadata import METADATA_KEY, module_paths, set_onnx_metadata
+from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata
 from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify import metrics
@@ -49,7 +50,7 @@ def test_every_conv_names_its_pytorch_module(arch, exported, built_models):
     """What --layerwise prints and --int8-keep-float matches: each Conv node of the export maps to
     one Conv2d of the network (batch norm folded into it), whose weight has the node's shape."""
     graph = onnx.load(str(exported(arch).path)).graph
-    paths = module_paths(graph)
+    paths = node_modules(graph)
     weights = {init.name: init.dims for init in graph.initializer}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     modules = dict(built_models(arch).named_modules())
@@ -72,7 +73,7 @@ def test_dynamic_batch_runs_any_size_up_to_max(exported, built_models):
 def test_metadata_carries_everything_downstream_needs(exported):
     result = exported("v2")
     meta = _metadata(result.path)
-    assert meta == result.metadata
+    assert meta == result.metadata.to_dict()
     spec = get_arch("v2")
     assert meta["arch"] == "v2" and meta["num_classes"] == 1000 and meta["precision"] == "fp32"
     assert meta["preprocess"] == spec.preprocess.to_dict()

@@ -320,7 +320,7 @@ def test_parity_skips_unreadable_photos_and_runs_each_artifact_on_its_backend(ex
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     engine = tmp_path / "v1.plan"
     engine.write_bytes(b"plan")
-    (tmp_path / "v1.plan.json").write_text(json.dumps(exported("v1").metadata))
+    (tmp_path / "v1.plan.json").write_text(exported("v1").metadata.to_json())
     code, stdout, stderr = cli(
         "parity", "--arch", "v1", "--onnx", v1, "--engine", engine, "--images", photos, "--synthetic", "0"
     )
@@ -366,9 +366,8 @@ def test_fuzzed_metadata_loads_or_is_refused_with_our_error(document):
     except InceptionDeployError as e:
         assert str(e).startswith("fuzz.onnx: ") and "\n" not in printable(e)
         return
-    from inception_deploy.metadata import preprocess_of
 
-    preprocess_of(meta)  # whatever passes validation is usable
+    meta.preprocess  # whatever passes validation is usable
 
 
 @settings(max_examples=200, deadline=None)
@@ -484,7 +483,7 @@ def test_calibration_cache_key_is_the_graph_not_the_metadata(v1_opset17, tmp_pat
     from inception_deploy.calibration.cache import graph_digest
     from inception_deploy.export import export_onnx
     from inception_deploy.fileio import sha256_file
-    from inception_deploy.metadata import load_onnx
+    from inception_deploy.graph import load_onnx
 
     with_parity = export_onnx("v1", tmp_path / "v1.onnx", opset=17).path
     without = v1_opset17

@@ -18,8 +18,9 @@ from onnx import numpy_helper
 from inception_deploy.calibration.float_layers import precision_file
 from inception_deploy.cli import main
 from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.graph import node_modules
 from inception_deploy.inputs import sample_folder, sample_photos
-from inception_deploy.metadata import module_paths, onnx_metadata, preprocess_of, set_onnx_metadata
+from inception_deploy.metadata import onnx_metadata, set_onnx_metadata
 from inception_deploy.models.registry import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify.layerwise import compare_layers
@@ -96,7 +97,7 @@ def test_layerwise_points_at_the_layer_that_went_wrong(trained, images, tmp_path
     the first row below the bar names that Conv's module."""
     fp16 = convert_fp16(trained["fp32"], tmp_path / "fp16.onnx").path
     proto = onnx.load(str(fp16))
-    paths = module_paths(proto.graph)
+    paths = node_modules(proto.graph)
     target = "inception4c.branch2.1.conv"
     conv = next(n for n in proto.graph.node if n.op_type == "Conv" and paths[n.name] == target)
     weight = next(i for i in proto.graph.initializer if i.name == conv.input[1])
@@ -141,7 +142,7 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
     assert layers["images"] == len(sample_photos()) + 1 and layers["candidate"] == str(int8_file)
     assert [r["module"] for r in layers["layers"] if r["op"] == "Conv"] == [
         m
-        for m in module_paths(onnx.load(str(int8_file)).graph).values()
+        for m in node_modules(onnx.load(str(int8_file)).graph).values()
         if m in get_arch("v1").module_paths(torch.nn.Conv2d)
     ]
 
@@ -167,7 +168,7 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
     assert sorted(layer["node"] for layer in ranked["layers"]) == sorted(quantized)
     errors = [layer["error"] for layer in ranked["layers"]]
     assert errors == sorted(errors, reverse=True) and errors[0] > 0 and ranked["images"] == len(sample_photos())
-    paths = module_paths(graph)
+    paths = node_modules(graph)
     assert all(layer["module"] == paths[layer["node"]] for layer in ranked["layers"])
     assert f"--int8-keep-float {ranked['layers'][0]['module']}" in result.stdout
 
@@ -292,11 +293,11 @@ def test_a_file_not_made_from_the_reference_is_refused(trained, int8, v1_opset17
 
 def test_torchscript_exports_name_modules_too(v1_opset17):
     graph = onnx.load(str(v1_opset17)).graph
-    paths = module_paths(graph)
+    paths = node_modules(graph)
     assert sorted(paths[n.name] for n in graph.node if n.op_type == "Conv") == sorted(
         get_arch("v1").module_paths(torch.nn.Conv2d)
     )
-    assert preprocess_of(onnx_metadata(onnx.load(str(v1_opset17)), v1_opset17)).input_size == 224
+    assert onnx_metadata(onnx.load(str(v1_opset17)), v1_opset17).preprocess.input_size == 224
 
 
 def test_each_layers_sensitivity_is_the_whole_network_with_that_layer_alone_int8(int8, images):

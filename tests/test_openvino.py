@@ -102,7 +102,7 @@ def test_bad_input_is_one_line(classifier, tmp_path):
     result = CliRunner().invoke(main, ["run", str(notonnx), "--samples", "--device", "openvino"])
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {notonnx}: not a readable ONNX file")
     assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
-    with pytest.raises(InceptionDeployError, match="--precision bf16 runs on OpenVINO: use --device openvino, not cpu"):
+    with pytest.raises(InceptionDeployError, match="^precision bf16 runs on OpenVINO: use device openvino, not cpu$"):
         open_backend(classifier["fp32"], device="cpu", precision="bf16")
     with pytest.raises(InceptionDeployError, match="unknown OpenVINO precision 'fp8'"):
         OpenVINOBackend(classifier["fp32"], precision="fp8")
@@ -132,7 +132,10 @@ def test_bench_times_each_model_on_each_device_side_by_side(exported):
     assert len(rows) == 2
     assert "onnxruntime cpu" in rows[0] and "| fp32 " in rows[0]
     assert "openvino cpu (latency)" in rows[1] and ("| bf16 " if bf16 else "| fp32 ") in rows[1]
-    for device, message in [("cpu,gpu", "unknown device 'gpu'"), ("cpu", "add openvino to --device")]:
+    for device, message in [
+        ("cpu,gpu", "unknown device 'gpu'"),
+        ("cpu", "--precision bf16 runs on OpenVINO: use --device openvino, not cpu"),
+    ]:
         result = CliRunner().invoke(main, ["bench", path, "--device", device, "--precision", "bf16"])
         assert result.exit_code == 2 and message in result.stderr
 

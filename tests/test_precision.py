@@ -328,8 +328,12 @@ def test_int8_with_fp16_remainder(classifier, tmp_path):
 @pytest.mark.parametrize(
     "target,message",
     [
-        ("cpu", "--int8-remainder fp16 is for --int8-target tensorrt, not cpu"),
-        ("tensorrt", "small.onnx: --int8-remainder fp16 needs opset 19 or newer"),  # the fixture's model is opset 17
+        # the API's names for the settings (the CLI's flags: test_cli_int8_remainder_needs_int8_and_...)
+        ("cpu", "^Int8Request.remainder fp16 is for Int8Request.target tensorrt, not cpu"),
+        (
+            "tensorrt",
+            "small.onnx: Int8Request.remainder fp16 needs opset 19 or newer",
+        ),  # the fixture's model is opset 17
     ],
 )
 def test_fp16_remainder_refused_where_it_cannot_work(classifier, tmp_path, target, message):

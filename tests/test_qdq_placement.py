@@ -222,11 +222,11 @@ def test_layers_kept_float_read_float_and_the_rules_hold_around_them(arch, patte
     inputs and float weights, every other Conv stays INT8, a residual Add whose fusing Conv is float
     gets no skip Q/DQ, Concat scales stay shared, and no Q/DQ pair is left without a reader."""
     from inception_deploy.calibration.float_layers import match_modules
-    from inception_deploy.metadata import module_paths
+    from inception_deploy.graph import node_modules
 
     prepared = tmp_path / "modules.onnx"
     prepare(exported(arch).path, prepared)
-    paths = module_paths(onnx.load(str(prepared)).graph)
+    paths = node_modules(onnx.load(str(prepared)).graph)
     conv_nodes = {paths[n.name]: n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"}
     kept = match_modules([(p, p) for p in patterns], list(conv_nodes), arch)
     float_nodes = frozenset(conv_nodes[m] for m in kept)

@@ -247,14 +247,20 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused():
         match=r"built with TensorRT 10.3.0 on NVIDIA A100 .* this machine has "
         r"TensorRT 10.8.0; rebuild it here",
     ):
-        check_compatible("m.plan", sidecar, "10.8.0", {"name": "NVIDIA A100", "compute_capability": "8.0"})
+        check_compatible(
+            "m.plan",
+            sidecar["tensorrt"],
+            sidecar["gpu"],
+            "10.8.0",
+            {"name": "NVIDIA A100", "compute_capability": "8.0"},
+        )
     with pytest.raises(InceptionDeployError, match=r"but this GPU is NVIDIA H100 \(compute capability 9.0\)"):
-        check_compatible("m.plan", sidecar, "10.3.0", h100)
+        check_compatible("m.plan", sidecar["tensorrt"], sidecar["gpu"], "10.3.0", h100)
     portable = {
         "tensorrt": {"version": "10.3.0", "version_compatible": True, "hardware_compatibility": "AMPERE_PLUS"},
         "gpu": sidecar["gpu"],
     }
-    check_compatible("m.plan", portable, "10.8.0", h100)
+    check_compatible("m.plan", portable["tensorrt"], portable["gpu"], "10.8.0", h100)
 
 
 def test_forced_device_without_provider(v1_onnx):

@@ -165,7 +165,7 @@ def _fake_plan(onnx_path, dest, cc="8.9", trt_version="10.13.0", precision="fp16
 
     from inception_deploy.metadata import onnx_metadata, sidecar_path
 
-    meta = onnx_metadata(onnx.load(str(onnx_path), load_external_data=False), onnx_path)
+    meta = onnx_metadata(onnx.load(str(onnx_path), load_external_data=False), onnx_path).to_dict()
     meta.update(
         precision=precision,
         tensorrt={"version": trt_version, "strongly_typed": True},

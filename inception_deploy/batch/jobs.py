@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import InceptionDeployError
 from ..inputs import InputError, expand_inputs, is_uri
 from ..labels import read_labels
-from ..metadata import preprocess_of, read_sidecar, sidecar_path
+from ..metadata import read_sidecar, sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
 from .session import (
@@ -97,7 +97,7 @@ def classify_on_ray(
                 raise InceptionDeployError(f"{path}: no such file")
         batch_size = batch_size or 8
         meta = read_sidecar(model) if engine else Predictor(model, device="cpu", arch=arch).backend.metadata
-        record = run_record(model, preprocess_of(meta), read_labels(labels) if labels else meta["labels"]["names"])
+        record = run_record(model, meta.preprocess, read_labels(labels) if labels else meta.labels)
     else:  # a model, label file or option the workers could not use fails here, before Ray starts
         predictor = Predictor(model, **predictor_options)
         batch_size, topk = predictor.batch_size, max(1, min(topk, len(predictor.labels)))

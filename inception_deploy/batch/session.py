@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, InceptionDeployError, first_line
+from ..errors import ConfigError, InceptionDeployError, first_line, setting
 
 log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command line turns into a clean stop
@@ -228,7 +228,7 @@ def probe(address: str | None) -> None:
     except OSError as e:
         raise InceptionDeployError(
             f"{address}: no Ray head answers there ({e.strerror or e}); start one with `ray start --head`, "
-            f"or leave out --ray-address for a local Ray"
+            f"or leave out {setting('RayOptions.address')} for a local Ray"
         ) from None
 
 

@@ -11,7 +11,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from ..errors import ConfigError, InceptionDeployError, first_line
+from ..errors import ConfigError, InceptionDeployError, first_line, setting
 from ..fileio import Kind, check_writable, json_kind, sha256_file, write_json
 from ..metadata import load_json
 from .session import require_ray
@@ -52,7 +52,7 @@ def check_output(output: str | os.PathLike, resume: bool, inputs=()) -> None:
     check_writable(record_path(output), RUN_RECORD, inputs)
     if Path(output).exists() and not resume:
         raise ConfigError(
-            f"{output}: exists; --resume continues it (skipping inputs it has a row for), or name another"
+            f"{output}: exists; {setting('resume')} continues it (skipping inputs it has a row for), or name another"
         )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..inputs import decoded, image_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import Progress, counted, silent, stage
@@ -50,31 +50,38 @@ class Budget:
         """Refuse, before any slow work, a budget that is no number of points or a hold-out too
         small to judge."""
         if not 0 <= self.max_drop <= 100:
-            raise InceptionDeployError(f"--int8-max-drop is in percentage points, 0 to 100, not {self.max_drop:g}")
+            raise InceptionDeployError(
+                f"{setting('Int8Request.max_drop')} is in percentage points, 0 to 100, not {self.max_drop:g}"
+            )
         if not 0 < self.holdout < 1:
             raise InceptionDeployError(
-                f"--int8-holdout is a share of --calib-dir, between 0 and 1, not {self.holdout:g}"
+                f"{setting('Int8Request.holdout')} is a share of {setting('CalibrationRequest.folder')}, "
+                f"between 0 and 1, "
+                f"not {self.holdout:g}"
             )
         if self.labelled is not None:
             if len(self.labelled[0]) < MIN_HOLDOUT:
                 raise InceptionDeployError(
-                    f"--eval-data has {len(self.labelled[0])} images; --int8-max-drop needs at least {MIN_HOLDOUT}"
+                    f"{setting('VerifyRequest.eval_data')} has {len(self.labelled[0])} images; "
+                    f"{setting('Int8Request.max_drop')} needs at least {MIN_HOLDOUT}"
                 )
             return
         files = image_folder(folder).files
         held = round(len(files) * self.holdout)
         if held >= len(files):
             raise InceptionDeployError(
-                f"{folder}: --int8-holdout {self.holdout:g} holds out all {len(files)} images and leaves none to "
-                f"calibrate on: a smaller --int8-holdout, or --eval-data"
+                f"{folder}: {setting('Int8Request.holdout')} {self.holdout:g} holds out all {len(files)} images and "
+                f"leaves none to calibrate on: a smaller {setting('Int8Request.holdout')}, or "
+                f"{setting('VerifyRequest.eval_data')}"
             )
         if held < MIN_HOLDOUT:
             needed = MIN_HOLDOUT / self.holdout
             enough = f"{math.ceil(needed)} images, " if needed <= 1e9 else ""
             raise InceptionDeployError(
-                f"{folder}: --int8-max-drop judges on a held-out {self.holdout:.2g} of the calibration images: "
+                f"{folder}: {setting('Int8Request.max_drop')} judges on a held-out {self.holdout:.2g} of the "
+                f"calibration images: "
                 f"{len(files)} images hold out {held}, at least {MIN_HOLDOUT} are needed "
-                f"({enough}a larger --int8-holdout, or --eval-data)"
+                f"({enough}a larger {setting('Int8Request.holdout')}, or {setting('VerifyRequest.eval_data')})"
             )
 
     def held_out(self, folder) -> list[Path]:

@@ -1,7 +1,7 @@
 """Layers an INT8 model keeps float, named by the PyTorch modules that made them.
 
 Users name layers as they know them, by module path (``Mixed_7c.branch3x3_1.conv``) or a glob
-over paths (``Mixed_7*``); the ONNX graph knows them as nodes. ``metadata.module_paths`` maps one
+over paths (``Mixed_7*``); the ONNX graph knows them as nodes. ``graph.node_modules`` maps one
 to the other. What an INT8 export kept float, and why, is written beside it as
 ``<INT8 file stem>.precision.json``, which ``--int8-keep-float FILE`` reads back to reproduce the
 placement without a search.
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import json_kind, write_json
-from ..metadata import MAX_DOCUMENT_BYTES, load_json, module_paths
+from ..graph import node_modules
+from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..models.registry import canonical_arch
 from .qdq import QUANTIZED_OPS
 
@@ -92,7 +93,7 @@ def maybe_quantized(spec) -> list[str]:
 def quantizable_layers(graph) -> dict[str, list[str]]:
     """Module path -> the nodes INT8 may quantize that it produced (a Conv, or pooling: a functional
     pool is named by the module whose forward calls it, so one path may hold several), in graph order."""
-    paths = module_paths(graph)
+    paths = node_modules(graph)
     layers: dict[str, list[str]] = {}
     for node in graph.node:
         if node.op_type in QUANTIZED_OPS and node.name in paths:

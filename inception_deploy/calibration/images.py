@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, InceptionDeployError, printable
+from ..errors import ConfigError, InceptionDeployError, printable, setting
 from ..inputs import decoded, image_folder, sample_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import bar
@@ -23,7 +23,10 @@ def calibration_folder(calib_dir, samples: bool):
     """The folder to calibrate on: ``calib_dir``, or with ``samples`` the photos shipped with the
     package (a demonstration: five images are far too few, which calibration then warns about)."""
     if calib_dir is not None and samples:
-        raise ConfigError("--calib-dir and --calib-samples both name the calibration images: give one")
+        raise ConfigError(
+            f"{setting('CalibrationRequest.folder')} and {setting('samples')} both name the calibration "
+            f"images: give one"
+        )
     if samples:
         return sample_folder()
     return calib_dir

@@ -16,10 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..fileio import check_writable
+from ..graph import load_onnx
 from ..inputs import image_folder
-from ..metadata import fp32_metadata, load_onnx, preprocess_of
+from ..metadata import fp32_metadata
 from ..progress import Progress, silent, stage
 from .cache import CACHE_FILE, CalibrationCache, graph_digest, preprocess_digest
 from .images import FEW_IMAGES, CalibrationImages
@@ -54,8 +55,8 @@ class CalibrationRequest:
         cache_exists = self.cache is not None and Path(self.cache).exists()
         if self.folder is None and not cache_exists:
             raise InceptionDeployError(
-                "INT8 needs calibration images: pass --calib-dir DIR, an existing "
-                "--calib-cache, or --calib-samples for a demonstration"
+                f"INT8 needs calibration images: pass {setting('CalibrationRequest.folder')}, an existing "
+                f"{setting('CalibrationRequest.cache')}, or {setting('samples')} for a demonstration"
             )
         if cache_exists:
             CalibrationCache.load(self.cache)
@@ -68,8 +69,8 @@ class CalibrationRequest:
         if self.cache is None or not Path(self.cache).exists():
             if self.folder is None:
                 raise InceptionDeployError(
-                    "INT8 needs calibration images (--calib-dir DIR) or an existing "
-                    "calibration cache (--calib-cache FILE)"
+                    f"INT8 needs calibration images ({setting('CalibrationRequest.folder')}) or an existing "
+                    f"calibration cache ({setting('CalibrationRequest.cache')})"
                 )
             return None
         calibration = CalibrationCache.load(self.cache)
@@ -86,10 +87,11 @@ class CalibrationRequest:
         if calibration.images < FEW_IMAGES:  # e.g. left by a --calib-samples demonstration
             log.warning(
                 "%s: reusing a calibration made from only %d images (%d or more recommended); recalibrate "
-                "with --calib-dir on your own images",
+                "with %s on your own images",
                 self.cache,
                 calibration.images,
                 FEW_IMAGES,
+                setting("CalibrationRequest.folder"),
             )
         say(f"reusing calibration cache {self.cache} ({calibration.images} images, {calibration.method})")
         return calibration
@@ -100,7 +102,7 @@ class CalibrationRequest:
         if made != asked:
             raise InceptionDeployError(
                 f"{self.cache}: stale calibration cache: made with {made}, {asked} asked for "
-                f"(delete it or name another --calib-cache)"
+                f"(delete it or name another {setting('CalibrationRequest.cache')})"
             )
         if not self.replace_stale:
             # the image count only decides for our own default cache (a folder with unreadable
@@ -111,7 +113,7 @@ class CalibrationRequest:
             raise InceptionDeployError(
                 f"{self.cache}: stale calibration cache: made from {calibration.images} "
                 f"images, {available} asked for and available (delete it or name another "
-                f"--calib-cache)"
+                f"{setting('CalibrationRequest.cache')})"
             )
 
     def calibrate(
@@ -144,7 +146,7 @@ def calibrate_onnx(
     say = progress or silent
     model = Path(model)
     proto = load_onnx(model)
-    config = preprocess_of(fp32_metadata(proto, model))
+    config = fp32_metadata(proto, model).preprocess
     check_writable(request.cache, CACHE_FILE, inputs=[model])
     with tempfile.TemporaryDirectory(prefix="inception-calib-") as folder:
         prepared = Path(folder) / "prepared.onnx"

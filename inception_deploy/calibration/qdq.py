@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..metadata import INT8_TARGETS
 from .cache import CalibrationCache
 
@@ -63,7 +63,7 @@ def prepare(fp32_path, prepared_path) -> None:
         onnx.save(proto, str(prepared_path))
 
 
-def tensorrt_placement(graph, keep_float: frozenset[str] = frozenset()) -> Placement:
+def tensorrt_placement(graph, float_nodes: frozenset[str] = frozenset()) -> Placement:
     """Where the tensorrt target quantizes a prepared ONNX graph: NVIDIA's "Q/DQ layer placement
     recommendations" (TensorRT developer guide, explicit quantization), and the placement NVIDIA's
     Model Optimizer writes (scripts/modelopt_compare.py). The rules, numbered in the code:
@@ -92,9 +92,10 @@ def tensorrt_placement(graph, keep_float: frozenset[str] = frozenset()) -> Place
     stay float by rules 1 and 2: they are no Conv's input. Where a gated branch meets a projection
     shortcut, the shortcut Conv fuses with the Add and the gated branch is the quantized input.
 
-    Convs named in ``keep_float`` (``--int8-keep-float``, the accuracy budget) stay float, and the
-    rules read "a quantized Conv": a pool only float Convs follow stays float (rule 5), and so does
-    the skip input of a residual Add whose Conv is float (rule 3 pays only in an INT8 kernel).
+    Convs named in ``float_nodes`` (the nodes of the layers kept float: asked for, or by the
+    accuracy budget) stay float, and the rules read "a quantized Conv": a pool only float Convs
+    follow stays float (rule 5), and so does the skip input of a residual Add whose Conv is float
+    (rule 3 pays only in an INT8 kernel).
     """
     producers = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
@@ -104,7 +105,7 @@ def tensorrt_placement(graph, keep_float: frozenset[str] = frozenset()) -> Place
 
     # rule 5: tensors some quantized Conv lies downstream of (the graph is topologically sorted)
     def quantized_conv(node) -> bool:
-        return node.op_type == "Conv" and node.name not in keep_float
+        return node.op_type == "Conv" and node.name not in float_nodes
 
     before_conv: set[str] = set()
     for node in reversed(graph.node):
@@ -122,7 +123,7 @@ def tensorrt_placement(graph, keep_float: frozenset[str] = frozenset()) -> Place
         ]
         if any(from_conv):  # the Conv input fuses with the Add; the other one is the skip
             skip = _skip_of_two_convs(node, producers, graph) if all(from_conv) else (1 if from_conv[0] else 0)
-            if producers[node.input[1 - skip]].name in keep_float:
+            if producers[node.input[1 - skip]].name in float_nodes:
                 continue  # a float Conv fuses with nothing in INT8
             source = producers.get(node.input[skip])
             if (source is not None and source.op_type != "Constant") or any(
@@ -201,11 +202,11 @@ def write_qdq(
     cache: CalibrationCache,
     target: str,
     output: str | os.PathLike,
-    keep_float: frozenset[str] = frozenset(),
+    float_nodes: frozenset[str] = frozenset(),
     weight_bits: int | None = None,
 ) -> None:
     """Quantize the prepared FP32 graph with the cached ranges into ``output``, but the nodes named
-    in ``keep_float``: on the tensorrt target they read float inputs (no Q/DQ of their own, and a
+    in ``float_nodes``: on the tensorrt target they read float inputs (no Q/DQ of their own, and a
     residual Add they would fuse with keeps its skip input float too); on the cpu target ONNX
     Runtime leaves them unquantized. ``weight_bits``: the target's default (WEIGHT_BITS) when None;
     8 on the cpu target for CPUs with VNNI or AMX."""
@@ -219,7 +220,7 @@ def write_qdq(
     options = {}
     if target == "tensorrt":
         graph = onnx.load(str(prepared_path)).graph
-        placement = tensorrt_placement(graph, keep_float)
+        placement = tensorrt_placement(graph, float_nodes)
         ranges = target_ranges(cache, target, placement.range_of)
         types = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         options = dict(op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_quantize=placement.nodes)
@@ -239,7 +240,7 @@ def write_qdq(
         # 7-bit weights: no 16-bit saturation without VNNI
         options = dict(
             reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7,
-            nodes_to_exclude=sorted(keep_float),
+            nodes_to_exclude=sorted(float_nodes),
             op_types_to_quantize=sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(CPU_FLOAT_OPS)),
         )
         extra = {"WeightSymmetric": True}
@@ -263,10 +264,10 @@ def write_qdq(
                 **types,
                 **options,
             )
-    if target == "tensorrt" and (placement.skips or keep_float):
+    if target == "tensorrt" and (placement.skips or float_nodes):
         proto = onnx.load(str(output))
         _quantize_skips(proto.graph, placement.skips, ranges)
-        _float_inputs(proto.graph, keep_float)
+        _float_inputs(proto.graph, float_nodes)
         onnx.save(proto, str(output))
 
 
@@ -274,9 +275,12 @@ def check_weight_bits(target: str, weight_bits: int | None) -> None:
     if target not in INT8_TARGETS:
         raise InceptionDeployError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
     if weight_bits not in (None, 7, 8):
-        raise InceptionDeployError(f"--int8-weight-bits must be 7 or 8, not {weight_bits}")
+        raise InceptionDeployError(f"{setting('Int8Request.weight_bits')} must be 7 or 8, not {weight_bits}")
     if target == "tensorrt" and weight_bits == 7:
-        raise InceptionDeployError("--int8-weight-bits 7 is for --int8-target cpu; TensorRT's INT8 weights are 8-bit")
+        raise InceptionDeployError(
+            f"{setting('Int8Request.weight_bits')} 7 is for {setting('Int8Request.target')} cpu; "
+            f"TensorRT's INT8 weights are 8-bit"
+        )
 
 
 def float_behind_qdq(graph) -> dict[str, str]:
@@ -290,12 +294,12 @@ def float_behind_qdq(graph) -> dict[str, str]:
     }
 
 
-def _float_inputs(graph, keep_float: frozenset[str]) -> None:
-    """Feed the ``keep_float`` nodes the float tensors quantize_static rewired to a shared
+def _float_inputs(graph, float_nodes: frozenset[str]) -> None:
+    """Feed the ``float_nodes`` nodes the float tensors quantize_static rewired to a shared
     DequantizeLinear, and drop the Q/DQ pairs no node reads any more."""
     float_of = float_behind_qdq(graph)
     for node in graph.node:
-        if node.name in keep_float and node.input and node.input[0] in float_of:
+        if node.name in float_nodes and node.input and node.input[0] in float_of:
             node.input[0] = float_of[node.input[0]]  # the activation; weights of a float node are float
     read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
     while True:

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InceptionDeployError
-from ..metadata import load_onnx, module_paths, onnx_metadata
+from ..errors import InceptionDeployError, setting
+from ..graph import load_onnx, node_modules
+from ..metadata import onnx_metadata
 from ..runtime.onnxruntime_backend import session_options
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
@@ -57,7 +58,7 @@ class SensitivityReport:
 
     def summary(self) -> str:
         top = list(dict.fromkeys(layer.module for layer in self.layers if layer.module))[:3]
-        keep = " ".join(f"--int8-keep-float {module}" for module in top)
+        keep = " ".join(f"{setting('Int8Request.keep_float')} {module}" for module in top)
         return (
             f"{self.candidate}: {len(self.layers)} quantized layers ranked on {self.images} images; "
             f"to keep the most sensitive float: {keep or '(no module names in this file)'}"
@@ -75,20 +76,21 @@ def ranked_files(candidates) -> list:
     ranked = []
     for path in candidates:
         proto = load_onnx(path)
-        meta = onnx_metadata(proto, path) or {}
-        if meta.get("precision") != "int8":
+        meta = onnx_metadata(proto, path)
+        if meta is None or meta.precision != "int8":
             continue
-        target = meta.get("int8_target", "tensorrt")
+        target = meta.int8_target
         if _stores_int8_weights(proto.graph):  # the graph's word over the metadata's
             target = "cpu"
-        if target != "tensorrt" or meta.get("int8_remainder", "fp32") != "fp32":
+        if target != "tensorrt" or meta.int8_remainder != "fp32":
             raise InceptionDeployError(
-                f"{path}: --sensitivity ranks INT8 files of the tensorrt target with an FP32 remainder, this one is "
+                f"{path}: {setting('sensitivity')} ranks INT8 files of the tensorrt target with an FP32 "
+                f"remainder, this one is "
                 + (f"for the {target} target (its weights are stored as int8)" if target != "tensorrt" else "FP16")
             )
         ranked.append(path)
     if not ranked:
-        raise InceptionDeployError("--sensitivity needs an INT8 file of the tensorrt target (with --onnx)")
+        raise InceptionDeployError(f"{setting('sensitivity')} needs an INT8 file of the tensorrt target")
     return ranked
 
 
@@ -105,7 +107,7 @@ def file_sensitivity(reference, candidate, images: np.ndarray) -> SensitivityRep
     from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     fp32_logits = OnnxRuntimeBackend(reference).infer(images)
-    modules = module_paths(load_onnx(candidate).graph)
+    modules = node_modules(load_onnx(candidate).graph)
     layers = layer_sensitivity(candidate, fp32_logits, images, modules)
     return SensitivityReport(str(reference), str(candidate), len(images), layers)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import WeightsError, setting
 from ..fileio import Kind, atomic_path, check_input_file, sha256_file
 from ..models.registry import ArchSpec, PretrainedWeights, spec_for_model
 from ..progress import bar
@@ -325,6 +325,6 @@ def _fetch(url: str, out, progress: bool) -> str:
         reason = getattr(e, "reason", None) or e
         raise WeightsError(
             f"could not download {url} ({reason}); download it on a connected machine "
-            f"and pass the local file instead (weights=PATH / --weights FILE)"
+            f"and pass the local file as {setting('weights')} instead"
         ) from None
     return sha.hexdigest()

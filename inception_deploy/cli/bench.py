@@ -10,8 +10,6 @@ from ..errors import ConfigError, InceptionDeployError
 from ..fileio import write_json
 from ..verify.bench import (
     BENCH_RESULTS,
-    parse_batch_sizes,
-    parse_devices,
     plot_latency,
     run_benchmarks,
     table,
@@ -81,13 +79,13 @@ def bench_command(
 ):
     """Latency (p50/p90/p99) and throughput per model and batch size, each point in its own process,
     with eager torch baselines in the same run so every figure is also a ratio."""
-    sizes = parse_batch_sizes(batch_sizes)
+    sizes = _integers(batch_sizes, "--batch-sizes")
     if not models and not torch_arch:
         raise ConfigError("nothing to benchmark: pass model files and/or --torch-arch")
     if torch_compile and not torch_arch:
         raise ConfigError("--torch-compile needs --torch-arch")
     check_outputs(models, json_out, BENCH_RESULTS, plot)
-    devices = parse_devices(device, precision)
+    devices = tuple(dict.fromkeys(d.strip() for d in device.split(",") if d.strip()))
     for model in models:
         if not os.path.isfile(model):
             raise InceptionDeployError(f"{model}: no such model file")
@@ -116,3 +114,11 @@ def bench_command(
     if plot:
         plot_latency(results, plot)
         announce(f"wrote {plot}")
+
+
+def _integers(text: str, flag: str) -> list[int]:
+    """``1,8,32`` as sorted integers (their range is the API's to check)."""
+    try:
+        return sorted({int(b) for b in text.split(",") if b.strip()})
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated integers, not {text!r}") from None

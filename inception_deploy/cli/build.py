@@ -125,7 +125,7 @@ def build_command(
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_NO_ENGINE)
     click.echo(
-        f"wrote {built.path} (+ {built.sidecar.name}, TensorRT {built.metadata['tensorrt']['version']}, "
-        f"{built.metadata['precision']}, GPU {built.metadata['gpu']['name']}) in {built.seconds:.1f} s"
+        f"wrote {built.path} (+ {built.sidecar.name}, TensorRT {built.metadata.tensorrt['version']}, "
+        f"{built.metadata.precision}, GPU {built.metadata.gpu['name']}) in {built.seconds:.1f} s"
     )
-    click.echo(f"engine precision: {describe_layers(built.metadata.get('layers'))}")
+    click.echo(f"engine precision: {describe_layers(built.metadata.layers)}")

@@ -276,9 +276,9 @@ def export_command(
         meta = result.engine.metadata
         click.echo(
             f"wrote {printable(result.engine.path)} (+ {result.engine.sidecar.name}, TensorRT "
-            f"{meta['tensorrt']['version']}, {meta['precision']}) in {result.engine.seconds:.1f} s"
+            f"{meta.tensorrt['version']}, {meta.precision}) in {result.engine.seconds:.1f} s"
         )
-        click.echo(f"engine precision: {describe_layers(meta.get('layers'))}")
+        click.echo(f"engine precision: {describe_layers(meta.layers)}")
         if result.engine_parity is not None:
             click.echo(safe_lines(result.engine_parity.table()))
     if result.engine_skipped:

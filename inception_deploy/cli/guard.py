@@ -21,7 +21,7 @@ import threading
 
 import click
 
-from ..errors import InceptionDeployError, printable
+from ..errors import InceptionDeployError, named_settings, printable
 from ..progress import write_line
 
 EXIT_PARTLY_FAILED = 1
@@ -42,7 +42,8 @@ def one_line_errors(fn):
             interrupts.install()
             log_to_stderr()
             try:
-                return fn(*args, **kwargs)
+                with named_settings(SETTING_FLAGS):
+                    return fn(*args, **kwargs)
             except InceptionDeployError as e:
                 interrupts.hold()
                 fail(printable(e))
@@ -67,6 +68,45 @@ def one_line_errors(fn):
             interrupts.restore()
 
     return wrapper
+
+
+# The flag of each setting that errors below the CLI name by its API name (errors.setting); a
+# test keeps this table complete.
+SETTING_FLAGS = {
+    "arch": "--arch",
+    "weights": "--weights",
+    "class_map": "--class-map",
+    "ground_truth": "--ground-truth",
+    "resize": "--resize",
+    "crop_pct": "--crop-pct",
+    "plot": "--plot",
+    "model": "--model",
+    "replace": "--force",
+    "resume": "--resume",
+    "max_batch": "--max-batch",
+    "version_compatible": "--version-compatible",
+    "batch_sizes": "--batch-sizes",
+    "device": "--device",
+    "precision": "--precision",
+    "torch_arch": "--torch-arch",
+    "layerwise": "--layerwise",
+    "sensitivity": "--sensitivity",
+    "onnx_files": "--onnx",
+    "samples": "--calib-samples",
+    "ExportRequest.batch": "--batch",
+    "ExportRequest.max_batch": "--max-batch",
+    "ExportRequest.opset": "--opset",
+    "CalibrationRequest.folder": "--calib-dir",
+    "CalibrationRequest.cache": "--calib-cache",
+    "Int8Request.target": "--int8-target",
+    "Int8Request.remainder": "--int8-remainder",
+    "Int8Request.weight_bits": "--int8-weight-bits",
+    "Int8Request.keep_float": "--int8-keep-float",
+    "Int8Request.max_drop": "--int8-max-drop",
+    "Int8Request.holdout": "--int8-holdout",
+    "VerifyRequest.eval_data": "--eval-data",
+    "RayOptions.address": "--ray-address",
+}
 
 
 # the extra that installs each optional dependency a command may import

@@ -82,11 +82,11 @@ def report_artifact(result):
     shape = lambda dims: "x".join(str(d) for d in dims)  # noqa: E731
     verb = "kept" if result.reused else "wrote"
     click.echo(
-        f"{verb} {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata['precision']}, "
+        f"{verb} {printable(result.path)} ({result.size_bytes / 1e6:.1f} MB, {result.metadata.precision}, "
         f"opset {result.opset}, {result.exporter} exporter, {result.input_name}[{shape(result.input_shape)}] "
         f"-> {result.output_name}[{shape(result.output_shape)}]) in {result.seconds:.1f} s"
     )
-    floats = result.metadata.get("int8_float_modules")
+    floats = result.metadata.int8_float_modules
     if floats:
         shown = ", ".join(floats[:4]) + (f" and {len(floats) - 4} more" if len(floats) > 4 else "")
         click.echo(

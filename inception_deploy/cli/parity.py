@@ -119,7 +119,7 @@ def parity_command(
     if save_outputs and not layerwise:
         raise ConfigError("--save-outputs needs --layerwise")
     if layerwise or sensitivity:
-        reference, candidates = layerwise_files(onnx_files, engines, "--layerwise" if layerwise else "--sensitivity")
+        reference, candidates = layerwise_files(onnx_files, engines, "layerwise" if layerwise else "sensitivity")
     if sensitivity:
         int8_files = ranked_files(candidates)
     check_outputs([*artifacts, weights, images], json_out, PARITY_REPORT, save_outputs=save_outputs)

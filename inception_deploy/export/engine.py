@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import InceptionDeployError
 from ..fileio import Kind, atomic_path, check_writable, sha256_file
-from ..metadata import ENGINE, ENGINE_SIDECAR, load_onnx, onnx_metadata, sidecar_path
+from ..graph import load_onnx
+from ..metadata import ENGINE, ENGINE_SIDECAR, Metadata, onnx_metadata, sidecar_path
 from ..progress import Progress, heartbeat, silent
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class EngineResult:
     path: Path
     sidecar: Path
     seconds: float
-    metadata: dict
+    metadata: Metadata
 
 
 def engine_unavailable_reason() -> str | None:
@@ -118,7 +119,7 @@ def build_engine(
         config.builder_optimization_level = opt_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precision for the report
     if not strongly_typed:  # TensorRT 8.x: precision still needs the (since removed) builder flags
-        precision = metadata.get("precision")
+        precision = metadata.precision
         for flag in ("FP16",) if precision == "fp16" else ("INT8", "FP16") if precision == "int8" else ():
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if version_compatible:
@@ -139,7 +140,7 @@ def build_engine(
     say = progress or silent
     batches = f"batch {min_batch}" if min_batch == max_batch else f"batch {min_batch}-{max_batch}, opt {opt_batch}"
     say(
-        f"building the TensorRT engine {engine_path} ({metadata.get('precision')}, "
+        f"building the TensorRT engine {engine_path} ({metadata.precision}, "
         f"{batches if profile_shapes else 'static batch'}); this takes minutes..."
     )
     with heartbeat(say, "building the TensorRT engine"):
@@ -148,9 +149,10 @@ def build_engine(
         errors = "; ".join(logger.errors[-3:]) or "no error logged"
         raise InceptionDeployError(f"{onnx_path}: TensorRT could not build the engine: {errors}")
     layers = precision_report(trt, logger, bytes(serialized), version_compatible)
-    _warn_precision(engine_path, metadata.get("precision"), layers)
-    sidecar = dict(metadata)
-    sidecar.update(
+    _warn_precision(engine_path, metadata.precision, layers)
+    sidecar = metadata.updated(
+        engine_path,
+        drop=("parity",),  # the ONNX's parity says nothing about the engine
         layers=layers,
         tensorrt={
             "version": trt.__version__,
@@ -165,13 +167,12 @@ def build_engine(
         profile=profile_shapes,
         onnx_file=onnx_path.name,
         onnx_sha256=sha256_file(onnx_path),
-        max_batch=profile_shapes["max"][0] if profile_shapes else metadata.get("batch"),
+        max_batch=profile_shapes["max"][0] if profile_shapes else metadata.batch,
     )
-    sidecar.pop("parity", None)  # the ONNX's parity says nothing about the engine
     with atomic_path(engine_path, ENGINE) as plan_tmp:  # both or neither: the sidecar goes in first, then the plan
         plan_tmp.write_bytes(bytes(serialized))
         with atomic_path(sidecar_path(engine_path), ENGINE_SIDECAR) as sidecar_tmp:
-            sidecar_tmp.write_text(json.dumps(sidecar, indent=1))
+            sidecar_tmp.write_text(sidecar.to_json(indent=1))
     if timing_cache:
         _save_timing_cache(config, timing_cache)
     return EngineResult(engine_path, sidecar_path(engine_path), time.perf_counter() - start, sidecar)

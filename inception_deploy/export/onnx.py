@@ -19,11 +19,12 @@ from pathlib import Path
 from .. import __version__
 from ..checkpoints.weights import download
 from ..checkpoints.zoo import INIT_SEED, PRETRAINED, create_model
-from ..errors import InceptionDeployError, first_line
+from ..errors import InceptionDeployError, first_line, setting
 from ..fileio import atomic_path, sha256_file, write_failure
+from ..graph import load_onnx
 from ..inputs import sample_photos
 from ..labels import labels_digest, resolve_labels
-from ..metadata import ONNX_MODEL, SCHEMA_VERSION, load_onnx, onnx_metadata, set_onnx_metadata
+from ..metadata import ONNX_MODEL, SCHEMA_VERSION, Metadata, onnx_metadata, set_onnx_metadata, validate_metadata
 from ..models.registry import ArchSpec, check_input_size, get_arch, spec_for_model
 from ..preprocess import PreprocessConfig
 from ..progress import silent, stage
@@ -48,7 +49,7 @@ class ExportResult:
     input_shape: list
     output_name: str
     output_shape: list
-    metadata: dict
+    metadata: Metadata
     parity: ParityReport | None
     seconds: float
     model: object = None  # the eager torch model exported (FP32 reference of later stages)
@@ -60,15 +61,15 @@ class ExportResult:
         return self.path.stat().st_size
 
     @classmethod
-    def of(cls, path: Path, proto, metadata: dict, parity, start: float, model=None) -> "ExportResult":
+    def of(cls, path: Path, proto, metadata: Metadata, parity, start: float, model=None) -> "ExportResult":
         """The result of writing ``proto`` (with ``metadata``) to ``path``, begun at ``start``
         (``time.perf_counter``): every stage's file is described the same way."""
         graph = proto.graph
         return cls(
             Path(path),
-            metadata["arch"],
-            metadata["opset"],
-            metadata["exporter"],
+            metadata.arch,
+            metadata.opset,
+            metadata.exporter,
             graph.input[0].name,
             value_shape(graph.input[0]),
             graph.output[0].name,
@@ -145,7 +146,7 @@ def export_onnx(
             raise InceptionDeployError(f"asked for opset {opset} but the {exporter} exporter wrote {written}")
         _name_io(proto, dynamic=batch is None)
         strip_build_details(proto)
-        metadata = {
+        document = {
             "schema": SCHEMA_VERSION,
             "arch": spec.name,
             "reference": spec.reference,
@@ -161,13 +162,14 @@ def export_onnx(
             "versions": _versions(),
             "export_request": request,
         }
+        metadata = validate_metadata(document, output)
         set_onnx_metadata(proto, metadata)
         _check(proto, output, num_classes)
         _save(proto, tmp)
         report = None
         if check_parity:
             report = check_onnx_parity(model, tmp, config, batch, max_batch, say=say)
-            metadata["parity"] = report.to_dict()
+            metadata = metadata.updated(output, parity=report.to_dict())
             set_onnx_metadata(proto, metadata)
             _save(proto, tmp)
     return ExportResult.of(output, proto, metadata, report, start, model)
@@ -219,17 +221,17 @@ def _reuse(
         metadata = onnx_metadata(proto, output)
     except InceptionDeployError:
         return None  # not ours, or unreadable: exported over, as before
-    if metadata is None or metadata.get("precision", "fp32") != "fp32" or metadata.get("export_request") != request:
+    if metadata is None or metadata.precision != "fp32" or metadata.export_request != request:
         return None
     say(
         f"reusing {output}: exported earlier from the same arch, weights and options (export digest "
         f"{request[:12]}); delete it to export again"
     )
     report = None
-    if check_parity and (recheck or not isinstance(metadata.get("parity"), dict)):
+    if check_parity and (recheck or metadata.parity is None):
         report = check_onnx_parity(model, output, config, batch, max_batch, say=say)
     elif check_parity:
-        report = ParityReport.from_dict(metadata["parity"])
+        report = ParityReport.from_dict(metadata.parity)
         say(f"parity recorded when {output} was written: {report.verdict} (the same export: not measured again)")
     result = ExportResult.of(output, proto, metadata, report, start, model)
     result.reused = True
@@ -275,9 +277,9 @@ def _without_aux(model, spec: ArchSpec):
 
 def _check_batch(batch, max_batch):
     if batch is not None and batch < 1:
-        raise InceptionDeployError(f"--batch must be at least 1, not {batch}")
+        raise InceptionDeployError(f"{setting('ExportRequest.batch')} must be at least 1, not {batch}")
     if batch is None and max_batch < 1:
-        raise InceptionDeployError(f"--max-batch must be at least 1, not {max_batch}")
+        raise InceptionDeployError(f"{setting('ExportRequest.max_batch')} must be at least 1, not {max_batch}")
 
 
 def _choose_exporter(opset: int | None) -> str:

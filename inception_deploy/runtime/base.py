@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InceptionDeployError
 from ..labels import resolve_labels
-from ..metadata import METADATA_KEY, parse_metadata
+from ..metadata import METADATA_KEY, Metadata, parse_metadata, validate_metadata
 from ..models.registry import get_arch
 
 ONNX_SUFFIXES = (".onnx",)
@@ -19,7 +19,7 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino")
 
 class Backend(Protocol):
     path: Path
-    metadata: dict  # the toolkit's metadata: preprocess, labels, precision, ...
+    metadata: Metadata  # the toolkit's metadata: preprocess, labels, precision, ...
     input_shape: tuple  # (batch or None, 3, H, W)
     min_batch: int
     max_batch: int | None  # None: no limit
@@ -33,7 +33,7 @@ class Backend(Protocol):
         """One line: backend, device, providers actually used, precision."""
 
 
-def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | None, num_classes: int) -> dict:
+def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | None, num_classes: int) -> Metadata:
     """The artifact's own metadata, or (given ``arch``) one built from the registry.
 
     The artifact wins when it has metadata: its preprocessing is what it was exported with.
@@ -47,13 +47,14 @@ def resolve_metadata(props: dict[str, str] | None, source: Path, arch: str | Non
             f"{source}: the output's class count is not fixed in the graph; cannot supply labels for it"
         )
     names, label_source = resolve_labels(None, num_classes)
-    return {
+    document = {
         "arch": spec.name,
         "num_classes": num_classes,
         "precision": "unknown",
         "preprocess": spec.preprocess.to_dict(),
         "labels": {"source": label_source, "names": names},
     }
+    return validate_metadata(document, source)
 
 
 def padded_chunks(batch: np.ndarray, step: int | None, min_batch: int = 1):

@@ -89,10 +89,10 @@ class OnnxRuntimeBackend:
             dict(self.session.get_modelmeta().custom_metadata_map), self.path, arch, num_classes
         )
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
-        self.precision = self.metadata.get("precision", "fp32")
+        self.precision = self.metadata.precision
         fixed = self.input_shape[0]
         self.min_batch = fixed or 1
-        self.max_batch = fixed or max_batch or self.metadata.get("max_batch")
+        self.max_batch = fixed or max_batch or self.metadata.max_batch
         self.providers = tuple(self.session.get_providers())
         self.fell_back = self.providers[0] != self.requested[0]
         if self.fell_back:
@@ -118,9 +118,7 @@ class OnnxRuntimeBackend:
         return f"onnxruntime {device}" + (f" (fell back from {self.requested[0]})" if self.fell_back else "")
 
     def describe(self) -> str:
-        return (
-            f"{self.name}, providers {', '.join(self.providers)}, precision {self.metadata.get('precision', 'unknown')}"
-        )
+        return f"{self.name}, providers {', '.join(self.providers)}, precision {self.metadata.precision}"
 
 
 def _requested_providers(device: str, available: list[str], path: Path) -> list[str]:

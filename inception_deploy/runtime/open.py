@@ -6,8 +6,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from .base import DEVICES, ENGINE_SUFFIXES, ONNX_SUFFIXES, Backend
+
+
+def check_execution(devices: tuple[str, ...], precision: str | None) -> None:
+    """Known devices, and bf16 only where one of ``devices`` is OpenVINO's (the only CPU backend
+    with bfloat16 kernels; "auto" picks it for bf16)."""
+    unknown = [d for d in devices if d not in DEVICES]
+    if not devices or unknown:
+        raise InceptionDeployError(f"unknown device {(unknown or [''])[0]!r}; choose from {', '.join(DEVICES)}")
+    if precision not in (None, "bf16"):
+        raise InceptionDeployError(f"unknown execution precision {precision!r}; choose bf16 or leave it out")
+    if precision == "bf16" and not {"auto", "openvino"} & set(devices):
+        raise InceptionDeployError(
+            f"{setting('precision')} bf16 runs on OpenVINO: use {setting('device')} openvino, not {', '.join(devices)}"
+        )
 
 
 def open_backend(
@@ -25,12 +39,7 @@ def open_backend(
     OpenVINO's "latency" or "throughput" performance hint. ``threads``: CPU threads for ONNX
     Runtime or OpenVINO (default: all cores; several processes on one machine each want fewer)."""
     path = Path(path)
-    if device not in DEVICES:
-        raise InceptionDeployError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
-    if precision not in (None, "bf16"):
-        raise InceptionDeployError(f"unknown execution precision {precision!r}; choose bf16 or leave it out")
-    if precision == "bf16" and device not in ("auto", "openvino"):
-        raise InceptionDeployError(f"--precision bf16 runs on OpenVINO: use --device openvino, not {device}")
+    check_execution((device,), precision)
     if not path.is_file():
         raise InceptionDeployError(f"{path}: no such model file")
     suffix = path.suffix.lower()
@@ -46,10 +55,9 @@ def open_backend(
         return OnnxRuntimeBackend(path, device=device, arch=arch, threads=threads)
     if suffix in ENGINE_SUFFIXES:
         if device not in ("auto", "tensorrt") or precision is not None:
+            asked = f"{setting('device')} {device}" + (f" {setting('precision')} {precision}" if precision else "")
             raise InceptionDeployError(
-                f"{path}: TensorRT engines run on the GPU in the precision they were built "
-                f"with; --device {device}{' --precision ' + precision if precision else ''} "
-                f"needs an .onnx"
+                f"{path}: TensorRT engines run on the GPU in the precision they were built with; {asked} needs an .onnx"
             )
         from .tensorrt_backend import TensorRTBackend
 

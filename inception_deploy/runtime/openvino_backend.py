@@ -15,7 +15,8 @@ import numpy as np
 
 from ..cpu import thread_cap
 from ..errors import InceptionDeployError, first_line
-from ..metadata import check_graph_shape, load_onnx
+from ..graph import load_onnx
+from ..metadata import check_graph_shape
 from .base import resolve_metadata, split_batches
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class OpenVINOBackend:
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
         self.input_dtype = np.float16 if model.inputs[0].get_element_type() == ov.Type.f16 else np.float32
         self.min_batch = self.input_shape[0] or 1
-        self.max_batch = self.input_shape[0] or max_batch or self.metadata.get("max_batch")
+        self.max_batch = self.input_shape[0] or max_batch or self.metadata.max_batch
         self.executes = _type_name(str(self.compiled.get_property(hints.inference_precision)))  # read back
         if precision == "bf16" and self.executes != "bf16":
             raise InceptionDeployError(
@@ -100,7 +101,7 @@ class OpenVINOBackend:
                 f"{self.executes}; its CPU capabilities: "
                 f"{', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))})"
             )
-        recorded = self.metadata.get("precision", "fp32")
+        recorded = self.metadata.precision
         self.precision = "bf16" if self.executes == "bf16" and recorded in ("fp32", "unknown") else recorded
         self.mode = mode
         self.streams = self.compiled.get_property(props.optimal_number_of_infer_requests) if mode == "throughput" else 1
@@ -130,7 +131,7 @@ class OpenVINOBackend:
         return f"openvino cpu ({self.mode}" + (f", {self.streams} streams)" if self.streams > 1 else ")")
 
     def describe(self) -> str:
-        return f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, float ops in {self.executes}"
+        return f"{self.name}, precision {self.metadata.precision}, float ops in {self.executes}"
 
 
 def _reason(error: Exception) -> str:

@@ -17,10 +17,9 @@ import numpy as np
 from PIL import Image
 
 from ..cpu import int8_may_saturate
-from ..errors import InceptionDeployError, first_line, printable
+from ..errors import InceptionDeployError, first_line, printable, setting
 from ..inputs import InputError, describe_image_error, fetch_uri, is_uri
 from ..labels import read_labels
-from ..metadata import preprocess_of
 from ..models.registry import canonical_arch, get_arch
 from ..postprocess import softmax, top_k
 from ..preprocess import load_image, normalize
@@ -74,11 +73,11 @@ class Predictor:
             model_path, device=device, arch=arch, precision=precision, openvino_mode=openvino_mode, threads=threads
         )
         meta = self.backend.metadata
-        self.config = preprocess_of(meta)
-        self.labels = read_labels(labels) if labels else meta["labels"]["names"]
-        if len(self.labels) != meta["num_classes"]:
+        self.config = meta.preprocess
+        self.labels = read_labels(labels) if labels else meta.labels
+        if len(self.labels) != meta.num_classes:
             raise InceptionDeployError(
-                f"{labels}: has {len(self.labels)} labels but {model_path} has {meta['num_classes']} classes"
+                f"{labels}: has {len(self.labels)} labels but {model_path} has {meta.num_classes} classes"
             )
         limit = self.backend.max_batch or 64
         self.batch_size = min(batch_size or min(8, limit), limit)
@@ -151,22 +150,22 @@ def caveats(backend, model_path, arch: str | None = None) -> list[str]:
     weights on a CPU whose int8 sums can saturate."""
     meta, name, lines = backend.metadata, backend.name, []
     model = printable(model_path)
-    if arch is not None and canonical_arch(meta.get("arch")) != get_arch(arch).name:
+    if arch is not None and canonical_arch(meta.arch) != get_arch(arch).name:
         lines.append(
-            f"warning: {model} was exported from {meta.get('arch')} and carries its preprocessing and labels; "
-            f"--arch {printable(arch)} ignored"
+            f"warning: {model} was exported from {meta.arch} and carries its preprocessing and labels; "
+            f"{setting('arch')} {printable(arch)} ignored"
         )
-    if "init_seed" in (meta.get("weights") or {}):
+    if meta.random_weights:
         lines.append(f"note: {model} was exported with randomly initialised weights: its labels mean nothing")
-    if meta.get("int8_target") == "tensorrt" and name.startswith("onnxruntime cpu"):
+    if meta.int8_target == "tensorrt" and name.startswith("onnxruntime cpu"):
         lines.append(
             f"warning: {model} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32 "
-            f"(export --int8-target cpu for CPU serving)"
+            f"(export with {setting('Int8Request.target')} cpu for CPU serving)"
         )
     if int8_may_saturate(meta, name):
         lines.append(
             f"warning: {model} has 8-bit INT8 weights and this CPU has no VNNI: {name}'s int8 sums can "
-            f"saturate (check it with inception-parity; --int8-target cpu writes 7-bit weights, which "
+            f"saturate (check its parity; {setting('Int8Request.target')} cpu writes 7-bit weights, which "
             f"cannot)"
         )
     return lines

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError, first_line
+from ..errors import InceptionDeployError, first_line, setting
 from ..metadata import check_graph_shape, read_sidecar, sidecar_path
 from .base import resolve_metadata, split_batches
 
@@ -127,10 +127,9 @@ def _driver_advice(cudart) -> str:
     return ""
 
 
-def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> None:
-    """Refuse an engine built for another TensorRT or GPU, unless built to be portable."""
-    built = sidecar.get("tensorrt", {})
-    built_gpu = sidecar.get("gpu", {})
+def check_compatible(path: Path, built: dict, built_gpu: dict, trt_version: str, gpu: dict) -> None:
+    """Refuse an engine built (``built``: its sidecar's TensorRT build, ``built_gpu`` its GPU) for
+    another TensorRT or GPU, unless built to be portable."""
     where = (
         f"built with TensorRT {built.get('version', '?')} on {built_gpu.get('name', '?')} "
         f"(compute capability {built_gpu.get('compute_capability', '?')})"
@@ -138,7 +137,7 @@ def check_compatible(path: Path, sidecar: dict, trt_version: str, gpu: dict) -> 
     if built.get("version") != trt_version and not built.get("version_compatible"):
         raise InceptionDeployError(
             f"{path}: {where}, but this machine has TensorRT {trt_version}; rebuild it here "
-            f"with inception-build (or build with --version-compatible)"
+            f"(or build it with {setting('version_compatible')})"
         )
     portable = str(built.get("hardware_compatibility") or "none").lower() not in ("none", "same_compute_capability")
     if built_gpu.get("compute_capability") != gpu["compute_capability"] and not portable:
@@ -190,15 +189,15 @@ class TensorRTBackend:
         if sidecar is None and arch is None:
             raise InceptionDeployError(
                 f"{self.path}: no sidecar {sidecar_path(self.path).name} beside the engine (inception-build writes "
-                f"it: preprocessing, labels, TensorRT version); rebuild the engine, or pass --arch"
+                f"it: preprocessing, labels, TensorRT version); rebuild the engine, or pass {setting('arch')}"
             )
         trt = self.trt = import_tensorrt(str(self.path))
         cudart = self.cudart = import_cudart(str(self.path))
         gpu = current_gpu(cudart)
         if sidecar is not None:
-            check_compatible(self.path, sidecar, trt.__version__, gpu)
+            check_compatible(self.path, sidecar.tensorrt, sidecar.gpu, trt.__version__, gpu)
         self.logger = make_logger(trt)
-        version_compatible = bool(sidecar and sidecar.get("tensorrt", {}).get("version_compatible"))
+        version_compatible = bool(sidecar and sidecar.tensorrt.get("version_compatible"))
         self.engine = deserialize(trt, self.logger, self.path.read_bytes(), str(self.path), version_compatible)
         if self.engine is None:
             reason = self.logger.errors[-1] if self.logger.errors else "unknown reason"
@@ -224,7 +223,7 @@ class TensorRTBackend:
         num_classes = int(self.engine.get_tensor_shape(self.output_name)[-1])
         self.metadata = sidecar if sidecar is not None else resolve_metadata(None, self.path, arch, num_classes)
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)
-        self.precision = self.metadata.get("precision", "fp32")
+        self.precision = self.metadata.precision
         self.context = self.engine.create_execution_context()
         self.stream = cuda_check(cudart, cudart.cudaStreamCreate())  # non-default: no implicit device syncs
         self.gpu = gpu
@@ -271,10 +270,7 @@ class TensorRTBackend:
         return f"tensorrt {self.trt.__version__} on {self.gpu['name']}"
 
     def describe(self) -> str:
-        return (
-            f"{self.name}, precision {self.metadata.get('precision', 'unknown')}, "
-            f"batch {self.min_batch}-{self.max_batch}"
-        )
+        return f"{self.name}, precision {self.metadata.precision}, batch {self.min_batch}-{self.max_batch}"
 
     def close(self):
         self.inp.free()

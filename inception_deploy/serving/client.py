@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import InceptionDeployError, first_line
+from ..errors import InceptionDeployError, first_line, setting
 from ..inputs import InputError, describe_os_error
 from ..runtime.predictor import Prediction, prediction
 from .repository import IMAGE_INPUT, LABELS_PARAMETER, PROBABILITIES
@@ -93,7 +93,9 @@ class TritonClient:
         pipelines = sorted(m["name"] for m in models if m["name"].endswith("_pipeline") and m.get("state") == "READY")
         if len(pipelines) != 1:
             found = ", ".join(pipelines) or "none"
-            raise ClientError(f"{url}: choose the pipeline to use with --model (ready *_pipeline models: {found})")
+            raise ClientError(
+                f"{url}: choose the pipeline to use with {setting('model')} (ready *_pipeline models: {found})"
+            )
         return pipelines[0]
 
     def _check_pipeline(self, client, url: str) -> int:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InceptionDeployError, first_line, printable
+from ..errors import InceptionDeployError, first_line, printable, setting
 from ..fileio import check_folder_writable, current_umask, write_failure
-from ..metadata import check_graph_shape, read_sidecar
+from ..metadata import Metadata, check_graph_shape, read_sidecar
 from ..runtime.base import ENGINE_SUFFIXES, ONNX_SUFFIXES, resolve_metadata
 from ..runtime.onnxruntime_backend import session_options
 
@@ -48,7 +48,7 @@ class Artifact:
 
     path: Path
     kind: str  # "onnx" or "plan"
-    metadata: dict
+    metadata: Metadata
     input_name: str
     output_name: str
     dtype: str  # of the input and output: "float32" or "float16"
@@ -115,7 +115,7 @@ def _inspect_onnx(path: Path, arch: str | None) -> Artifact:
             f"{path}: takes a fixed batch of {batch}; Triton sends any batch up to "
             f"max_batch_size: export with a dynamic batch (the default)"
         )
-    max_batch = 1 if isinstance(batch, int) else min(meta.get("max_batch") or 64, MAX_TRITON_BATCH)
+    max_batch = 1 if isinstance(batch, int) else min(meta.max_batch or 64, MAX_TRITON_BATCH)
     return Artifact(path, "onnx", meta, inputs[0].name, outputs[0].name, dtypes[inputs[0].type], max_batch)
 
 
@@ -126,27 +126,24 @@ def _inspect_plan(path: Path) -> Artifact:
             f"{path}: no {path.name}.json sidecar; Triton needs the engine's input shape, "
             f"preprocessing and labels (build it with inception-build)"
         )
-    io = sidecar.get("io") or _io_of_source_onnx(path, sidecar)
-    profile = sidecar.get("profile")
+    io = sidecar.io or _io_of_source_onnx(path, sidecar)
+    profile = sidecar.profile
     batches = tuple(profile[k][0] for k in ("min", "opt", "max")) if profile else ()
     if batches and batches[0] != 1:
         raise RepositoryError(f"{path}: its profile starts at batch {batches[0]}; Triton sends batches from 1")
     max_batch = batches[-1] if batches else 1
-    if not batches and sidecar.get("batch", 1) != 1:
+    if not batches and (sidecar.batch or 1) != 1:
         raise RepositoryError(
-            f"{path}: takes a fixed batch of {sidecar['batch']}; build it with a batch "
-            f"profile (inception-build --max-batch)"
+            f"{path}: takes a fixed batch of {sidecar.batch}; build it with a batch profile ({setting('max_batch')})"
         )
-    return Artifact(
-        path, "plan", sidecar, io["input"], io["output"], sidecar.get("io_dtype", "float32"), max_batch, batches
-    )
+    return Artifact(path, "plan", sidecar, io["input"], io["output"], sidecar.io_dtype, max_batch, batches)
 
 
-def _io_of_source_onnx(path: Path, sidecar: dict) -> dict:
+def _io_of_source_onnx(path: Path, sidecar: Metadata) -> dict:
     """Tensor names of an engine whose sidecar predates the "io" entry: from the ONNX it was built
     from, when that file is still beside it."""
-    source = path.parent / str(sidecar.get("onnx_file", ""))
-    if not sidecar.get("onnx_file") or not source.is_file():
+    source = path.parent / str(sidecar.onnx_file or "")
+    if not sidecar.onnx_file or not source.is_file():
         raise RepositoryError(
             f"{path}: its sidecar does not name the input and output tensors and the ONNX it "
             f"was built from is not beside it; rebuild it with inception-build"
@@ -255,12 +252,14 @@ def check_destination(output: str | os.PathLike, replace: bool = False) -> Path:
             raise RepositoryError(f"{output}: exists and is not a folder; choose a new or empty folder")
         entries = list(output.iterdir())
         if entries and not replace:
-            raise RepositoryError(f"{output}: already exists; choose an empty or new folder, or replace it (--force)")
+            raise RepositoryError(
+                f"{output}: already exists; choose an empty or new folder, or replace it ({setting('replace')})"
+            )
         strangers = [e.name for e in entries if not _is_model_folder(e)]
         if strangers:
             raise RepositoryError(
                 f"{output}: not a Triton model repository ({printable(strangers[0])} is not a "
-                f"model folder with a config.pbtxt); --force replaces only a repository, "
+                f"model folder with a config.pbtxt); {setting('replace')} replaces only a repository, "
                 f"so nothing was touched"
             )
     check_folder_writable(output.parent, output)
@@ -302,7 +301,7 @@ def _write_model(root: Path, name: str, artifacts: list[Artifact], settings: dic
             files.append(_link_or_copy(next(a.path for a in artifacts if _cc(a) == cc), folder / file_name))
     else:
         files.append(_link_or_copy(first.path, folder / ("model.onnx" if first.kind == "onnx" else "model.plan")))
-    labels = first.metadata["labels"]["names"]
+    labels = first.metadata.labels
     (root / name / LABELS_FILE).write_text("\n".join(labels) + "\n", "utf-8")
     config = _classifier_config(name, first, plans, max_batch, settings)
     _write_config(root / name, config)
@@ -312,7 +311,7 @@ def _write_model(root: Path, name: str, artifacts: list[Artifact], settings: dic
 
 
 def _cc(artifact: Artifact) -> str | None:
-    return (artifact.metadata.get("gpu") or {}).get("compute_capability")
+    return artifact.metadata.gpu.get("compute_capability")
 
 
 def _plan_files(name: str, plans: list[Artifact]) -> dict:
@@ -321,10 +320,10 @@ def _plan_files(name: str, plans: list[Artifact]) -> dict:
     first = plans[0]
     for other in plans[1:]:
         for what, get in (
-            ("TensorRT version", lambda a: (a.metadata.get("tensorrt") or {}).get("version")),
-            ("precision", lambda a: a.metadata.get("precision")),
-            ("preprocessing", lambda a: a.metadata["preprocess"]),
-            ("labels", lambda a: a.metadata["labels"]["names"]),
+            ("TensorRT version", lambda a: a.metadata.tensorrt.get("version")),
+            ("precision", lambda a: a.metadata.precision),
+            ("preprocessing", lambda a: a.metadata.preprocess),
+            ("labels", lambda a: a.metadata.labels),
             ("tensor names", lambda a: (a.input_name, a.output_name, a.dtype)),
         ):
             if get(other) != get(first):
@@ -373,7 +372,7 @@ def _triton_type(mc, dtype: str):
 def _classifier_config(name: str, artifact: Artifact, plans: dict, max_batch: int, settings: dict):
     mc = _config_module()
     config = mc.ModelConfig(name=name, max_batch_size=max_batch)
-    size = artifact.metadata["preprocess"]["input_size"]
+    size = artifact.metadata.preprocess.input_size
     if artifact.kind == "plan":
         config.platform = "tensorrt_plan"
         for cc, file_name in plans.items():
@@ -388,7 +387,7 @@ def _classifier_config(name: str, artifact: Artifact, plans: dict, max_batch: in
     dtype = _triton_type(mc, artifact.dtype)
     config.input.add(name=artifact.input_name, data_type=dtype, dims=[3, size, size])
     config.output.add(
-        name=artifact.output_name, data_type=dtype, dims=[artifact.metadata["num_classes"]], label_filename=LABELS_FILE
+        name=artifact.output_name, data_type=dtype, dims=[artifact.metadata.num_classes], label_filename=LABELS_FILE
     )
     # preferred sizes as given, else an engine's profile (opt and max); ONNX: the largest batch that forms
     preferred = settings["preferred_batch"] or tuple(b for b in artifact.profile_batches[1:] if 1 < b <= max_batch)
@@ -417,14 +416,14 @@ def _batching(config, max_batch: int, preferred: tuple, queue_delay_us: int) -> 
 def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, settings: dict) -> None:
     """``<name>_preprocess``, ``<name>_softmax`` and the ``<name>_pipeline`` ensemble."""
     mc = _config_module()
-    size, classes = artifact.metadata["preprocess"]["input_size"], artifact.metadata["num_classes"]
+    size, classes = artifact.metadata.preprocess.input_size, artifact.metadata.num_classes
     dtype = _triton_type(mc, artifact.dtype)
     labels = root / name / LABELS_FILE
 
     pre = mc.ModelConfig(name=f"{name}_preprocess", backend="python", max_batch_size=max_batch)
     pre.input.add(name=IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1])
     pre.output.add(name=artifact.input_name, data_type=dtype, dims=[3, size, size])
-    pre.parameters["preprocess"].string_value = json.dumps(artifact.metadata["preprocess"])
+    pre.parameters["preprocess"].string_value = json.dumps(artifact.metadata.preprocess.to_dict())
     pre.parameters["dtype"].string_value = artifact.dtype
     pre.instance_group.add(count=settings["instances"], kind=mc.ModelInstanceGroup.KIND_CPU)
     _batching(pre, max_batch, (), settings["queue_delay_us"])
@@ -445,7 +444,7 @@ def _write_helpers(root: Path, name: str, artifact: Artifact, max_batch: int, se
     pipe.input.add(name=IMAGE_INPUT, data_type=mc.TYPE_STRING, dims=[1])
     pipe.output.add(name=PROBABILITIES, data_type=mc.TYPE_FP64, dims=[classes], label_filename=LABELS_FILE)
     # the labels for clients that rank the probabilities themselves (TritonClient: as a local run does)
-    pipe.parameters[LABELS_PARAMETER].string_value = json.dumps(artifact.metadata["labels"]["names"])
+    pipe.parameters[LABELS_PARAMETER].string_value = json.dumps(artifact.metadata.labels)
     steps = pipe.ensemble_scheduling.step
     steps.add(
         model_name=pre.name,

@@ -20,14 +20,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..cpu import machine_name
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..fileio import PLOT, atomic_path, json_kind
 from ..metadata import MAX_BATCH
 from ..models.registry import get_arch
 from ..plotting import figure_class
 from ..progress import heartbeat
 from ..runtime import open_backend
-from ..runtime.base import DEVICES, ENGINE_SUFFIXES
+from ..runtime.base import ENGINE_SUFFIXES
+from ..runtime.open import check_execution
 from .timing import timed, timed_runs
 
 TORCH_CPU_MODES = ("fp32", "bf16-channels-last")
@@ -96,7 +97,8 @@ def measure_artifact(
     backend = open_backend(path, device=device, precision=precision, openvino_mode=openvino_mode)
     if backend.max_batch is not None and batch > backend.max_batch:  # refused before allocating the input
         raise InceptionDeployError(
-            f"{path}: takes batches up to {backend.max_batch}, not {batch}; give --batch-sizes within its limit"
+            f"{path}: takes batches up to {backend.max_batch}, not {batch}; give {setting('batch_sizes')} "
+            f"within its limit"
         )
     size = backend.input_shape[-1]
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
@@ -205,30 +207,6 @@ if __name__ == "__main__":
         sys.exit(2)
 
 
-def parse_devices(text: str, precision: str | None) -> tuple[str, ...]:
-    """``--device cpu,openvino`` as a tuple of known devices (each ONNX model runs on each)."""
-    devices = tuple(dict.fromkeys(d.strip() for d in text.split(",") if d.strip()))
-    unknown = [d for d in devices if d not in DEVICES]
-    if not devices or unknown:
-        raise InceptionDeployError(
-            f"--device: unknown device {(unknown or [text])[0]!r}; choose from {', '.join(DEVICES)}"
-        )
-    if precision == "bf16" and not {"auto", "openvino"} & set(devices):
-        raise InceptionDeployError("--precision bf16 runs on OpenVINO: add openvino to --device")
-    return devices
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    """``--batch-sizes 1,8,32`` as sorted sizes, each from 1 to MAX_BATCH."""
-    try:
-        sizes = sorted({int(b) for b in text.split(",") if b.strip()})
-    except ValueError:
-        raise InceptionDeployError(f"--batch-sizes must be comma-separated integers, not {text!r}") from None
-    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
-        raise InceptionDeployError(f"--batch-sizes needs sizes from 1 to {MAX_BATCH}, not {text!r}")
-    return sizes
-
-
 def run_benchmarks(
     models,
     batch_sizes,
@@ -247,6 +225,11 @@ def run_benchmarks(
     model runs on each, side by side; engines once, on TensorRT); ``precision="bf16"`` applies
     where OpenVINO runs."""
     devices = (device,) if isinstance(device, str) else tuple(device)
+    check_execution(devices, precision)
+    if not batch_sizes or min(batch_sizes) < 1 or max(batch_sizes) > MAX_BATCH:
+        raise InceptionDeployError(
+            f"{setting('batch_sizes')} needs sizes from 1 to {MAX_BATCH}, not {', '.join(map(str, batch_sizes))}"
+        )
     specs = []
     for model in map(str, models):
         if model.lower().endswith(ENGINE_SUFFIXES):
@@ -306,7 +289,7 @@ def _torch_modes() -> tuple[str, ...]:
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        raise InceptionDeployError("--torch-arch needs torch: pip install 'inception-deploy[export]'")
+        raise InceptionDeployError(f"{setting('torch_arch')} needs torch: pip install 'inception-deploy[export]'")
     import torch
 
     return TORCH_CPU_MODES + (TORCH_GPU_MODES if torch.cuda.is_available() else ())

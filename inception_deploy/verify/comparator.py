@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoints.zoo import PRETRAINED, create_model
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..fileio import sha256_file
 from ..inputs import decoded, find_images, sample_photos, spread
-from ..metadata import preprocess_of
+from ..metadata import Metadata
 from ..models.registry import canonical_arch, get_arch
 from ..preprocess import PreprocessConfig, normalize, preprocess, synthetic_images
 from ..progress import Progress, heartbeat, silent
@@ -121,12 +121,12 @@ def check_artifacts(
     for path, backend in runners:
         meta = backend.metadata
         _check_made_from(path, meta, spec, weights, weights_sha)
-        classes = meta["num_classes"]
+        classes = meta.num_classes
         with heartbeat(say, f"checking {path}"):
             if classes not in references:
                 say(f"building {spec.name} with {weights or 'random weights'} as the eager reference...")
                 references[classes] = TorchRunner(create_model(arch, num_classes=classes, weights=weights))
-            config = preprocess_of(meta)
+            config = meta.preprocess
             if config not in decoded_photos:
                 decoded_photos[config] = decode_photos(photos, config, report.skipped_inputs, images)
             batch = decoded_photos[config]
@@ -134,7 +134,7 @@ def check_artifacts(
                 batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
             say(f"running eager PyTorch and {path} ({backend.name}) on {len(batch)} images...")
             judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
-            random_weights = weights is None and not (meta.get("weights") or {}).get("file")
+            random_weights = weights is None and not meta.weights.get("file")
             (row,) = compare_runners(
                 references[classes],
                 backend,
@@ -148,20 +148,21 @@ def check_artifacts(
     return report
 
 
-def _check_made_from(path, meta: dict, spec, weights, weights_sha: str | None) -> None:
+def _check_made_from(path, meta: Metadata, spec, weights, weights_sha: str | None) -> None:
     """An artifact is compared with the arch and weights it was exported from, or not at all."""
-    if meta.get("arch") is not None and canonical_arch(meta["arch"]) != spec.name:
+    if meta.arch is not None and canonical_arch(meta.arch) != spec.name:
         raise InceptionDeployError(
-            f"{path}: was exported from arch {meta['arch']}, not {spec.name}: pass --arch {meta['arch']}"
+            f"{path}: was exported from arch {meta.arch}, not {spec.name}: pass {setting('arch')} {meta.arch}"
         )
-    recorded = (meta.get("weights") or {}).get("sha256")
+    recorded = meta.weights.get("sha256")
     if recorded and weights is None:
         raise InceptionDeployError(
-            f"{path}: was exported from {meta['weights']['file']} (sha256 {recorded[:12]}...): pass it with --weights"
+            f"{path}: was exported from {meta.weights['file']} (sha256 {recorded[:12]}...): pass it with "
+            f"{setting('weights')}"
         )
     if recorded and weights_sha and recorded != weights_sha:
         raise InceptionDeployError(
-            f"{path}: was exported from other weights ({meta['weights']['file']}, "
+            f"{path}: was exported from other weights ({meta.weights['file']}, "
             f"sha256 {recorded[:12]}...) than {weights}"
         )
 

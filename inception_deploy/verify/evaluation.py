@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoints.zoo import create_model
+from ..errors import setting
 from ..fileio import PLOT, atomic_path, json_kind
 from ..labelled import ClassNames, EvalError, read_labelled
 from ..labels import resolve_labels
-from ..metadata import preprocess_of
 from ..models.registry import get_arch
 from ..plotting import figure_class
 from ..preprocess import PreprocessConfig, decode_rgb, describe_image_error, load_image, normalize
@@ -148,11 +148,7 @@ def _artifacts(paths, device: str, arch: str | None, not_run: list) -> list[Eval
             not_run.append((str(path), why_not))
             continue
         meta = backend.metadata
-        models.append(
-            EvalModel(
-                str(path), backend, preprocess_of(meta), meta["labels"]["names"], {"device": device, "arch": arch}
-            )
-        )
+        models.append(EvalModel(str(path), backend, meta.preprocess, meta.labels, {"device": device, "arch": arch}))
     return models
 
 
@@ -206,7 +202,7 @@ def evaluate(
         models.insert(0, EvalModel(name, TorchRunner(model), preprocess))
     if not models:
         raise EvalError(
-            "nothing to evaluate: give --arch (eager) and/or artifacts"
+            f"nothing to evaluate: give {setting('arch')} (eager) and/or artifacts"
             + (f" ({not_run[0][0]}: {not_run[0][1]})" if not_run else "")
         )
     labelled = read_labelled(data, ClassNames(labels, class_map), ground_truth)

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError
+from ..errors import InceptionDeployError, setting
 from ..fileio import POLYGRAPHY_OUTPUTS, atomic_path, sha256_file
-from ..metadata import fp32_metadata, load_onnx, module_paths, onnx_metadata, preprocess_of
+from ..graph import load_onnx, node_modules
+from ..metadata import fp32_metadata, onnx_metadata
 from ..preprocess import normalize, synthetic_images
 from .comparator import decode_photos, photo_files
 from .metrics import THRESHOLDS
@@ -111,12 +112,12 @@ def compare_layers(
         from polygraphy.comparator import Comparator, RunResults
     except ImportError:
         raise InceptionDeployError(
-            "--layerwise needs Polygraphy: pip install polygraphy (it comes with the export extra)"
+            f"{setting('layerwise')} needs Polygraphy: pip install polygraphy (it comes with the export extra)"
         ) from None
 
     reference = Path(reference)
     ref_proto = load_onnx(reference)
-    modules = module_paths(ref_proto.graph)
+    modules = node_modules(ref_proto.graph)
     ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
     ref_sha = sha256_file(reference)
     candidates = [(Path(path), *_made_from(path, reference, ref_sha, ref_producers)) for path in candidates]
@@ -168,9 +169,9 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
     """(precision, proto, names of the tensors it shares with the reference, in its graph order) of
     a candidate; an error where it was not converted from ``reference``."""
     proto = load_onnx(path)
-    meta = onnx_metadata(proto, path) or {}
-    if meta.get("source_sha256") != ref_sha:
-        raise _not_made_from(path, reference, "--layerwise")
+    meta = onnx_metadata(proto, path)
+    if meta is None or meta.source_sha256 != ref_sha:
+        raise _not_made_from(path, reference, setting("layerwise"))
     names = [
         out
         for node in proto.graph.node
@@ -178,7 +179,7 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
         for out in node.output
         if out in ref_producers and ref_producers[out].op_type not in SKIPPED_OPS
     ]
-    return meta.get("precision", "fp32"), proto, names
+    return meta.precision, proto, names
 
 
 class _Statistics:
@@ -245,26 +246,27 @@ def _quiet_polygraphy():
         G_LOGGER.module_severity = severity
 
 
-def layerwise_files(onnx_files, engines=(), flag: str = "--layerwise") -> tuple[Path, list[Path]]:
+def layerwise_files(onnx_files, engines=(), flag: str = "layerwise") -> tuple[Path, list[Path]]:
     """(the FP32 reference, the FP16/INT8 candidates made from it) among the files given to
-    ``inception-parity --layerwise`` (or ``flag``); one line saying what is missing or which file
+    a layer-by-layer comparison (``flag``: "layerwise" or "sensitivity"); one line saying what is missing or which file
     was not made from the reference otherwise (read before any slow work)."""
     if engines:
         raise InceptionDeployError(
-            f"{engines[0]}: {flag} compares ONNX files (an engine's layers are fused and renamed by "
+            f"{engines[0]}: {setting(flag)} compares ONNX files (an engine's layers are fused and renamed by "
             f"TensorRT); pass the ONNX files it was built from"
         )
-    metadata = {Path(path): onnx_metadata(load_onnx(path), path) or {} for path in onnx_files}
-    references = [path for path, meta in metadata.items() if meta.get("precision", "fp32") == "fp32"]
-    candidates = [path for path, meta in metadata.items() if meta.get("precision", "fp32") != "fp32"]
+    metadata = {Path(path): onnx_metadata(load_onnx(path), path) for path in onnx_files}
+    references = [path for path, meta in metadata.items() if meta is None or meta.precision == "fp32"]
+    candidates = [path for path, meta in metadata.items() if meta is not None and meta.precision != "fp32"]
     if len(references) != 1 or not candidates:
         raise InceptionDeployError(
-            f"{flag} needs the FP32 ONNX and the FP16/INT8 files made from it, each with --onnx "
+            f"{setting(flag)} needs the FP32 ONNX and the FP16/INT8 files made from it, each with "
+            f"{setting('onnx_files')} "
             f"(given: {len(references)} FP32 and {len(candidates)} reduced-precision files)"
         )
     reference_sha = sha256_file(references[0])
     for path in candidates:
-        if metadata[path].get("source_sha256") != reference_sha:
+        if metadata[path].source_sha256 != reference_sha:
             raise _not_made_from(path, references[0], flag)
     return references[0], candidates
 
@@ -272,7 +274,7 @@ def layerwise_files(onnx_files, engines=(), flag: str = "--layerwise") -> tuple[
 def layer_images(reference, images=None, samples: int = 32, synthetic: int = 8) -> np.ndarray:
     """The photos and synthetic images ``inception-parity`` uses (``images`` folder or the shipped
     photos), preprocessed as the FP32 ``reference`` declares."""
-    config = preprocess_of(fp32_metadata(load_onnx(reference), reference))
+    config = fp32_metadata(load_onnx(reference), reference).preprocess
     skipped: list = []
     batch = decode_photos(photo_files(images, samples, skipped), config, skipped, images)
     if synthetic:
