@@ -75,7 +75,7 @@ def main() -> None:
         name = frame.f_code.co_name
         if module == "metadata" and name == "validate_metadata":
             parsed[str(frame.f_locals.get("source"))] += 1
-        if module == "metadata" and name == "to_json":
+        if module == "metadata" and name == "set_onnx_metadata":
             written[name] += 1
         if module == "inputs" and name == "scan_folder":
             listed += 1
@@ -103,7 +103,7 @@ def main() -> None:
         print(f"  {module}.{name}")
     print(f"modules: {len(set(modules))}; hops between modules: {len(hops)}; back up a layer: {len(up)}; ")
     print(f"back into a module already left: {back}")
-    print(f"metadata parsed: {sum(parsed.values())} ({dict(parsed)}); written (to_json): {sum(written.values())}")
+    print(f"metadata parsed: {sum(parsed.values())} ({dict(parsed)}); written: {sum(written.values())}")
     print(f"calibration folder listed: {listed}")
 
 

@@ -13,9 +13,9 @@ from inception_deploy.cli import main
 from inception_deploy.export import export_onnx
 from inception_deploy.export import onnx as onnx_export
 from inception_deploy.fileio import sha256_file
-from inception_deploy.graph import node_modules
+from inception_deploy.graph import metadata_keys, node_modules
 from inception_deploy.labels import imagenet_labels, labels_digest
-from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata
+from inception_deploy.metadata import METADATA_KEY, set_onnx_metadata, validate_metadata
 from inception_deploy.models import get_arch
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify import metrics
@@ -93,6 +93,35 @@ def test_metadata_is_merged_not_replaced():
     set_onnx_metadata(model, {"a": 1})
     set_onnx_metadata(model, {"a": 2})
     assert {p.key: p.value for p in model.metadata_props} == {"author": "someone", METADATA_KEY: '{"a":2}'}
+
+
+def test_typed_metadata_keeps_the_document_as_read_and_reads_fields(exported):
+    result = exported("v1")
+    document = _metadata(result.path)
+    meta = validate_metadata({**document, "written_by_a_newer_version": [1, 2]}, "v1.onnx")
+    assert meta.precision == "fp32" and meta.arch == "v1" and meta.labels == document["labels"]["names"]
+    assert meta.preprocess.input_size == document["preprocess"]["input_size"] and meta.int8_target is None
+    int8 = meta.updated("v1_int8.onnx", drop=("parity",), precision="int8")
+    assert int8.int8_target == "tensorrt" and int8.int8_weight_bits == 8  # what files before either key meant
+    assert json.loads(int8.to_json())["written_by_a_newer_version"] == [1, 2] and "parity" not in int8
+    assert json.loads(meta.to_json()) == {**document, "written_by_a_newer_version": [1, 2]}
+    assert meta["precision"] == meta.get("precision") == "fp32"  # the dict's reads, kept as aliases
+
+
+def test_metadata_keys_are_read_without_loading_the_graph(exported, tmp_path):
+    path = exported("v1").path
+    assert metadata_keys(path) == {METADATA_KEY}
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "author", "someone"
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    assert metadata_keys(tmp_path / "foreign.onnx") == {"author"}
+    data = path.read_bytes()
+    for name, content in [("truncated.onnx", data[: len(data) // 2]), ("text.onnx", b"not a model at all\n" * 50)]:
+        (tmp_path / name).write_bytes(content)
+        assert METADATA_KEY not in metadata_keys(tmp_path / name)
+    assert metadata_keys(tmp_path / "missing.onnx") == set()
 
 
 @pytest.mark.parametrize("arch,aux_modules", [("v1", ("aux1", "aux2")), ("v3", ("AuxLogits",))])
