@@ -223,13 +223,13 @@ def deploy(
     if fp16:
         result.artifacts.append(
             convert_fp16(
-                output, fp16_path, fp16_io=fp16.io, reference_model=reference, judge_parity=judge, progress=progress
+                fp32, fp16_path, fp16_io=fp16.io, reference_model=reference, judge_parity=judge, progress=progress
             )
         )
     if int8:
         result.artifacts.append(
             quantize(
-                output,
+                fp32,
                 int8_path,
                 int8,
                 labelled=judged,

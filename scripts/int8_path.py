@@ -8,13 +8,15 @@ folder most) with ``sys.setprofile``: every call of a function of the package th
 FP32 file's path as an argument, in order. Prints the modules it passes through, the hops between
 modules, how many of them go back up to a higher layer (the import-linter layers of
 pyproject.toml) and how many go back into a module it had already left; how often artifact
-metadata is parsed and written; how often the calibration folder is listed. Issue 43's targets:
+metadata is parsed and written; how often the calibration folder is listed; and every call, with
+or without the path, from a lower layer into a higher one (progress callbacks and the like). Issue 43's targets:
 <= 20 hops, <= 5 up, metadata parsed once and written once per file, the folder listed once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -42,7 +44,7 @@ def module_of(filename: str) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--images", type=int, default=60, help="calibration images to make (>= 50)")
+    parser.add_argument("--images", type=int, default=100, help="calibration images to make (>= 100)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="int8-path-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,8 @@ def main() -> None:
     idp.deploy(request, verify=idp.VerifyRequest(parity=False), engine=idp.EngineOptions("no"))
 
     wanted = {str(source), str(source.resolve())}
-    path, parsed, written, listed = [], Counter(), Counter(), 0
+    layers = layer_of()
+    path, parsed, written, listed, upward = [], Counter(), Counter(), 0, Counter()
 
     def profile(frame, event, _arg):
         nonlocal listed
@@ -73,6 +76,9 @@ def main() -> None:
         if module is None:
             return
         name = frame.f_code.co_name
+        caller = module_of(frame.f_back.f_code.co_filename) if frame.f_back else None
+        if caller and layers[caller.split(".")[0]] > layers[module.split(".")[0]]:
+            upward[f"{caller} -> {module}.{name}"] += 1  # a lower layer calling a higher one back
         if module == "metadata" and name == "validate_metadata":
             parsed[str(frame.f_locals.get("source"))] += 1
         if module == "metadata" and name == "set_onnx_metadata":
@@ -80,17 +86,16 @@ def main() -> None:
         if module == "inputs" and name == "scan_folder":
             listed += 1
         values = frame.f_locals.values()
-        if any(isinstance(v, (str, Path)) and str(v) in wanted for v in values):
+        if any(isinstance(v, (str, os.PathLike)) and os.fspath(v) in wanted for v in values):
             path.append((module, name))
 
-    int8 = idp.Int8Request(idp.CalibrationRequest(folder, images=args.images), target="cpu", max_drop=100.0)
     sys.setprofile(profile)
-    try:
+    try:  # the request too: it lists the calibration folder
+        int8 = idp.Int8Request(idp.CalibrationRequest(folder, images=args.images), target="cpu", max_drop=100.0)
         idp.deploy(request, int8=int8, verify=idp.VerifyRequest(parity=False), engine=idp.EngineOptions("no"))
     finally:
         sys.setprofile(None)
 
-    layers = layer_of()
     modules = [module for module, _ in path]
     hops = [(a, b) for a, b in zip(modules, modules[1:]) if a != b]
     up = [(a, b) for a, b in hops if layers[b.split(".")[0]] < layers[a.split(".")[0]]]
@@ -105,6 +110,9 @@ def main() -> None:
     print(f"back into a module already left: {back}")
     print(f"metadata parsed: {sum(parsed.values())} ({dict(parsed)}); written: {sum(written.values())}")
     print(f"calibration folder listed: {listed}")
+    print(f"calls from a lower layer back up into a higher one (callbacks): {sum(upward.values())}")
+    for call, count in upward.most_common():
+        print(f"  {count:5d} {call}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class ExportResult:
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
+    def __fspath__(self) -> str:
+        """The file written: an ExportResult goes wherever its path would (``convert_fp16(result, ...)``)."""
+        return str(self.path)
+
     @classmethod
     def of(cls, path: Path, proto, metadata: Metadata, parity, start: float, model=None) -> "ExportResult":
         """The result of writing ``proto`` (with ``metadata``) to ``path``, begun at ``start``

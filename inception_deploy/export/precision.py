@@ -46,7 +46,7 @@ FP16_KEEP_FP32 = ("Gemm", "MatMul", "LayerNormalization")
 
 
 def convert_fp16(
-    src: str | os.PathLike,
+    src: str | os.PathLike | ExportResult,
     output: str | os.PathLike,
     *,
     fp16_io: bool = False,
@@ -58,10 +58,10 @@ def convert_fp16(
     ``reference_model`` (the eager model), parity against it with FP16 thresholds (measured
     only, when not ``judge_parity``: see parity.check_backend)."""
     say = progress or silent
-    say(f"converting {src} to FP16...")
     start = time.perf_counter()
-    proto = load_onnx(src)
-    metadata = fp32_metadata(proto, src)
+    proto, metadata = _source(src)
+    src = Path(src)
+    say(f"converting {src} to FP16...")
     converted = _to_fp16(proto, fp16_io)
     metadata = metadata.updated(
         output,
@@ -85,7 +85,7 @@ def _to_fp16(proto, fp16_io: bool = False):
 
 
 def quantize(
-    src: str | os.PathLike,
+    src: str | os.PathLike | ExportResult,
     output: str | os.PathLike,
     int8: Int8Request,
     *,
@@ -94,7 +94,8 @@ def quantize(
     judge_parity: bool = True,
     progress=None,
 ) -> ExportResult:
-    """``src`` FP32 ONNX -> Q/DQ INT8 ONNX as ``int8`` asks (calibration.int8.Int8Request).
+    """``src`` FP32 ONNX (a path, or the ExportResult that wrote it) -> Q/DQ INT8 ONNX as ``int8``
+    asks (calibration.int8.Int8Request).
 
     What is not quantized keeps ``int8.remainder``'s precision (see calibration.qdq.tensorrt_placement:
     the head, residual sums, pooling outputs). Layers ``int8.keep_float`` names stay float, and
@@ -114,8 +115,8 @@ def quantize(
 
     say = progress or silent
     start = time.perf_counter()
-    proto = load_onnx(src)
-    metadata = fp32_metadata(proto, src)
+    proto, metadata = _source(src)
+    src = Path(src)
     check_remainder_opset(int8.remainder, metadata.opset, src)
     patterns = int8.float_patterns(metadata.arch)
     config = metadata.preprocess
@@ -227,6 +228,13 @@ def check_remainder_opset(remainder: str, opset: int | None, where) -> None:
             f"{where}: {setting('Int8Request.remainder')} fp16 needs opset 19 or newer (FP16 Q/DQ scales), "
             f"this model has opset {opset}: export it with the default opset"
         )
+
+
+def _source(src) -> tuple:
+    """(ModelProto, Metadata) of the FP32 file ``src``; of an ExportResult, its metadata as written
+    (the file is not parsed again)."""
+    proto = load_onnx(src)
+    return proto, fp32_metadata(proto, Path(src), src.metadata if isinstance(src, ExportResult) else None)
 
 
 def _finish(
