@@ -32,6 +32,7 @@ from .metadata import ONNX_MODEL
 from .models.registry import get_arch
 from .preprocess import PreprocessConfig
 from .progress import Progress, silent, stage
+from .runtime.torch_runner import TorchRunner
 from .serving.repository import check_destination, write_repository
 
 if TYPE_CHECKING:  # the export stages import torch: only when deploy runs
@@ -218,7 +219,9 @@ def deploy(
         progress=progress,
     )
     result.artifacts.append(fp32)
-    reference = fp32.model if verify.parity else None
+    # one eager runner for every later check: it keeps its outputs per input set, so the FP16, INT8
+    # and engine checks run the slow eager model once, not once each
+    reference = TorchRunner(fp32.model) if verify.parity else None
     judge = export.weights is not None
     if fp16:
         result.artifacts.append(

@@ -30,6 +30,7 @@ from ..fileio import atomic_path, sha256_file
 from ..graph import load_onnx
 from ..metadata import ONNX_MODEL, Metadata, fp32_metadata, set_onnx_metadata
 from ..progress import counted, silent, stage
+from ..runtime.torch_runner import TorchRunner
 from .onnx import ExportResult, check_onnx_parity
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,10 @@ def convert_fp16(
     judge_parity: bool = True,
     progress=None,
 ) -> ExportResult:
-    """``src`` FP32 ONNX -> FP16 ONNX (float32 input/output unless ``fp16_io``); with
-    ``reference_model`` (the eager model), parity against it with FP16 thresholds (measured
-    only, when not ``judge_parity``: see parity.check_backend)."""
+    """``src`` FP32 ONNX (a path, or the ExportResult that wrote it) -> FP16 ONNX (float32
+    input/output unless ``fp16_io``); with ``reference_model`` (the eager model, or a TorchRunner
+    of it shared by several checks), parity against it with FP16 thresholds (measured only, when
+    not ``judge_parity``: see verify.comparator.check_backend)."""
     say = progress or silent
     start = time.perf_counter()
     proto, metadata = _source(src)
@@ -262,4 +264,5 @@ def _finish(
             metadata = metadata.updated(output, parity=report.to_dict())
             set_onnx_metadata(proto, metadata)
             onnx.save(proto, str(tmp))
-    return ExportResult.of(output, proto, metadata, report, start, reference_model)
+    model = reference_model.model if isinstance(reference_model, TorchRunner) else reference_model
+    return ExportResult.of(output, proto, metadata, report, start, model)
