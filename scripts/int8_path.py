@@ -85,6 +85,8 @@ def main() -> None:
             written[name] += 1
         if module == "inputs" and name == "scan_folder":
             listed += 1
+        if name == "__fspath__":  # a path-like object giving its path is not a hop
+            return
         values = frame.f_locals.values()
         if any(isinstance(v, (str, os.PathLike)) and os.fspath(v) in wanted for v in values):
             path.append((module, name))

@@ -235,8 +235,9 @@ def check_remainder_opset(remainder: str, opset: int | None, where) -> None:
 def _source(src) -> tuple:
     """(ModelProto, Metadata) of the FP32 file ``src``; of an ExportResult, its metadata as written
     (the file is not parsed again)."""
-    proto = load_onnx(src)
-    return proto, fp32_metadata(proto, Path(src), src.metadata if isinstance(src, ExportResult) else None)
+    path = Path(src)
+    proto = load_onnx(path)
+    return proto, fp32_metadata(proto, path, src.metadata if isinstance(src, ExportResult) else None)
 
 
 def _finish(
