@@ -175,6 +175,8 @@ def deploy(
             spec = get_arch(export.arch)
             match_modules(int8.float_patterns(spec.name), maybe_quantized(spec), spec.name)
     inputs = [export.weights, export.labels, verify.eval_data, *(int8.keep_float if int8 else ())]  # never written over
+    if int8:
+        _check_replay_destination(int8, int8_path)
     for path in [output] + [fp16_path] * bool(fp16) + [int8_path] * bool(int8):
         check_writable(path, ONNX_MODEL, inputs)
     if int8:
@@ -260,6 +262,18 @@ def deploy(
     if triton_repository is not None:
         result.triton = write_repository(written, triton_repository, progress=progress)
     return result
+
+
+def _check_replay_destination(int8: Int8Request, int8_path: Path) -> None:
+    """A precision file replayed to the output it came from would be replaced by its own replay:
+    refused, with what to do instead."""
+    written = precision_file(int8_path)
+    for value in int8.keep_float:
+        if Path(value).exists() and written.exists() and os.path.samefile(value, written):
+            raise ConfigError(
+                f"{value}: is the precision file this export writes beside {int8_path.name}; replaying it "
+                f"there would replace it: give the replay another output name ({setting('ExportRequest.output')})"
+            )
 
 
 def _build_engine(

@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from commands import QUICK_V1_INT8_CPU
 from onnx import numpy_helper
 
 from inception_deploy.calibration.float_layers import precision_file
@@ -397,3 +398,37 @@ def test_bad_budgets_fail_before_the_export(args, message, tmp_path):
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out / "v1.onnx")] + args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(out.iterdir())
+
+
+def test_a_replayed_placement_never_replaces_its_source_and_keeps_its_reasons(tmp_path):
+    """Replaying a precision file to the output it came from would overwrite it with its own
+    replay: refused before the export. Elsewhere the replay records the file it repeated and each
+    layer's original reason, and says when the calibration is not the one the layers were chosen on."""
+    base = QUICK_V1_INT8_CPU + ["--calib-samples", "--calib-method", "minmax"]
+    first = CliRunner().invoke(main, base + ["-o", str(tmp_path / "v1.onnx"), "--int8-keep-float", "inception3a*"])
+    assert first.exit_code == 0, first.output
+    source = tmp_path / "v1_int8_cpu.precision.json"
+    before = source.read_bytes()
+    again = CliRunner().invoke(main, base + ["-o", str(tmp_path / "v1.onnx"), "--int8-keep-float", str(source)])
+    assert again.exit_code == 2 and "replaying it there would replace it" in again.stderr, again.output
+    assert "(--output)" in again.stderr and source.read_bytes() == before
+    replay = CliRunner().invoke(
+        main,
+        QUICK_V1_INT8_CPU
+        + [
+            "--calib-samples",
+            "--calib-method",
+            "entropy",
+            "-o",
+            str(tmp_path / "r.onnx"),
+            "--int8-keep-float",
+            str(source),
+        ],
+    )
+    assert replay.exit_code == 0, replay.output
+    assert "its float layers were chosen on another calibration" in replay.stderr
+    written = json.loads((tmp_path / "r_int8_cpu.precision.json").read_text())
+    original = json.loads(before)
+    assert written["replayed"] == [{"file": str(source), "calibration_sha256": original["calibration_sha256"]}]
+    assert [m["why"] for m in written["float_modules"]] == [f"{source}: {m['why']}" for m in original["float_modules"]]
+    assert source.read_bytes() == before

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
@@ -32,22 +33,37 @@ def precision_file(int8_path: str | os.PathLike) -> Path:
     return int8_path.with_name(int8_path.stem + PRECISION_SUFFIX)
 
 
+@dataclass(frozen=True)
+class PrecisionFile:
+    """A precision file as read: the layers it keeps float, each with why, and the calibration
+    their choice was made on."""
+
+    path: Path
+    float_modules: list[tuple[str, str]]  # (module path, why it was kept float)
+    calibration_sha256: str | None
+
+
+def is_precision_file(value) -> bool:
+    """Whether a ``keep_float`` value names a precision file (else it is a glob over module paths)."""
+    return str(value).endswith(".json") or os.path.exists(value)
+
+
 def keep_float_patterns(values, arch: str) -> list[tuple[str, str]]:
-    """(pattern, why) for each ``--int8-keep-float`` value: a precision file contributes its module
-    paths (and must have been made for ``arch``), anything else is a glob over module paths."""
+    """(pattern, why) for each ``keep_float`` value: a precision file contributes its module paths
+    with the reasons it recorded (and must have been made for ``arch``), anything else is a glob
+    over module paths."""
     patterns = []
-    for value in values:
-        value = str(value)
-        if value.endswith(".json") or os.path.exists(value):
-            patterns += [(module, f"precision file {value}") for module in read_precision_file(value, arch)]
+    for value in map(str, values):
+        if is_precision_file(value):
+            patterns += [(module, f"{value}: {why}") for module, why in read_precision_file(value, arch).float_modules]
         else:
             patterns.append((value, f"--int8-keep-float {value}"))
     return patterns
 
 
-def read_precision_file(path: str | os.PathLike, arch: str) -> list[str]:
-    """The module paths a precision file keeps float; one line naming the file when it is missing,
-    malformed, or made for another architecture."""
+def read_precision_file(path: str | os.PathLike, arch: str) -> PrecisionFile:
+    """A precision file, read; one line naming the file when it is missing, malformed, or made for
+    another architecture."""
     path = Path(path)
     try:
         info = path.stat()
@@ -72,7 +88,12 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> list[str]:
     made_for = document.get("arch")
     if not isinstance(made_for, str) or canonical_arch(made_for) != canonical_arch(arch):
         raise InceptionDeployError(f"{path}: was made for arch {made_for}, not {arch}")
-    return [m["module"] for m in modules]
+    calibration = document.get("calibration_sha256")
+    return PrecisionFile(
+        path,
+        [(m["module"], str(m.get("why", "kept float"))) for m in modules],
+        calibration if isinstance(calibration, str) else None,
+    )
 
 
 def maybe_quantized(spec) -> list[str]:
@@ -121,16 +142,18 @@ def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str
     return {module: chosen[module] for module in modules if module in chosen}
 
 
-def write_precision_file(path: str | os.PathLike, arch: str, target: str, calibration_sha: str, kept: dict) -> None:
-    """The placement of one INT8 export, enough to reproduce it: ``kept`` is module -> why."""
-    write_json(
-        path,
-        {
-            "schema": PRECISION_SCHEMA,
-            "arch": arch,
-            "int8_target": target,
-            "calibration_sha256": calibration_sha,
-            "float_modules": [{"module": module, "why": why} for module, why in kept.items()],
-        },
-        PRECISION_FILE,
-    )
+def write_precision_file(
+    path: str | os.PathLike, arch: str, target: str, calibration_sha: str, kept: dict, replayed=()
+) -> None:
+    """The placement of one INT8 export, enough to reproduce it: ``kept`` is module -> why;
+    ``replayed``: the precision files (PrecisionFile) it was asked to repeat."""
+    document = {
+        "schema": PRECISION_SCHEMA,
+        "arch": arch,
+        "int8_target": target,
+        "calibration_sha256": calibration_sha,
+        "float_modules": [{"module": module, "why": why} for module, why in kept.items()],
+    }
+    if replayed:
+        document["replayed"] = [{"file": str(r.path), "calibration_sha256": r.calibration_sha256} for r in replayed]
+    write_json(path, document, PRECISION_FILE)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError, setting
 from ..metadata import INT8_REMAINDERS, INT8_TARGETS
 from .budget import Budget
-from .float_layers import keep_float_patterns
+from .float_layers import PrecisionFile, is_precision_file, keep_float_patterns, read_precision_file
 from .policy import CalibrationRequest
 from .qdq import check_weight_bits
 
@@ -70,6 +70,10 @@ class Int8Request:
     def float_patterns(self, arch: str) -> list[tuple[str, str]]:
         """(module-path glob, why) for each layer ``keep_float`` asks to leave float."""
         return keep_float_patterns(self.keep_float, arch)
+
+    def replayed(self, arch: str) -> list[PrecisionFile]:
+        """The precision files among ``keep_float``: placements of earlier exports asked for again."""
+        return [read_precision_file(value, arch) for value in self.keep_float if is_precision_file(value)]
 
     def budget(self, labelled: tuple | None = None) -> Budget | None:
         """The accuracy budget ``max_drop`` asks for, judged on ``labelled`` (files, class indices)

@@ -93,6 +93,7 @@ SETTING_FLAGS = {
     "sensitivity": "--sensitivity",
     "onnx_files": "--onnx",
     "samples": "--calib-samples",
+    "ExportRequest.output": "--output",
     "ExportRequest.batch": "--batch",
     "ExportRequest.max_batch": "--max-batch",
     "ExportRequest.opset": "--opset",

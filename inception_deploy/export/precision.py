@@ -137,6 +137,16 @@ def quantize(
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
+        replayed = int8.replayed(metadata.arch)
+        for earlier in replayed:
+            if earlier.calibration_sha256 not in (None, calibration.digest):
+                log.warning(
+                    "%s: its float layers were chosen on another calibration (%s...; this one %s...): they "
+                    "may not be the layers this calibration needs",
+                    earlier.path,
+                    earlier.calibration_sha256[:12],
+                    calibration.digest[:12],
+                )
         report = None
         if budget is not None:
             convert = _to_fp16 if int8.remainder == "fp16" else None
@@ -174,7 +184,7 @@ def quantize(
         },
     )
     result = _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
-    write_precision_file(precision_file(output), metadata.arch, int8.target, calibration.digest, float_layers)
+    write_precision_file(precision_file(output), metadata.arch, int8.target, calibration.digest, float_layers, replayed)
     result.budget = report
     return result
 
