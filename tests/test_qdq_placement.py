@@ -260,6 +260,23 @@ def test_layers_kept_float_read_float_and_the_rules_hold_around_them(arch, patte
     onnx.checker.check_model(onnx.load(str(tmp_path / "tensorrt.onnx")))
 
 
+def test_no_scale_or_zero_point_is_left_unread_when_layers_stay_float(v1_opset17, tmp_path):
+    """The Q/DQ pairs dropped around float layers take their scales and zero points with them:
+    ONNX Runtime warned about each one left ("Removing initializer '/maxpool2/..._scale'") at every
+    load (issue 44). v1 with inception3a float (its Convs and its pool) leaves the pool before it
+    without a quantized reader."""
+    from inception_deploy.calibration.float_layers import match_modules, quantizable_layers
+
+    prepared = tmp_path / "modules.onnx"
+    prepare(v1_opset17, prepared)
+    layers = quantizable_layers(onnx.load(str(prepared)).graph)
+    kept = match_modules([("inception3a*", "")], list(layers), "v1")
+    float_nodes = frozenset(node for module in kept for node in layers[module])
+    _, graph, _ = _quantize(v1_opset17, tmp_path, "tensorrt", keep_float=float_nodes)
+    read = {name for node in graph.node for name in node.input}
+    assert len(kept) == 7 and [i.name for i in graph.initializer if i.name not in read] == []
+
+
 def test_cpu_target_quantizes_outputs_for_qlinearconv(exported, tmp_path):
     """ONNX Runtime fuses DQ -> Conv -> Q into QLinearConv, so the cpu target quantizes Conv
     outputs too (u8), which the tensorrt target must not."""

@@ -296,7 +296,8 @@ def float_behind_qdq(graph) -> dict[str, str]:
 
 def _float_inputs(graph, float_nodes: frozenset[str]) -> None:
     """Feed the ``float_nodes`` nodes the float tensors quantize_static rewired to a shared
-    DequantizeLinear, and drop the Q/DQ pairs no node reads any more."""
+    DequantizeLinear, and drop the Q/DQ pairs no node reads any more, with their scales and zero
+    points (ONNX Runtime would warn about each unused initializer and drop it at every load)."""
     float_of = float_behind_qdq(graph)
     for node in graph.node:
         if node.name in float_nodes and node.input and node.input[0] in float_of:
@@ -307,10 +308,12 @@ def _float_inputs(graph, float_nodes: frozenset[str]) -> None:
             n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in read
         ]
         if not unread:
-            return
+            break
         for node in unread:
             graph.node.remove(node)
         read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
+    for initializer in [i for i in graph.initializer if i.name not in read]:
+        graph.initializer.remove(initializer)
 
 
 def _quantize_skips(graph, skips: list[tuple[str, int]], ranges: dict) -> None:
