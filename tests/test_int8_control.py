@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from inception_deploy.calibration.float_layers import precision_file
 from inception_deploy.cli import main
+from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.graph import node_modules
 from inception_deploy.inputs import sample_folder, sample_photos
@@ -113,10 +114,19 @@ def test_layerwise_points_at_the_layer_that_went_wrong(trained, images, tmp_path
 
 
 def test_saved_outputs_are_polygraphys_run_results(trained, int8, images, tmp_path):
+    """What --save-outputs writes, its size said before anything runs (within 10%), and refused
+    over a limit (it wrote 1.05 GB without a word before)."""
     from polygraphy.comparator import RunResults
 
+    from inception_deploy.verify.layerwise import saved_size
+
     saved = tmp_path / "outputs.json"
+    estimate = saved_size(trained["fp32"], [int8["kept"]], 2, saved, None)
+    with pytest.raises(InceptionDeployError, match=r"outputs.json: would be about .* over the .* GB limit"):
+        compare_layers(trained["fp32"], [int8["kept"]], images[:2], save_outputs=saved, save_limit=estimate // 2)
+    assert not saved.exists()
     compare_layers(trained["fp32"], [int8["kept"]], images[:2], save_outputs=saved)
+    assert 0.9 < saved.stat().st_size / estimate < 1.1
     results = RunResults.load(str(saved))
     assert list(results.keys()) == ["fp32 reference", str(int8["kept"])]
     (iteration,) = results[str(int8["kept"])]

@@ -90,6 +90,7 @@ SETTING_FLAGS = {
     "precision": "--precision",
     "torch_arch": "--torch-arch",
     "layerwise": "--layerwise",
+    "save_limit": "--save-outputs-limit",
     "sensitivity": "--sensitivity",
     "onnx_files": "--onnx",
     "samples": "--calib-samples",

@@ -13,7 +13,7 @@ from ..metadata import MAX_BATCH
 from ..progress import stage
 from ..runtime.base import DEVICES
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
-from .options import command, option, precision_option
+from .options import FiniteRange, command, option, precision_option
 from .output import announce, check_outputs, opens_with, safe_lines
 
 
@@ -80,6 +80,14 @@ from .output import announce, check_outputs, opens_with, safe_lines
     "(polygraphy run --load-outputs reads it); tens of MB per image.",
 )
 @option(
+    "--save-outputs-limit",
+    type=FiniteRange(min=0),
+    default=1.0,
+    metavar="GB",
+    group="Layer by layer",
+    help="Refuse --save-outputs when its size, estimated before anything runs, passes this.",
+)
+@option(
     "--sensitivity",
     is_flag=True,
     group="Layer by layer",
@@ -103,6 +111,7 @@ def parity_command(
     batch_size,
     layerwise,
     save_outputs,
+    save_outputs_limit,
     sensitivity,
     json_out,
 ):
@@ -110,7 +119,7 @@ def parity_command(
     PASS/FAIL against the thresholds of each artifact's precision. Exit 1 if any fails."""
     from ..calibration.sensitivity import file_sensitivity, ranked_files
     from ..verify.comparator import check_artifacts  # torch: only when the command runs
-    from ..verify.layerwise import compare_layers, layer_images, layerwise_files
+    from ..verify.layerwise import compare_layers, layer_images, layerwise_files, saved_size
     from ..verify.metrics import PARITY_REPORT
 
     artifacts = list(onnx_files) + list(engines)
@@ -123,6 +132,12 @@ def parity_command(
     if sensitivity:
         int8_files = ranked_files(candidates)
     check_outputs([*artifacts, weights, images], json_out, PARITY_REPORT, save_outputs=save_outputs)
+    if layerwise or sensitivity:  # the same images for both, decoded once
+        batch = layer_images(reference, images, samples, synthetic)
+    limit = int(save_outputs_limit * 1e9)
+    if save_outputs:  # its size said, or refused, before the slow work
+        size = saved_size(reference, candidates, len(batch), save_outputs, limit)
+        announce(f"{save_outputs} will hold about {size / 1e6:.0f} MB")
     report = check_artifacts(
         arch,
         artifacts,
@@ -142,11 +157,9 @@ def parity_command(
         )
     click.echo(safe_lines(report.table(first_column="artifact")))
     layers = []
-    if layerwise or sensitivity:  # the same images for both, decoded once
-        batch = layer_images(reference, images, samples, synthetic)
     if layerwise:
         with stage(announce, f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer"):
-            layers = compare_layers(reference, candidates, batch, save_outputs)
+            layers = compare_layers(reference, candidates, batch, save_outputs, save_limit=limit)
         for layer_report in layers:
             click.echo(safe_lines(layer_report.table()))
             click.echo(printable(layer_report.summary()))

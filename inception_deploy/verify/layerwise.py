@@ -27,6 +27,7 @@ from .comparator import decode_photos, photo_files
 from .metrics import THRESHOLDS
 
 # what a layer row is about: the tensors a network computes, not bookkeeping (shapes, Q/DQ pairs)
+SAVE_LIMIT_BYTES = 1 << 30  # save_outputs refuses more unless given a larger limit: it holds every tensor in memory
 SKIPPED_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast", "Constant", "Shape", "Gather", "Unsqueeze"}
 
 
@@ -103,10 +104,13 @@ def compare_layers(
     images: np.ndarray,
     save_outputs: str | Path | None = None,
     batch: int = 4,
+    save_limit: int | None = SAVE_LIMIT_BYTES,
 ) -> list[LayerwiseReport]:
     """Each candidate (FP16/INT8 ONNX made from the FP32 ONNX ``reference``) against it, tensor by
     tensor, on ``images`` (float32 N x 3 x H x W, preprocessed as the reference declares), ``batch``
-    images at a time: only one batch's tensors are held, unless ``save_outputs`` keeps them all."""
+    images at a time: only one batch's tensors are held, unless ``save_outputs`` keeps them all,
+    which is refused before anything runs when its estimated size passes ``save_limit`` bytes
+    (None: no limit)."""
     try:
         from polygraphy.backend.onnx import modify_outputs
         from polygraphy.comparator import Comparator, RunResults
@@ -122,6 +126,8 @@ def compare_layers(
     ref_sha = sha256_file(reference)
     candidates = [(Path(path), *_made_from(path, reference, ref_sha, ref_producers)) for path in candidates]
     marked = sorted({name for _, _, _, names in candidates for name in names})
+    if save_outputs is not None:
+        check_save_size(save_outputs, ref_proto, [names for *_, names in candidates], len(images), save_limit)
     with _quiet_polygraphy():
         runners = [_runner(modify_outputs(ref_proto, outputs=marked, copy=True), "fp32 reference")]
         runners += [
@@ -163,6 +169,43 @@ def compare_layers(
                 report.rows.append(statistics.row(name, producer.op_type, modules.get(producer.name, "")))
         reports.append(report)
     return reports
+
+
+def saved_bytes(ref_proto, candidate_names: list[list[str]], images: int) -> int:
+    """About how large Polygraphy's RunResults of a layer-by-layer run get: every compared tensor of
+    the reference and of each candidate for ``images`` images, as float32 in base64 in JSON (the
+    shapes from ONNX shape inference; a tensor of unknown shape counts nothing)."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(ref_proto).graph
+    per_image = {}
+    for value in (*graph.value_info, *graph.output):
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim[1:]]
+        per_image[value.name] = int(np.prod(dims)) if dims and all(dims) else 0
+    marked = {name for names in candidate_names for name in names}
+    elements = sum(per_image.get(n, 0) for n in marked) + sum(per_image.get(n, 0) for ns in candidate_names for n in ns)
+    return elements * 4 * images * 4 // 3
+
+
+def check_save_size(save_outputs, ref_proto, candidate_names: list[list[str]], images: int, limit: int | None) -> int:
+    """The estimated size of ``save_outputs``; one line, before any work, when it passes ``limit``."""
+    size = saved_bytes(ref_proto, candidate_names, images)
+    if limit is not None and size > limit:
+        raise InceptionDeployError(
+            f"{save_outputs}: would be about {size / 1e9:.2f} GB ({images} images x every compared tensor of "
+            f"{len(candidate_names) + 1} models), over the {limit / 1e9:.2f} GB limit: fewer images, or a larger "
+            f"{setting('save_limit')}"
+        )
+    return size
+
+
+def saved_size(reference, candidates, images: int, save_outputs, limit: int | None) -> int:
+    """``check_save_size`` for files: the FP32 ONNX ``reference`` and the ``candidates`` made from it."""
+    ref_proto = load_onnx(reference)
+    ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
+    ref_sha = sha256_file(reference)
+    names = [_made_from(path, Path(reference), ref_sha, ref_producers)[2] for path in candidates]
+    return check_save_size(save_outputs, ref_proto, names, images, limit)
 
 
 def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tuple:
