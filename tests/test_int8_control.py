@@ -113,6 +113,36 @@ def test_layerwise_points_at_the_layer_that_went_wrong(trained, images, tmp_path
     assert len(before) > 50 and min(r.cosine for r in before) >= 0.999
 
 
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_layerwise_names_a_planted_int8_fault_on_both_targets(trained, int8, images, target, tmp_path):
+    """Half of one Conv's output channels negated in an INT8 file: the first row below the bar
+    names that Conv, on both targets. On the cpu target ONNX Runtime fuses each ReLU into the
+    quantization and the tensor named as the ReLU's output is the Conv's, before it: paired with
+    the FP32 ReLU it read 0.3-0.7 on every healthy layer and the view blamed layer 0 (issue 44)."""
+    common = {**int8["common"], "target": target}
+    path = quantize_int8(trained["fp32"], tmp_path / f"{target}.onnx", **common).path
+    proto = onnx.load(str(path))
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    target_module = "inception3b.branch2.1.conv"  # where the healthy file is still above the bar
+    paths = node_modules(proto.graph)
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and paths.get(n.name) == target_module)
+    stored = producers[conv.input[1]].input[0]  # behind its DequantizeLinear: int8 weights, or a Q of float ones
+    if stored in producers:
+        stored = producers[stored].input[0]
+    weight = next(i for i in proto.graph.initializer if i.name == stored)
+    values = numpy_helper.to_array(weight).copy()
+    values[: len(values) // 2] = -values[: len(values) // 2]
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+
+    (healthy,) = compare_layers(trained["fp32"], [path], images)
+    (report,) = compare_layers(trained["fp32"], [tmp_path / "damaged.onnx"], images)
+    assert healthy.first_below is None or healthy.first_below.module != "conv1.conv", healthy.table()
+    assert report.first_below is not None and report.first_below.module == target_module, report.table()
+    relus = [r for r in healthy.rows if r.op.endswith("Relu")]  # "Conv+Relu" where the ReLU is fused
+    assert len(relus) > 50 and min(r.cosine for r in relus[:10]) > 0.95, healthy.table()
+
+
 def test_saved_outputs_are_polygraphys_run_results(trained, int8, images, tmp_path):
     """What --save-outputs writes, its size said before anything runs (within 10%), and refused
     over a limit (it wrote 1.05 GB without a word before)."""

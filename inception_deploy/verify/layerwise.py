@@ -125,15 +125,17 @@ def compare_layers(
     ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
     ref_sha = sha256_file(reference)
     candidates = [(Path(path), *_made_from(path, reference, ref_sha, ref_producers)) for path in candidates]
-    marked = sorted({name for _, _, _, names in candidates for name in names})
+    marked = sorted({ref for _, _, _, pairs in candidates for ref, _ in pairs})
     if save_outputs is not None:
-        check_save_size(save_outputs, ref_proto, [names for *_, names in candidates], len(images), save_limit)
+        names = [[ref for ref, _ in pairs] for *_, pairs in candidates]
+        check_save_size(save_outputs, ref_proto, names, len(images), save_limit)
     with _quiet_polygraphy():
         runners = [_runner(modify_outputs(ref_proto, outputs=marked, copy=True), "fp32 reference")]
         runners += [
-            _runner(modify_outputs(proto, outputs=names, copy=True), str(path)) for path, _, proto, names in candidates
+            _runner(modify_outputs(proto, outputs=[got for _, got in pairs], copy=True), str(path))
+            for path, _, proto, pairs in candidates
         ]
-        stats = [{name: _Statistics() for name in names} for _, _, _, names in candidates]
+        stats = [{pair: _Statistics() for pair in pairs} for _, _, _, pairs in candidates]
         saved = RunResults()
         input_name = ref_proto.graph.input[0].name
         for start in range(0, len(images), batch):
@@ -142,8 +144,8 @@ def compare_layers(
             (expected,) = results[runners[0].name]
             for runner, per_tensor, (path, *_) in zip(runners[1:], stats, candidates):
                 (got,) = results[runner.name]
-                for name, statistics in per_tensor.items():
-                    a, b = np.asarray(expected[name]), np.asarray(got[name])
+                for (name, paired), statistics in per_tensor.items():
+                    a, b = np.asarray(expected[name]), np.asarray(got[paired])
                     if a.shape != b.shape:  # its metadata says it was made from the reference; its graph does not
                         raise InceptionDeployError(
                             f"{path}: tensor {name} is {'x'.join(map(str, b.shape))} here but "
@@ -163,10 +165,13 @@ def compare_layers(
     for (path, precision, _, _), per_tensor in zip(candidates, stats):
         bar = THRESHOLDS.get(precision, THRESHOLDS["fp32"]).min_cosine or 1.0
         report = LayerwiseReport(str(reference), str(path), precision, len(images), bar)
-        for name, statistics in per_tensor.items():
+        for (name, paired), statistics in per_tensor.items():
             if statistics.activations:  # not shapes or indices
-                producer = ref_producers[name]
-                report.rows.append(statistics.row(name, producer.op_type, modules.get(producer.name, "")))
+                producer, op = ref_producers[name], ref_producers[name].op_type
+                if paired != name:  # a ReLU fused into its producer's quantization: the row is both
+                    producer = ref_producers.get(producer.input[0], producer)
+                    op = f"{producer.op_type}+Relu"
+                report.rows.append(statistics.row(name, op, modules.get(producer.name, "")))
         reports.append(report)
     return reports
 
@@ -204,25 +209,50 @@ def saved_size(reference, candidates, images: int, save_outputs, limit: int | No
     ref_proto = load_onnx(reference)
     ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
     ref_sha = sha256_file(reference)
-    names = [_made_from(path, Path(reference), ref_sha, ref_producers)[2] for path in candidates]
+    names = [[ref for ref, _ in _made_from(path, Path(reference), ref_sha, ref_producers)[2]] for path in candidates]
     return check_save_size(save_outputs, ref_proto, names, images, limit)
 
 
 def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tuple:
-    """(precision, proto, names of the tensors it shares with the reference, in its graph order) of
-    a candidate; an error where it was not converted from ``reference``."""
+    """(precision, proto, (reference tensor, candidate tensor) pairs holding the same value, in the
+    candidate's graph order) of a candidate; an error where it was not converted from ``reference``."""
     proto = load_onnx(path)
     meta = onnx_metadata(proto, path)
     if meta is None or meta.source_sha256 != ref_sha:
         raise _not_made_from(path, reference, setting("layerwise"))
-    names = [
-        out
-        for node in proto.graph.node
-        if node.op_type not in SKIPPED_OPS
-        for out in node.output
-        if out in ref_producers and ref_producers[out].op_type not in SKIPPED_OPS
-    ]
-    return meta.precision, proto, names
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    pairs = []
+    for node in proto.graph.node:
+        if node.op_type in SKIPPED_OPS:
+            continue
+        for out in node.output:
+            ref = ref_producers.get(out)
+            if ref is None or ref.op_type in SKIPPED_OPS:
+                continue
+            if ref.op_type == node.op_type:
+                pairs.append((out, out))
+            elif ref.op_type == "Relu":  # the ReLU fused into quantization: its value is after the Q/DQ
+                clipped = _clipped_at_zero(proto.graph, out, producers)
+                if clipped is not None:
+                    pairs.append((out, clipped))
+            # any other pair would set a pre-activation against a post-activation: left out
+    return meta.precision, proto, pairs
+
+
+def _clipped_at_zero(graph, name: str, producers: dict) -> str | None:
+    """The DequantizeLinear output that holds ReLU(``name``): ONNX Runtime's cpu target drops a
+    ReLU after a Conv and quantizes the Conv's output (named as the ReLU's was) to uint8 with zero
+    point 0, whose rounding clips at 0 just as the ReLU did. None where no such pair follows."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    for q in (n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == name):
+        zero = initializers.get(q.input[2]) if len(q.input) > 2 else None
+        if zero is None or numpy_helper.to_array(zero).dtype != np.uint8 or numpy_helper.to_array(zero).any():
+            continue
+        for dq in (n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]):
+            return dq.output[0]
+    return None
 
 
 class _Statistics:
