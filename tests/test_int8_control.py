@@ -143,6 +143,37 @@ def test_layerwise_names_a_planted_int8_fault_on_both_targets(trained, int8, ima
     assert len(relus) > 50 and min(r.cosine for r in relus[:10]) > 0.95, healthy.table()
 
 
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_layerwise_names_a_planted_fault_in_a_residual_network(exported, target, tmp_path):
+    """The planted fault of issue 44 itself: half of resnet18's layer2.1.conv2 output channels
+    negated in its INT8 file. The first row below the bar is that Conv on both targets; on the cpu
+    target the ReLUs fused after Convs and after residual Adds read as such ("Add+Relu")."""
+    from inception_deploy.verify.layerwise import layer_images
+
+    fp32 = exported("resnet18").path
+    common = dict(target=target, calib_dir=sample_folder(), method="minmax", cache=tmp_path / "c.json")
+    path = quantize_int8(fp32, tmp_path / f"{target}.onnx", **common).path
+    reference = onnx.load(str(fp32)).graph
+    name = next(n.name for n in reference.node if node_modules(reference).get(n.name) == "layer2.1.conv2")
+    proto = onnx.load(str(path))
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    conv = next(n for n in proto.graph.node if n.name == name)
+    stored = producers[conv.input[1]].input[0]  # int8 weights behind a DequantizeLinear, or a Q of float ones
+    stored = producers[stored].input[0] if stored in producers else stored
+    weight = next(i for i in proto.graph.initializer if i.name == stored)
+    values = numpy_helper.to_array(weight).copy()
+    values[: len(values) // 2] = -values[: len(values) // 2]
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+
+    images = layer_images(fp32, None, 32, 4)
+    (report,) = compare_layers(fp32, [tmp_path / "damaged.onnx"], images)
+    assert report.first_below is not None and report.first_below.module == "layer2.1.conv2", report.table()
+    if target == "cpu":
+        (healthy,) = compare_layers(fp32, [path], images)
+        assert healthy.first_below is None and {r.op for r in healthy.rows} >= {"Conv+Relu", "Add+Relu"}
+
+
 def test_saved_outputs_are_polygraphys_run_results(trained, int8, images, tmp_path):
     """What --save-outputs writes, its size said before anything runs (within 10%), and refused
     over a limit (it wrote 1.05 GB without a word before)."""
