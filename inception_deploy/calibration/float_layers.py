@@ -43,22 +43,18 @@ class PrecisionFile:
     calibration_sha256: str | None
 
 
-def is_precision_file(value) -> bool:
-    """Whether a ``keep_float`` value names a precision file (else it is a glob over module paths)."""
-    return str(value).endswith(".json") or os.path.exists(value)
-
-
-def keep_float_patterns(values, arch: str) -> list[tuple[str, str]]:
-    """(pattern, why) for each ``keep_float`` value: a precision file contributes its module paths
-    with the reasons it recorded (and must have been made for ``arch``), anything else is a glob
-    over module paths."""
-    patterns = []
+def keep_float_patterns(values, arch: str) -> tuple[list[tuple[str, str]], list[PrecisionFile]]:
+    """(pattern, why) for each ``keep_float`` value, and the precision files among them, each read
+    once: a precision file contributes its module paths with the reasons it recorded (and must have
+    been made for ``arch``), anything else is a glob over module paths."""
+    patterns, files = [], []
     for value in map(str, values):
-        if is_precision_file(value):
-            patterns += [(module, f"{value}: {why}") for module, why in read_precision_file(value, arch).float_modules]
+        if value.endswith(".json") or os.path.exists(value):
+            files.append(read_precision_file(value, arch))
+            patterns += [(module, f"{value}: {why}") for module, why in files[-1].float_modules]
         else:
             patterns.append((value, f"--int8-keep-float {value}"))
-    return patterns
+    return patterns, files
 
 
 def read_precision_file(path: str | os.PathLike, arch: str) -> PrecisionFile:

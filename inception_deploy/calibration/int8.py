@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError, setting
 from ..metadata import INT8_REMAINDERS, INT8_TARGETS
 from .budget import Budget
-from .float_layers import PrecisionFile, is_precision_file, keep_float_patterns, read_precision_file
+from .float_layers import PrecisionFile, keep_float_patterns
 from .policy import CalibrationRequest
 from .qdq import check_weight_bits
 
@@ -67,13 +67,10 @@ class Int8Request:
         """What the INT8 file's name adds to the FP32 one's: ``_int8_cpu``, ``_int8_tensorrt_fp16``."""
         return f"_int8_{self.target}" + ("_fp16" if self.remainder == "fp16" else "")
 
-    def float_patterns(self, arch: str) -> list[tuple[str, str]]:
-        """(module-path glob, why) for each layer ``keep_float`` asks to leave float."""
+    def float_patterns(self, arch: str) -> tuple[list[tuple[str, str]], list[PrecisionFile]]:
+        """(module-path glob, why) for each layer ``keep_float`` asks to leave float, and the
+        precision files among ``keep_float`` (placements of earlier exports asked for again)."""
         return keep_float_patterns(self.keep_float, arch)
-
-    def replayed(self, arch: str) -> list[PrecisionFile]:
-        """The precision files among ``keep_float``: placements of earlier exports asked for again."""
-        return [read_precision_file(value, arch) for value in self.keep_float if is_precision_file(value)]
 
     def budget(self, labelled: tuple | None = None) -> Budget | None:
         """The accuracy budget ``max_drop`` asks for, judged on ``labelled`` (files, class indices)

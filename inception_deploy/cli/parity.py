@@ -159,7 +159,8 @@ def parity_command(
     layers = []
     if layerwise:
         with stage(announce, f"comparing {', '.join(map(str, candidates))} with {reference} layer by layer"):
-            layers = compare_layers(reference, candidates, batch, save_outputs, save_limit=limit)
+            # its size was checked above, before the slow work: not estimated again
+            layers = compare_layers(reference, candidates, batch, save_outputs, save_limit=None)
         for layer_report in layers:
             click.echo(safe_lines(layer_report.table()))
             click.echo(printable(layer_report.summary()))

@@ -61,8 +61,7 @@ def convert_fp16(
     not ``judge_parity``: see verify.comparator.check_backend)."""
     say = progress or silent
     start = time.perf_counter()
-    proto, metadata = _source(src)
-    src = Path(src)
+    src, proto, metadata = _source(src)
     say(f"converting {src} to FP16...")
     converted = _to_fp16(proto, fp16_io)
     metadata = metadata.updated(
@@ -117,10 +116,9 @@ def quantize(
 
     say = progress or silent
     start = time.perf_counter()
-    proto, metadata = _source(src)
-    src = Path(src)
+    src, proto, metadata = _source(src)
     check_remainder_opset(int8.remainder, metadata.opset, src)
-    patterns = int8.float_patterns(metadata.arch)
+    patterns, replayed = int8.float_patterns(metadata.arch)
     config = metadata.preprocess
     graph_sha, pre_sha = graph_digest(proto), preprocess_digest(config)
     request, budget = int8.calibration, int8.budget(labelled)
@@ -137,7 +135,6 @@ def quantize(
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
-        replayed = int8.replayed(metadata.arch)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -243,11 +240,11 @@ def check_remainder_opset(remainder: str, opset: int | None, where) -> None:
 
 
 def _source(src) -> tuple:
-    """(ModelProto, Metadata) of the FP32 file ``src``; of an ExportResult, its metadata as written
-    (the file is not parsed again)."""
+    """(path, ModelProto, Metadata) of the FP32 file ``src``; of an ExportResult, its metadata as
+    written (the file is not parsed again)."""
     path = Path(src)
     proto = load_onnx(path)
-    return proto, fp32_metadata(proto, path, src.metadata if isinstance(src, ExportResult) else None)
+    return path, proto, fp32_metadata(proto, path, src.metadata if isinstance(src, ExportResult) else None)
 
 
 def _finish(
