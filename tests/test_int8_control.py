@@ -503,3 +503,21 @@ def test_a_replayed_placement_never_replaces_its_source_and_keeps_its_reasons(tm
     assert written["replayed"] == [{"file": str(source), "calibration_sha256": original["calibration_sha256"]}]
     assert [m["why"] for m in written["float_modules"]] == [f"{source}: {m['why']}" for m in original["float_modules"]]
     assert source.read_bytes() == before
+
+
+def test_layerwise_runs_files_of_a_static_batch(tmp_path):
+    """A file exported with a static batch takes no other: layer by layer fed it 4 images at a time
+    and ended in Polygraphy's traceback. Batches of its size now, the last padded, the padding rows
+    neither compared nor saved (the 5 shipped photos and 2 synthetic images, batch 2)."""
+    from polygraphy.comparator import RunResults
+
+    args = [a if a != "1" else "2" for a in QUICK_V1_INT8_CPU]  # --batch 2
+    export = CliRunner().invoke(main, args + ["--calib-samples", "-o", str(tmp_path / "s.onnx")])
+    assert export.exit_code == 0, export.output
+    files = ["--onnx", str(tmp_path / "s.onnx"), "--onnx", str(tmp_path / "s_int8_cpu.onnx")]
+    saved = tmp_path / "o.json"
+    command = ["parity", "--arch", "v1", *files, "--layerwise", "--synthetic", "2", "--save-outputs", str(saved)]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output
+    assert "layers on 7 images" in result.stdout
+    assert [len(next(iter(it.values()))) for it in RunResults.load(str(saved))["fp32 reference"]] == [2, 2, 2, 1]

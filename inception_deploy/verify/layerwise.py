@@ -23,6 +23,7 @@ from ..fileio import POLYGRAPHY_OUTPUTS, atomic_path, sha256_file
 from ..graph import load_onnx, node_modules
 from ..metadata import fp32_metadata, onnx_metadata
 from ..preprocess import normalize, synthetic_images
+from ..runtime.base import padded_chunks
 from .comparator import decode_photos, photo_files
 from .metrics import THRESHOLDS
 
@@ -108,12 +109,14 @@ def compare_layers(
 ) -> list[LayerwiseReport]:
     """Each candidate (FP16/INT8 ONNX made from the FP32 ONNX ``reference``) against it, tensor by
     tensor, on ``images`` (float32 N x 3 x H x W, preprocessed as the reference declares), ``batch``
-    images at a time: only one batch's tensors are held, unless ``save_outputs`` keeps them all,
+    images at a time (a static batch's size, the last one padded, for files exported with one):
+    only one batch's tensors are held, unless ``save_outputs`` keeps them all,
     which is refused before anything runs when its estimated size passes ``save_limit`` bytes
     (None: no limit)."""
     try:
         from polygraphy.backend.onnx import modify_outputs
         from polygraphy.comparator import Comparator, RunResults
+        from polygraphy.comparator.struct import IterationResult
     except ImportError:
         raise InceptionDeployError(
             f"{setting('layerwise')} needs Polygraphy: pip install polygraphy (it comes with the export extra)"
@@ -138,9 +141,16 @@ def compare_layers(
         stats = [{pair: _Statistics() for pair in pairs} for _, _, _, pairs in candidates]
         saved = RunResults()
         input_name = ref_proto.graph.input[0].name
-        for start in range(0, len(images), batch):
-            feed = {input_name: np.ascontiguousarray(images[start : start + batch], np.float32)}
+        fixed = ref_proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value  # a static batch, or 0
+        for chunk, real in padded_chunks(images, fixed or batch, fixed or 1):
+            feed = {input_name: np.ascontiguousarray(chunk, np.float32)}
             results = Comparator.run(runners, data_loader=[feed])
+            if real < len(chunk):  # the padding rows of a static batch are no images of the set
+                for name, iterations in results.items():
+                    results[name] = [
+                        IterationResult({k: v[:real] for k, v in it.items()}, it.runtime, it.runner_name)
+                        for it in iterations
+                    ]
             (expected,) = results[runners[0].name]
             for runner, per_tensor, (path, *_) in zip(runners[1:], stats, candidates):
                 (got,) = results[runner.name]
