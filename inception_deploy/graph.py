@@ -129,3 +129,9 @@ def _innermost_scope(text: str | None) -> str | None:
     if not isinstance(scopes, list) or len(scopes) < 2:
         return None
     return str(scopes[-2]) or None
+
+
+def static_batch(graph) -> int | None:
+    """The graph input's fixed batch size (an export with ``--batch``), None when dynamic."""
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InceptionDeployError, setting
-from ..graph import load_onnx, node_modules
+from ..graph import load_onnx, node_modules, static_batch
 from ..metadata import onnx_metadata
+from ..runtime.base import padded_chunks
 from ..runtime.onnxruntime_backend import session_options
 from .qdq import QUANTIZED_OPS, float_behind_qdq
 
@@ -133,13 +134,14 @@ def layer_sensitivity(
     marked = onnx.ModelProto()
     marked.CopyFrom(proto)
     marked.graph.output.extend(onnx.ValueInfoProto(name=name) for name in inner)
-    activations = {feed: images, **dict(zip(inner, _run(marked, images, inner)))}
+    batch = static_batch(graph)
+    activations = {feed: images, **dict(zip(inner, _run(marked, images, inner, batch)))}
     ranked = []
     for name, inputs in quantized.items():
         layer, cut = graph.node[position[name]], cut_of[name]
         float_inputs = list(layer.input)
         layer.input[:] = inputs
-        logits = _run(_suffix(proto, cut, activations[cut]), activations[cut])
+        logits = _run(_suffix(proto, cut, activations[cut]), activations[cut], batch=batch)
         layer.input[:] = float_inputs
         error = float(np.mean((logits - fp32_logits) ** 2))
         ranked.append(LayerSensitivity(name, modules.get(name, ""), error))
@@ -203,20 +205,22 @@ def conv_macs(path, image: np.ndarray) -> dict[str, int]:
     float_of = float_behind_qdq(proto.graph)
     kernels = {init.name: init.dims for init in proto.graph.initializer}  # Cout, Cin / groups, kh, kw
     proto.graph.output.extend(onnx.ValueInfoProto(name=c.output[0]) for c in convs)
-    values = _run(proto, image, [c.output[0] for c in convs])
+    values = _run(proto, image, [c.output[0] for c in convs], static_batch(proto.graph))
     return {
         conv.name: int(np.prod(value.shape[1:]) * np.prod(kernels[float_of.get(conv.input[1], conv.input[1])][1:]))
         for conv, value in zip(convs, values)
     }
 
 
-def _run(proto, inputs: np.ndarray, outputs: list[str] | None = None):
-    """The logits of ``proto`` on ``inputs`` (eight at a time), or the tensors named ``outputs``."""
+def _run(proto, inputs: np.ndarray, outputs: list[str] | None = None, batch: int | None = None):
+    """The logits of ``proto`` on ``inputs`` (eight at a time, or ``batch``: the static batch of the
+    file it was cut from, whose reshapes may hold it), or the tensors named ``outputs``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(proto.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
-    batches = [session.run(outputs, {feed: inputs[i : i + 8]}) for i in range(0, len(inputs), 8)]
+    chunks = padded_chunks(inputs, batch or 8, batch or 1)
+    batches = [[tensor[:real] for tensor in session.run(outputs, {feed: chunk})] for chunk, real in chunks]
     if outputs is None:
         return np.concatenate([batch[0] for batch in batches])
     return [np.concatenate(tensors) for tensors in zip(*batches)]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InceptionDeployError, setting
 from ..fileio import POLYGRAPHY_OUTPUTS, atomic_path, sha256_file
-from ..graph import load_onnx, node_modules
+from ..graph import load_onnx, node_modules, static_batch
 from ..metadata import fp32_metadata, onnx_metadata
 from ..preprocess import normalize, synthetic_images
 from ..runtime.base import padded_chunks
@@ -141,7 +141,7 @@ def compare_layers(
         stats = [{pair: _Statistics() for pair in pairs} for _, _, _, pairs in candidates]
         saved = RunResults()
         input_name = ref_proto.graph.input[0].name
-        fixed = ref_proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value  # a static batch, or 0
+        fixed = static_batch(ref_proto.graph)
         for chunk, real in padded_chunks(images, fixed or batch, fixed or 1):
             feed = {input_name: np.ascontiguousarray(chunk, np.float32)}
             results = Comparator.run(runners, data_loader=[feed])
