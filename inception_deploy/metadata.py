@@ -66,6 +66,7 @@ class Metadata:
     int8_weight_bits: int | None
     int8_remainder: str  # the precision of what an INT8 graph leaves unquantized
     int8_float_modules: list[str]
+    int8_budget: dict | None  # calibration.budget.BudgetReport.to_dict(), for INT8 under --int8-max-drop
     io_dtype: str  # float32, or float16 for an FP16 file with half-precision input and output
     tensorrt: dict  # an engine's build: version, version_compatible, hardware_compatibility, ...
     gpu: dict  # the GPU an engine was built on: name, compute_capability
@@ -74,6 +75,15 @@ class Metadata:
     layers: dict | None  # an engine's layers by precision (export.engine.precision_report)
     onnx_file: str | None  # the ONNX file an engine was built from, beside it
     document: dict = field(repr=False, compare=False)
+
+    @property
+    def int8_unproven(self) -> bool:
+        """An INT8 file whose accuracy budget was accepted without being shown: its drop's 95% upper
+        bound is over the budget (files written before "proven" was recorded: read from the interval)."""
+        if not self.int8_budget:
+            return False
+        budget = self.int8_budget
+        return not budget.get("proven", budget["interval"][1] <= budget["max_drop"])
 
     @property
     def random_weights(self) -> bool:
@@ -176,9 +186,20 @@ def validate_metadata(meta: object, source) -> Metadata:
             check.integer(name, meta[name], 1, 1 << 30)
     for name in ("exporter", "export_request", "source_sha256", "int8_remainder", "onnx_file"):
         check.optional_text(name, meta.get(name))
-    for name in ("parity", "io", "profile", "layers"):
+    for name in ("parity", "io", "profile", "layers", "int8_budget"):
         if meta.get(name) is not None and not isinstance(meta[name], dict):
             check.fail(name, f"must be an object, not {_kind(meta[name])}")
+    budget = meta.get("int8_budget")
+    if budget:
+        check.number("int8_budget.max_drop", budget.get("max_drop"), positive=False)
+        check.integer("int8_budget.images", budget.get("images"), 0, 1 << 40)
+        interval = budget.get("interval")
+        if not (isinstance(interval, list) and len(interval) == 2):
+            check.fail("int8_budget.interval", f"must be a list of two numbers, not {_kind(interval)}")
+        for bound in interval:
+            check.number("int8_budget.interval", bound, positive=False)
+        if not isinstance(budget.get("proven", False), bool):
+            check.fail("int8_budget.proven", f"must be true or false, not {_kind(budget['proven'])}")
     modules = meta.get("int8_float_modules", [])
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         check.fail("int8_float_modules", "must be a list of strings")
@@ -203,6 +224,7 @@ def validate_metadata(meta: object, source) -> Metadata:
         int8_weight_bits=meta.get("int8_weight_bits", 8 if precision == "int8" else None),
         int8_remainder=meta.get("int8_remainder", "fp32"),
         int8_float_modules=modules,
+        int8_budget=meta.get("int8_budget"),
         io_dtype=meta.get("io_dtype", "float32"),
         tensorrt=tensorrt,
         gpu=gpu,

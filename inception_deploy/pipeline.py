@@ -127,9 +127,15 @@ class DeployResult:
 
     @property
     def budget_missed(self) -> list[Path]:
-        """INT8 files whose accuracy budget could not be met even with every layer float (each is
-        the best placement found, kept with its figures)."""
+        """INT8 files whose accuracy budget no placement tried showed, even with every layer float
+        (each is the best placement found, kept with its figures)."""
         return [r.path for r in self.artifacts if r.budget is not None and not r.budget.met]
+
+    @property
+    def budget_unproven(self) -> list[Path]:
+        """INT8 files within their budget at the point estimate only, accepted as unproven (their
+        metadata says so)."""
+        return [r.path for r in self.artifacts if r.budget is not None and r.budget.met and not r.budget.proven]
 
 
 def default_output(arch: str) -> Path:
@@ -281,6 +287,7 @@ def _build_engine(
 ) -> None:
     from .export.engine import EngineNotBuilt, build_engine, engine_unavailable_reason
     from .verify.comparator import check_backend, verification_batches
+    from .verify.metrics import RANDOM_WEIGHTS
 
     reason = engine_unavailable_reason()
     if reason:
@@ -315,5 +322,5 @@ def _build_engine(
             sizes,
             precision,
             "tensorrt",
-            judged=judge or precision == "fp32",
+            unjudged=None if judge or precision == "fp32" else RANDOM_WEIGHTS,
         )

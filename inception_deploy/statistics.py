@@ -1,9 +1,11 @@
-"""Statistics of accuracy on labelled images, with the standard library only: intervals of a
-proportion, and of a paired difference with McNemar's exact test."""
+"""Statistics of accuracy on labelled images (intervals of a proportion, and of a paired
+difference with McNemar's exact test), and of one set of logits against another."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 Z95 = 1.959963984540054  # the normal quantile of 97.5%
 
@@ -37,3 +39,22 @@ def paired_difference(only_reference: int, only_model: int, n: int) -> tuple[flo
     diff = (only_model - only_reference) / n
     se = math.sqrt(max(only_model + only_reference - (only_model - only_reference) ** 2 / n, 0.0)) / n
     return diff, diff - Z95 * se, diff + Z95 * se
+
+
+def cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Each image's cosine similarity between two sets of logits (N x classes), in float64."""
+    a, b = reference.astype(np.float64), candidate.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
+
+
+def mean_kl(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Mean over images of KL(softmax(reference) || softmax(candidate)), in nats: how far the
+    candidate's class probabilities moved, where top-1 alone moves by whole images."""
+    log_p, log_q = _log_softmax(reference), _log_softmax(candidate)
+    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1)))
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))

@@ -30,6 +30,7 @@ from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.runtime.tensorrt_backend import TensorRTBackend
 from inception_deploy.verify.bench import run_benchmarks, table
 from inception_deploy.verify.comparator import check_backend
+from inception_deploy.verify.metrics import RANDOM_WEIGHTS
 
 
 def main():
@@ -78,9 +79,9 @@ def main():
             precision = built.metadata["precision"]
             backend = TensorRTBackend(built.path)
             try:
-                judged = precision == "fp32" or args.weights is not None
+                unjudged = None if precision == "fp32" or args.weights is not None else RANDOM_WEIGHTS
                 report = check_backend(
-                    model, backend, built.metadata.preprocess, (1, 8), precision, "tensorrt", judged=judged
+                    model, backend, built.metadata.preprocess, (1, 8), precision, "tensorrt", unjudged=unjudged
                 )
             finally:
                 backend.close()

@@ -24,6 +24,7 @@ def main():
     parser.add_argument("--images", type=int, default=500, help="calibration folder size (20%% held out)")
     parser.add_argument("--train", type=int, default=300, help="images the head is fitted on")
     parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--accept-unproven", action="store_true", help="search on the point estimate (Budget)")
     parser.add_argument("--target", default="tensorrt", choices=["tensorrt", "cpu"])
     parser.add_argument("--method", default="entropy")
     args = parser.parse_args()
@@ -45,7 +46,7 @@ def main():
     start = time.perf_counter()
     result = quantize_int8(
         fp32, folder / "int8.onnx", target=args.target, calib_dir=calib, method=args.method,
-        budget=Budget(args.max_drop), progress=print,
+        budget=Budget(args.max_drop, accept_unproven=args.accept_unproven), progress=print,
     )  # fmt: skip
     print(f"calibration, search and writing: {time.perf_counter() - start:.0f} s")
     print(result.budget.summary())

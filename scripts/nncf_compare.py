@@ -100,6 +100,7 @@ def main():
     parser.add_argument("--size", type=int, help="input size (default: the arch's)")
     parser.add_argument("--images", type=int, default=400, help="calibration folder size (20%% held out)")
     parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--accept-unproven", action="store_true", help="search on the point estimate (Budget)")
     parser.add_argument("--method", default="entropy")
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "inception-deploy" / "nncf-venv")
     args = parser.parse_args()
@@ -120,7 +121,7 @@ def main():
     model, config = tc.build(arch=args.arch, size=size, train=300)
     fp32 = export_onnx(model, folder / "fp32.onnx", opset=17, preprocess=config, check_parity=False).path
     calib = tc.write_images(folder / "calib", args.images, seed=200, size=size)
-    budget = Budget(args.max_drop)
+    budget = Budget(args.max_drop, accept_unproven=args.accept_unproven)
     start = time.perf_counter()
     ours = quantize_int8(fp32, folder / "ours.onnx", target="cpu", calib_dir=calib, method=args.method, budget=budget)
     ours_seconds = time.perf_counter() - start

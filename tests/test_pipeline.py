@@ -255,12 +255,13 @@ def test_quiet_int8_export_prints_no_bar(tmp_path):
 
 def test_the_help_names_the_default_output_a_command_really_writes_and_counts_agree():
     """issue 42: --arch v1 writes googlenet.onnx where the help said <arch name>.onnx; "1 layers float"."""
-    from inception_deploy.calibration.budget import BudgetReport
+    from inception_deploy.calibration.budget import BudgetReport, Trial
     from inception_deploy.pipeline import default_output
 
     help_text = " ".join(CliRunner().invoke(main, ["export", "-h"]).output.split())
     assert f"{default_output('v1')} for v1" in help_text and default_output("v1").name == "googlenet.onnx"
-    report = BudgetReport(1, "calib", 400, "top-1 agreement", 0.25, (0.0, 0.9), ["Mixed_7c"], 0.99, 0.98)
+    chosen = Trial(1, 0.25, (0.0, 0.9), "onnxruntime", 0.001, 0.99)
+    report = BudgetReport(1, "calib", 400, "top-1 agreement", chosen, ["Mixed_7c"], 0.99, 0.98)
     assert "INT8 budget 1 point (" in report.summary() and "; 1 layer float: Mixed_7c;" in report.summary()
     report.kept, report.max_drop = ["a", "b"], 2
     assert "INT8 budget 2 points (" in report.summary() and "; 2 layers float: a, b;" in report.summary()

@@ -22,6 +22,7 @@ from inception_deploy.preprocess import normalize
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.runtime.torch_runner import TorchRunner
 from inception_deploy.verify.comparator import check_backend
+from inception_deploy.verify.metrics import OUTSIDE_CALIBRATION
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,9 @@ def test_int8_loses_at_most_one_point(target, classifier):
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9, report.table()
     assert row.passed, report.table()  # int8 thresholds on the data it was calibrated for
     assert len(result.parity.rows) == 4  # photos / synthetic rows are reported (out of distribution here)
+    # synthetic noise lies outside the calibrated ranges: measured, never judged (issue 44); photos judged
+    judged = {r.inputs.split()[0]: (r.judged, r.why_unjudged) for r in result.parity.rows}
+    assert judged == {"photos": (True, ""), "synthetic": (False, OUTSIDE_CALIBRATION)}, result.parity.table()
     meta = result.metadata
     assert meta["precision"] == "int8" and meta["int8_target"] == target
     assert meta["int8_weight_bits"] == {"tensorrt": 8, "cpu": 7}[target]

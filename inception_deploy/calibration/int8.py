@@ -30,7 +30,9 @@ class Int8Request:
     module-path globs or precision files of layers left float; ``weight_bits``: 7 or 8 for the cpu
     target. ``max_drop``: keep layers float, most sensitive first, until top-1 is within that many
     points of FP32 on images calibration did not see (a ``holdout`` share of its folder, or the
-    verification's labelled images). Validated when made."""
+    verification's labelled images), shown by the drop's 95% upper bound; ``accept_unproven``: where
+    those images are too few to show it, settle for the point estimate and record the result as
+    unproven (calibration.budget). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
@@ -39,6 +41,7 @@ class Int8Request:
     weight_bits: int | None = None
     max_drop: float | None = None
     holdout: float = 0.2
+    accept_unproven: bool = False
 
     def __post_init__(self):
         target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
@@ -61,6 +64,11 @@ class Int8Request:
                 f"{setting('Int8Request.max_drop')} calibrates anew and judges on held-out images: it needs "
                 f"calibration images, {setting('CalibrationRequest.folder')}"
             )
+        if self.accept_unproven and self.max_drop is None:
+            raise ConfigError(
+                f"{setting('Int8Request.accept_unproven')} is about {setting('Int8Request.max_drop')}'s verdict: "
+                f"it needs {setting('Int8Request.max_drop')}"
+            )
 
     @property
     def suffix(self) -> str:
@@ -75,4 +83,6 @@ class Int8Request:
     def budget(self, labelled: tuple | None = None) -> Budget | None:
         """The accuracy budget ``max_drop`` asks for, judged on ``labelled`` (files, class indices)
         when given, else on the held-out share of the calibration folder."""
-        return None if self.max_drop is None else Budget(self.max_drop, self.holdout, labelled)
+        if self.max_drop is None:
+            return None
+        return Budget(self.max_drop, self.holdout, labelled, self.accept_unproven)

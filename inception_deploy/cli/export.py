@@ -23,6 +23,7 @@ from ..pipeline import (
 )
 from ..preprocess import INTERPOLATIONS
 from ..progress import counted
+from ..verify.metrics import RANDOM_WEIGHTS
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
 from .options import FiniteRange, command, floats3, list_archs_table, option, precision_export_options
 from .output import announce, opens_with, print_evaluation, report_artifact, safe_lines
@@ -194,6 +195,7 @@ def export_command(
     int8_keep_float,
     int8_max_drop,
     int8_holdout,
+    int8_accept_unproven,
     int8_weight_bits,
     calib_dir,
     calib_samples,
@@ -236,6 +238,7 @@ def export_command(
         ("--int8-keep-float", int8_keep_float),
         ("--int8-weight-bits", int8_weight_bits),
         ("--int8-max-drop", int8_max_drop is not None),
+        ("--int8-accept-unproven", int8_accept_unproven),
     ):
         if given and not int8:
             raise ConfigError(f"{flag} needs --int8")
@@ -260,6 +263,7 @@ def export_command(
             int(int8_weight_bits) if int8_weight_bits else None,
             int8_max_drop,
             int8_holdout,
+            int8_accept_unproven,
         )
     result = deploy(
         export,
@@ -292,7 +296,8 @@ def export_command(
                 f", each with a _pipeline ensemble); serve it with: inception-serve {triton_repo}"
             )
         )
-    if weights is None and any(r.judged is False for a in result.artifacts if a.parity for r in a.parity.rows):
+    rows = [r for a in result.artifacts if a.parity for r in a.parity.rows]
+    if weights is None and any(r.why_unjudged == RANDOM_WEIGHTS for r in rows):
         click.echo(
             "note: FP16/INT8 parity is measured but not judged for randomly initialised weights (no "
             "decision margins, so reduced precision flips near-ties); pass --weights to judge it",
@@ -300,8 +305,16 @@ def export_command(
         )
     if result.budget_missed:
         click.echo(
-            f"error: the INT8 accuracy budget of {counted(int8_max_drop, 'point')} cannot be met, even with every Conv "
-            f"layer float; the best placement found is kept: {', '.join(map(printable, result.budget_missed))}",
+            f"error: the INT8 accuracy budget of {counted(int8_max_drop, 'point')} is not shown by any placement "
+            f"tried, even with every layer float; the best found is kept: "
+            f"{', '.join(map(printable, result.budget_missed))}",
+            err=True,
+        )
+    if result.budget_unproven:
+        click.echo(
+            f"warning: the INT8 budget is NOT established for {', '.join(map(printable, result.budget_unproven))}: "
+            f"within it at the point estimate only, too few judged images to show it (accepted by "
+            f"--int8-accept-unproven; recorded as unproven in the file's metadata)",
             err=True,
         )
     if result.failed:

@@ -106,6 +106,7 @@ SETTING_FLAGS = {
     "Int8Request.keep_float": "--int8-keep-float",
     "Int8Request.max_drop": "--int8-max-drop",
     "Int8Request.holdout": "--int8-holdout",
+    "Int8Request.accept_unproven": "--int8-accept-unproven",
     "VerifyRequest.eval_data": "--eval-data",
     "RayOptions.address": "--ray-address",
 }

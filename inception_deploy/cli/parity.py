@@ -62,7 +62,13 @@ from .output import announce, check_outputs, opens_with, safe_lines
     group="Inputs",
     help="Photos taken from --images (spread evenly over the folder).",
 )
-@option("--synthetic", type=click.IntRange(0, 1024), default=8, group="Inputs", help="Synthetic images added.")
+@option(
+    "--synthetic",
+    type=click.IntRange(0, 1024),
+    default=8,
+    group="Inputs",
+    help="Synthetic images added (not to INT8 files' rows: their ranges are calibrated on images).",
+)
 @option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=8, group="Inputs", help="Artifact batch size.")
 @option(
     "--layerwise",

@@ -415,7 +415,7 @@ def check_onnx_parity(
     batch: int | None,
     max_batch: int | None,
     precision: str = "fp32",
-    judged: bool = True,
+    unjudged: str | None = None,
     say=silent,
 ) -> ParityReport:
     """An ONNX file on ONNX Runtime's CPU against the eager ``model``, at the verification batch
@@ -425,7 +425,7 @@ def check_onnx_parity(
     images = len(sample_photos()) + SYNTHETIC_IMAGES
     how = f"one at a time and in batches of up to {max(sizes)}" if len(sizes) > 1 else f"in batches of {sizes[0]}"
     with stage(say, f"checking parity against eager PyTorch on {images} images, {how}"):
-        return check_backend(model, backend, config, sizes, precision, "onnxruntime-cpu", judged=judged)
+        return check_backend(model, backend, config, sizes, precision, "onnxruntime-cpu", unjudged=unjudged)
 
 
 def value_shape(value) -> list:

@@ -31,6 +31,7 @@ from ..graph import load_onnx
 from ..metadata import ONNX_MODEL, Metadata, fp32_metadata, set_onnx_metadata
 from ..progress import counted, silent, stage
 from ..runtime.torch_runner import TorchRunner
+from ..verify.metrics import BY_BUDGET, RANDOM_WEIGHTS
 from .onnx import ExportResult, check_onnx_parity
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def convert_fp16(
         fp32_ops=list(FP16_KEEP_FP32),
         source_sha256=sha256_file(src),
     )
-    return _finish(converted, metadata, output, reference_model, "fp16", start, judge_parity, say)
+    return _finish(
+        converted, metadata, output, reference_model, "fp16", start, None if judge_parity else RANDOM_WEIGHTS, say
+    )
 
 
 def _to_fp16(proto, fp16_io: bool = False):
@@ -180,7 +183,8 @@ def quantize(
             "cache_sha256": calibration.digest,
         },
     )
-    result = _finish(proto, metadata, output, reference_model, "int8", start, judge_parity, say)
+    unjudged = BY_BUDGET if report is not None else None if judge_parity else RANDOM_WEIGHTS
+    result = _finish(proto, metadata, output, reference_model, "int8", start, unjudged, say)
     write_precision_file(precision_file(output), metadata.arch, int8.target, calibration.digest, float_layers, replayed)
     result.budget = report
     return result
@@ -217,6 +221,7 @@ def quantize_int8(
         weight_bits,
         budget.max_drop if budget else None,
         budget.holdout if budget else Int8Request.holdout,
+        budget.accept_unproven if budget else False,
     )
     return quantize(
         src,
@@ -248,7 +253,7 @@ def _source(src) -> tuple:
 
 
 def _finish(
-    proto, metadata: Metadata, output, reference_model, precision: str, start: float, judge: bool, say
+    proto, metadata: Metadata, output, reference_model, precision: str, start: float, unjudged: str | None, say
 ) -> ExportResult:
     """Write atomically with metadata; verify against the eager model when one is given."""
     import onnx
@@ -266,7 +271,7 @@ def _finish(
                 metadata.batch,
                 metadata.max_batch,
                 precision,
-                judge,
+                unjudged,
                 say,
             )
             metadata = metadata.updated(output, parity=report.to_dict())

@@ -146,8 +146,8 @@ class Predictor:
 
 def caveats(backend, model_path, arch: str | None = None) -> list[str]:
     """What to know before trusting a run of ``backend``, as "warning: ..." / "note: ..." lines:
-    an ignored --arch, random weights, an INT8 placement meant for another runtime, 8-bit INT8
-    weights on a CPU whose int8 sums can saturate."""
+    an ignored --arch, random weights, an INT8 budget accepted unproven, an INT8 placement meant
+    for another runtime, 8-bit INT8 weights on a CPU whose int8 sums can saturate."""
     meta, name, lines = backend.metadata, backend.name, []
     model = printable(model_path)
     if arch is not None and canonical_arch(meta.arch) != get_arch(arch).name:
@@ -157,6 +157,12 @@ def caveats(backend, model_path, arch: str | None = None) -> list[str]:
         )
     if meta.random_weights:
         lines.append(f"note: {model} was exported with randomly initialised weights: its labels mean nothing")
+    if meta.int8_unproven:
+        budget = meta.int8_budget
+        lines.append(
+            f"warning: {model}'s INT8 accuracy budget of {budget['max_drop']:g} points was accepted unproven: "
+            f"its drop's 95% upper bound is {budget['interval'][1]:.2f} points on {budget['images']} images"
+        )
     if meta.int8_target == "tensorrt" and name.startswith("onnxruntime cpu"):
         lines.append(
             f"warning: {model} places INT8 for TensorRT; ONNX Runtime's CPU runs it slower than FP32 "

@@ -18,7 +18,7 @@ from ..preprocess import PreprocessConfig, normalize, preprocess, synthetic_imag
 from ..progress import Progress, heartbeat, silent
 from ..runtime.open import open_artifact
 from ..runtime.torch_runner import TorchRunner
-from .metrics import THRESHOLDS, ParityReport, compare
+from .metrics import OUTSIDE_CALIBRATION, RANDOM_WEIGHTS, THRESHOLDS, ParityReport, compare
 
 SYNTHETIC_IMAGES = 8
 
@@ -44,10 +44,11 @@ def compare_runners(
     batch_sizes: tuple[int, ...],
     precision: str,
     candidate_name: str | None = None,
-    judged: bool = True,
+    unjudged: str | None = None,
 ) -> ParityReport:
     """Runner 0 (``reference``) and ``candidate`` on each named input set (images, labels or
-    None); the candidate at each batch size, a row per set and size judged by ``precision``."""
+    None); the candidate at each batch size, a row per set and size judged by ``precision``
+    (measured only where ``unjudged`` says why)."""
     report = ParityReport()
     for name, (images, labels) in inputs.items():
         expected = reference.infer(images)
@@ -56,7 +57,7 @@ def compare_runners(
             row = compare(
                 f"{name} b{min(batch, len(images))}", expected, got, precision, candidate_name or candidate.name, labels
             )
-            row.judged = judged
+            row.judged, row.why_unjudged = unjudged is None, unjudged or ""
             report.rows.append(row)
     return report
 
@@ -69,18 +70,25 @@ def check_backend(
     precision: str = "fp32",
     backend_name: str = "onnxruntime",
     labelled: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    judged: bool = True,
+    unjudged: str | None = None,
 ) -> ParityReport:
     """Eager ``model`` vs ``backend`` on the shipped photos and synthetic images (and the named
     ``labelled`` (images, labels) sets, whose rows also report accuracy) at every batch size.
     ``model`` may be a ``TorchRunner``: checks that share one run the eager model once per input set.
-    ``judged=False`` measures without holding the rows against the thresholds: reduced precision
-    on randomly initialised weights, which have no decision margins, flips near-ties that mean
-    nothing."""
+    ``unjudged``: why the rows are measured without being held against the thresholds (None: they
+    are judged): reduced precision on randomly initialised weights, which have no decision
+    margins, flips near-ties that mean nothing (metrics.RANDOM_WEIGHTS); an INT8 file whose
+    accuracy budget judged it (metrics.BY_BUDGET). INT8's synthetic rows are never judged: its
+    ranges are calibrated on images like the user's, not on noise."""
     inputs = {name: (images, None) for name, images in parity_inputs(config).items()}
     inputs.update(labelled or {})
     reference = model if isinstance(model, TorchRunner) else TorchRunner(model)
-    return compare_runners(reference, backend, inputs, batch_sizes, precision, backend_name, judged)
+    report = compare_runners(reference, backend, inputs, batch_sizes, precision, backend_name, unjudged)
+    if precision == "int8":
+        for row in report.rows:
+            if row.judged and row.inputs.startswith("synthetic"):
+                row.judged, row.why_unjudged = False, OUTSIDE_CALIBRATION
+    return report
 
 
 def check_artifacts(
@@ -98,7 +106,8 @@ def check_artifacts(
 ) -> ParityReport:
     """One row per artifact: eager ``arch`` (with ``weights``) vs the artifact on the same
     images, each preprocessed as that artifact declares, judged by the artifact's precision (or
-    bf16's thresholds where ``precision="bf16"`` runs an FP32 file in bfloat16).
+    bf16's thresholds where ``precision="bf16"`` runs an FP32 file in bfloat16); ``synthetic``
+    generated images join the photos, but for INT8 files.
 
     ONNX files run on ONNX Runtime's ``device`` (OpenVINO for "openvino"), engines on TensorRT; an
     artifact this machine cannot run (an engine without TensorRT or a GPU) is listed in
@@ -130,10 +139,10 @@ def check_artifacts(
             if config not in decoded_photos:
                 decoded_photos[config] = decode_photos(photos, config, report.skipped_inputs, images)
             batch = decoded_photos[config]
-            if synthetic:
+            judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
+            if synthetic and judged_as != "int8":  # INT8's ranges are calibrated on images, not on noise
                 batch = np.concatenate([batch, normalize(synthetic_images(synthetic, config.input_size, 1234), config)])
             say(f"running eager PyTorch and {path} ({backend.name}) on {len(batch)} images...")
-            judged_as = backend.precision if backend.precision in THRESHOLDS else "fp32"
             random_weights = weights is None and not meta.weights.get("file")
             (row,) = compare_runners(
                 references[classes],
@@ -141,7 +150,7 @@ def check_artifacts(
                 {str(path): (batch, None)},
                 (batch_size,),
                 judged_as,
-                judged=judged_as == "fp32" or not random_weights,
+                unjudged=RANDOM_WEIGHTS if judged_as != "fp32" and random_weights else None,
             ).rows
         row.inputs = str(path)
         report.rows.append(row)

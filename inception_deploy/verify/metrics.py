@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..fileio import json_kind
+from ..statistics import cosines
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ THRESHOLDS = {
 }
 
 
+# why rows are measured and shown but not held against the thresholds (ParityRow.why_unjudged)
+RANDOM_WEIGHTS = "random weights"  # no decision margins: reduced precision flips near-ties that mean nothing
+BY_BUDGET = "INT8 budget judges"  # the accuracy budget's held-out images decide (calibration.budget)
+OUTSIDE_CALIBRATION = "synthetic, outside INT8's calibrated ranges"
+
+
 @dataclass
 class ParityRow:
     inputs: str  # which images, at which batch size
@@ -56,6 +63,7 @@ class ParityRow:
     accuracy: float | None = None  # top-1 accuracy of the candidate, where labels are known
     reference_accuracy: float | None = None
     judged: bool = True  # False: measured and shown, but not held against the thresholds (see check_backend)
+    why_unjudged: str = ""  # RANDOM_WEIGHTS, BY_BUDGET, OUTSIDE_CALIBRATION
 
     @property
     def verdict(self) -> str:
@@ -129,7 +137,7 @@ class ParityReport:
             ]
             if labelled:
                 row.append("" if r.accuracy is None else f"{r.accuracy:.1%} ({r.reference_accuracy:.1%})")
-            rows.append(row + [r.verdict.upper() if r.judged else "not judged (random weights)"])
+            rows.append(row + [r.verdict.upper() if r.judged else f"not judged ({r.why_unjudged or RANDOM_WEIGHTS})"])
         headers = (
             [
                 first_column,
@@ -165,8 +173,7 @@ def compare(
     candidate = candidate.astype(np.float64)
     diff = np.abs(candidate - reference)
     scale = max(np.abs(reference).max(), np.finfo(np.float32).tiny)
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
-    cosine = np.sum(reference * candidate, axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
+    cosine = cosines(reference, candidate)
     k = min(5, reference.shape[1])
     top_ref = np.argsort(-reference, axis=1)[:, :k]
     top_cand = np.argsort(-candidate, axis=1)[:, :k]
