@@ -22,8 +22,9 @@ from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.precision import convert_fp16, quantize_int8
 from inception_deploy.graph import node_modules
 from inception_deploy.inputs import sample_folder, sample_photos
-from inception_deploy.metadata import onnx_metadata, set_onnx_metadata
+from inception_deploy.metadata import onnx_metadata
 from inception_deploy.models.registry import get_arch
+from inception_deploy.preprocess import preprocess
 from inception_deploy.runtime import OnnxRuntimeBackend
 from inception_deploy.verify.layerwise import compare_layers
 
@@ -95,17 +96,11 @@ def test_layerwise_rows_name_modules_in_graph_order_and_end_at_the_logits(traine
 
 
 def test_layerwise_points_at_the_layer_that_went_wrong(trained, images, tmp_path):
-    """An FP16 file with one Conv's weights negated: every layer before it keeps FP16's cosine, and
-    the first row below the bar names that Conv's module."""
+    """An FP16 file with half of one Conv's output channels negated: every layer before it keeps
+    FP16's cosine, and the first row below the bar names that Conv's module."""
     fp16 = convert_fp16(trained["fp32"], tmp_path / "fp16.onnx").path
-    proto = onnx.load(str(fp16))
-    paths = node_modules(proto.graph)
     target = "inception4c.branch2.1.conv"
-    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and paths[n.name] == target)
-    weight = next(i for i in proto.graph.initializer if i.name == conv.input[1])
-    weight.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weight), weight.name))
-    set_onnx_metadata(proto, onnx_metadata(proto, fp16))  # still made from the FP32 file
-    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+    plant_fault(fp16, trained["fp32"], target, tmp_path / "damaged.onnx")
 
     (report,) = compare_layers(trained["fp32"], [tmp_path / "damaged.onnx"], images)
     assert report.first_below is not None and report.first_below.module == target
@@ -121,19 +116,8 @@ def test_layerwise_names_a_planted_int8_fault_on_both_targets(trained, int8, ima
     the FP32 ReLU it read 0.3-0.7 on every healthy layer and the view blamed layer 0 (issue 44)."""
     common = {**int8["common"], "target": target}
     path = quantize_int8(trained["fp32"], tmp_path / f"{target}.onnx", **common).path
-    proto = onnx.load(str(path))
-    producers = {out: node for node in proto.graph.node for out in node.output}
     target_module = "inception3b.branch2.1.conv"  # where the healthy file is still above the bar
-    paths = node_modules(proto.graph)
-    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and paths.get(n.name) == target_module)
-    stored = producers[conv.input[1]].input[0]  # behind its DequantizeLinear: int8 weights, or a Q of float ones
-    if stored in producers:
-        stored = producers[stored].input[0]
-    weight = next(i for i in proto.graph.initializer if i.name == stored)
-    values = numpy_helper.to_array(weight).copy()
-    values[: len(values) // 2] = -values[: len(values) // 2]
-    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
-    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+    plant_fault(path, trained["fp32"], target_module, tmp_path / "damaged.onnx")
 
     (healthy,) = compare_layers(trained["fp32"], [path], images)
     (report,) = compare_layers(trained["fp32"], [tmp_path / "damaged.onnx"], images)
@@ -143,33 +127,52 @@ def test_layerwise_names_a_planted_int8_fault_on_both_targets(trained, int8, ima
     assert len(relus) > 50 and min(r.cosine for r in relus[:10]) > 0.95, healthy.table()
 
 
-@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
-def test_layerwise_names_a_planted_fault_in_a_residual_network(exported, target, tmp_path):
-    """The planted fault of issue 44 itself: half of resnet18's layer2.1.conv2 output channels
-    negated in its INT8 file. The first row below the bar is that Conv on both targets; on the cpu
-    target the ReLUs fused after Convs and after residual Adds read as such ("Add+Relu")."""
-    from inception_deploy.verify.layerwise import layer_images
-
-    fp32 = exported("resnet18").path
-    common = dict(target=target, calib_dir=sample_folder(), method="minmax", cache=tmp_path / "c.json")
-    path = quantize_int8(fp32, tmp_path / f"{target}.onnx", **common).path
+def plant_fault(path, fp32, module: str, damaged) -> None:
+    """Write ``damaged``: the FP16/INT8 file ``path`` with half of the output channels of the Conv
+    that ``module`` names in ``fp32`` negated (its stored weights: FP16, int8 behind a
+    DequantizeLinear, or float behind a Q/DQ pair)."""
     reference = onnx.load(str(fp32)).graph
-    name = next(n.name for n in reference.node if node_modules(reference).get(n.name) == "layer2.1.conv2")
+    modules = node_modules(reference)
+    name = next(n.name for n in reference.node if n.op_type == "Conv" and modules.get(n.name) == module)
     proto = onnx.load(str(path))
     producers = {out: node for node in proto.graph.node for out in node.output}
-    conv = next(n for n in proto.graph.node if n.name == name)
-    stored = producers[conv.input[1]].input[0]  # int8 weights behind a DequantizeLinear, or a Q of float ones
-    stored = producers[stored].input[0] if stored in producers else stored
+    stored = next(n for n in proto.graph.node if n.name == name).input[1]
+    while stored in producers:  # DequantizeLinear, QuantizeLinear, or FP16's Cast
+        stored = producers[stored].input[0]
     weight = next(i for i in proto.graph.initializer if i.name == stored)
     values = numpy_helper.to_array(weight).copy()
     values[: len(values) // 2] = -values[: len(values) // 2]
     weight.CopyFrom(numpy_helper.from_array(values, weight.name))
-    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+    onnx.save(proto, str(damaged))
 
-    images = layer_images(fp32, None, 32, 4)
+
+@pytest.mark.parametrize("precision", ["int8 tensorrt", "int8 cpu", "fp16"])
+@pytest.mark.parametrize(
+    "arch, module",
+    [
+        ("resnet18", "layer2.1.conv2"),  # issue 44's own case: the cpu target named relu (0.69) first
+        ("v3", "Conv2d_4a_3x3.conv"),  # before Mixed_5c, where these random weights' INT8 falls below 0.95
+        ("inception_next_tiny", "stages.2.blocks.0.mlp.fc1"),
+    ],
+)
+def test_layerwise_names_a_planted_fault_first(exported, arch, module, precision, tmp_path):
+    """Half of one Conv's output channels negated in an INT8 file of either target or in an FP16
+    file: the first row below the bar is that Conv, on the shipped photos. On the cpu target the
+    ReLUs fused after Convs and after residual Adds read as such ("Conv+Relu", "Add+Relu")."""
+    from inception_deploy.verify.layerwise import layer_images
+
+    fp32 = exported(arch).path
+    if precision == "fp16":
+        path = convert_fp16(fp32, tmp_path / "fp16.onnx").path
+    else:
+        target = precision.split()[1]
+        common = dict(target=target, calib_dir=sample_folder(), method="minmax", cache=tmp_path / "c.json")
+        path = quantize_int8(fp32, tmp_path / f"{target}.onnx", **common).path
+    plant_fault(path, fp32, module, tmp_path / "damaged.onnx")
+    images = layer_images(fp32, None, 32, 0)
     (report,) = compare_layers(fp32, [tmp_path / "damaged.onnx"], images)
-    assert report.first_below is not None and report.first_below.module == "layer2.1.conv2", report.table()
-    if target == "cpu":
+    assert report.first_below is not None and report.first_below.module == module, report.table()
+    if arch == "resnet18" and precision == "int8 cpu":
         (healthy,) = compare_layers(fp32, [path], images)
         assert healthy.first_below is None and {r.op for r in healthy.rows} >= {"Conv+Relu", "Add+Relu"}
 
@@ -260,6 +263,36 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
     )
     assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
     assert f"{int8_file}: was not made from {trained['fp32']}" in result.output
+
+
+def test_float_layers_of_the_cpu_target_read_float_tensors(trained, tmp_path):
+    """A layer kept float on the cpu target reads the float tensor, not the int8 rounding of a
+    quantized neighbour's output (a float Conv after a quantized Concat read its Q/DQ before).
+    Where ONNX Runtime fused the ReLU before it into a Q/DQ pair (conv3's, before maxpool2), the
+    float reader gets a ReLU of its own: the tensor behind that pair is conv3's output before it."""
+    import onnxruntime as ort
+
+    keep = ["maxpool2", "inception4*"]
+    result = quantize_int8(
+        trained["fp32"], tmp_path / "cpu.onnx", target="cpu", calib_dir=sample_folder(), method="minmax",
+        keep_float=keep,
+    )  # fmt: skip
+    proto = onnx.load(str(result.path))
+    graph, modules = proto.graph, node_modules(proto.graph)
+    producers = {out: node for node in graph.node for out in node.output}
+    kept = set(result.metadata.int8_float_modules)
+    floats = [n for n in graph.node if modules.get(n.name) in kept and n.op_type in ("Conv", "MaxPool", "AveragePool")]
+    assert len(floats) > 20
+    read = [(n.name, name) for n in floats for name in n.input if name in producers]
+    assert read and not [r for r in read if producers[r[1]].op_type == "DequantizeLinear"], read
+    pool = next(n for n in floats if modules.get(n.name) == "maxpool2")
+    relu = producers[pool.input[0]]
+    assert relu.op_type == "Relu" and producers[relu.input[0]].op_type == "Conv"  # the ReLU the pair had held
+    graph.output.extend([onnx.ValueInfoProto(name=pool.input[0])])
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    images = preprocess(sample_photos(), trained["config"])
+    _, pooled = session.run(None, {session.get_inputs()[0].name: images})
+    assert pooled.min() >= 0 and pooled.max() > 0
 
 
 def test_cpu_target_weight_bits(trained, tmp_path):

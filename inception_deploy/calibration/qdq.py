@@ -264,10 +264,12 @@ def write_qdq(
                 **types,
                 **options,
             )
-    if target == "tensorrt" and (placement.skips or float_nodes):
+    if float_nodes or (target == "tensorrt" and placement.skips):
         proto = onnx.load(str(output))
-        _quantize_skips(proto.graph, placement.skips, ranges)
-        _float_inputs(proto.graph, float_nodes)
+        if target == "tensorrt":
+            _quantize_skips(proto.graph, placement.skips, ranges)
+        relus = {n.output[0] for n in onnx.load(str(prepared_path)).graph.node if n.op_type == "Relu"}
+        _float_inputs(proto.graph, float_nodes, relus)
         onnx.save(proto, str(output))
 
 
@@ -294,14 +296,34 @@ def float_behind_qdq(graph) -> dict[str, str]:
     }
 
 
-def _float_inputs(graph, float_nodes: frozenset[str]) -> None:
+def _float_inputs(graph, float_nodes: frozenset[str], relus: set[str]) -> None:
     """Feed the ``float_nodes`` nodes the float tensors quantize_static rewired to a shared
-    DequantizeLinear, and drop the Q/DQ pairs no node reads any more, with their scales and zero
-    points (ONNX Runtime would warn about each unused initializer and drop it at every load)."""
+    DequantizeLinear (on the cpu target too: a float Conv after a quantized Concat read its int8
+    rounding), and drop the Q/DQ pairs no node reads any more, with their scales and zero points
+    (ONNX Runtime would warn about each unused initializer and drop it at every load).
+
+    ``relus``: the prepared graph's ReLU outputs. On the cpu target ONNX Runtime drops a ReLU after
+    a Conv and lets the uint8 Q/DQ pair (zero point 0) clip at 0 instead; the float tensor behind
+    that pair is the Conv's output before the ReLU, so a float reader gets a ReLU of its own."""
+    import onnx
+
     float_of = float_behind_qdq(graph)
-    for node in graph.node:
-        if node.name in float_nodes and node.input and node.input[0] in float_of:
-            node.input[0] = float_of[node.input[0]]  # the activation; weights of a float node are float
+    producers = {out: node for node in graph.node for out in node.output}
+    rectified: dict[str, str] = {}  # pre-activation tensor -> a float ReLU of it
+    for node in list(graph.node):
+        if node.name not in float_nodes:
+            continue
+        for i, name in enumerate(node.input):
+            if name not in float_of:
+                continue  # weights of a float node are float
+            tensor = float_of[name]
+            if tensor in relus and producers[tensor].op_type != "Relu":  # the ReLU went into the Q/DQ pair
+                if tensor not in rectified:
+                    rectified[tensor] = f"{tensor}_float_relu"
+                    relu = onnx.helper.make_node("Relu", [tensor], [rectified[tensor]], name=f"{tensor}_float_relu")
+                    graph.node.insert(list(graph.node).index(node), relu)
+                tensor = rectified[tensor]
+            node.input[i] = tensor
     read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
     while True:
         unread = [
