@@ -179,7 +179,7 @@ def deploy(
         )  # before the export
         if int8.keep_float:  # a pattern naming no layer, a precision file of another arch
             spec = get_arch(export.arch)
-            match_modules(int8.float_patterns(spec.name)[0], maybe_quantized(spec), spec.name)
+            match_modules(int8.float_patterns(spec.name)[0], maybe_quantized(spec, int8.target), spec.name)
     inputs = [export.weights, export.labels, verify.eval_data, *(int8.keep_float if int8 else ())]  # never written over
     if int8:
         _check_replay_destination(int8, int8_path)

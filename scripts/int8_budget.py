@@ -25,6 +25,7 @@ def main():
     parser.add_argument("--train", type=int, default=300, help="images the head is fitted on")
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--accept-unproven", action="store_true", help="search on the point estimate (Budget)")
+    parser.add_argument("--no-bias-correction", action="store_true", help="Int8Request.bias_correction off")
     parser.add_argument("--target", default="tensorrt", choices=["tensorrt", "cpu"])
     parser.add_argument("--method", default="entropy")
     args = parser.parse_args()
@@ -46,7 +47,8 @@ def main():
     start = time.perf_counter()
     result = quantize_int8(
         fp32, folder / "int8.onnx", target=args.target, calib_dir=calib, method=args.method,
-        budget=Budget(args.max_drop, accept_unproven=args.accept_unproven), progress=print,
+        budget=Budget(args.max_drop, accept_unproven=args.accept_unproven),
+        bias_correction=not args.no_bias_correction, progress=print,
     )  # fmt: skip
     print(f"calibration, search and writing: {time.perf_counter() - start:.0f} s")
     print(result.budget.summary())

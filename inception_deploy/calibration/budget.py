@@ -257,11 +257,13 @@ def search(
     fixed: dict[str, str],
     convert=None,
     weight_bits: int | None = None,
+    shifts: dict | None = None,
     progress: Progress | None = None,
 ) -> tuple[dict[str, str], BudgetReport]:
     """The modules to keep float (module -> why; ``fixed`` ones always) and the report.
     ``layers``: module path -> its quantizable nodes (``calibration.float_layers.quantizable_layers``);
-    ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder)."""
+    ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder);
+    ``shifts``: bias corrections every placement gets (calibration.bias)."""
     import onnx
 
     say = progress or silent
@@ -281,7 +283,7 @@ def search(
             float_nodes = _nodes([*fixed, *order[:count]], layers)
             with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
                 path = Path(tmp) / "candidate.onnx"
-                write_qdq(prepared, calibration, target, path, float_nodes, weight_bits)
+                write_qdq(prepared, calibration, target, path, float_nodes, weight_bits, shifts)
                 if convert is not None:
                     onnx.save(convert(onnx.load(str(path))), str(path))
                 trials = [
@@ -304,15 +306,23 @@ def search(
     if judged_drop(0) > budget.max_drop:
         held_set = set(held)
         calibration_files = [f for f in image_folder(folder).files if f not in held_set]
-        ranked, errors = _rank(prepared, calibration, calibration_files, config, layers, fixed, fp32, say)
+        ranking_shifts = shifts if target == "tensorrt" else None  # the ranking's graph is the tensorrt placement
+        ranked, errors = _rank(
+            prepared, calibration, calibration_files, config, layers, fixed, fp32, ranking_shifts, say
+        )
         order.extend(ranked)
+        # what the ranking's tensorrt placement does not quantize (the cpu target's Concats, sums,
+        # head): float last, so that every layer float is the FP32 network
+        order.extend(module for module in layers if module not in fixed and module not in set(ranked))
         count = fewest(judged_drop, len(order), budget.max_drop)
         if count is None:  # every layer float misses too: the best seen; the caller reports failure
             count = min(tried, key=lambda k: (tried[k].interval[1], tried[k].drop, k))
     kept = dict(fixed)
     for rank, module in enumerate(order[:count], 1):
-        kept[module] = (
-            f"--int8-max-drop {budget.max_drop:g}: sensitivity rank {rank} (logits MSE alone {errors[module]:.3g})"
+        kept[module] = f"--int8-max-drop {budget.max_drop:g}: " + (
+            f"sensitivity rank {rank} (logits MSE alone {errors[module]:.3g})"
+            if module in errors
+            else f"float after the {len(errors)} ranked layers (not ranked: quantized on the {target} target only)"
         )
     macs = conv_macs(prepared, judged[:1])
     float_macs = sum(macs[node] for node in _nodes(kept, layers) if node in macs)
@@ -355,7 +365,7 @@ def fewest(drop, layers: int, max_drop: float) -> int | None:
     return high
 
 
-def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, say):
+def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shifts, say):
     """The modules not in ``fixed``, most sensitive first, and each one's logits error alone in
     INT8, measured on calibration ``files`` (the judged images must not choose the layers)."""
     ranking = _decode(spread(files, RANKING_IMAGES), config)
@@ -364,7 +374,7 @@ def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, say):
     with stage(say, what), tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
         # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
         every = Path(tmp) / "every.onnx"
-        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers))
+        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers), shifts=shifts)
         ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
     order = list(dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed))
     return order, {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest

@@ -20,7 +20,7 @@ from ..fileio import json_kind, write_json
 from ..graph import node_modules
 from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..models.registry import canonical_arch
-from .qdq import QUANTIZED_OPS
+from .qdq import quantized_op_types
 
 PRECISION_SUFFIX = ".precision.json"
 PRECISION_SCHEMA = 1
@@ -92,28 +92,30 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> PrecisionFile:
     )
 
 
-def maybe_quantized(spec) -> list[str]:
-    """The module paths INT8 may quantize something under, known before the export: those with a
-    convolution or pooling layer in them. The head (every Gemm stays FP32), norms and activations
-    alone never are; which of the others really are is known from the exported graph
-    (``quantizable_layers``)."""
+def maybe_quantized(spec, target: str = "tensorrt") -> list[str]:
+    """The module paths INT8 may quantize something under, known before the export: on the
+    tensorrt target those with a convolution or pooling layer in them (the head, norms and
+    activations alone never are); on the cpu target any (ONNX Runtime quantizes Concats, sums and
+    the head too). Which really are is known from the exported graph (``quantizable_layers``)."""
     import torch  # only here: the export extra
 
     kinds = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
     return [
         name
         for name, module in spec.meta_model().named_modules()
-        if name and any(isinstance(m, kinds) for m in module.modules())
+        if name and (target == "cpu" or any(isinstance(m, kinds) for m in module.modules()))
     ]
 
 
-def quantizable_layers(graph) -> dict[str, list[str]]:
-    """Module path -> the nodes INT8 may quantize that it produced (a Conv, or pooling: a functional
-    pool is named by the module whose forward calls it, so one path may hold several), in graph order."""
+def quantizable_layers(graph, target: str = "tensorrt") -> dict[str, list[str]]:
+    """Module path -> the nodes INT8 quantizes on ``target`` that it produced (a Conv, or pooling: a
+    functional pool is named by the module whose forward calls it, so one path may hold several;
+    on the cpu target also Concats, sums, the head: ``qdq.quantized_op_types``), in graph order."""
+    ops = set(quantized_op_types(target))
     paths = node_modules(graph)
     layers: dict[str, list[str]] = {}
     for node in graph.node:
-        if node.op_type in QUANTIZED_OPS and node.name in paths:
+        if node.op_type in ops and node.name in paths:
             layers.setdefault(paths[node.name], []).append(node.name)
     return layers
 
@@ -129,8 +131,8 @@ def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str
         if not matched:
             examples = ", ".join(modules[:2] + modules[-1:])
             raise InceptionDeployError(
-                f"{why}: matches no layer of {arch} that INT8 quantizes (convolutions and pooling; the head, "
-                f"norms and activations are never quantized; paths look like {examples}; globs such as "
+                f"{why}: matches no layer of {arch} that INT8 quantizes (on the tensorrt target convolutions and "
+                f"pooling, never the head, norms or activations; paths look like {examples}; globs such as "
                 f"'Mixed_7*' match across dots)"
             )
         for module in matched:

@@ -32,7 +32,10 @@ class Int8Request:
     points of FP32 on images calibration did not see (a ``holdout`` share of its folder, or the
     verification's labelled images), shown by the drop's 95% upper bound; ``accept_unproven``: where
     those images are too few to show it, settle for the point estimate and record the result as
-    unproven (calibration.budget). Validated when made."""
+    unproven (calibration.budget). ``bias_correction``: each quantized Conv's bias corrected by the
+    mean shift its own rounding causes, measured on calibration images (calibration.bias; needs the
+    calibration folder); None: on for the cpu target, where it measurably helps, off for tensorrt,
+    where it did not (docs/precision.md). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
@@ -42,11 +45,14 @@ class Int8Request:
     max_drop: float | None = None
     holdout: float = 0.2
     accept_unproven: bool = False
+    bias_correction: bool | None = None
 
     def __post_init__(self):
         target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
         object.__setattr__(self, "target", target)
         object.__setattr__(self, "keep_float", tuple(str(v) for v in self.keep_float))
+        if self.bias_correction is None:
+            object.__setattr__(self, "bias_correction", target == "cpu")
         if target not in INT8_TARGETS:
             raise ConfigError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
         if self.remainder not in INT8_REMAINDERS:

@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InceptionDeployError, setting
 from ..metadata import INT8_TARGETS
 from .cache import CalibrationCache
@@ -36,6 +38,17 @@ WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
 # before them writes int8 anyway (a QLinearConcat); their weights and outputs stay float. DenseNet
 # measured the same with or without (photos' min cosine 0.9911 both, 21.8 vs 21.6 images/s).
 CPU_FLOAT_OPS = ("BatchNormalization", "LayerNormalization")
+
+
+def quantized_op_types(target: str) -> list[str]:
+    """The op types INT8 quantizes on ``target``: Convs and pools for tensorrt (rule 1); on the cpu
+    target every op ONNX Runtime's QDQ quantizer takes (Concat, Add, the head's Gemm, ...) but the
+    normalizations above."""
+    if target == "tensorrt":
+        return list(QUANTIZED_OPS)
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(CPU_FLOAT_OPS))
 
 
 @dataclass
@@ -204,17 +217,17 @@ def write_qdq(
     output: str | os.PathLike,
     float_nodes: frozenset[str] = frozenset(),
     weight_bits: int | None = None,
+    shifts: dict | None = None,
 ) -> None:
     """Quantize the prepared FP32 graph with the cached ranges into ``output``, but the nodes named
     in ``float_nodes``: on the tensorrt target they read float inputs (no Q/DQ of their own, and a
     residual Add they would fuse with keeps its skip input float too); on the cpu target ONNX
     Runtime leaves them unquantized. ``weight_bits``: the target's default (WEIGHT_BITS) when None;
-    8 on the cpu target for CPUs with VNNI or AMX."""
-    import numpy as np
+    8 on the cpu target for CPUs with VNNI or AMX. ``shifts``: bias corrections of the quantized
+    Convs (calibration.bias), added where they are quantized."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     check_weight_bits(target, weight_bits)
     options = {}
@@ -241,7 +254,7 @@ def write_qdq(
         options = dict(
             reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7,
             nodes_to_exclude=sorted(float_nodes),
-            op_types_to_quantize=sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(CPU_FLOAT_OPS)),
+            op_types_to_quantize=quantized_op_types(target),
         )
         extra = {"WeightSymmetric": True}
     if target == "tensorrt" and not placement.nodes:  # every layer float (quantize_static reads [] as "all")
@@ -264,13 +277,51 @@ def write_qdq(
                 **types,
                 **options,
             )
-    if float_nodes or (target == "tensorrt" and placement.skips):
+    if float_nodes or shifts or (target == "tensorrt" and placement.skips):
         proto = onnx.load(str(output))
         if target == "tensorrt":
             _quantize_skips(proto.graph, placement.skips, ranges)
-        relus = {n.output[0] for n in onnx.load(str(prepared_path)).graph.node if n.op_type == "Relu"}
-        _float_inputs(proto.graph, float_nodes, relus)
+        if float_nodes:
+            relus = {n.output[0] for n in onnx.load(str(prepared_path)).graph.node if n.op_type == "Relu"}
+            _float_inputs(proto.graph, float_nodes, relus)
+        apply_shifts(proto.graph, shifts or {})
         onnx.save(proto, str(output))
+
+
+def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> int:
+    """Add each shift to its Conv's bias where that Conv is quantized in ``graph`` (a float bias
+    initializer: the tensorrt target; an int32 one behind a DequantizeLinear: the cpu target, in
+    its scale's steps). Returns how many Convs were corrected."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    corrected = 0
+    for conv in graph.node:
+        shift = shifts.get(conv.name)
+        if conv.op_type != "Conv" or shift is None or not dequantized(conv.input[0], producers):
+            continue
+        if len(conv.input) < 3 or not conv.input[2]:
+            name = f"{conv.name}_corrected_bias"
+            graph.initializer.append(numpy_helper.from_array(shift.astype(np.float32), name))
+            conv.input[2:] = [name]
+        elif conv.input[2] in initializers:
+            bias = initializers[conv.input[2]]
+            values = numpy_helper.to_array(bias).astype(np.float64) + shift
+            bias.CopyFrom(numpy_helper.from_array(values.astype(np.float32), bias.name))
+        else:  # int32 bias with scale input scale x weight scale
+            dq = producers[conv.input[2]]
+            bias, scale = initializers[dq.input[0]], numpy_helper.to_array(initializers[dq.input[1]])
+            values = numpy_helper.to_array(bias).astype(np.int64) + np.round(shift / scale).astype(np.int64)
+            bias.CopyFrom(numpy_helper.from_array(np.clip(values, -(2**31), 2**31 - 1).astype(np.int32), bias.name))
+        corrected += 1
+    return corrected
+
+
+def dequantized(name: str, producers: dict) -> bool:
+    """Whether the tensor ``name`` is the output of a DequantizeLinear."""
+    node = producers.get(name)
+    return node is not None and node.op_type == "DequantizeLinear"
 
 
 def check_weight_bits(target: str, weight_bits: int | None) -> None:
@@ -342,7 +393,6 @@ def _quantize_skips(graph, skips: list[tuple[str, int]], ranges: dict) -> None:
     """Rule 3: feed each residual Add's skip input through a Q/DQ pair: the tensor's existing
     one when a Conv or pool already quantizes it (quantize_static then rewired every consumer to
     it, the Add included), else a new one before the Add."""
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 

@@ -135,13 +135,13 @@ def layer_sensitivity(
     marked.CopyFrom(proto)
     marked.graph.output.extend(onnx.ValueInfoProto(name=name) for name in inner)
     batch = static_batch(graph)
-    activations = {feed: images, **dict(zip(inner, _run(marked, images, inner, batch)))}
+    activations = {feed: images, **dict(zip(inner, run_graph(marked, images, inner, batch)))}
     ranked = []
     for name, inputs in quantized.items():
         layer, cut = graph.node[position[name]], cut_of[name]
         float_inputs = list(layer.input)
         layer.input[:] = inputs
-        logits = _run(_suffix(proto, cut, activations[cut]), activations[cut], batch=batch)
+        logits = run_graph(_suffix(proto, cut, activations[cut]), activations[cut], batch=batch)
         layer.input[:] = float_inputs
         error = float(np.mean((logits - fp32_logits) ** 2))
         ranked.append(LayerSensitivity(name, modules.get(name, ""), error))
@@ -205,14 +205,14 @@ def conv_macs(path, image: np.ndarray) -> dict[str, int]:
     float_of = float_behind_qdq(proto.graph)
     kernels = {init.name: init.dims for init in proto.graph.initializer}  # Cout, Cin / groups, kh, kw
     proto.graph.output.extend(onnx.ValueInfoProto(name=c.output[0]) for c in convs)
-    values = _run(proto, image, [c.output[0] for c in convs], static_batch(proto.graph))
+    values = run_graph(proto, image, [c.output[0] for c in convs], static_batch(proto.graph))
     return {
         conv.name: int(np.prod(value.shape[1:]) * np.prod(kernels[float_of.get(conv.input[1], conv.input[1])][1:]))
         for conv, value in zip(convs, values)
     }
 
 
-def _run(proto, inputs: np.ndarray, outputs: list[str] | None = None, batch: int | None = None):
+def run_graph(proto, inputs: np.ndarray, outputs: list[str] | None = None, batch: int | None = None):
     """The logits of ``proto`` on ``inputs`` (eight at a time, or ``batch``: the static batch of the
     file it was cut from, whose reshapes may hold it), or the tensors named ``outputs``."""
     import onnxruntime as ort

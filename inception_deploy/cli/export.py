@@ -196,6 +196,7 @@ def export_command(
     int8_max_drop,
     int8_holdout,
     int8_accept_unproven,
+    int8_bias_correction,
     int8_weight_bits,
     calib_dir,
     calib_samples,
@@ -264,6 +265,7 @@ def export_command(
             int8_max_drop,
             int8_holdout,
             int8_accept_unproven,
+            int8_bias_correction,
         )
     result = deploy(
         export,

@@ -107,6 +107,7 @@ SETTING_FLAGS = {
     "Int8Request.max_drop": "--int8-max-drop",
     "Int8Request.holdout": "--int8-holdout",
     "Int8Request.accept_unproven": "--int8-accept-unproven",
+    "Int8Request.bias_correction": "--int8-bias-correction",
     "VerifyRequest.eval_data": "--eval-data",
     "RayOptions.address": "--ray-address",
 }

@@ -238,10 +238,9 @@ def precision_export_options(fn):
             type=FiniteRange(),  # its bounds: Budget.check, for Python callers too
             metavar="POINTS",
             group="Precision",
-            help="Keep Conv layers float, most sensitive first, until top-1 agreement with FP32 on held-out images "
-            "drops at most POINTS percentage points, shown by its 95% upper bound (with --eval-data: top-1 "
-            "accuracy against its labels); on ONNX Runtime, and OpenVINO too for the cpu target. "
-            "Writes the placement to <INT8 file stem>.precision.json; exit 1 when even all-float misses it.",
+            help="Keep Conv layers float, most sensitive first, until the 95% upper bound of top-1's drop on held-out "
+            "images (agreement with FP32; with --eval-data: accuracy) is within POINTS; cpu target: on ONNX Runtime "
+            "and OpenVINO. Writes <INT8 file stem>.precision.json; exit 1 when even all-float misses it.",
         ),
         option(
             "--int8-holdout",
@@ -249,15 +248,19 @@ def precision_export_options(fn):
             default=0.2,
             metavar="SHARE",
             group="Precision",
-            help="With --int8-max-drop: the share of --calib-dir held out of calibration to judge on "
-            "(enough to show the budget: 381 images for 1 point, 189 for 2, 73 for 5).",
+            help="With --int8-max-drop: the share of --calib-dir held out to judge on (1 point needs 381, 2: 189).",
+        ),
+        option(
+            "--int8-bias-correction/--no-int8-bias-correction",
+            default=None,
+            group="Precision",
+            help="Correct each quantized Conv's bias by the mean shift of its own rounding.  [default: cpu target]",
         ),
         option(
             "--int8-accept-unproven",
             is_flag=True,
             group="Precision",
-            help="With --int8-max-drop: where the judged images are too few to show the budget (its 95% upper "
-            "bound), search on the point estimate and record the result as unproven in the file's metadata.",
+            help="With --int8-max-drop, too few judged images: use the point estimate, recorded as unproven.",
         ),
         option(
             "--int8-weight-bits",

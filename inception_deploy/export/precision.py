@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..calibration import write_qdq
+from ..calibration.bias import BIAS_IMAGES, bias_shifts, correction_images
 from ..calibration.budget import Budget, search
 from ..calibration.cache import graph_digest, preprocess_digest
 from ..calibration.float_layers import (
@@ -134,10 +135,16 @@ def quantize(
         with stage(say, f"preparing {src} for quantization (shape inference, graph optimization)"):
             prepare(src, prepared)
         graph = onnx.load(str(prepared)).graph
-        layers = quantizable_layers(graph)
+        layers = quantizable_layers(graph, int8.target)
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
+        shifts = None
+        if int8.bias_correction and request.folder is not None:
+            with stage(say, f"measuring each quantized Conv's bias shift on {BIAS_IMAGES} calibration images"):
+                full = Path(folder) / "full.onnx"
+                write_qdq(prepared, calibration, int8.target, full, frozenset(), int8.weight_bits)
+                shifts = bias_shifts(prepared, full, correction_images(request.folder, config, request.exclude))
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -152,13 +159,13 @@ def quantize(
             convert = _to_fp16 if int8.remainder == "fp16" else None
             float_layers, report = search(
                 src, prepared, calibration, int8.target, budget, request.folder, config,
-                layers, float_layers, convert, int8.weight_bits, progress,
+                layers, float_layers, convert, int8.weight_bits, shifts, progress,
             )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
         float_nodes = frozenset(node for module in float_layers for node in layers[module])
         floats = f", {counted(len(float_layers), 'layer')} float" if float_layers else ""
         with stage(say, f"writing INT8 Q/DQ nodes for the {int8.target} target{floats}"):
-            write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits)
+            write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits, shifts)
         proto = onnx.load(str(quantized))
     changes = {}
     if int8.remainder == "fp16":
@@ -181,6 +188,7 @@ def quantize(
             "percentile": calibration.percentile,
             "images": calibration.images,
             "cache_sha256": calibration.digest,
+            "bias_correction": {"images": BIAS_IMAGES, "convs": len(shifts)} if shifts else None,
         },
     )
     unjudged = BY_BUDGET if report is not None else None if judge_parity else RANDOM_WEIGHTS
@@ -206,6 +214,7 @@ def quantize_int8(
     keep_float=(),
     weight_bits: int | None = None,
     budget: Budget | None = None,
+    bias_correction: bool | None = None,
     reference_model=None,
     judge_parity: bool = True,
     progress=None,
@@ -222,6 +231,7 @@ def quantize_int8(
         budget.max_drop if budget else None,
         budget.holdout if budget else Int8Request.holdout,
         budget.accept_unproven if budget else False,
+        bias_correction,
     )
     return quantize(
         src,

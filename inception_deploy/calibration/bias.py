@@ -1,0 +1,84 @@
+"""Empirical bias correction of quantized Convs, before any layer is kept float.
+
+Rounding a Conv's input and weights shifts the mean of its output, channel by channel (clipped
+activation ranges, asymmetric weight rounding); the shift adds up through the network. Measured on
+calibration images with each Conv fed FP32's own input (as NNCF's fast bias correction does), the
+shift of one Conv depends only on its own Q/DQ pairs, so it is measured once on the full INT8
+placement and added to the Conv's bias in every placement the budget search writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import static_batch
+from .qdq import dequantized
+from .sensitivity import run_graph
+
+BIAS_IMAGES = 32  # calibration images the shifts are measured on
+
+
+def correction_images(folder, config, exclude=()) -> np.ndarray:
+    """``BIAS_IMAGES`` images of the calibration ``folder`` (spread over it, the held-out ones
+    ``exclude`` left aside), preprocessed; unreadable ones passed over (calibration counts them)."""
+    from ..inputs import decoded, image_folder, spread
+    from ..preprocess import normalize
+
+    left_out = set(exclude)
+    files = [f for f in image_folder(folder).files if f not in left_out]
+    return normalize(np.stack(list(decoded(spread(files, BIAS_IMAGES), config, []))), config)
+
+
+def bias_shifts(prepared_path, qdq_path, images: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+    """Conv node -> per-output-channel mean of (FP32 output - INT8 output), each quantized Conv of
+    the Q/DQ graph at ``qdq_path`` fed the input the prepared FP32 graph gives it on ``images``
+    (``batch``: the graph's static batch, else eight at a time)."""
+    import onnx
+
+    fp32 = onnx.load(str(prepared_path))
+    qdq = onnx.load(str(qdq_path))
+    producers = {out: node for node in qdq.graph.node for out in node.output}
+    convs = [n for n in qdq.graph.node if n.op_type == "Conv" and dequantized(n.input[0], producers)]
+    by_name = {n.name: n for n in fp32.graph.node}
+    convs = [n for n in convs if n.name in by_name]
+    marked = [by_name[c.name] for c in convs]
+    fp32.graph.output.extend(
+        onnx.ValueInfoProto(name=name) for node in marked for name in (node.input[0], node.output[0])
+    )
+    batch = batch or static_batch(fp32.graph)
+    runs = run_graph(fp32, images, [name for node in marked for name in (node.input[0], node.output[0])], batch)
+    shifts = {}
+    for i, conv in enumerate(convs):
+        x, expected = runs[2 * i], runs[2 * i + 1]
+        got = run_graph(_alone(qdq, conv, producers), x, ["y"], batch)[0]
+        shifts[conv.name] = (expected - got).astype(np.float64).mean(axis=(0, 2, 3))
+    return shifts
+
+
+def _alone(proto, conv, producers):
+    """A model of ``conv`` alone as the Q/DQ graph computes it: its input's Q/DQ pair (the float
+    tensor behind it is the model's input), its weights and bias with their Q/DQ nodes."""
+    import onnx
+
+    nodes, needed = [], []
+    pending = list(conv.input)
+    first = producers[conv.input[0]]  # the input's DequantizeLinear
+    source = producers[first.input[0]].input[0] if first.input[0] in producers else first.input[0]
+    while pending:
+        name = pending.pop()
+        node = producers.get(name)
+        if node is None or name == source:
+            needed.append(name)
+            continue
+        nodes.append(node)
+        pending.extend(node.input)
+    initializers = [init for init in proto.graph.initializer if init.name in set(needed)]
+    order = {id(node): i for i, node in enumerate(proto.graph.node)}
+    nodes = sorted({id(n): n for n in nodes}.values(), key=lambda n: order[id(n)])
+    copy = onnx.NodeProto()
+    copy.CopyFrom(conv)
+    copy.output[0] = "y"
+    x = onnx.helper.make_tensor_value_info(source, onnx.TensorProto.FLOAT, None)
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    graph = onnx.helper.make_graph([*nodes, copy], "alone", [x], [y], initializers)
+    return onnx.helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
