@@ -239,3 +239,21 @@ def test_bad_budgets_fail_before_the_export(args, message, tmp_path):
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out / "v1.onnx")] + args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(out.iterdir())
+
+
+def test_rows_measured_beside_judged_ones_leave_the_verdict_to_the_judged():
+    """INT8's synthetic rows are measured, never judged: the photos' rows decide the file's verdict
+    (an INT8 file whose photos passed read "not judged" when any row was unjudged); with no row
+    judged (random weights, a budget) the verdict is "not judged"."""
+    from inception_deploy.verify.metrics import OUTSIDE_CALIBRATION, ParityReport, ParityRow
+
+    def row(inputs, passed, why=""):
+        return ParityRow(
+            inputs, "int8", "onnxruntime", 5, 1, 1, 1, 0.99, 1, 1, passed, judged=not why, why_unjudged=why
+        )
+
+    noise = row("synthetic b8", False, OUTSIDE_CALIBRATION)
+    assert ParityReport([row("photos b5", True), noise]).verdict == "pass"
+    assert ParityReport([row("photos b5", False), noise]).verdict == "fail"
+    assert ParityReport([row("photos b5", True, BY_BUDGET), noise]).verdict == "not judged"
+    assert "not judged (synthetic, outside INT8's calibrated ranges)" in ParityReport([noise]).table()
