@@ -224,8 +224,9 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
 
 def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1_opset17, trained, tmp_path):
     """--sensitivity: every Conv and pool with a quantized input, most sensitive first, named by
-    module, and the flags that would keep the first float; a cpu-target file is refused (its
-    weights are int8 initializers) before any slow work, in one line."""
+    module, and the flags that would keep the first float; a cpu-target file is ranked too (it was
+    refused before); an FP16 file alone, or a file of another FP32, is one line before any slow
+    work."""
     common = dict(calib_dir=sample_folder(), method="minmax", cache=tmp_path / "calib.json")
     int8_file = quantize_int8(v1_opset17, tmp_path / "int8.onnx", target="tensorrt", **common).path
     result = CliRunner().invoke(
@@ -248,21 +249,66 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
     assert f"--int8-keep-float {ranked['layers'][0]['module']}" in result.stdout
 
     cpu_file = quantize_int8(v1_opset17, tmp_path / "cpu.onnx", target="cpu", **common).path
+    result = CliRunner().invoke(
+        main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(cpu_file), "--sensitivity"]
+    )
+    assert result.exit_code == 0 and "--int8-keep-float " in result.stdout, result.output
     fp16_file = convert_fp16(v1_opset17, tmp_path / "fp16.onnx").path
-    for candidate, message in [
-        (cpu_file, f"{cpu_file}: --sensitivity ranks INT8 files of the tensorrt target"),
-        (fp16_file, "--sensitivity needs an INT8 file of the tensorrt target"),
-    ]:
-        result = CliRunner().invoke(
-            main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(candidate), "--sensitivity"]
-        )
-        assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
-        assert message in result.output
+    result = CliRunner().invoke(
+        main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(fp16_file), "--sensitivity"]
+    )
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
+    assert "--sensitivity needs an INT8 file" in result.output
     result = CliRunner().invoke(
         main, ["parity", "--arch", "v1", "--onnx", str(trained["fp32"]), "--onnx", str(int8_file), "--sensitivity"]
     )
     assert result.exit_code == 2 and len(result.output.splitlines()) == 1, result.output
     assert f"{int8_file}: was not made from {trained['fp32']}" in result.output
+
+
+def test_sensitivity_ranks_a_cpu_target_file_by_each_layers_input_rounding(trained, tmp_path):
+    """A cpu-target file stores int8 weights: its layers keep them as stored and each one's input
+    rounding alone is ranked. The network with every activation float is FP32's (cosine >= 0.99 on
+    the photos) only with the ReLUs ONNX Runtime let uint8 Q/DQ pairs stand for put back
+    (``fused_relus``); without them it is not (the float tensor behind such a pair is the value
+    before the ReLU). A layer whose input pair is made 16 times coarser ranks first."""
+    import onnxruntime as ort
+
+    from inception_deploy.calibration.qdq import float_behind_qdq, fused_relus
+    from inception_deploy.calibration.sensitivity import layer_sensitivity
+
+    common = dict(target="cpu", calib_dir=sample_folder(), method="minmax")
+    path = quantize_int8(trained["fp32"], tmp_path / "cpu.onnx", **common).path
+    images = preprocess(sample_photos(), trained["config"])
+    fp32 = OnnxRuntimeBackend(trained["fp32"]).infer(images)
+
+    def activations_float(with_relus: bool):
+        proto = onnx.load(str(path))
+        float_of, relus = float_behind_qdq(proto.graph), fused_relus(proto.graph) if with_relus else {}
+        for pair, tensor in relus.items():
+            proto.graph.node.append(onnx.helper.make_node("Relu", [tensor], [f"{pair}_relu"]))
+        for node in proto.graph.node:
+            node.input[:] = [f"{name}_relu" if name in relus else float_of.get(name, name) for name in node.input]
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        logits = session.run(None, {session.get_inputs()[0].name: images})[0]
+        return np.sum(logits * fp32, 1) / np.linalg.norm(logits, axis=1) / np.linalg.norm(fp32, axis=1)
+
+    relus = fused_relus(onnx.load(str(path)).graph)
+    assert len(relus) > 20 and activations_float(True).min() >= 0.99 > activations_float(False).min()
+
+    proto = onnx.load(str(path))
+    modules, producers = node_modules(proto.graph), {o: n for n in proto.graph.node for o in n.output}
+    conv = next(n for n in proto.graph.node if modules.get(n.name) == "inception4c.branch2.1.conv")
+    dq = producers[conv.input[0]]
+    assert [n.name for n in proto.graph.node if dq.output[0] in n.input] == [conv.name]  # its pair alone
+    for scale in {dq.input[1], producers[dq.input[0]].input[1]}:
+        init = next(i for i in proto.graph.initializer if i.name == scale)
+        init.CopyFrom(numpy_helper.from_array(np.asarray(numpy_helper.to_array(init) * 16, np.float32), init.name))
+    onnx.save(proto, str(tmp_path / "coarse.onnx"))
+    healthy = layer_sensitivity(path, fp32, images, modules)
+    ranked = layer_sensitivity(tmp_path / "coarse.onnx", fp32, images, modules)
+    assert healthy[0].module != "inception4c.branch2.1.conv" and healthy[0].error > 0
+    assert ranked[0].module == "inception4c.branch2.1.conv", [(r.module, r.error) for r in ranked[:3]]
 
 
 def test_float_layers_of_the_cpu_target_read_float_tensors(trained, tmp_path):

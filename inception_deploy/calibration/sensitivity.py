@@ -11,7 +11,8 @@ FP32's (mean squared error). A layer's own rounding error, measured in one pass,
 better than chance on the trained test classifier (Spearman 0.07 with this measure: errors of early
 layers grow through the network; scripts/int8_sensitivity.py at commit 8ebb30c), so the logits are
 what is measured. The INT8 search (``calibration.budget``) keeps layers float in this order and judges
-every placement it tries on held-out images.
+every placement it tries on held-out images. A cpu-target file stores its weights as int8: there the
+weights stay as stored and each layer's input rounding alone is ranked (``layer_sensitivity``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..graph import load_onnx, node_modules, static_batch
 from ..metadata import onnx_metadata
 from ..runtime.base import padded_chunks
 from ..runtime.onnxruntime_backend import session_options
-from .qdq import QUANTIZED_OPS, float_behind_qdq
+from .qdq import QUANTIZED_OPS, float_behind_qdq, fused_relus
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -71,8 +72,7 @@ class SensitivityReport:
 
 def ranked_files(candidates) -> list:
     """The INT8 files among ``candidates`` (made from one FP32 ONNX: ``verify.layerwise_files``;
-    FP16 files have no layer to rank); one line, before any slow work, for one of the cpu target
-    (its weights are stored as int8 initializers that cannot be read float again) or with an FP16
+    FP16 files have no layer to rank); one line, before any slow work, for one with an FP16
     remainder (whose own rounding every layer's error would carry), or when none is left."""
     ranked = []
     for path in candidates:
@@ -80,18 +80,13 @@ def ranked_files(candidates) -> list:
         meta = onnx_metadata(proto, path)
         if meta is None or meta.precision != "int8":
             continue
-        target = meta.int8_target
-        if _stores_int8_weights(proto.graph):  # the graph's word over the metadata's
-            target = "cpu"
-        if target != "tensorrt" or meta.int8_remainder != "fp32":
+        if meta.int8_remainder != "fp32":
             raise InceptionDeployError(
-                f"{path}: {setting('sensitivity')} ranks INT8 files of the tensorrt target with an FP32 "
-                f"remainder, this one is "
-                + (f"for the {target} target (its weights are stored as int8)" if target != "tensorrt" else "FP16")
+                f"{path}: {setting('sensitivity')} ranks INT8 files with an FP32 remainder, this one's is FP16"
             )
         ranked.append(path)
     if not ranked:
-        raise InceptionDeployError(f"{setting('sensitivity')} needs an INT8 file of the tensorrt target")
+        raise InceptionDeployError(f"{setting('sensitivity')} needs an INT8 file")
     return ranked
 
 
@@ -117,16 +112,29 @@ def layer_sensitivity(
     int8_path, fp32_logits: np.ndarray, images: np.ndarray, modules: dict[str, str]
 ) -> list[LayerSensitivity]:
     """The layers of the INT8 graph at ``int8_path`` with a quantized input (Convs and pools), most
-    sensitive first (``modules``: node name -> module path; ``fp32_logits``: FP32's on ``images``)."""
+    sensitive first (``modules``: node name -> module path; ``fp32_logits``: FP32's on ``images``).
+
+    A cpu-target graph stores its weights as int8, which cannot be read float again: there every
+    layer keeps its dequantized weights, the reference is that network with every activation float
+    (not ``fp32_logits``), and the ranking is of each layer's activation rounding alone."""
     import onnx
 
     proto = onnx.load(str(int8_path))
     graph = proto.graph
     float_of = float_behind_qdq(graph)
+    int8_weights = _stores_int8_weights(graph)
+    unfused = {}  # ReLU output -> its input: cuts see through them, as a layer's quantized input reads the input
+    if int8_weights:  # the cpu target: the ReLUs ONNX Runtime let Q/DQ pairs stand for, back as ReLUs
+        for pair, tensor in fused_relus(graph).items():
+            at = next(i for i, node in enumerate(graph.node) if node.output[0] == pair) + 1
+            relu = onnx.helper.make_node("Relu", [tensor], [f"{tensor}_unfused_relu"], name=f"{tensor}_unfused_relu")
+            graph.node.insert(at, relu)
+            float_of[pair] = relu.output[0]
+            unfused[relu.output[0]] = tensor
     quantized = {n.name: list(n.input) for n in graph.node if n.op_type in QUANTIZED_OPS and n.input[0] in float_of}
     for node in graph.node:  # the FP32 network, Q/DQ pairs left unread
         node.input[:] = [float_of.get(name, name) for name in node.input]
-    cuts = _cuts(graph)
+    cuts = _cuts(graph, unfused)
     position = {node.name: i for i, node in enumerate(graph.node)}
     cut_of = {name: max((t for t, p in cuts.items() if p < position[name]), key=cuts.get) for name in quantized}
     feed = graph.input[0].name
@@ -135,6 +143,8 @@ def layer_sensitivity(
     marked.CopyFrom(proto)
     marked.graph.output.extend(onnx.ValueInfoProto(name=name) for name in inner)
     batch = static_batch(graph)
+    if int8_weights:
+        fp32_logits = run_graph(proto, images, batch=batch)
     activations = {feed: images, **dict(zip(inner, run_graph(marked, images, inner, batch)))}
     ranked = []
     for name, inputs in quantized.items():
@@ -148,15 +158,18 @@ def layer_sensitivity(
     return sorted(ranked, key=lambda layer: -layer.error)
 
 
-def _cuts(graph) -> dict[str, int]:
+def _cuts(graph, stands_for: dict[str, str] | None = None) -> dict[str, int]:
     """Tensor -> the index in ``graph.node`` of the node after which it is the only live tensor
     (-1: the graph input), Q/DQ nodes aside: every later node depends on the input through it
     alone. Constants (what nodes reading only initializers and constants write) are not live
-    tensors; the graph's outputs are live to the end."""
+    tensors; the graph's outputs are live to the end. ``stands_for``: tensors whose reading is a
+    reading of another (an unfused ReLU's output: a layer's quantized input reads its input), their
+    producers aside too."""
+    stands_for = stands_for or {}
     constants = {init.name for init in graph.initializer}
     computed = []
     for node in graph.node:
-        if node.op_type in QDQ_OPS:
+        if node.op_type in QDQ_OPS or node.output[0] in stands_for:
             continue
         if all(not name or name in constants for name in node.input):
             constants.update(node.output)
@@ -166,6 +179,7 @@ def _cuts(graph) -> dict[str, int]:
     last_use: dict[str, int] = {out.name: len(computed) for out in graph.output}
     for i, node in enumerate(computed):
         for name in node.input:
+            name = stands_for.get(name, name)
             last_use[name] = max(last_use.get(name, -1), i)
     live = {graph.input[0].name}
     cuts = {graph.input[0].name: -1}

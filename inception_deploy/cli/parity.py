@@ -97,9 +97,9 @@ from .output import announce, check_outputs, opens_with, safe_lines
     "--sensitivity",
     is_flag=True,
     group="Layer by layer",
-    help="Also rank the layers of each INT8 file (tensorrt target; give the FP32 ONNX it was made from with "
-    "--onnx too) by how much the logits move when that layer alone is INT8: the layers to keep float first "
-    "(--int8-keep-float).",
+    help="Also rank the layers of each INT8 file (give the FP32 ONNX it was made from with --onnx too) by how "
+    "much the logits move when that layer alone is INT8 (cpu target: its input's rounding, weights as stored): "
+    "the layers to keep float first (--int8-keep-float).",
 )
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
