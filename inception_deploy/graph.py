@@ -135,3 +135,28 @@ def static_batch(graph) -> int | None:
     """The graph input's fixed batch size (an export with ``--batch``), None when dynamic."""
     dim = graph.input[0].type.tensor_type.shape.dim[0]
     return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+
+
+def fused_relus(graph) -> dict[str, str]:
+    """DequantizeLinear output -> the float tensor its QuantizeLinear reads, for the Q/DQ pairs that
+    also stand for a ReLU: uint8 with zero point 0, whose rounding clips at 0, reading a tensor no
+    ReLU produced. ONNX Runtime's cpu target drops a ReLU whose input it quantizes and lets such a
+    pair clip instead, so the float tensor behind it is the value before the ReLU (a MaxPool's or
+    Concat's output after ReLUs is never negative: a ReLU there changes nothing). The graph's input
+    is no ReLU's, whatever its range."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    quantize = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
+    pairs = {}
+    for dq in graph.node:
+        q = quantize.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if q is None or len(q.input) < 3 or q.input[2] not in initializers:
+            continue
+        zero = numpy_helper.to_array(initializers[q.input[2]])
+        source = producers.get(q.input[0])
+        if zero.dtype == np.uint8 and not zero.any() and source is not None and source.op_type != "Relu":
+            pairs[dq.output[0]] = q.input[0]
+    return pairs

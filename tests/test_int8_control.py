@@ -274,8 +274,9 @@ def test_sensitivity_ranks_a_cpu_target_file_by_each_layers_input_rounding(train
     before the ReLU). A layer whose input pair is made 16 times coarser ranks first."""
     import onnxruntime as ort
 
-    from inception_deploy.calibration.qdq import float_behind_qdq, fused_relus
+    from inception_deploy.calibration.qdq import float_behind_qdq
     from inception_deploy.calibration.sensitivity import layer_sensitivity
+    from inception_deploy.graph import fused_relus
 
     common = dict(target="cpu", calib_dir=sample_folder(), method="minmax")
     path = quantize_int8(trained["fp32"], tmp_path / "cpu.onnx", **common).path

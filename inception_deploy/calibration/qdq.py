@@ -347,30 +347,6 @@ def float_behind_qdq(graph) -> dict[str, str]:
     }
 
 
-def fused_relus(graph) -> dict[str, str]:
-    """DequantizeLinear output -> the float tensor its QuantizeLinear reads, for the Q/DQ pairs that
-    also stand for a ReLU: uint8 with zero point 0, whose rounding clips at 0, reading a tensor no
-    ReLU produced. ONNX Runtime's cpu target drops a ReLU whose input it quantizes and lets such a
-    pair clip instead, so the float tensor behind it is the value before the ReLU (a MaxPool's or
-    Concat's output after ReLUs is never negative: a ReLU there changes nothing). The graph's input
-    is no ReLU's, whatever its range."""
-    from onnx import numpy_helper
-
-    initializers = {init.name: init for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    quantize = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
-    pairs = {}
-    for dq in graph.node:
-        q = quantize.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
-        if q is None or len(q.input) < 3 or q.input[2] not in initializers:
-            continue
-        zero = numpy_helper.to_array(initializers[q.input[2]])
-        source = producers.get(q.input[0])
-        if zero.dtype == np.uint8 and not zero.any() and source is not None and source.op_type != "Relu":
-            pairs[dq.output[0]] = q.input[0]
-    return pairs
-
-
 def _float_inputs(graph, float_nodes: frozenset[str], relus: set[str]) -> None:
     """Feed the ``float_nodes`` nodes the float tensors quantize_static rewired to a shared
     DequantizeLinear (on the cpu target too: a float Conv after a quantized Concat read its int8

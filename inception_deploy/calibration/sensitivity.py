@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import InceptionDeployError, setting
-from ..graph import load_onnx, node_modules, static_batch
+from ..graph import fused_relus, load_onnx, node_modules, static_batch
 from ..metadata import onnx_metadata
 from ..runtime.base import padded_chunks
 from ..runtime.onnxruntime_backend import session_options
-from .qdq import QUANTIZED_OPS, float_behind_qdq, fused_relus
+from .qdq import QUANTIZED_OPS, float_behind_qdq
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InceptionDeployError, setting
 from ..fileio import POLYGRAPHY_OUTPUTS, atomic_path, sha256_file
-from ..graph import load_onnx, node_modules, static_batch
+from ..graph import fused_relus, load_onnx, node_modules, static_batch
 from ..metadata import fp32_metadata, onnx_metadata
 from ..preprocess import normalize, synthetic_images
 from ..runtime.base import padded_chunks
@@ -230,11 +230,7 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
     meta = onnx_metadata(proto, path)
     if meta is None or meta.source_sha256 != ref_sha:
         raise _not_made_from(path, reference, setting("layerwise"))
-    consumers: dict[str, list] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    initializers = {init.name: init for init in proto.graph.initializer}
+    clipped = {tensor: pair for pair, tensor in fused_relus(proto.graph).items()}  # ReLU(tensor), quantized
     pairs = []
     for node in proto.graph.node:
         if node.op_type in SKIPPED_OPS:
@@ -245,28 +241,10 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
                 continue
             if ref.op_type == node.op_type:
                 pairs.append((out, out))
-            elif ref.op_type == "Relu":  # the ReLU fused into quantization: its value is after the Q/DQ
-                clipped = _clipped_at_zero(out, consumers, initializers)
-                if clipped is not None:
-                    pairs.append((out, clipped))
+            elif ref.op_type == "Relu" and out in clipped:  # the ReLU fused into quantization: after the Q/DQ
+                pairs.append((out, clipped[out]))
             # any other pair would set a pre-activation against a post-activation: left out
     return meta.precision, proto, pairs
-
-
-def _clipped_at_zero(name: str, consumers: dict, initializers: dict) -> str | None:
-    """The DequantizeLinear output that holds ReLU(``name``): ONNX Runtime's cpu target drops a
-    ReLU after a Conv and quantizes the Conv's output (named as the ReLU's was) to uint8 with zero
-    point 0, whose rounding clips at 0 just as the ReLU did. None where no such pair follows."""
-    from onnx import numpy_helper
-
-    for q in (n for n in consumers.get(name, []) if n.op_type == "QuantizeLinear"):
-        zero = initializers.get(q.input[2]) if len(q.input) > 2 else None
-        zero = numpy_helper.to_array(zero) if zero is not None else None
-        if zero is None or zero.dtype != np.uint8 or zero.any():
-            continue
-        for dq in (n for n in consumers.get(q.output[0], []) if n.op_type == "DequantizeLinear"):
-            return dq.output[0]
-    return None
 
 
 class _Statistics:
