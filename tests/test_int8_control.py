@@ -373,6 +373,7 @@ def test_cpu_target_weight_bits(trained, tmp_path):
         dequantized = [values.get(n.input[0]) for n in graph.node if n.op_type == "DequantizeLinear"]
         quantized = [q for q in dequantized if q is not None and q.dtype == np.int8]  # not the int32 biases
         tops[result.metadata["int8_weight_bits"]] = max(int(np.abs(q.astype(np.int32)).max()) for q in quantized)
+        assert result.metadata["calibration"]["bias_correction"]["images"] == 5  # the cpu default, on what there is
     assert tops[7] <= 64 and tops[8] == 127
 
 

@@ -20,13 +20,15 @@ BIAS_IMAGES = 32  # calibration images the shifts are measured on
 
 def correction_images(folder, config, exclude=()) -> np.ndarray:
     """``BIAS_IMAGES`` images of the calibration ``folder`` (spread over it, the held-out ones
-    ``exclude`` left aside), preprocessed; unreadable ones passed over (calibration counts them)."""
+    ``exclude`` left aside), preprocessed; unreadable ones passed over (calibration counts them),
+    so there may be fewer, or none."""
     from ..inputs import decoded, image_folder, spread
     from ..preprocess import normalize
 
     left_out = set(exclude)
     files = [f for f in image_folder(folder).files if f not in left_out]
-    return normalize(np.stack(list(decoded(spread(files, BIAS_IMAGES), config, []))), config)
+    images = list(decoded(spread(files, BIAS_IMAGES), config, []))
+    return normalize(np.stack(images), config) if images else np.zeros((0, 3, config.input_size, config.input_size))
 
 
 def bias_shifts(prepared_path, qdq_path, images: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..calibration import write_qdq
-from ..calibration.bias import BIAS_IMAGES, bias_shifts, correction_images
+from ..calibration.bias import bias_shifts, correction_images
 from ..calibration.budget import Budget, search
 from ..calibration.cache import graph_digest, preprocess_digest
 from ..calibration.float_layers import (
@@ -139,12 +139,14 @@ def quantize(
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
-        shifts = None
-        if int8.bias_correction and request.folder is not None:
-            with stage(say, f"measuring each quantized Conv's bias shift on {BIAS_IMAGES} calibration images"):
+        shifts, images = None, []
+        if int8.bias_correction and request.folder is not None:  # a cache alone has no images to measure on
+            images = correction_images(request.folder, config, request.exclude)
+        if len(images):
+            with stage(say, f"measuring each quantized Conv's bias shift on {len(images)} calibration images"):
                 full = Path(folder) / "full.onnx"
                 write_qdq(prepared, calibration, int8.target, full, frozenset(), int8.weight_bits)
-                shifts = bias_shifts(prepared, full, correction_images(request.folder, config, request.exclude))
+                shifts = bias_shifts(prepared, full, images)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -188,7 +190,7 @@ def quantize(
             "percentile": calibration.percentile,
             "images": calibration.images,
             "cache_sha256": calibration.digest,
-            "bias_correction": {"images": BIAS_IMAGES, "convs": len(shifts)} if shifts else None,
+            "bias_correction": {"images": len(images), "convs": len(shifts)} if shifts else None,
         },
     )
     unjudged = BY_BUDGET if report is not None else None if judge_parity else RANDOM_WEIGHTS
