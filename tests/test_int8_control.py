@@ -250,7 +250,9 @@ def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1
 
     cpu_file = quantize_int8(v1_opset17, tmp_path / "cpu.onnx", target="cpu", **common).path
     result = CliRunner().invoke(
-        main, ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(cpu_file), "--sensitivity"]
+        main,
+        ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(cpu_file), "--sensitivity"]
+        + ["--synthetic", "0"],
     )
     assert result.exit_code == 0 and "--int8-keep-float " in result.stdout, result.output
     fp16_file = convert_fp16(v1_opset17, tmp_path / "fp16.onnx").path
