@@ -207,6 +207,9 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
     int8 = out / "v1_int8_cpu.onnx"
     meta = onnx_metadata(__import__("onnx").load(str(int8)), int8)
     assert meta.int8_unproven and meta.int8_budget["accepted_unproven"] is True and meta.int8_budget["images"] == 6
+    assert (
+        meta.int8_budget["met"] is False and "point estimate" in meta.int8_budget["decides"]
+    )  # a script reading "met"
     assert "NOT established" in accepted.stdout
     run = CliRunner().invoke(main, ["run", str(int8), str(sample_photos()[0])])
     assert run.exit_code == 0 and "INT8 accuracy budget of 30 points was accepted unproven" in run.stderr
@@ -220,6 +223,8 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
         (["--int8-max-drop", "1"], "--int8-max-drop needs --int8"),
         (["--int8-accept-unproven"], "--int8-accept-unproven needs --int8"),
         (["--int8", "--calib-samples", "--int8-accept-unproven"], "it needs --int8-max-drop"),
+        (["--int8", "--calib-samples", "--int8-holdout", "0.3"], "--int8-holdout needs --int8-max-drop"),
+        (["--int8", "--calib-cache", "{cache}", "--int8-bias-correction"], "(a cache alone holds none)"),
         # issue 44: too few held-out images to show the budget, said before any slow work
         (["--int8", "--calib-samples", "--int8-max-drop", "1"], "a 1-point budget needs at least 381 judged images"),
         (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "0"], "a 0-point budget is shown by no number"),

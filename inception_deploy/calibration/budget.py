@@ -47,6 +47,7 @@ from .sensitivity import conv_macs, layer_sensitivity
 
 RANKING_IMAGES = 8  # calibration images each layer's variant runs on (v3: Spearman 0.997 with 16's ranking)
 DECIDES = "top-1, its 95% upper bound"
+DECIDES_UNPROVEN = "top-1, its point estimate (an unproven result accepted)"
 
 
 def images_needed(max_drop: float) -> int | None:
@@ -113,14 +114,16 @@ class Budget:
         if self.accept_unproven or (needed is not None and judged >= needed):
             return
         asked = f"a {self.max_drop:g}-point budget"
-        why = (
-            f"{asked} needs at least {needed} judged images to be shown, even with none flipped"
-            if needed is not None
-            else f"{asked} is shown by no number of images"
-        )
+        if needed is None:
+            why, more = f"{asked} is shown by no number of images", ""
+        else:
+            why, more = (
+                f"{asked} needs at least {needed} judged images to be shown, even with none flipped",
+                f"{more}, ",
+            )
         raise InceptionDeployError(
             f"{where}, which show no budget under {smallest_shown(judged):.2f} points; {why} (the drop's 95% "
-            f"upper bound decides): {more}, a looser {setting('Int8Request.max_drop')}, or "
+            f"upper bound decides): {more}a looser {setting('Int8Request.max_drop')}, or "
             f"{setting('Int8Request.accept_unproven')} to record the result as unproven"
         )
 
@@ -180,6 +183,10 @@ class BudgetReport:
         return self.proven or (self.accept_unproven and self.drop <= self.max_drop)
 
     @property
+    def decides(self) -> str:
+        return DECIDES_UNPROVEN if self.accept_unproven else DECIDES
+
+    @property
     def verdict(self) -> str:
         if self.proven:
             return "within the budget"
@@ -193,7 +200,7 @@ class BudgetReport:
         missing = f"; not judged on {', '.join(self.not_judged_on)}" if self.not_judged_on else ""
         return (
             f"INT8 budget {counted(self.max_drop, 'point')} ({self.measure}, {self.images} images of "
-            f"{self.judged_on}, on {' and '.join(self.runtimes)}{missing}; {DECIDES} decides): drop "
+            f"{self.judged_on}, on {' and '.join(self.runtimes)}{missing}; {self.decides} decides): drop "
             f"{self.drop:.2f} points (95% interval {low:.2f} to {high:.2f}; mean KL {self.chosen.kl:.2g}, min cosine "
             f"{self.chosen.cosine:.4f}, on {self.chosen.runtime}), {self.verdict}; "
             f"{counted(len(self.kept), 'layer')} float{': ' + shown if shown else ''}; "
@@ -207,7 +214,7 @@ class BudgetReport:
             "judged_on": self.judged_on,
             "images": self.images,
             "measure": self.measure,
-            "decides": DECIDES,
+            "decides": self.decides,
             "runtimes": self.runtimes,
             "not_judged_on": self.not_judged_on,
             "drop": self.drop,
@@ -217,7 +224,7 @@ class BudgetReport:
             "decided_on": self.chosen.runtime,
             "proven": self.proven,
             "accepted_unproven": self.met and not self.proven,
-            "met": self.met,
+            "met": self.proven,  # shown; an accepted unproven result is not
             "kept_float": self.kept,
             "int8_macs": self.int8_macs,
             "int8_convs": self.int8_convs,
@@ -300,7 +307,8 @@ def search(
         return t.drop if budget.accept_unproven else t.interval[1]
 
     within = counted(budget.max_drop, "point")
-    say(f"searching the fewest float layers within {within} on {len(judged)} images ({measure}, {DECIDES})...")
+    decides = DECIDES_UNPROVEN if budget.accept_unproven else DECIDES
+    say(f"searching the fewest float layers within {within} on {len(judged)} images ({measure}, {decides})...")
     errors: dict[str, float] = {}
     count = 0  # the full INT8 first: when it holds, there is nothing to rank
     if judged_drop(0) > budget.max_drop:

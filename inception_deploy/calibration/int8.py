@@ -34,8 +34,8 @@ class Int8Request:
     those images are too few to show it, settle for the point estimate and record the result as
     unproven (calibration.budget). ``bias_correction``: each quantized Conv's bias corrected by the
     mean shift its own rounding causes, measured on calibration images (calibration.bias; needs the
-    calibration folder); None: on for the cpu target, where it measurably helps, off for tensorrt,
-    where it did not (docs/precision.md). Validated when made."""
+    calibration folder); None: on for the cpu target with a calibration folder, where it measurably
+    helps, off for tensorrt, where it did not (docs/precision.md). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
@@ -51,8 +51,13 @@ class Int8Request:
         target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
         object.__setattr__(self, "target", target)
         object.__setattr__(self, "keep_float", tuple(str(v) for v in self.keep_float))
-        if self.bias_correction is None:
-            object.__setattr__(self, "bias_correction", target == "cpu")
+        if self.bias_correction and self.calibration.folder is None:
+            raise ConfigError(
+                f"{setting('Int8Request.bias_correction')} measures on calibration images: it needs "
+                f"{setting('CalibrationRequest.folder')} (a cache alone holds none)"
+            )
+        if self.bias_correction is None:  # where it measurably helps, and where there are images for it
+            object.__setattr__(self, "bias_correction", target == "cpu" and self.calibration.folder is not None)
         if target not in INT8_TARGETS:
             raise ConfigError(f"unknown INT8 target {target!r}; choose one of: {', '.join(INT8_TARGETS)}")
         if self.remainder not in INT8_REMAINDERS:

@@ -243,6 +243,8 @@ def export_command(
     ):
         if given and not int8:
             raise ConfigError(f"{flag} needs --int8")
+    if int8_max_drop is None and click.get_current_context().get_parameter_source("int8_holdout").name != "DEFAULT":
+        raise ConfigError("--int8-holdout needs --int8-max-drop (it is the share held out to judge the budget on)")
     export = ExportRequest(
         spec.name, output, weights, num_classes, labels, config, opset, batch, max_batch, not no_simplify
     )
