@@ -31,10 +31,10 @@ def correction_images(folder, config, exclude=()) -> np.ndarray:
     return normalize(np.stack(images), config) if images else np.zeros((0, 3, config.input_size, config.input_size))
 
 
-def bias_shifts(prepared_path, qdq_path, images: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+def bias_shifts(prepared_path, qdq_path, images: np.ndarray) -> dict[str, np.ndarray]:
     """Conv node -> per-output-channel mean of (FP32 output - INT8 output), each quantized Conv of
     the Q/DQ graph at ``qdq_path`` fed the input the prepared FP32 graph gives it on ``images``
-    (``batch``: the graph's static batch, else eight at a time)."""
+    (in batches of the graph's static batch, else eight at a time)."""
     import onnx
 
     fp32 = onnx.load(str(prepared_path))
@@ -43,12 +43,10 @@ def bias_shifts(prepared_path, qdq_path, images: np.ndarray, batch: int | None =
     convs = [n for n in qdq.graph.node if n.op_type == "Conv" and dequantized(n.input[0], producers)]
     by_name = {n.name: n for n in fp32.graph.node}
     convs = [n for n in convs if n.name in by_name]
-    marked = [by_name[c.name] for c in convs]
-    fp32.graph.output.extend(
-        onnx.ValueInfoProto(name=name) for node in marked for name in (node.input[0], node.output[0])
-    )
-    batch = batch or static_batch(fp32.graph)
-    runs = run_graph(fp32, images, [name for node in marked for name in (node.input[0], node.output[0])], batch)
+    marked = [name for c in convs for name in (by_name[c.name].input[0], by_name[c.name].output[0])]
+    fp32.graph.output.extend(onnx.ValueInfoProto(name=name) for name in marked)
+    batch = static_batch(fp32.graph)
+    runs = run_graph(fp32, images, marked, batch)
     shifts = {}
     for i, conv in enumerate(convs):
         x, expected = runs[2 * i], runs[2 * i + 1]

@@ -284,19 +284,19 @@ def write_qdq(
         if float_nodes:
             relus = {n.output[0] for n in onnx.load(str(prepared_path)).graph.node if n.op_type == "Relu"}
             _float_inputs(proto.graph, float_nodes, relus)
-        apply_shifts(proto.graph, shifts or {})
+        if shifts:
+            apply_shifts(proto.graph, shifts)
         onnx.save(proto, str(output))
 
 
-def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> int:
+def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> None:
     """Add each shift to its Conv's bias where that Conv is quantized in ``graph`` (a float bias
     initializer: the tensorrt target; an int32 one behind a DequantizeLinear: the cpu target, in
-    its scale's steps). Returns how many Convs were corrected."""
+    its scale's steps)."""
     from onnx import numpy_helper
 
     initializers = {init.name: init for init in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
-    corrected = 0
     for conv in graph.node:
         shift = shifts.get(conv.name)
         if conv.op_type != "Conv" or shift is None or not dequantized(conv.input[0], producers):
@@ -314,8 +314,6 @@ def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> int:
             bias, scale = initializers[dq.input[0]], numpy_helper.to_array(initializers[dq.input[1]])
             values = numpy_helper.to_array(bias).astype(np.int64) + np.round(shift / scale).astype(np.int64)
             bias.CopyFrom(numpy_helper.from_array(np.clip(values, -(2**31), 2**31 - 1).astype(np.int32), bias.name))
-        corrected += 1
-    return corrected
 
 
 def dequantized(name: str, producers: dict) -> bool:
