@@ -48,65 +48,71 @@ def is_uri(source: object) -> bool:
 
 
 def expand_inputs(inputs: Iterable[str], lists: bool = True) -> list[str | InputError]:
-    """Files as given, folders recursively (image suffixes, sorted), glob patterns expanded, URIs
-    as given, and a ``.txt``/``.lst`` file replaced by the inputs it lists (one per line, blank
-    lines and ``#`` comments skipped, relative paths from the list's folder); every input that
-    yields no image leaves an InputError in its place."""
-    out: list[str | InputError] = []
+    """``iter_inputs`` as a list."""
+    return list(iter_inputs(inputs, lists))
+
+
+def iter_inputs(inputs: Iterable[str], lists: bool = True) -> Iterator[str | InputError]:
+    """Files as given, folders recursively (image suffixes, sorted), glob patterns expanded
+    (sorted), URIs as given, and a ``.txt``/``.lst`` file replaced by the inputs it lists (one per
+    line, blank lines and ``#`` comments skipped, relative paths from the list's folder); every
+    input that yields no image leaves an InputError in its place. Lazily: a list file is read and
+    a folder walked as the caller asks for more, so a million inputs are never all held at once
+    (a glob's matches are, to sort them)."""
     for item in map(str, inputs):
         if is_uri(item):
-            out.append(item)
-            continue
-        if "\0" in item:  # no file name holds one (a line of a list file may)
-            out.append(InputError(item.replace("\0", "\\0"), "a file name cannot hold a NUL byte"))
-            continue
-        if lists and Path(item).suffix.lower() in LIST_SUFFIXES and os.path.isfile(item):
-            listed = _listed(item)
-            out += expand_inputs(listed, lists=False) if isinstance(listed, list) else [listed]
-            continue
-        try:
-            mode = os.stat(item).st_mode
-        except FileNotFoundError:
-            if os.path.islink(item):
-                out.append(InputError(item, "dangling symbolic link"))
-            elif glob.has_magic(item):
-                matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-                out += matches or [InputError(item, "no file matches this pattern")]
-            else:
-                out.append(InputError(item, "no such file or folder"))
-            continue
-        except OSError as e:
-            out.append(InputError(item, describe_os_error(e)))
-            continue
-        if stat.S_ISDIR(mode):
-            files, problems = scan_folder(item)
-            out += problems + [str(f) for f in files]
-            if not files and not problems:
-                looked_for = ", ".join(sorted(IMAGE_SUFFIXES))
-                out.append(InputError(item, f"no images in this folder (looked for {looked_for})"))
-        elif stat.S_ISREG(mode):
-            out.append(item)
-        else:  # a FIFO or device would block or never end
-            out.append(InputError(item, "not a regular file"))
-    return out
+            yield item
+        elif "\0" in item:  # no file name holds one (a line of a list file may)
+            yield InputError(item.replace("\0", "\\0"), "a file name cannot hold a NUL byte")
+        elif lists and Path(item).suffix.lower() in LIST_SUFFIXES and os.path.isfile(item):
+            yield from iter_inputs(_listed(item), lists=False)
+        else:
+            yield from _expand_path(item)
 
 
-def _listed(list_file: str) -> list[str] | InputError:
-    """The inputs a list file names (relative paths from the list's own folder), or why it
-    cannot be read."""
+def _expand_path(item: str) -> Iterator[str | InputError]:
     try:
-        with open(list_file, encoding="utf-8") as f:
-            lines = [line.strip() for line in f]
+        mode = os.stat(item).st_mode
+    except FileNotFoundError:
+        if os.path.islink(item):
+            yield InputError(item, "dangling symbolic link")
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            yield from matches or [InputError(item, "no file matches this pattern")]
+        else:
+            yield InputError(item, "no such file or folder")
+        return
     except OSError as e:
-        return InputError(list_file, f"cannot read this list of inputs: {describe_os_error(e)}")
-    except UnicodeDecodeError:
-        return InputError(list_file, "a list of inputs must be UTF-8 text")
+        yield InputError(item, describe_os_error(e))
+        return
+    if stat.S_ISDIR(mode):
+        found = False
+        for entry in walk_images(item):
+            found = found or not isinstance(entry, InputError)
+            yield entry if isinstance(entry, InputError) else str(entry)
+        if not found:
+            yield InputError(item, f"no images in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    elif stat.S_ISREG(mode):
+        yield item
+    else:  # a FIFO or device would block or never end
+        yield InputError(item, "not a regular file")
+
+
+def _listed(list_file: str) -> Iterator[str | InputError]:
+    """The inputs a list file names (relative paths from the list's own folder), line by line as
+    they are asked for; a line that is not UTF-8 names a file the way the file system does
+    (surrogate escapes), and a read that fails part-way is an InputError where it failed."""
     base = Path(list_file).parent
-    return [
-        line if is_uri(line) or os.path.isabs(line) else str(base / line)
-        for line in lines
-        if line and not line.startswith("#")
-    ]
+    number = 0
+    try:
+        with open(list_file, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                line = os.fsdecode(raw.strip())
+                if line and not line.startswith("#"):
+                    yield line if is_uri(line) or os.path.isabs(line) else str(base / line)
+    except OSError as e:
+        where = f" after line {number}" if number else ""
+        yield InputError(list_file, f"cannot read this list of inputs{where}: {describe_os_error(e)}")
 
 
 def fetch_uri(uri: str, stop: threading.Event | None = None, deadline: float = FETCH_DEADLINE_S) -> io.BytesIO:
@@ -161,29 +167,40 @@ def scan_folder(folder: str | os.PathLike) -> tuple[list[Path], list[InputError]
     followed) and the problems met on the way: unreadable folders, dangling links, device files."""
     files: list[Path] = []
     problems: list[InputError] = []
+    for entry in walk_images(folder):
+        (problems if isinstance(entry, InputError) else files).append(entry)
+    return files, problems
 
-    def unreadable(e: OSError):
-        problems.append(InputError(e.filename or str(folder), describe_os_error(e)))
 
-    for root, dirs, names in os.walk(folder, onerror=unreadable):
-        dirs.sort()
-        for name in names:
-            path = Path(root, name)
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+def walk_images(folder: str | os.PathLike) -> Iterator[Path | InputError]:
+    """``scan_folder``'s files and problems one at a time, in path order (a folder's entries
+    sorted by name, a subfolder's files where its name falls): only one folder's listing is held."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as e:
+        yield InputError(e.filename or str(folder), describe_os_error(e))
+        return
+    for entry in entries:
+        path = Path(folder, entry.name)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk_images(path)
                 continue
-            try:
-                mode = os.stat(path).st_mode
-            except FileNotFoundError:
-                problems.append(InputError(str(path), "dangling symbolic link"))
-                continue
-            except OSError as e:
-                problems.append(InputError(str(path), describe_os_error(e)))
-                continue
-            if stat.S_ISREG(mode):
-                files.append(path)
-            else:
-                problems.append(InputError(str(path), "not a regular file"))
-    return sorted(files), problems
+        except OSError as e:
+            yield InputError(str(path), describe_os_error(e))
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            yield InputError(str(path), "dangling symbolic link")
+            continue
+        except OSError as e:
+            yield InputError(str(path), describe_os_error(e))
+            continue
+        yield path if stat.S_ISREG(mode) else InputError(str(path), "not a regular file")
 
 
 def sample_folder() -> Path:

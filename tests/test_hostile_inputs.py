@@ -478,6 +478,52 @@ def test_input_error_entries_keep_their_place():
     assert sources[1] == str(sample_photos()[0])
 
 
+def test_a_list_file_is_read_as_its_inputs_are_asked_for(tmp_path):
+    """issue 45: the first inputs of a list of 200,000 lines come out without the list being read
+    whole (which holds tens of MB of names); a line that is not UTF-8 or names nothing is one
+    error in its place, the lines after it still read."""
+    import tracemalloc
+
+    photo = str(sample_photos()[0])
+    listing = tmp_path / "many.txt"
+    with open(listing, "wb") as f:
+        f.write(b"".join(photo.encode() + b"\n" for _ in range(100_000)))
+        f.write(b"caf\xe9.jpg\n/definitely/missing.jpg\n")
+        f.write(b"".join(photo.encode() + b"\n" for _ in range(100_000)))
+    tracemalloc.start()
+    try:
+        from inception_deploy.inputs import iter_inputs
+
+        stream = iter_inputs([str(listing)])
+        first = [next(stream) for _ in range(10)]
+        held = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert first == [photo] * 10
+    assert held < 2**20, f"{held / 2**20:.1f} MB held for the first 10 of 200,002 inputs"
+    rest = list(stream)
+    errors = [s for s in rest if isinstance(s, InputError)]
+    assert len(rest) == 200_002 - 10 and len(errors) == 2
+    assert errors[0] == InputError(
+        os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")), "no such file or folder"
+    )
+    assert errors[1] == InputError("/definitely/missing.jpg", "no such file or folder")
+
+
+def test_a_folder_is_walked_in_the_order_it_was_listed_before(tmp_path):
+    """Streaming a folder keeps scan_folder's order (sorted paths): a subfolder's files where its
+    name falls among the files beside it, not after them."""
+    from inception_deploy.inputs import scan_folder
+
+    for name in ("b.png", "a/z.png", "a/b/c.png", "c/a.png", "0.png", "a.png", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    files, problems = scan_folder(tmp_path)
+    assert problems == []
+    assert files == sorted(p for p in tmp_path.rglob("*.png"))
+    assert expand_inputs([str(tmp_path)]) == [str(p) for p in files]
+
+
 def test_calibration_cache_key_is_the_graph_not_the_metadata(v1_opset17, tmp_path):
     """An export without a parity report has other metadata, the same graph: its cache stays valid."""
     from inception_deploy.calibration.cache import graph_digest

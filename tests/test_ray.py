@@ -235,9 +235,9 @@ def test_a_killed_worker_is_replaced_and_no_row_is_lost_or_doubled(trained, imag
         workers = [  # this job's actors, not an earlier test's
             p
             for p in psutil.process_iter(["cmdline", "create_time"])
-            if "ray::MapWorker" in " ".join(p.info["cmdline"] or []) and p.info["create_time"] >= started - 1
+            if "ray::_Classifier" in " ".join(p.info["cmdline"] or []) and p.info["create_time"] >= started - 1
         ]
-        assert workers, "no Ray Data actor process of this run found"
+        assert workers, "no actor process of this run found"
         workers[0].kill()
         rows_at_kill = output.read_bytes().count(b"\n")
         _, stderr = process.communicate(timeout=240)
@@ -248,6 +248,144 @@ def test_a_killed_worker_is_replaced_and_no_row_is_lost_or_doubled(trained, imag
     assert process.returncode == 0, stderr
     rows = _rows(output)
     assert len(rows) == total and all("error" not in r for r in rows)
+    assert collections.Counter(r["file"] for r in rows) == collections.Counter(listing.read_text().splitlines())
+
+
+def test_resuming_matches_rows_to_inputs_by_count_and_absolute_path(tmp_path, monkeypatch):
+    """What --resume skips: as many mentions of an input as it has rows (an input named twice needs
+    two rows), ``a.jpg`` and ``./a.jpg`` one input, URIs as written."""
+    from inception_deploy.batch.writers import Done
+
+    monkeypatch.chdir(tmp_path)
+    done = Done(["a.jpg", f"{tmp_path}/b.jpg", "http://host/a.jpg"])
+    asked = ["./a.jpg", "a.jpg", "b.jpg", "b.jpg", "http://host/a.jpg", "http://host/./a.jpg", "c.jpg"]
+    assert [done.take(name) for name in asked] == [True, False, True, False, True, False, False]
+    assert Done().take("a.jpg") is False
+
+
+def test_a_worker_that_cannot_start_ends_the_job_with_its_own_error(monkeypatch):
+    """A model its worker cannot load (a node without the GPU or the package): the constructor's
+    error, not a hang nor Ray's traceback."""
+    import tempfile
+
+    from inception_deploy.batch.session import RayOptions, pool_map, ray_reason
+
+    class Unloadable:
+        def __init__(self):
+            raise ValueError("model.onnx: this worker has no CUDA")
+
+        def run(self, batch):
+            return batch
+
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    os.mkdir(os.path.join(temp, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", temp)  # where Ray writes the address of the cluster it starts
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    try:
+        with pytest.raises(ray.exceptions.RayActorError) as caught:
+            list(pool_map(ray, Unloadable, {}, iter([[1], [2]]), RayOptions(workers=2)))
+        assert ray_reason(caught.value) == "model.onnx: this worker has no CUDA"
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_gpu_workers_on_a_cluster_without_a_gpu_are_one_line_not_a_wait(trained, images, head, tmp_path):
+    done = _cli(
+        trained["fp32"], images, "--ray", "--ray-address", head, "--output", tmp_path / "o.jsonl", "--device", "cuda"
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        "error: the Ray cluster has no GPU, and workers running an engine or on a GPU device reserve 1 each"
+        in done.stderr
+    )
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def _whole_rows(path):
+    """The whole rows of an output a killed process may have left with an incomplete last line."""
+    data = path.read_bytes()
+    return [json.loads(line) for line in data[: data.rfind(b"\n") + 1].splitlines()]
+
+
+def test_a_killed_driver_resumes_and_a_lost_node_loses_no_row(trained, images, tmp_path, monkeypatch):
+    """issue 45: a real cluster of three raylets on this machine (Ray's own ray.cluster_utils): a
+    head with no CPU, two nodes of one CPU, so each of the two workers is on a node of its own.
+    The driver is killed with SIGKILL mid-run; ``--resume`` goes on, and mid-way the node of one
+    worker is removed: every input exactly once, exit 0."""
+    import tempfile
+
+    from ray.cluster_utils import Cluster
+
+    before = set(Path("/tmp").glob("inception-ray-*"))
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    os.mkdir(os.path.join(temp, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", temp)  # its session folders and the address file it writes: ours
+    # this cluster runs without token authentication (the module's `ray start` head uses it, and
+    # leaves a token on this machine, which the command would otherwise use)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        listing, total = _listing(images, tmp_path, copies=25)
+        output = tmp_path / "out.jsonl"
+        command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray"]
+        command += ["--ray-address", cluster.address, "--output", str(output), "--batch-size", "2", "--no-progress"]
+        killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        try:
+            assert _wait_for_rows(output, 20, killed), "the run ended before it could be killed"
+        finally:
+            killed.kill()
+            killed.wait()
+        kept = _whole_rows(output)
+        assert 20 <= len(kept) < total
+
+        resumed = subprocess.Popen(command + ["--resume"], stderr=subprocess.PIPE, text=True)
+        try:
+            assert _wait_for_rows(output, len(kept) + 20, resumed), "the resumed run ended before a node was lost"
+            cluster.remove_node(nodes[0], allow_graceful=False)
+            rows_at_loss = output.read_bytes().count(b"\n")
+            _, stderr = resumed.communicate(timeout=240)
+        finally:
+            if resumed.poll() is None:
+                resumed.kill()
+        assert rows_at_loss < total, "the run finished before the node was lost: the test proves nothing"
+        assert resumed.returncode == 0, stderr
+        rows = _rows(output)
+        assert rows[: len(kept)] == kept
+        assert collections.Counter(r["file"] for r in rows) == collections.Counter(listing.read_text().splitlines())
+        assert all("error" not in r for r in rows)
+    finally:
+        cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+        for path in set(Path("/tmp").glob("inception-ray-*")) - before:  # the killed driver's log and scratch
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_rows_so_far_resume(trained, images, head, tmp_path):
+    """issue 45: the output's file system fills up mid-run (the driver's file size limit, as
+    ``ulimit -f`` sets it, stands in for a full disk): one line naming the output, exit 2, whole
+    rows only; ``--resume`` without the limit completes it, every input once."""
+    import resource
+
+    listing, total = _listing(images, tmp_path, copies=10)
+    output = tmp_path / "out.jsonl"
+    command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray"]
+    command += ["--ray-address", head, "--output", str(output), "--batch-size", "2", "--no-progress"]
+
+    def small_files():  # a write past 8 KB fails with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    full = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert full.returncode == 2, full.stderr
+    assert f"error: {output}: cannot write (File too large)" in full.stderr and "Traceback" not in full.stderr
+    kept = _rows(output)  # whole rows only
+    assert 0 < len(kept) < total and output.stat().st_size <= 8192
+    resumed = _cli(trained["fp32"], listing, "--ray", "--ray-address", head, "--output", output, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = _rows(output)
+    assert rows[: len(kept)] == kept
     assert collections.Counter(r["file"] for r in rows) == collections.Counter(listing.read_text().splitlines())
 
 

@@ -1,38 +1,40 @@
-"""Offline classification and evaluation of large image sets on a Ray cluster (Ray Data, the
-``ray`` extra).
+"""Offline classification and evaluation of large image sets on a Ray cluster (the ``ray``
+extra).
 
-The inputs become a Ray Dataset of (id, source) rows; a pool of actors, each holding one
-Predictor (the project's own decoding and preprocessing: the same pixels as a local run),
-classifies them batch by batch, and the driver streams one row per input to a JSON Lines or
-Parquet file as results arrive. The model file travels through Ray's object store, so the
-workers of a multi-node cluster need no shared file system for it (the images they read do).
+The inputs are read as a stream (a list file line by line, a folder as it is walked) and sent in
+batches to a pool of actors, each holding one Predictor (the project's own decoding and
+preprocessing: the same pixels as a local run); the driver writes one row per input to a JSON
+Lines or Parquet file as batches finish, and reads more inputs only as the actors can take them.
+The model file travels through Ray's object store, so the workers of a multi-node cluster need no
+shared file system for it (the images they read do).
 
 Nothing lost, nothing twice: an input that names no image is an error row written by the driver;
-Ray restarts a killed actor and runs its batch again (Ray Data's default for actor pools) and
-the driver writes each input id once; ``resume`` skips the inputs the output already has a row
+a batch whose actor died (killed, its node lost) goes to another actor, and a batch's rows are
+written once, when its result arrives; ``resume`` skips the inputs the output already has a row
 for; an interrupted run leaves whole rows only.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InceptionDeployError
-from ..inputs import InputError, expand_inputs, is_uri
+from ..inputs import InputError, iter_inputs
 from ..labels import read_labels
 from ..metadata import read_sidecar, sidecar_path
 from ..runtime.base import ENGINE_SUFFIXES
 from ..runtime.predictor import Predictor
 from .session import (
     RayOptions,
-    first_rows,
     import_ray,
-    mapped,
+    pool_map,
     probe,
     ray_session,
     require_ray,
@@ -40,7 +42,7 @@ from .session import (
     ship,
     unpack,
 )
-from .writers import JsonLines, Parquet, check_output, check_same_run, output_format, run_record, schema, stored_name
+from .writers import JsonLines, Parquet, check_output, check_same_run, output_format, run_record, stored_name
 
 GPU_DEVICES = ("cuda", "tensorrt")  # an actor running on these reserves one GPU
 
@@ -77,11 +79,11 @@ def classify_on_ray(
     openvino_mode: str = "latency",
     progress=None,
 ) -> BatchReport:
-    """Classify ``inputs`` (files, folders, globs, URIs, list files: ``expand_inputs``) with
-    ``model`` on Ray, one row per input in ``output`` (.jsonl or .parquet): file, labels, indices
-    and probabilities of the top ``topk``, or the error. An existing ``output`` is refused unless
-    ``resume``, which skips the inputs it already has a row for. ``progress(done, total)`` after
-    each batch of rows."""
+    """Classify ``inputs`` (files, folders, globs, URIs, list files: ``iter_inputs``, read as the
+    workers take them) with ``model`` on Ray, one row per input in ``output`` (.jsonl or
+    .parquet): file, labels, indices and probabilities of the top ``topk``, or the error. An
+    existing ``output`` is refused unless ``resume``, which skips the inputs it already has a row
+    for. ``progress(done, total)`` after each batch of rows, ``total`` None until the inputs end."""
     say = progress or (lambda done, total: None)
     check_output(output, resume, inputs=[model, labels])
     writer_class = JsonLines if output_format(output) == "jsonl" else Parquet
@@ -106,47 +108,52 @@ def classify_on_ray(
     if output.exists():
         check_same_run(output, record)
     ray = import_ray(ray_options.address)  # the ray extra: only now
-    sources = expand_inputs(inputs)
-    report = BatchReport(output, len(sources))
+    report = BatchReport(output, 0)
     writer = writer_class(output, record)
     try:
         report.dropped_partial_row, report.resumed_failed = writer.dropped_partial_row, writer.failed_before
-        todo = _not_done(sources, writer.done, report)
-        writer.write([{"file": stored_name(s.name), "error": s.reason} for s in todo if isinstance(s, InputError)])
-        report.written = report.failed = sum(isinstance(s, InputError) for s in todo)
-        say(report.resumed + report.written, report.total)
-        todo = [(i, s) for i, s in enumerate(todo) if not isinstance(s, InputError)]
-        if todo:
+        batches = _batches(_to_classify(iter_inputs(inputs), writer, report, say), batch_size)
+        first = next(batches, None)  # Ray starts only for an input that names an image
+        if first is not None:
             with ray_session(ray, ray_options) as scratch:
                 run = dict(batch_size=batch_size, topk=topk, engine=engine, scratch=scratch)
-                _run(ray, model, todo, writer, report, ray_options, predictor_options, say, **run)
+                batches = itertools.chain([first], batches)
+                _run(ray, model, batches, writer, report, ray_options, predictor_options, say, **run)
+        say(report.resumed + report.written, report.total)
     finally:
         writer.close()
     return report
 
 
-def _not_done(sources: list, done: Counter, report: BatchReport) -> list:
-    """The sources without a row in the output yet (a file named twice needs two rows), matched
-    by absolute path: ``a.jpg`` and ``./a.jpg`` are one file, from the folder the run started in."""
-    done = Counter({_same_file(name): count for name, count in done.items()})
-    todo = []
+def _to_classify(sources, writer, report: BatchReport, say):
+    """The (id, source) of each input still to classify, as ``sources`` yields them: an input the
+    output already has a row for is skipped (a file named twice needs two rows), one that names
+    no image becomes its error row here, never sent to Ray. ``report.total`` counts them all."""
     for source in sources:
-        name = _same_file(stored_name(source.name if isinstance(source, InputError) else source))
-        if done[name] > 0:
-            done[name] -= 1
+        report.total += 1
+        name = stored_name(source.name if isinstance(source, InputError) else source)
+        if writer.done.take(name):
             report.resumed += 1
+        elif isinstance(source, InputError):
+            writer.write([{"file": name, "error": source.reason}])
+            report.written += 1
+            report.failed += 1
         else:
-            todo.append(source)
-    return todo
+            yield report.total, source
+            continue
+        if report.total % 10_000 == 0:  # a long run of skipped inputs still moves the bar
+            say(report.resumed + report.written, None)
 
 
-def _same_file(name: str) -> str:
-    return name if is_uri(name) else os.path.abspath(name)
+def _batches(rows, size: int):
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, size)):
+        yield batch
 
 
-def _run(ray, model, todo, writer, report, options, predictor_options, say, *, batch_size, topk, engine, scratch):
-    """The Ray Data job: blocks of (id, source) rows through the actor pool, rows written as
-    they arrive, each id once."""
+def _run(ray, model, batches, writer, report, options, predictor_options, say, *, batch_size, topk, engine, scratch):
+    """The Ray job: batches of (id, source) rows through the actor pool, rows written as they
+    arrive."""
 
     files = {"model": [model, sidecar_path(model)] if engine else [model]}  # what the actors need
     if predictor_options["labels"] is not None:
@@ -154,25 +161,15 @@ def _run(ray, model, todo, writer, report, options, predictor_options, say, *, b
     shipped = {role: ship(ray, paths) for role, paths in files.items()}
     gpu = engine or predictor_options["device"] in GPU_DEVICES
     options_in_actor = {**predictor_options, "batch_size": batch_size, "workers": 2, "threads": options.cpus_per_worker}
-    dataset = mapped(
-        ray,
-        todo,
-        _Classifier,
-        # each reference in a list: the actor fetches it, Ray does not resolve it
-        {"files": shipped, "options": options_in_actor, "topk": topk, "scratch": scratch},
-        batch_size,
-        options,
-        gpus=1 if gpu else 0,
-    )
+    # each reference in a list: the actor fetches it, Ray does not resolve it
+    actor = {"files": shipped, "options": options_in_actor, "topk": topk, "scratch": scratch}
     begin = time.perf_counter()
-    for rows, _ in first_rows(dataset):
-        for row in rows:
-            del row["id"]
+    for rows in pool_map(ray, _Classifier, actor, batches, options, gpus=1 if gpu else 0):
         writer.write(rows)
         report.written += len(rows)
         report.failed += sum(row["error"] is not None for row in rows)
         report.seconds = time.perf_counter() - begin
-        say(report.resumed + report.written, report.total)
+        say(report.resumed + report.written, None)
 
 
 class _Classifier:
@@ -188,13 +185,9 @@ class _Classifier:
         self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
         self.topk = topk
 
-    def __call__(self, batch):
-        import pyarrow as pa
-
-        sources = [os.fsdecode(s) for s in batch.column("source").to_pylist()]
-        predictions = self.predictor.predict(sources, topk=self.topk)
-        rows = [{"id": i, **_row(p.to_dict())} for i, p in zip(batch.column("id").to_pylist(), predictions)]
-        return pa.Table.from_pylist(rows, schema=schema(pa, with_id=True))
+    def run(self, batch: list[tuple[int, str]]) -> list[dict]:
+        predictions = self.predictor.predict([source for _, source in batch], topk=self.topk)
+        return [_row(p.to_dict()) for p in predictions]
 
 
 def _row(prediction: dict) -> dict:
@@ -224,8 +217,6 @@ def on_ray(options: RayOptions = RayOptions()):
 
 
 def _evaluate(ray, models, files, batch_size, options, say, scratch):
-    import numpy as np
-
     from ..verify.evaluation import Classified
 
     shipped, gpu = [], False  # (name, how to open it, [the module] or its shipped files, preprocessing)
@@ -238,27 +229,20 @@ def _evaluate(ray, models, files, batch_size, options, say, scratch):
         parts = [path] + [sidecar_path(path)] * (path.suffix.lower() in ENGINE_SUFFIXES)
         shipped.append((m.name, m.open_args, ship(ray, parts), config))
         gpu = gpu or len(parts) > 1 or m.open_args["device"] in GPU_DEVICES
-    ids = list(range(len(files)))
-    dataset = mapped(
-        ray,
-        [(i, str(f)) for i, f in zip(ids, files)],
-        _Evaluator,
-        {"models": shipped, "threads": options.cpus_per_worker, "scratch": scratch},
-        batch_size,
-        options,
-        gpus=1 if gpu else 0,
-    )
+    rows = list(enumerate(map(str, files)))
+    actor = {"models": shipped, "threads": options.cpus_per_worker, "scratch": scratch}
     top5 = np.full((len(files), len(models), 5), -1, dtype=np.int64)
-    seconds, errors = np.zeros(len(models)), {}
-    for rows, done in first_rows(dataset):
-        for row in rows:
+    seconds, errors, done = np.zeros(len(models)), {}, 0
+    for results in pool_map(ray, _Evaluator, actor, _batches(rows, batch_size), options, gpus=1 if gpu else 0):
+        for row in results:
             if row["error"] is not None:
                 errors[row["id"]] = row["error"]
             else:
-                top5[row["id"]] = np.reshape(row["top5"], (len(models), 5))
+                top5[row["id"]] = row["top5"]
                 seconds += row["seconds"]
+        done += len(results)
         say(done, len(files))
-    kept = np.asarray([i for i in ids if i not in errors], dtype=int)
+    kept = np.asarray([i for i in range(len(files)) if i not in errors], dtype=int)
     skipped = [(str(files[i]), errors[i]) for i in sorted(errors)]
     return Classified(kept, [top5[kept, k] for k in range(len(models))], [float(s) for s in seconds], skipped)
 
@@ -291,31 +275,18 @@ class _Evaluator:
             self.models.append(EvalModel(name, runner, PreprocessConfig.from_dict(config)))
         self.folder.cleanup()  # loaded: an actor killed later leaves no copy behind
 
-    def __call__(self, batch):
-        import pyarrow as pa
-
+    def run(self, batch: list[tuple[int, str]]) -> list[dict]:
         from ..verify.evaluation import classify_decoded, decode
 
-        ids, sources = batch.column("id").to_pylist(), [os.fsdecode(s) for s in batch.column("source").to_pylist()]
-        decoded = [decode(source, self.models[0].config) for source in sources]
+        decoded = [decode(source, self.models[0].config) for _, source in batch]
         images = [image for image, _ in decoded if image is not None]
         results = classify_decoded(self.models, images) if images else []
         rows, k = [], 0
-        for i, (image, error) in zip(ids, decoded):
-            row = {"id": i, "error": error, "top5": None, "seconds": None}
-            if image is not None:
-                row["top5"] = [int(c) for top5, _ in results for c in top5[k]]
-                row["seconds"] = [s / len(images) for _, s in results]
+        for (i, _), (image, error) in zip(batch, decoded):
+            row = {"id": i, "error": error}
+            if image is not None:  # each model's top 5, and its share of the batch's inference time
+                row["top5"] = np.stack([top5[k] for top5, _ in results])
+                row["seconds"] = np.asarray([s / len(images) for _, s in results])
                 k += 1
             rows.append(row)
-        return pa.Table.from_pylist(
-            rows,
-            schema=pa.schema(
-                [
-                    ("id", pa.int64()),
-                    ("error", pa.string()),
-                    ("top5", pa.list_(pa.int64())),
-                    ("seconds", pa.list_(pa.float64())),
-                ]
-            ),
-        )
+        return rows

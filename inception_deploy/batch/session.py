@@ -3,10 +3,13 @@ out of the terminal, and the pool of actors a job's rows go through (the ``ray``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
+import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,12 +18,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import ConfigError, InceptionDeployError, first_line, setting
 
 log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command line turns into a clean stop
-ROWS_PER_BLOCK_BATCHES = 4  # a dataset block holds at most this many batches, and every worker gets one
+IN_FLIGHT = 2  # batches sent to each actor at a time: one it runs, one it has ready for next
 
 
 @dataclass(frozen=True)
@@ -56,44 +60,74 @@ def unpack(ray, shipped: list, folder: Path) -> Path:
     return folder / shipped[0][0]
 
 
-def first_rows(dataset):
-    """Each batch's rows whose id has not come before (Ray runs a block again when an actor dies
-    mid-block), and how many ids have come so far."""
-    seen: set[int] = set()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        rows = [row for row in batch.to_pylist() if row["id"] not in seen]
-        seen.update(row["id"] for row in rows)
-        yield rows, len(seen)
+def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], options: RayOptions, gpus: int = 0):
+    """Each of ``batches`` through a pool of ``actor_class`` actors (built with ``actor_kwargs``,
+    their ``run(batch)`` called), yielding each batch's result once, in the order they finish.
+    ``batches`` is pulled only as the actors can take more (IN_FLIGHT per actor), so a stream of
+    millions is never held.
+
+    An actor that dies (killed, out of memory, its node lost) has its batches sent to the others
+    and is restarted by Ray where resources allow (``max_restarts``); it gets work again once it
+    answers. An actor whose constructor fails (a model its machine cannot load) ends the job."""
+    batches = iter(batches)
+    first = list(itertools.islice(batches, options.workers))  # enough to know whether all workers have work
+    if not first:
+        return
+    size = _pool_size(ray, options, first, gpus)
+    remote = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
+    actors = [remote(actor_class).remote(**actor_kwargs) for _ in range(size)]
+    waiting = collections.deque(first)  # not sent yet, or sent to an actor that died
+    sent: dict = {}  # result reference -> (actor, batch)
+    load = dict.fromkeys(actors, 0)
+    restarting: dict = {}  # reference to a restarted actor's first answer -> the actor
+    ended = False  # ``batches`` has no more
+    try:
+        while True:
+            for actor in load:
+                while actor not in restarting.values() and load[actor] < IN_FLIGHT:
+                    batch = waiting.popleft() if waiting else next(batches, None)
+                    if batch is None:
+                        ended = True
+                        break
+                    sent[actor.run.remote(batch)] = actor, batch
+                    load[actor] += 1
+            if not sent and not waiting and ended:
+                return
+            (ref,), _ = ray.wait([*sent, *restarting], num_returns=1)
+            if ref in restarting:
+                restarting.pop(ref)
+                continue
+            actor, batch = sent.pop(ref)
+            load[actor] -= 1
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                if e.actor_init_failed:
+                    raise
+                waiting.append(batch)
+                if actor not in restarting.values():
+                    restarting[actor.__ray_ready__.remote()] = actor
+                continue
+            yield result
+    finally:
+        for actor in actors:
+            ray.kill(actor)
 
 
-def mapped(ray, sources: list[tuple[int, str]], actor, actor_kwargs, batch_size, options, gpus=0):
-    """(id, source) rows in blocks of a few batches (at least one per worker), mapped batch by
-    batch through a pool of ``actor`` built with ``actor_kwargs``."""
-    import pyarrow as pa
-
-    workers = _pool_size(ray, options, len(sources), batch_size)
-    rows_per_block = max(1, min(batch_size * ROWS_PER_BLOCK_BATCHES, -(-len(sources) // workers)))
-    chunks = [sources[k : k + rows_per_block] for k in range(0, len(sources), rows_per_block)]
-    blocks = [pa.table({"id": [i for i, _ in c], "source": [os.fsencode(s) for _, s in c]}) for c in chunks]
-    return ray.data.from_arrow(blocks).map_batches(
-        actor,
-        fn_constructor_kwargs=actor_kwargs,
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(blocks))),
-        num_cpus=options.cpus_per_worker,
-        num_gpus=gpus,
-    )
-
-
-def _pool_size(ray, options: RayOptions, rows: int, batch_size: int) -> int:
-    """As many actors as can all be busy: no more than there are batches to run, nor than the
-    cluster's CPUs hold at ``cpus_per_worker`` each (each actor holds a model: idle ones cost memory)."""
-    batches = -(-rows // batch_size)
-    fit = max(1, int(ray.cluster_resources().get("CPU", 1) // options.cpus_per_worker))
-    size = max(1, min(options.workers, batches, fit))
+def _pool_size(ray, options: RayOptions, first: list[list], gpus: int) -> int:
+    """As many actors as can all be busy: no more than there are batches to run (``first`` holds
+    up to one per worker), nor than the cluster's CPUs hold at ``cpus_per_worker`` each (each
+    actor holds a model: idle ones cost memory)."""
+    resources = ray.cluster_resources()
+    if gpus and resources.get("GPU", 0) < gpus:  # its actors would wait for one for ever
+        raise InceptionDeployError(
+            f"the Ray cluster has no GPU, and workers running an engine or on a GPU device reserve {gpus} each"
+        )
+    fit = max(1, int(resources.get("CPU", 1) // options.cpus_per_worker))
+    size = max(1, min(options.workers, len(first), fit))
     if size < options.workers:
-        why = f"{rows} inputs make {batches} batches" if size == batches else f"the cluster has CPUs for {fit}"
+        rows = sum(map(len, first))
+        why = f"{rows} inputs make {len(first)} batches" if size == len(first) else f"the cluster has CPUs for {fit}"
         log.info("%d worker%s, not %d: %s", size, "s" * (size > 1), options.workers, why)
     return size
 
@@ -131,7 +165,7 @@ def ray_session(ray, options: RayOptions):
 @contextlib.contextmanager
 def _native_stderr_to_log():
     """Ray's C++ core and the processes a local Ray starts write notes to file descriptor 2
-    (e.g. on every actor Ray Data creates); they go to a log file for the job, kept for the Ray
+    (e.g. on every actor created); they go to a log file for the job, kept for the Ray
     error that names it and removed otherwise. Python's ``sys.stderr`` (progress, our messages)
     keeps the terminal."""
     fd, log = tempfile.mkstemp(prefix="inception-ray-", suffix=".log")
@@ -143,8 +177,9 @@ def _native_stderr_to_log():
         if rebind:
             sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=previous.encoding, errors="backslashreplace")
         yield log
-    except InceptionDeployError:
-        log = None  # kept: the message names it
+    except InceptionDeployError as e:
+        if log in str(e):
+            log = None  # kept: the message names it
         raise
     finally:
         if rebind:
@@ -168,11 +203,7 @@ def _connect(ray, options: RayOptions, log: str, temp: str) -> None:
     """Join the cluster at ``options.address``, or start a local Ray with its session folder in
     ``temp``; nothing when this process is already connected (the caller's own session)."""
     quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    import ray.data  # configures its loggers when imported: quieten them after
-
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the progress bar
+    logging.getLogger("ray").setLevel(logging.ERROR)
     if ray.is_initialized():  # the caller's own session (or an earlier job's, from Python)
         return
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
@@ -234,5 +265,8 @@ def probe(address: str | None) -> None:
 
 def ray_reason(e: Exception) -> str:
     """The user's error inside Ray's wrapping (an actor that could not load the model, say)."""
+    if getattr(e, "actor_init_failed", False):  # the constructor's traceback, its error last
+        last = str(e).strip().splitlines()[-1]
+        return re.sub(r"^[\w.]*(Error|Exception): ", "", last)
     cause = getattr(e, "cause", None) or e.__cause__
     return first_line(cause) if cause is not None else first_line(e)
