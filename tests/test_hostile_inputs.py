@@ -128,8 +128,10 @@ def test_input_expansion_loses_and_hides_nothing(tmp_path, photo):
     Image.new("RGB", (40, 30), (200, 10, 10)).save(folder / "red.png")
     os.symlink(tmp_path / "gone2.jpg", folder / "dangling2.jpg")
     os.mkfifo(folder / "fifo.jpg")  # would block a reader forever
+    os.mkfifo(tmp_path / "list.txt")  # a list of inputs that is a pipe: the same
     inputs = [
         photo,
+        tmp_path / "list.txt",
         tmp_path / "empty",
         f"{tmp_path}/*.nomatch",
         tmp_path / "dangling.jpg",
@@ -145,10 +147,10 @@ def test_input_expansion_loses_and_hides_nothing(tmp_path, photo):
     assert by_name["*.nomatch"]["error"] == "no file matches this pattern"
     assert by_name["dangling.jpg"]["error"] == "dangling symbolic link"
     assert by_name["dangling2.jpg"]["error"] == "dangling symbolic link"
-    assert by_name["fifo.jpg"]["error"] == "not a regular file"
+    assert by_name["fifo.jpg"]["error"] == by_name["list.txt"]["error"] == "not a regular file"
     assert by_name["missing.jpg"]["error"] == "no such file or folder"
-    assert len([line for line in stderr.splitlines() if line.startswith("error: ")]) == 6
-    assert stderr.rstrip().endswith("6 of 8 inputs failed")
+    assert len([line for line in stderr.splitlines() if line.startswith("error: ")]) == 7
+    assert stderr.rstrip().endswith("7 of 9 inputs failed")
 
 
 def test_unreadable_files_and_folders_as_an_unprivileged_user(tmp_path):
@@ -508,6 +510,18 @@ def test_a_list_file_is_read_as_its_inputs_are_asked_for(tmp_path):
         os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")), "no such file or folder"
     )
     assert errors[1] == InputError("/definitely/missing.jpg", "no such file or folder")
+
+
+def test_a_list_that_grows_while_it_is_read_is_read_to_where_it_then_ends(tmp_path):
+    from inception_deploy.inputs import iter_inputs
+
+    listing = tmp_path / "growing.txt"
+    listing.write_text("a.jpg\nb.jpg\n")
+    stream = iter_inputs([str(listing)])
+    assert next(stream) == InputError(str(tmp_path / "a.jpg"), "no such file or folder")
+    with open(listing, "a") as f:
+        f.write("c.jpg\n")
+    assert [s.name for s in stream] == [str(tmp_path / "b.jpg"), str(tmp_path / "c.jpg")]
 
 
 def test_a_folder_is_walked_in_the_order_it_was_listed_before(tmp_path):

@@ -3,6 +3,7 @@
 killed worker, Parquet, evaluation, and the one-line errors before any Ray work."""
 
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -263,9 +264,10 @@ def test_resuming_matches_rows_to_inputs_by_count_and_absolute_path(tmp_path, mo
     assert Done().take("a.jpg") is False
 
 
-def test_a_worker_that_cannot_start_ends_the_job_with_its_own_error(monkeypatch):
+def test_a_worker_that_cannot_start_ends_the_job_and_a_batch_that_kills_workers_is_given_up(monkeypatch):
     """A model its worker cannot load (a node without the GPU or the package): the constructor's
-    error, not a hang nor Ray's traceback."""
+    error, not a hang nor Ray's traceback. A batch that kills every worker running it: its
+    inputs given up after three deaths, the other batches done (it was sent again for ever)."""
     import tempfile
 
     from inception_deploy.batch.session import RayOptions, pool_map, ray_reason
@@ -283,8 +285,22 @@ def test_a_worker_that_cannot_start_ends_the_job_with_its_own_error(monkeypatch)
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         with pytest.raises(ray.exceptions.RayActorError) as caught:
-            list(pool_map(ray, Unloadable, {}, iter([[1], [2]]), RayOptions(workers=2)))
+            list(pool_map(ray, Unloadable, {}, iter([[1], [2]]), RayOptions(workers=2), lost=None))
         assert ray_reason(caught.value) == "model.onnx: this worker has no CUDA"
+
+        class Fragile:  # a batch that kills every worker running it (a decoder that crashes)
+            def run(self, batch):
+                if "poison" in batch:
+                    os._exit(1)
+                return batch
+
+        lost = lambda batch, why: [f"{item}: {why}" for item in batch]  # noqa: E731
+        results = list(pool_map(ray, Fragile, {}, iter([["a"], ["poison"], ["b"]]), RayOptions(workers=1), lost))
+        assert sorted(results) == [
+            ["a"],
+            ["b"],
+            ["poison: its worker died 3 times on this batch (killed, out of memory, a crash)"],
+        ]
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
@@ -317,7 +333,6 @@ def test_a_killed_driver_resumes_and_a_lost_node_loses_no_row(trained, images, t
 
     from ray.cluster_utils import Cluster
 
-    before = set(Path("/tmp").glob("inception-ray-*"))
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
     os.mkdir(os.path.join(temp, "ray"))
     monkeypatch.setenv("RAY_TMPDIR", temp)  # its session folders and the address file it writes: ours
@@ -331,12 +346,13 @@ def test_a_killed_driver_resumes_and_a_lost_node_loses_no_row(trained, images, t
         output = tmp_path / "out.jsonl"
         command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray"]
         command += ["--ray-address", cluster.address, "--output", str(output), "--batch-size", "2", "--no-progress"]
-        killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        try:
-            assert _wait_for_rows(output, 20, killed), "the run ended before it could be killed"
-        finally:
-            killed.kill()
-            killed.wait()
+        with _what_a_killed_driver_leaves():
+            killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+            try:
+                assert _wait_for_rows(output, 20, killed), "the run ended before it could be killed"
+            finally:
+                killed.kill()
+                killed.wait()
         kept = _whole_rows(output)
         assert 20 <= len(kept) < total
 
@@ -358,8 +374,53 @@ def test_a_killed_driver_resumes_and_a_lost_node_loses_no_row(trained, images, t
     finally:
         cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-        for path in set(Path("/tmp").glob("inception-ray-*")) - before:  # the killed driver's log and scratch
+
+
+@contextlib.contextmanager
+def _what_a_killed_driver_leaves():
+    """A driver killed outright cannot remove its Ray log and scratch folder: the test does."""
+    before = set(Path("/tmp").glob("inception-ray-*"))
+    try:
+        yield
+    finally:
+        for path in set(Path("/tmp").glob("inception-ray-*")) - before:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _kill_once_rows_are_being_written(command, folder):
+    """``command`` killed with SIGKILL 3 s after its temporary Parquet file appeared in ``folder``."""
+    killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob(".out.parquet.*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # rows are being classified into the temporary file
+        assert killed.poll() is None, "the run ended before it could be killed"
+    finally:
+        killed.kill()
+        killed.wait()
+
+
+def test_a_killed_parquet_run_leaves_the_output_as_it_was_and_resume_completes_it(trained, images, head, tmp_path):
+    """SIGKILL mid-run on a Parquet output: the output as it was before the run (the killed run's
+    rows are lost), and ``--resume`` completes it, every input once, the killed run's temporary
+    file removed."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    listing, _ = _listing(images, tmp_path, copies=60)
+    output = tmp_path / "out.parquet"
+    first = _cli(trained["fp32"], images / "000.png", "--ray", "--ray-address", head, "--output", output)
+    assert first.returncode == 0, first.stderr
+    before = output.read_bytes()
+    command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray", "--resume"]
+    command += ["--ray-address", head, "--output", str(output), "--batch-size", "1", "--no-progress"]
+    with _what_a_killed_driver_leaves():
+        _kill_once_rows_are_being_written(command, tmp_path)
+    assert output.read_bytes() == before and list(tmp_path.glob(".out.parquet.*.tmp"))
+    resumed = _cli(trained["fp32"], listing, "--ray", "--ray-address", head, "--output", output, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = pq.read_table(output).to_pylist()
+    assert collections.Counter(r["file"] for r in rows) == collections.Counter(listing.read_text().splitlines())
+    assert not list(tmp_path.glob(".out.parquet.*")), "a temporary file was left behind"
 
 
 def test_a_full_disk_mid_run_is_one_line_and_the_rows_so_far_resume(trained, images, head, tmp_path):

@@ -164,7 +164,8 @@ def _run(ray, model, batches, writer, report, options, predictor_options, say, *
     # each reference in a list: the actor fetches it, Ray does not resolve it
     actor = {"files": shipped, "options": options_in_actor, "topk": topk, "scratch": scratch}
     begin = time.perf_counter()
-    for rows in pool_map(ray, _Classifier, actor, batches, options, gpus=1 if gpu else 0):
+    lost = lambda batch, why: [_row({"file": source, "error": why}) for _, source in batch]  # noqa: E731
+    for rows in pool_map(ray, _Classifier, actor, batches, options, lost, gpus=1 if gpu else 0):
         writer.write(rows)
         report.written += len(rows)
         report.failed += sum(row["error"] is not None for row in rows)
@@ -233,7 +234,8 @@ def _evaluate(ray, models, files, batch_size, options, say, scratch):
     actor = {"models": shipped, "threads": options.cpus_per_worker, "scratch": scratch}
     top5 = np.full((len(files), len(models), 5), -1, dtype=np.int64)
     seconds, errors, done = np.zeros(len(models)), {}, 0
-    for results in pool_map(ray, _Evaluator, actor, _batches(rows, batch_size), options, gpus=1 if gpu else 0):
+    lost = lambda batch, why: [{"id": i, "error": why} for i, _ in batch]  # noqa: E731
+    for results in pool_map(ray, _Evaluator, actor, _batches(rows, batch_size), options, lost, gpus=1 if gpu else 0):
         for row in results:
             if row["error"] is not None:
                 errors[row["id"]] = row["error"]

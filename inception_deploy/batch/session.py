@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +26,8 @@ from ..errors import ConfigError, InceptionDeployError, first_line, setting
 log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command line turns into a clean stop
 IN_FLIGHT = 2  # batches sent to each actor at a time: one it runs, one it has ready for next
+ATTEMPTS = 3  # actors a batch may see die before its inputs are given up as errors
+STOP_GRACE_S = 10  # how long a local Ray's processes have to exit after ray.shutdown
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def unpack(ray, shipped: list, folder: Path) -> Path:
     return folder / shipped[0][0]
 
 
-def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], options: RayOptions, gpus: int = 0):
+def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], options: RayOptions, lost, gpus: int = 0):
     """Each of ``batches`` through a pool of ``actor_class`` actors (built with ``actor_kwargs``,
     their ``run(batch)`` called), yielding each batch's result once, in the order they finish.
     ``batches`` is pulled only as the actors can take more (IN_FLIGHT per actor), so a stream of
@@ -68,7 +71,10 @@ def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], opti
 
     An actor that dies (killed, out of memory, its node lost) has its batches sent to the others
     and is restarted by Ray where resources allow (``max_restarts``); it gets work again once it
-    answers. An actor whose constructor fails (a model its machine cannot load) ends the job."""
+    answers, and is left out if it cannot come back. A batch whose actor died ATTEMPTS times (an
+    image that crashes the decoder, or needs more memory than a worker has) is not sent again:
+    ``lost(batch, reason)`` stands for its result. An actor whose constructor fails (a model its
+    machine cannot load) ends the job, as does the loss of every actor."""
     batches = iter(batches)
     first = list(itertools.islice(batches, options.workers))  # enough to know whether all workers have work
     if not first:
@@ -81,6 +87,7 @@ def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], opti
     load = dict.fromkeys(actors, 0)
     restarting: dict = {}  # reference to a restarted actor's first answer -> the actor
     ended = False  # ``batches`` has no more
+    deaths: dict = {}  # id of a batch -> how many actors died running it
     try:
         while True:
             for actor in load:
@@ -94,18 +101,31 @@ def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], opti
             if not sent and not waiting and ended:
                 return
             (ref,), _ = ray.wait([*sent, *restarting], num_returns=1)
-            if ref in restarting:
-                restarting.pop(ref)
+            if ref in restarting:  # back, or gone for good
+                actor = restarting.pop(ref)
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    del load[actor]
+                    if not load:
+                        raise
                 continue
             actor, batch = sent.pop(ref)
-            load[actor] -= 1
+            if actor in load:
+                load[actor] -= 1
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 if e.actor_init_failed:
                     raise
-                waiting.append(batch)
-                if actor not in restarting.values():
+                deaths[id(batch)] = deaths.get(id(batch), 0) + 1
+                if deaths[id(batch)] < ATTEMPTS:
+                    waiting.append(batch)
+                else:
+                    yield lost(
+                        batch, f"its worker died {ATTEMPTS} times on this batch (killed, out of memory, a crash)"
+                    )
+                if actor in load and actor not in restarting.values():
                     restarting[actor.__ray_ready__.remote()] = actor
                 continue
             yield result
@@ -148,6 +168,7 @@ def ray_session(ray, options: RayOptions):
     temp = tempfile.mkdtemp(prefix="inception-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
     # started here: also when ray.init is interrupted half-way, with some of its processes running
     starts_here = options.address is None and not ray.is_initialized()
+    began = time.time()
     try:
         with _native_stderr_to_log() as log:
             try:
@@ -157,9 +178,26 @@ def ray_session(ray, options: RayOptions):
                 raise InceptionDeployError(f"Ray: {ray_reason(e)} (Ray's own log: {log})") from None
             finally:
                 if starts_here:
-                    ray.shutdown()
+                    _shutdown(ray, began)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _shutdown(ray, began: float) -> None:
+    """Stop the local Ray started here, and wait for its processes (the raylet's workers go on a
+    moment after it, and one starting up then makes its session folder again): those of this
+    process's descendants started since ``began``, killed if still there after STOP_GRACE_S."""
+    import psutil  # with the ray extra
+
+    try:
+        started = [p for p in psutil.Process().children(recursive=True) if p.create_time() >= began - 1]
+    except psutil.Error:
+        started = []
+    ray.shutdown()
+    _, alive = psutil.wait_procs(started, timeout=STOP_GRACE_S)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 @contextlib.contextmanager
@@ -206,7 +244,11 @@ def _connect(ray, options: RayOptions, log: str, temp: str) -> None:
     logging.getLogger("ray").setLevel(logging.ERROR)
     if ray.is_initialized():  # the caller's own session (or an earlier job's, from Python)
         return
+    main = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+    deferred: list[int] = []  # a stop asked for while Ray starts: Ray's processes must be known to stop them
+    for signum in _SIGNALS if main else ():
+        signal.signal(signum, lambda signum, frame: deferred.append(signum))
     try:
         if options.address is None:
             cpus = max(os.cpu_count() or 1, options.cpus_per_worker)  # the real cores; one worker fits
@@ -221,10 +263,12 @@ def _connect(ray, options: RayOptions, log: str, temp: str) -> None:
             f"{where}: Ray cannot start or connect ({first_line(e)}{hint}; log: {log})"
         ) from None
     finally:  # ray.init takes SIGTERM over (a local Ray would exit 1): the caller's handlers come back
-        if threading.current_thread() is threading.main_thread():
+        if main:
             for signum, handler in handlers.items():
                 if handler is not None:
                     signal.signal(signum, handler)
+            for signum in deferred[:1]:  # now to the caller's handler, with Ray started and stoppable
+                os.kill(os.getpid(), signum)
 
 
 def import_ray(address: str | None):

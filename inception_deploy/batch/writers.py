@@ -4,6 +4,7 @@ each with the record of the run that wrote it beside it; resuming reads what is 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -176,7 +177,7 @@ class JsonLines(_Output):
     def _read_done(self) -> None:
         """The rows already written, read line by line (a million rows in seconds, megabytes
         held); an incomplete last line begun as our rows are is cut off."""
-        partial: list[bytes] = []
+        partial: list = []  # the size of the whole rows, then the incomplete line
         self.done = Done(self._names_written(partial))
         if partial:  # the file is ours (its run record), and so is a row begun as ours are
             whole, line = partial
@@ -222,18 +223,25 @@ class JsonLines(_Output):
             self.file.close()
         if self._forget_if_empty():  # a run that failed before its first row leaves nothing
             return
-        if self.path.stat().st_size:
-            with open(self.path, "r+b") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a signal during the flush: drop the incomplete row
-                    f.seek(0)
-                    f.truncate(f.read().rfind(b"\n") + 1)
+        with open(self.path, "r+b") as f:  # a signal during the flush, or a full disk: drop the incomplete row
+            end = f.seek(0, os.SEEK_END)
+            while end:  # back from the end, a block at a time, to the last newline
+                start = max(0, end - 2**16)
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    f.truncate(start + newline + 1)
+                    break
+                end = start
+            else:
+                f.truncate(0)
 
 
 class Parquet(_Output):
     """Rows buffered into row groups of a temporary file beside the output (the rows of the
     output being resumed first), renamed over it when the run ends, interrupted or not, if it
-    added a row; a process killed outright leaves the output as it was."""
+    added a row; a process killed outright leaves the output as it was (its rows are lost, and
+    its temporary file is removed by the next run on the output)."""
 
     ROW_GROUP = 4096
 
@@ -256,6 +264,7 @@ class Parquet(_Output):
                     f"{path}: not a Parquet output of inception-run ({first_line(e)}); cannot resume it"
                 ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_killed_runs_files(path)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         self.tmp = Path(name)
@@ -264,6 +273,19 @@ class Parquet(_Output):
             for group in range(previous.num_row_groups):
                 self.writer.write_table(previous.read_row_group(group).select(self.schema.names).cast(self.schema))
             previous.close()
+
+    @staticmethod
+    def _remove_killed_runs_files(path: Path) -> None:
+        """The temporary file a run killed outright (SIGKILL) left beside the output: named as
+        this writer names its own, and a Parquet file (or empty, killed before its first byte)."""
+        for left in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            if not left.is_file():  # a FIFO would block the read
+                continue
+            with contextlib.suppress(OSError):
+                with open(left, "rb") as f:
+                    ours = f.read(4) in (b"PAR1", b"")
+                if ours:
+                    left.unlink()
 
     def _names_written(self, previous):
         """Each earlier row's file, read a batch of the two columns at a time."""
