@@ -83,51 +83,55 @@ def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], opti
     remote = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
     actors = [remote(actor_class).remote(**actor_kwargs) for _ in range(size)]
     waiting = collections.deque(first)  # not sent yet, or sent to an actor that died
-    sent: dict = {}  # result reference -> (actor, batch)
-    load = dict.fromkeys(actors, 0)
+    queued = {actor: collections.deque() for actor in actors}  # its result references, oldest (running) first
+    batch_of: dict = {}  # result reference -> its batch
     restarting: dict = {}  # reference to a restarted actor's first answer -> the actor
-    ended = False  # ``batches`` has no more
     deaths: dict = {}  # id of a batch -> how many actors died running it
+    ended = False  # ``batches`` has no more
     try:
         while True:
-            for actor in load:
-                while actor not in restarting.values() and load[actor] < IN_FLIGHT:
+            for actor, refs in queued.items():
+                while actor not in restarting.values() and len(refs) < IN_FLIGHT:
                     batch = waiting.popleft() if waiting else next(batches, None)
                     if batch is None:
                         ended = True
                         break
-                    sent[actor.run.remote(batch)] = actor, batch
-                    load[actor] += 1
-            if not sent and not waiting and ended:
+                    refs.append(actor.run.remote(batch))
+                    batch_of[refs[-1]] = batch
+            if not batch_of and not waiting and ended:
                 return
-            (ref,), _ = ray.wait([*sent, *restarting], num_returns=1)
+            (ref,), _ = ray.wait([*batch_of, *restarting], num_returns=1)
             if ref in restarting:  # back, or gone for good
                 actor = restarting.pop(ref)
                 try:
                     ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    del load[actor]
-                    if not load:
+                    del queued[actor]
+                    if not queued:
                         raise
                 continue
-            actor, batch = sent.pop(ref)
-            if actor in load:
-                load[actor] -= 1
+            actor = next(a for a, refs in queued.items() if ref in refs)
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 if e.actor_init_failed:
                     raise
-                deaths[id(batch)] = deaths.get(id(batch), 0) + 1
-                if deaths[id(batch)] < ATTEMPTS:
-                    waiting.append(batch)
-                else:
-                    yield lost(
-                        batch, f"its worker died {ATTEMPTS} times on this batch (killed, out of memory, a crash)"
-                    )
-                if actor in load and actor not in restarting.values():
-                    restarting[actor.__ray_ready__.remote()] = actor
+                # the actor is gone with all it held: the oldest batch was running (a death on its
+                # count), the others only waited behind it
+                for k, lost_ref in enumerate(queued[actor]):
+                    batch = batch_of.pop(lost_ref)
+                    deaths[id(batch)] = deaths.get(id(batch), 0) + (k == 0)
+                    if deaths[id(batch)] < ATTEMPTS:
+                        waiting.append(batch)
+                    else:
+                        yield lost(
+                            batch, f"its worker died {ATTEMPTS} times on this batch (killed, out of memory, a crash)"
+                        )
+                queued[actor].clear()
+                restarting[actor.__ray_ready__.remote()] = actor
                 continue
+            queued[actor].remove(ref)
+            del batch_of[ref]
             yield result
     finally:
         for actor in actors:
