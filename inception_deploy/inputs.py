@@ -8,7 +8,9 @@ place, so the caller reports it on one line and still processes everything else.
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import io
 import os
 import re
@@ -253,6 +255,24 @@ def image_folder(folder: str | os.PathLike | ImageFolder) -> ImageFolder:
         return folder
     files, problems = find_images(folder)
     return ImageFolder(Path(folder), tuple(files), tuple(problems))
+
+
+@functools.lru_cache(maxsize=4)
+def distinct_images(files: tuple[Path, ...]) -> tuple[tuple[Path, ...], dict[Path, Path]]:
+    """``files`` without byte-for-byte copies (the first of each set, in order), and each copy ->
+    that first one. A copy on both sides of a hold-out would judge calibration on an image it
+    saw, and copies counted as images of their own narrow an interval that assumes independent
+    ones. (Re-encoded or resized copies are not found.)"""
+    first: dict[str, Path] = {}
+    copies: dict[Path, Path] = {}
+    for path in files:
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            digest = f"unreadable {path}"  # decoding reports it later, as for any unreadable image
+        copies[path] = first.setdefault(digest, path)
+    distinct = tuple(path for path in files if copies[path] == path)
+    return distinct, {path: one for path, one in copies.items() if path != one}
 
 
 def spread(files: list, count: int) -> list:

@@ -181,6 +181,28 @@ def test_a_cpu_target_file_is_judged_on_onnx_runtime_and_openvino(trained, tmp_p
     assert result.metadata.int8_budget["runtimes"] == ["onnxruntime", "openvino"]
 
 
+def test_copies_of_an_image_are_judged_once_and_never_calibrated_on_beside_a_judged_one(tmp_path, caplog):
+    """A folder of 20 images and 10 byte-for-byte copies of them: the hold-out counts 20 images
+    (copies would narrow an interval that assumes independent ones), judges each image once, and
+    keeps every copy of a judged image out of calibration (it would judge calibration on an image
+    it saw). Before, the 30 files were split as 30 images."""
+    import shutil
+
+    import trained_classifier as tc
+
+    calib = tc.write_images(tmp_path / "calib", 20, seed=1)
+    for i in range(10):
+        shutil.copy(calib / f"{i:03d}.png", calib / f"copy{i:03d}.png")
+    budget = Budget(max_drop=50, holdout=0.25, accept_unproven=True)
+    budget.check(calib)
+    assert "calib: 10 files are byte-for-byte copies of others" in caplog.text
+    judged, held = budget.split(calib)
+    assert len(judged) == 5 and len({f.read_bytes() for f in judged}) == 5
+    seen_judged = {f.read_bytes() for f in judged}
+    assert sorted(held) == sorted(f for f in calib.iterdir() if f.read_bytes() in seen_judged)
+    assert len(held) > len(judged)  # the spread picked copied images too: their copies are held out
+
+
 def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_path):
     """30 images hold out 6, which show no budget under 39 points: a 30-point budget is refused
     before the export, naming what would show it; with --int8-accept-unproven the export runs,
@@ -196,7 +218,7 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
     assert (
-        "30 images hold out 6" in refused.output
+        "30 distinct images hold out 6" in refused.output
         and "a 30-point budget needs at least 9 judged images" in refused.output
     )
     assert "--int8-accept-unproven" in refused.output and not list(out.iterdir())

@@ -27,6 +27,7 @@ times higher than needed.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import tempfile
 import time
@@ -35,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError, setting
-from ..inputs import decoded, image_folder, spread
+from ..errors import InceptionDeployError, printable, setting
+from ..inputs import decoded, distinct_images, image_folder, spread
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -44,6 +45,8 @@ from ..statistics import Z95, cosines, mean_kl, wilson
 from .cache import CalibrationCache
 from .qdq import write_qdq
 from .sensitivity import conv_macs, layer_sensitivity
+
+log = logging.getLogger(__name__)
 
 RANKING_IMAGES = 8  # calibration images each layer's variant runs on (v3: Spearman 0.997 with 16's ranking)
 DECIDES = "top-1, its 95% upper bound"
@@ -97,7 +100,14 @@ class Budget:
             judged = len(self.labelled[0])
             where, more = f"{setting('VerifyRequest.eval_data')} has {judged} images", "more labelled images"
         else:
-            files = image_folder(folder).files
+            files, copies = distinct_images(image_folder(folder).files)
+            if copies:
+                log.warning(
+                    "%s: %d files are byte-for-byte copies of others: each image is judged once, and no copy "
+                    "of a judged image is calibrated on",
+                    printable(folder),
+                    len(copies),
+                )
             judged = round(len(files) * self.holdout)
             if judged >= len(files):
                 raise InceptionDeployError(
@@ -106,7 +116,8 @@ class Budget:
                     f"{setting('VerifyRequest.eval_data')}"
                 )
             holdout = f"{setting('Int8Request.holdout')} {self.holdout:g}"
-            where = f"{folder}: {len(files)} images hold out {judged} at {holdout}"
+            copied = f" (and {len(copies)} copies of them)" if copies else ""
+            where = f"{folder}: {len(files)} distinct images{copied} hold out {judged} at {holdout}"
             total = needed / self.holdout if needed is not None else math.inf
             more = f"{math.ceil(total)} images at this hold-out" if total < 1e9 else "more images"
         if judged == 0:
@@ -128,11 +139,19 @@ class Budget:
         )
 
     def held_out(self, folder) -> list[Path]:
-        """The images calibration must not see (none when a labelled set judges)."""
+        """The images calibration must not see: those judged, and every copy of them."""
+        return self.split(folder)[1]
+
+    def split(self, folder) -> tuple[list[Path], list[Path]]:
+        """(judged, held out): the distinct images the budget is judged on, spread over the
+        folder, and those with every byte-for-byte copy of them (none when a labelled set judges)."""
         if self.labelled is not None:
-            return []
-        files = list(image_folder(folder).files)
-        return spread(files, round(len(files) * self.holdout))
+            return [], []
+        every = image_folder(folder).files
+        files, copies = distinct_images(every)
+        judged = spread(list(files), round(len(files) * self.holdout))
+        chosen = set(judged)
+        return judged, [f for f in every if copies.get(f, f) in chosen]
 
 
 @dataclass(frozen=True)
@@ -275,8 +294,8 @@ def search(
 
     say = progress or silent
     start = time.perf_counter()
-    held = budget.held_out(folder)
-    judged, labels, judged_on, measure = _judged_images(budget, folder, held, config)
+    judged_files, held = budget.split(folder)
+    judged, labels, judged_on, measure = _judged_images(budget, folder, judged_files, config)
     fp32 = OnnxRuntimeBackend(src)
     fp32_logits = _logits(fp32, judged)
     openers, missing = judging_runtimes(target)
