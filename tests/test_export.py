@@ -289,6 +289,7 @@ def test_console_script_help():
     for section in ("Model:", "Output:", "Preprocessing overrides:", "Verification:"):
         assert section in help_text
     assert "[default: 64; 1<=x<=1024]" in help_text
+    assert "None]" not in help_text and "[default: 0.2]" in help_text  # a range without bounds said "x<=None"
 
 
 def test_an_artifact_recording_an_old_arch_name_is_read_as_the_new_one(exported, tmp_path):

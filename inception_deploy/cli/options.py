@@ -1,6 +1,4 @@
-"""Option declarations shared by the commands: help grouped into sections (as trtexec's and
-polygraphy's), and the option groups several commands take. Choice lists come from the
-library's own constants, so a new method or target shows up here by itself."""
+"""Options shared by the commands, help grouped into sections; choices from the library's constants."""
 
 from __future__ import annotations
 
@@ -17,14 +15,16 @@ from ..serving.repository import KINDS, ONNX_BACKENDS
 
 
 class FiniteRange(click.FloatRange):
-    """click's FloatRange, which lets nan through every bound (and inf past a missing one): a
-    number of cores, a share or a budget is finite."""
+    """click's FloatRange, which lets nan (and inf past a missing bound) through: counts are finite."""
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
         if not math.isfinite(value):
             self.fail(f"{value} is not a finite number", param, ctx)
         return value
+
+    def _describe_range(self) -> str:  # click writes "x<=None" into --help for a range without bounds
+        return super()._describe_range() if (self.min, self.max) != (None, None) else ""
 
 
 class _Option(click.Option):
@@ -194,8 +194,7 @@ def calibration_options(group: str):
 
 
 def precision_export_options(fn):
-    """--fp16, --int8 and what controls INT8 (target, remainder, float layers, budget, calibration):
-    inception-export's Precision section."""
+    """--fp16, --int8 and what controls INT8: inception-export's Precision section."""
     options = [
         option(
             "--fp16",
