@@ -346,25 +346,27 @@ def test_a_killed_driver_resumes_and_a_lost_node_loses_no_row(trained, images, t
         output = tmp_path / "out.jsonl"
         command = [os.path.join(BIN, "inception-run"), str(trained["fp32"]), str(listing), "--ray"]
         command += ["--ray-address", cluster.address, "--output", str(output), "--batch-size", "2", "--no-progress"]
-        with _what_a_killed_driver_leaves():
+        with _what_a_killed_driver_leaves() as left:
             killed = subprocess.Popen(command, stderr=subprocess.DEVNULL)
             try:
                 assert _wait_for_rows(output, 20, killed), "the run ended before it could be killed"
             finally:
                 killed.kill()
                 killed.wait()
-        kept = _whole_rows(output)
-        assert 20 <= len(kept) < total
+            assert left(), "the killed driver left nothing in /tmp: the check below proves nothing"
+            kept = _whole_rows(output)
+            assert 20 <= len(kept) < total
 
-        resumed = subprocess.Popen(command + ["--resume"], stderr=subprocess.PIPE, text=True)
-        try:
-            assert _wait_for_rows(output, len(kept) + 20, resumed), "the resumed run ended before a node was lost"
-            cluster.remove_node(nodes[0], allow_graceful=False)
-            rows_at_loss = output.read_bytes().count(b"\n")
-            _, stderr = resumed.communicate(timeout=240)
-        finally:
-            if resumed.poll() is None:
-                resumed.kill()
+            resumed = subprocess.Popen(command + ["--resume"], stderr=subprocess.PIPE, text=True)
+            try:
+                assert _wait_for_rows(output, len(kept) + 20, resumed), "the resumed run ended before a node was lost"
+                cluster.remove_node(nodes[0], allow_graceful=False)
+                rows_at_loss = output.read_bytes().count(b"\n")
+                _, stderr = resumed.communicate(timeout=240)
+            finally:
+                if resumed.poll() is None:
+                    resumed.kill()
+            assert not left(), "the next run did not remove what the killed driver left in /tmp"
         assert rows_at_loss < total, "the run finished before the node was lost: the test proves nothing"
         assert resumed.returncode == 0, stderr
         rows = _rows(output)
@@ -381,7 +383,7 @@ def _what_a_killed_driver_leaves():
     """A driver killed outright cannot remove its Ray log and scratch folder: the test does."""
     before = set(Path("/tmp").glob("inception-ray-*"))
     try:
-        yield
+        yield lambda: set(Path("/tmp").glob("inception-ray-*")) - before  # what is there now, of this test's
     finally:
         for path in set(Path("/tmp").glob("inception-ray-*")) - before:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -549,7 +551,11 @@ def test_without_an_address_a_local_ray_is_started_and_stopped(trained, images, 
         (["--ray", "--output", "{tmp}/rows.jsonl", "--resume"], "rows.jsonl: not an output of inception-run"),
         # rows of another model, or of the same model with other preprocessing, are not continued
         (["--ray", "--output", "{tmp}/other.jsonl", "--resume"], "other.jsonl: was written with another model"),
-        (["--ray", "--output", "{tmp}/other.parquet", "--resume"], "was written with another preprocessing"),
+        (["--ray", "--output", "{tmp}/other.parquet", "--resume"], "was written with other preprocessing"),
+        # relative names in its rows mean files of the folder its first run started in
+        (["--ray", "--output", "{tmp}/elsewhere.jsonl", "--resume"], "rows name files relative to /elsewhere, where"),
+        # Ray records the command line as UTF-8 (before: "a local Ray: Ray cannot start or connect (...)")
+        (["--ray", "--output", "{tmp}/o.jsonl", "caf\udce9.png"], "caf\\xe9.png: a name that is not UTF-8 cannot"),
     ],
 )
 def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, args, message):
@@ -567,6 +573,7 @@ def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, ar
         "notes.jsonl": '{"config": "important", "keep": true}',
         "rows.jsonl": '{"file": "a.png", "error": "x"}\n{"file": "b.png", "er',
         "other.jsonl": '{"file": "a.png", "error": "x"}\n',
+        "elsewhere.jsonl": '{"file": "a.png", "error": "x"}\n',
     }
     for name, text in outputs.items():
         (tmp_path / name).write_text(text)
@@ -580,6 +587,7 @@ def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, ar
     pq.write_table(pa.table({"file": ["a.png"], "error": ["x"]}), tmp_path / "other.parquet")
     write_json(record_path(tmp_path / "other.parquet"), {**record, "preprocess": {"input_size": 1}}, RUN_RECORD)
     write_json(record_path(tmp_path / "other.jsonl"), {**record, "model_sha256": "0" * 64}, RUN_RECORD)
+    write_json(record_path(tmp_path / "elsewhere.jsonl"), {**record, "cwd": "/elsewhere"}, RUN_RECORD)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

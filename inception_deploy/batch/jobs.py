@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InceptionDeployError
+from ..errors import ConfigError, InceptionDeployError
 from ..inputs import InputError, iter_inputs
 from ..labels import read_labels
 from ..metadata import read_sidecar, sidecar_path
@@ -42,7 +42,16 @@ from .session import (
     ship,
     unpack,
 )
-from .writers import JsonLines, Parquet, check_output, check_same_run, output_format, run_record, stored_name
+from .writers import (
+    JsonLines,
+    Parquet,
+    check_output,
+    check_same_folder,
+    check_same_run,
+    output_format,
+    run_record,
+    stored_name,
+)
 
 GPU_DEVICES = ("cuda", "tensorrt")  # an actor running on these reserves one GPU
 
@@ -83,9 +92,16 @@ def classify_on_ray(
     workers take them) with ``model`` on Ray, one row per input in ``output`` (.jsonl or
     .parquet): file, labels, indices and probabilities of the top ``topk``, or the error. An
     existing ``output`` is refused unless ``resume``, which skips the inputs it already has a row
-    for. ``progress(done, total)`` after each batch of rows, ``total`` None until the inputs end."""
+    for. ``progress(done, total)`` after each batch of rows this run writes, ``total`` None until
+    the inputs end."""
     say = progress or (lambda done, total: None)
     check_output(output, resume, inputs=[model, labels])
+    for given in (model, output, labels, *inputs):
+        if given is not None and _not_utf8(os.fsdecode(given)):
+            raise ConfigError(
+                f"{stored_name(os.fsdecode(given))}: a name that is not UTF-8 cannot be given to Ray, which records "
+                f"its job's command line as UTF-8; name the file in a list file or by its folder instead"
+            )
     writer_class = JsonLines if output_format(output) == "jsonl" else Parquet
     output = Path(output)
     probe(ray_options.address)
@@ -105,27 +121,35 @@ def classify_on_ray(
         batch_size, topk = predictor.batch_size, max(1, min(topk, len(predictor.labels)))
         record = run_record(model, predictor.config, predictor.labels)
         del predictor
-    if output.exists():
-        check_same_run(output, record)
+    started_in = check_same_run(output, record) if output.exists() else None
     ray = import_ray(ray_options.address)  # the ray extra: only now
     report = BatchReport(output, 0)
     writer = writer_class(output, record)
     try:
+        check_same_folder(output, started_in, writer.done)
         report.dropped_partial_row, report.resumed_failed = writer.dropped_partial_row, writer.failed_before
-        batches = _batches(_to_classify(iter_inputs(inputs), writer, report, say), batch_size)
+        batches = _batches(_to_classify(iter_inputs(inputs), writer, report), batch_size)
         first = next(batches, None)  # Ray starts only for an input that names an image
         if first is not None:
             with ray_session(ray, ray_options) as scratch:
                 run = dict(batch_size=batch_size, topk=topk, engine=engine, scratch=scratch)
                 batches = itertools.chain([first], batches)
                 _run(ray, model, batches, writer, report, ray_options, predictor_options, say, **run)
-        say(report.resumed + report.written, report.total)
+        say(report.written, report.total - report.resumed)
     finally:
         writer.close()
     return report
 
 
-def _to_classify(sources, writer, report: BatchReport, say):
+def _not_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return False
+    except UnicodeEncodeError:  # surrogate escapes: bytes that are not UTF-8
+        return True
+
+
+def _to_classify(sources, writer, report: BatchReport):
     """The (id, source) of each input still to classify, as ``sources`` yields them: an input the
     output already has a row for is skipped (a file named twice needs two rows), one that names
     no image becomes its error row here, never sent to Ray. ``report.total`` counts them all."""
@@ -140,9 +164,6 @@ def _to_classify(sources, writer, report: BatchReport, say):
             report.failed += 1
         else:
             yield report.total, source
-            continue
-        if report.total % 10_000 == 0:  # a long run of skipped inputs still moves the bar
-            say(report.resumed + report.written, None)
 
 
 def _batches(rows, size: int):
@@ -170,7 +191,7 @@ def _run(ray, model, batches, writer, report, options, predictor_options, say, *
         report.written += len(rows)
         report.failed += sum(row["error"] is not None for row in rows)
         report.seconds = time.perf_counter() - begin
-        say(report.resumed + report.written, None)
+        say(report.written, None)
 
 
 class _Classifier:

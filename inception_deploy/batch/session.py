@@ -28,6 +28,8 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what the command li
 IN_FLIGHT = 2  # batches sent to each actor at a time: one it runs, one it has ready for next
 ATTEMPTS = 3  # actors a batch may see die before its inputs are given up as errors
 STOP_GRACE_S = 10  # how long a local Ray's processes have to exit after ray.shutdown
+_TEMP = "/tmp" if os.path.isdir("/tmp") else None  # short: Ray's socket paths must fit in 107 bytes
+_OURS = "inception-ray-"  # then the id of the process whose job made it
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ def ray_session(ray, options: RayOptions):
     actor killed while loading leaves nothing behind here."""
     # a local Ray's session folder (sockets, logs, spilled objects) is ours to remove after; short,
     # as Ray's socket paths must fit in 107 bytes
-    temp = tempfile.mkdtemp(prefix="inception-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    _remove_what_killed_runs_left()
+    temp = tempfile.mkdtemp(prefix=f"{_OURS}{os.getpid()}-", dir=_TEMP)
     # started here: also when ray.init is interrupted half-way, with some of its processes running
     starts_here = options.address is None and not ray.is_initialized()
     began = time.time()
@@ -185,6 +188,18 @@ def ray_session(ray, options: RayOptions):
                     _shutdown(ray, began)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _remove_what_killed_runs_left() -> None:
+    """The scratch folders and logs of jobs killed outright (SIGKILL, the machine lost), which
+    could not remove their own: ours by name, which holds the id of a process no longer running."""
+    import psutil  # with the ray extra
+
+    for path in Path(_TEMP or tempfile.gettempdir()).glob(f"{_OURS}*-*"):
+        pid = path.name[len(_OURS) :].split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def _shutdown(ray, began: float) -> None:
@@ -210,7 +225,7 @@ def _native_stderr_to_log():
     (e.g. on every actor created); they go to a log file for the job, kept for the Ray
     error that names it and removed otherwise. Python's ``sys.stderr`` (progress, our messages)
     keeps the terminal."""
-    fd, log = tempfile.mkstemp(prefix="inception-ray-", suffix=".log")
+    fd, log = tempfile.mkstemp(prefix=f"{_OURS}{os.getpid()}-", suffix=".log", dir=_TEMP)
     saved = os.dup(2)
     rebind = _is_fd2(sys.stderr)
     previous = sys.stderr

@@ -61,28 +61,46 @@ def check_output(output: str | os.PathLike, resume: bool, inputs=()) -> None:
 
 
 def run_record(model: Path, config, labels: list[str]) -> dict:
-    """What makes two runs' rows comparable: the model file, its preprocessing and its labels."""
+    """What makes two runs' rows comparable: the model file, its preprocessing and its labels; and
+    the folder the run started in, which the relative names in its rows are relative to."""
     return {
         "model": str(model),
         "model_sha256": sha256_file(model),
         "preprocess": config.to_dict(),
         "labels_sha256": hashlib.sha256("\n".join(labels).encode()).hexdigest(),
+        "cwd": os.getcwd(),
     }
 
 
-def check_same_run(output: Path, record: dict) -> None:
-    """Resuming continues the rows of the same model, preprocessing and labels, never mixes them."""
+def check_same_run(output: Path, record: dict) -> str | None:
+    """Resuming continues the rows of the same model, preprocessing and labels, never mixes them.
+    The folder the output's first run started in (None in records older than that field)."""
     path = record_path(output)
     before = load_json(path.read_bytes(), path, "run record")
     differs = [
         what
-        for key, what in (("model_sha256", "model"), ("preprocess", "preprocessing"), ("labels_sha256", "labels"))
+        for key, what in (
+            ("model_sha256", "another model"),
+            ("preprocess", "other preprocessing"),
+            ("labels_sha256", "other labels"),
+        )
         if before.get(key) != record[key]
     ]
     if differs:
         raise ConfigError(
-            f"{output}: was written with another {' and '.join(differs)} ({before.get('model')}, per {path.name}); "
-            f"resuming with {record['model']} would mix two models' rows: name another output"
+            f"{output}: was written with {' and '.join(differs)} ({before.get('model')}, per {path.name}); "
+            f"resuming would mix rows that cannot be compared: name another output"
+        )
+    return before.get("cwd") if isinstance(before.get("cwd"), str) else None
+
+
+def check_same_folder(output: Path, started_in: str | None, done: Done) -> None:
+    """Relative names in the rows are relative to the folder the first run started in: resumed
+    from another, they would name other files and those inputs would be classified again."""
+    if done.relative and started_in is not None and started_in != os.getcwd():
+        raise ConfigError(
+            f"{output}: its rows name files relative to {started_in}, where its first run started; "
+            f"run {setting('resume')} from there"
         )
 
 
@@ -111,7 +129,13 @@ class Done:
     share a digest with a chance of about 1 in 10^7 at 10^6 distinct inputs (birthday bound)."""
 
     def __init__(self, names: Iterable[str] = ()):
-        digests = np.fromiter(map(_digest, names), dtype=np.uint64)  # 8 bytes a row while reading
+        self.relative = False  # whether any row names a file by a relative path
+
+        def digest(name: str) -> np.uint64:
+            self.relative = self.relative or not (is_uri(name) or os.path.isabs(name))
+            return _digest(name)
+
+        digests = np.fromiter(map(digest, names), dtype=np.uint64)  # 8 bytes a row while reading
         self.keys, self.counts = np.unique(digests, return_counts=True)
         self.rows = len(digests)
 

@@ -14,7 +14,7 @@ from ..batch import RayOptions
 from ..errors import printable
 from ..inputs import expand_inputs, sample_photos
 from ..metadata import MAX_BATCH
-from ..progress import bar, write_line
+from ..progress import bar, counted, write_line
 from ..runtime.base import DEVICES
 from ..runtime.predictor import Predictor, caveats
 from ..serving.client import TritonClient
@@ -234,7 +234,7 @@ def _classify_on_ray(model, inputs, output, ray_options, options, show_bar) -> N
     if report.resumed:
         click.echo(f"{report.resumed} inputs already had a row in {printable(output)}", err=True)
     click.echo(
-        f"wrote {report.written} rows to {printable(output)} ({report.failed} errors), "
+        f"wrote {counted(report.written, 'row')} to {printable(output)} ({counted(report.failed, 'error')}), "
         f"{report.images_per_s:.1f} images/s",
         err=True,
     )
