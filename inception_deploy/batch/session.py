@@ -185,38 +185,59 @@ def ray_session(ray, options: RayOptions):
                 raise InceptionDeployError(f"Ray: {ray_reason(e)} (Ray's own log: {log})") from None
             finally:
                 if starts_here:
-                    _shutdown(ray, began)
+                    _shutdown(ray, began, temp)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
 def _remove_what_killed_runs_left() -> None:
-    """The scratch folders and logs of jobs killed outright (SIGKILL, the machine lost), which
-    could not remove their own: ours by name, which holds the id of a process no longer running."""
+    """The scratch folders (and empty logs) of jobs killed outright (SIGKILL, the machine lost),
+    which could not remove their own: ours by name, which holds the id of a process no longer
+    running. A log with something in it stays: an error may have named it."""
     import psutil  # with the ray extra
 
     for path in Path(_TEMP or tempfile.gettempdir()).glob(f"{_OURS}*-*"):
         pid = path.name[len(_OURS) :].split("-")[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            with contextlib.suppress(OSError):
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if not pid.isdigit() or psutil.pid_exists(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.suffix == ".log" and path.is_file() and not path.stat().st_size:
+                path.unlink()
 
 
-def _shutdown(ray, began: float) -> None:
+def _shutdown(ray, began: float, temp: str) -> None:
     """Stop the local Ray started here, and wait for its processes (the raylet's workers go on a
-    moment after it, and one starting up then makes its session folder again): those of this
-    process's descendants started since ``began``, killed if still there after STOP_GRACE_S."""
+    moment after it, and one starting up then makes its session folder again): this process's
+    descendants of Ray's started since ``began``, then any process whose command line still names
+    the session folder ``temp`` (a worker the raylet was starting as it stopped), each killed if
+    still there after STOP_GRACE_S."""
     import psutil  # with the ray extra
 
-    try:
-        started = [p for p in psutil.Process().children(recursive=True) if p.create_time() >= began - 1]
-    except psutil.Error:
-        started = []
+    def ours(processes, named) -> list:
+        found = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):  # gone already
+                if named(" ".join(process.cmdline())):
+                    found.append(process)
+        return found
+
+    mine = [p for p in ours(psutil.Process().children(recursive=True), lambda line: "ray" in line)]
+    started = [p for p in mine if _created_since(p, began)]
     ray.shutdown()
-    _, alive = psutil.wait_procs(started, timeout=STOP_GRACE_S)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
+    for processes in (started, ours(psutil.process_iter(), lambda line: temp in line)):
+        _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_S)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def _created_since(process, began: float) -> bool:
+    try:
+        return process.create_time() >= began - 1
+    except Exception:  # psutil.Error: gone
+        return False
 
 
 @contextlib.contextmanager
