@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import io
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import InceptionDeployError
+from .fileio import sha256_file
 from .preprocess import PreprocessConfig, describe_image_error, describe_os_error, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -267,7 +267,7 @@ def distinct_images(files: tuple[Path, ...]) -> tuple[tuple[Path, ...], dict[Pat
     copies: dict[Path, Path] = {}
     for path in files:
         try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            digest = sha256_file(path)
         except OSError:
             digest = f"unreadable {path}"  # decoding reports it later, as for any unreadable image
         copies[path] = first.setdefault(digest, path)

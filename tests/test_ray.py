@@ -580,7 +580,8 @@ def test_bad_ray_requests_are_one_line_before_any_ray_work(trained, tmp_path, ar
         "notes.jsonl": '{"config": "important", "keep": true}',
         "rows.jsonl": '{"file": "a.png", "error": "x"}\n{"file": "b.png", "er',
         "other.jsonl": '{"file": "a.png", "error": "x"}\n',
-        "elsewhere.jsonl": '{"file": "a.png", "error": "x"}\n',
+        # with an incomplete last row, which a refused resume must not cut off
+        "elsewhere.jsonl": '{"file": "a.png", "error": "x"}\n{"file": "b.pn',
     }
     for name, text in outputs.items():
         (tmp_path / name).write_text(text)

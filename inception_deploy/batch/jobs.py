@@ -46,7 +46,6 @@ from .writers import (
     JsonLines,
     Parquet,
     check_output,
-    check_same_folder,
     check_same_run,
     output_format,
     run_record,
@@ -97,9 +96,10 @@ def classify_on_ray(
     say = progress or (lambda done, total: None)
     check_output(output, resume, inputs=[model, labels])
     for given in (model, output, labels, *inputs):
-        if given is not None and _not_utf8(os.fsdecode(given)):
+        name = os.fsdecode(given) if given is not None else ""
+        if stored_name(name) != name:  # escaped: not UTF-8
             raise ConfigError(
-                f"{stored_name(os.fsdecode(given))}: a name that is not UTF-8 cannot be given to Ray, which records "
+                f"{stored_name(name)}: a name that is not UTF-8 cannot be given to Ray, which records "
                 f"its job's command line as UTF-8; name the file in a list file or by its folder instead"
             )
     writer_class = JsonLines if output_format(output) == "jsonl" else Parquet
@@ -124,9 +124,8 @@ def classify_on_ray(
     started_in = check_same_run(output, record) if output.exists() else None
     ray = import_ray(ray_options.address)  # the ray extra: only now
     report = BatchReport(output, 0)
-    writer = writer_class(output, record)
+    writer = writer_class(output, record, started_in)
     try:
-        check_same_folder(output, started_in, writer.done)
         report.dropped_partial_row, report.resumed_failed = writer.dropped_partial_row, writer.failed_before
         batches = _batches(_to_classify(iter_inputs(inputs), writer, report), batch_size)
         first = next(batches, None)  # Ray starts only for an input that names an image
@@ -139,14 +138,6 @@ def classify_on_ray(
     finally:
         writer.close()
     return report
-
-
-def _not_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-        return False
-    except UnicodeEncodeError:  # surrogate escapes: bytes that are not UTF-8
-        return True
 
 
 def _to_classify(sources, writer, report: BatchReport):

@@ -215,29 +215,22 @@ def _shutdown(ray, began: float, temp: str) -> None:
     still there after STOP_GRACE_S."""
     import psutil  # with the ray extra
 
-    def ours(processes, named) -> list:
+    def those(processes, ours) -> list:
         found = []
         for process in processes:
             with contextlib.suppress(psutil.Error):  # gone already
-                if named(" ".join(process.cmdline())):
+                if ours(process, " ".join(process.cmdline())):
                     found.append(process)
         return found
 
-    mine = [p for p in ours(psutil.Process().children(recursive=True), lambda line: "ray" in line)]
-    started = [p for p in mine if _created_since(p, began)]
+    descendants = psutil.Process().children(recursive=True)
+    started = those(descendants, lambda p, line: "ray" in line and p.create_time() >= began - 1)
     ray.shutdown()
-    for processes in (started, ours(psutil.process_iter(), lambda line: temp in line)):
+    for processes in (started, those(psutil.process_iter(), lambda p, line: temp in line)):
         _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_S)
         for process in alive:
             with contextlib.suppress(psutil.Error):
                 process.kill()
-
-
-def _created_since(process, began: float) -> bool:
-    try:
-        return process.create_time() >= began - 1
-    except Exception:  # psutil.Error: gone
-        return False
 
 
 @contextlib.contextmanager

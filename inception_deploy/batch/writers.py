@@ -94,16 +94,6 @@ def check_same_run(output: Path, record: dict) -> str | None:
     return before.get("cwd") if isinstance(before.get("cwd"), str) else None
 
 
-def check_same_folder(output: Path, started_in: str | None, done: Done) -> None:
-    """Relative names in the rows are relative to the folder the first run started in: resumed
-    from another, they would name other files and those inputs would be classified again."""
-    if done.relative and started_in is not None and started_in != os.getcwd():
-        raise ConfigError(
-            f"{output}: its rows name files relative to {started_in}, where its first run started; "
-            f"run {setting('resume')} from there"
-        )
-
-
 def stored_name(name: str) -> str:
     """A file name as rows store it: a name that is not UTF-8 (bytes Python keeps as surrogate
     escapes) gets backslash escapes, which JSON and Parquet can hold."""
@@ -172,11 +162,22 @@ class _Output:
     """What both formats share: a new output starts with the record of its run beside it (the
     proof, when resuming, that the file is ours); a run that wrote no row leaves neither."""
 
-    def __init__(self, path: Path, record: dict):
+    def __init__(self, path: Path, record: dict, started_in: str | None = None):
         self.path, self.done, self.dropped_partial_row, self.failed_before = path, Done(), False, 0
-        self.created, self.rows = not path.exists(), 0
+        self.created, self.rows, self.started_in = not path.exists(), 0, started_in
         if self.created:
             write_json(record_path(path), record, RUN_RECORD)
+
+    def _resumed(self, done: Done) -> None:
+        """The rows read, before anything is changed: relative names in them are relative to the
+        folder the first run started in (``started_in``, from its record); resumed from another,
+        they would name other files and those inputs would be classified again."""
+        if done.relative and self.started_in is not None and self.started_in != os.getcwd():
+            raise ConfigError(
+                f"{self.path}: its rows name files relative to {self.started_in}, where its first run started; "
+                f"run {setting('resume')} from there"
+            )
+        self.done = done
 
     def _forget_if_empty(self) -> bool:
         """A run that wrote no row into a new output leaves neither it nor its record."""
@@ -191,8 +192,8 @@ class JsonLines(_Output):
     """Rows appended as JSON lines, flushed per batch; whatever ends a run, the file holds whole
     rows only (an incomplete last row, from a killed process, is removed before resuming)."""
 
-    def __init__(self, path: Path, record: dict):
-        super().__init__(path, record)
+    def __init__(self, path: Path, record: dict, started_in: str | None = None):
+        super().__init__(path, record, started_in)
         if not self.created:
             self._read_done()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +203,7 @@ class JsonLines(_Output):
         """The rows already written, read line by line (a million rows in seconds, megabytes
         held); an incomplete last line begun as our rows are is cut off."""
         partial: list = []  # the size of the whole rows, then the incomplete line
-        self.done = Done(self._names_written(partial))
+        self._resumed(Done(self._names_written(partial)))
         if partial:  # the file is ours (its run record), and so is a row begun as ours are
             whole, line = partial
             if not line.startswith(_ROW_START):
@@ -269,11 +270,11 @@ class Parquet(_Output):
 
     ROW_GROUP = 4096
 
-    def __init__(self, path: Path, record: dict):
+    def __init__(self, path: Path, record: dict, started_in: str | None = None):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        super().__init__(path, record)
+        super().__init__(path, record, started_in)
         self.pa, self.schema, self.buffer = pa, schema(pa), []
         previous = None
         if not self.created:
@@ -282,11 +283,12 @@ class Parquet(_Output):
                 names = previous.schema_arrow.names
                 if sorted(names) != sorted(self.schema.names):
                     raise ValueError(f"its columns are {', '.join(names)}")
-                self.done = Done(self._names_written(previous))
+                done = Done(self._names_written(previous))
             except Exception as e:  # pyarrow's ArrowInvalid and friends
                 raise InceptionDeployError(
                     f"{path}: not a Parquet output of inception-run ({first_line(e)}); cannot resume it"
                 ) from None
+            self._resumed(done)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._remove_killed_runs_files(path)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
