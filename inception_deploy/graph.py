@@ -84,7 +84,7 @@ def node_modules(graph) -> dict[str, str]:
     """Node name -> the path of the PyTorch module that produced it (``Mixed_6b.branch7x7dbl_2.conv``),
     as far as the exported graph says: a Conv or Gemm by its weight's name (the dynamo exporter
     names initializers after the parameters, batch norm folded in or not; in a Q/DQ graph, the
-    weight behind its DequantizeLinear), a TorchScript node by its scoped name
+    weight behind its DequantizeLinear, int8 or float), a TorchScript node by its scoped name
     (``/Mixed_6b/branch7x7dbl_2/conv/Conv``), a dynamo node by its innermost name scope; nodes
     with none of these (ONNX Runtime's own) are left out."""
     initializers = {init.name for init in graph.initializer}
@@ -94,8 +94,9 @@ def node_modules(graph) -> dict[str, str]:
         weight = node.input[1] if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 else ""
         while weight in producers and producers[weight].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast"):
             weight = producers[weight].input[0]
-        if weight in initializers and weight.endswith(".weight"):
-            paths[node.name] = weight[: -len(".weight")]
+        parameter = weight.removesuffix("_quantized")  # ONNX Runtime's name for an int8 weight (cpu target)
+        if weight in initializers and parameter.endswith(".weight"):
+            paths[node.name] = parameter[: -len(".weight")]
         elif node.name.startswith("/") and node.name.count("/") > 1:
             paths[node.name] = _torchscript_scope(node.name)
         else:

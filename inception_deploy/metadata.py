@@ -388,10 +388,9 @@ ENGINE = Kind("a TensorRT engine of inception-deploy (with its sidecar)", _our_e
 ENGINE_SIDECAR = Kind("an engine sidecar of inception-deploy", _our_sidecar)
 
 
-def fp32_metadata(proto, src, known: Metadata | None = None) -> Metadata:
-    """The metadata of an FP32 export (``known``: as its exporter wrote it, not parsed again), or
-    one line saying why ``src`` is not one."""
-    metadata = known or onnx_metadata(proto, src)
+def fp32_metadata(proto, src) -> Metadata:
+    """The metadata of an FP32 export, or one line saying why ``src`` is not one."""
+    metadata = onnx_metadata(proto, src)
     if metadata is None:
         raise InceptionDeployError(f"{src}: no inception_deploy metadata; export it with inception-export first")
     if metadata.precision != "fp32":

@@ -21,6 +21,7 @@ from inception_deploy.calibration.budget import (
 from inception_deploy.calibration.float_layers import precision_file
 from inception_deploy.cli import main
 from inception_deploy.export.precision import quantize_int8
+from inception_deploy.fileio import PLOT
 from inception_deploy.inputs import sample_folder, sample_photos
 from inception_deploy.metadata import onnx_metadata
 from inception_deploy.preprocess import preprocess
@@ -223,8 +224,10 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
     )
     assert "--int8-accept-unproven" in refused.output and not list(out.iterdir())
 
-    accepted = CliRunner().invoke(main, args + ["--int8-accept-unproven"])
+    plot = tmp_path / "search.png"
+    accepted = CliRunner().invoke(main, args + ["--int8-accept-unproven", "--plot", str(plot)])
     assert accepted.exit_code == 0, accepted.output
+    assert PLOT.recognise(plot) and f"wrote {plot}" in accepted.stderr
     assert "warning: the INT8 budget is NOT established for " in accepted.stderr
     int8 = out / "v1_int8_cpu.onnx"
     meta = onnx_metadata(__import__("onnx").load(str(int8)), int8)
@@ -255,17 +258,46 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
         # issue 42: an OverflowError before, and a hint to hold out more when nothing is left to calibrate on
         (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "1", "--int8-holdout", "1e-320"], "hold out 0 at"),
         (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "1", "--int8-holdout", "0.99999"], "leaves none to"),
+        (["--int8", "--calib-samples", "--plot", "{plot}"], "--plot draws the INT8 budget search: it needs --int8-max"),
+        # a --plot that would replace a file the toolkit did not write
+        (["--int8", "--calib-samples", "--int8-max-drop", "30", "--plot", "{cache}"], "old.calib.json: exists and"),
     ],
 )
 def test_bad_budgets_fail_before_the_export(args, message, tmp_path):
     (tmp_path / "old.calib.json").write_text("{}")
     out = tmp_path / "out"
     out.mkdir()
-    names = {"{cache}": str(tmp_path / "old.calib.json"), "{calib}": str(sample_folder())}
+    names = {"{cache}": str(tmp_path / "old.calib.json"), "{calib}": str(sample_folder()), "{plot}": "p.png"}
     args = [names.get(a, a) for a in args]
     result = CliRunner().invoke(main, ["export", "--arch", "v1", "-o", str(out / "v1.onnx")] + args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not list(out.iterdir())
+
+
+def test_the_search_plot_shows_each_placement_the_budget_and_the_one_kept():
+    """``BudgetReport.draw``: one point per placement at its float-layer count with its 95%
+    interval as the error bar, the budget as a line, the placement kept circled."""
+    from matplotlib.figure import Figure
+
+    from inception_deploy.calibration.budget import BudgetReport, Trial
+
+    tried = [Trial(count, drop, (max(drop - 2, 0), drop + 3), "openvino", 0.1, 0.99) for count, drop in
+             [(0, 9.0), (1, 6.0), (2, 1.5), (4, 0.5)]]  # fmt: skip
+    report = BudgetReport(2.0, "calib", 400, "top-1", tried[2], ["a", "b"], 0.9, 0.95, tried=tried)
+    ax = Figure().add_subplot()
+    report.draw(ax)
+    (bars,) = ax.containers
+    points, _, (error_lines,) = bars.lines
+    assert list(points.get_xdata()) == [0, 1, 2, 4] and list(points.get_ydata()) == [9.0, 6.0, 1.5, 0.5]
+    assert [(low[1], high[1]) for low, high in error_lines.get_segments()] == [
+        (7.0, 12.0),
+        (4.0, 9.0),
+        (0, 4.5),
+        (0, 3.5),
+    ]
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [2.0]
+    kept = next(line for line in ax.get_lines() if line.get_label().startswith("kept"))
+    assert (kept.get_xdata()[0], kept.get_ydata()[0]) == (2, 1.5) and "NOT within the budget" in kept.get_label()
 
 
 def test_rows_measured_beside_judged_ones_leave_the_verdict_to_the_judged():

@@ -20,6 +20,7 @@ from inception_deploy.calibration.float_layers import precision_file
 from inception_deploy.cli import main
 from inception_deploy.errors import InceptionDeployError
 from inception_deploy.export.precision import convert_fp16, quantize_int8
+from inception_deploy.fileio import PLOT
 from inception_deploy.graph import node_modules
 from inception_deploy.inputs import sample_folder, sample_photos
 from inception_deploy.metadata import onnx_metadata
@@ -175,6 +176,32 @@ def test_layerwise_names_a_planted_fault_first(exported, arch, module, precision
     if arch == "resnet18" and precision == "int8 cpu":
         (healthy,) = compare_layers(fp32, [path], images)
         assert healthy.first_below is None and {r.op for r in healthy.rows} >= {"Conv+Relu", "Add+Relu"}
+        # its Convs read the modules the FP32 file names (the int8 weights are renamed
+        # conv1.weight_quantized; they named the folded batch norm's scope, layer1.0.bn1, and
+        # --sensitivity suggested --int8-keep-float for modules no export knows)
+        fp32_graph = onnx.load(str(fp32)).graph
+        convs = [n.name for n in fp32_graph.node if n.op_type == "Conv"]
+        fp32_modules, int8_modules = node_modules(fp32_graph), node_modules(onnx.load(str(path)).graph)
+        assert [int8_modules.get(c) for c in convs] == [fp32_modules[c] for c in convs]
+
+
+def test_the_layerwise_plot_marks_and_names_the_first_layer_below_the_bar():
+    """``LayerwiseReport.draw``: 1 - cosine per layer in graph order, the bar at 1 - min_cosine,
+    the first layer below it circled, named in the legend and among the axis' module names."""
+    from matplotlib.figure import Figure
+
+    from inception_deploy.verify.layerwise import LayerRow, LayerwiseReport
+
+    cosines = [0.99999, 0.9999, 0.999, 0.6, 0.9, 0.5] + [0.99] * 40
+    rows = [LayerRow(f"t{i}", "Conv", f"block{i}.conv", c, 0.0, 0.0) for i, c in enumerate(cosines)]
+    report = LayerwiseReport("fp32.onnx", "int8.onnx", "int8", 8, 0.95, rows)
+    ax = Figure().add_subplot()
+    report.draw(ax)
+    curve, first = [line for line in ax.get_lines() if line.get_linestyle() != "--"]
+    assert np.allclose(curve.get_ydata(), [1 - c for c in cosines])
+    assert (first.get_xdata()[0], first.get_label()) == (3, "first below: block3.conv")
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [pytest.approx(0.05)]
+    assert "block3.conv" in [label.get_text() for label in ax.get_xticklabels()]
 
 
 def test_saved_outputs_are_polygraphys_run_results(trained, int8, images, tmp_path):
@@ -224,17 +251,20 @@ def test_parity_layerwise_from_the_command_line(v1_opset17, tmp_path):
 
 def test_parity_sensitivity_ranks_every_quantized_layer_from_the_command_line(v1_opset17, trained, tmp_path):
     """--sensitivity: every Conv and pool with a quantized input, most sensitive first, named by
-    module, and the flags that would keep the first float; a cpu-target file is ranked too (it was
-    refused before); an FP16 file alone, or a file of another FP32, is one line before any slow
-    work."""
+    module, and the flags that would keep the first float (drawn with --layerwise by --plot); a
+    cpu-target file is ranked too (it was refused before); an FP16 file alone, or a file of another
+    FP32, is one line before any slow work."""
     common = dict(calib_dir=sample_folder(), method="minmax", cache=tmp_path / "calib.json")
     int8_file = quantize_int8(v1_opset17, tmp_path / "int8.onnx", target="tensorrt", **common).path
+    plot = tmp_path / "layers.png"
     result = CliRunner().invoke(
         main,
         ["parity", "--arch", "v1", "--onnx", str(v1_opset17), "--onnx", str(int8_file), "--sensitivity"]
-        + ["--synthetic", "0", "--json", str(tmp_path / "parity.json")],
+        + ["--synthetic", "0", "--json", str(tmp_path / "parity.json"), "--layerwise", "--plot", str(plot)],
     )
     assert result.exit_code == 0, result.output
+    # one panel for the layerwise view, one for the ranking: 4 inches each at 100 dpi
+    assert PLOT.recognise(plot) and int.from_bytes(plot.read_bytes()[20:24], "big") == 800
     (ranked,) = json.loads((tmp_path / "parity.json").read_text())["sensitivity"]
     graph = onnx.load(str(int8_file)).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
@@ -427,6 +457,7 @@ def test_bad_float_layer_requests_fail_before_the_export(args, message, tmp_path
     "args, message",
     [
         (["--save-outputs", "x.json"], "--save-outputs needs --layerwise"),
+        (["--plot", "x.png"], "--plot draws the --layerwise and --sensitivity views: give one of them"),
         (["--layerwise"], "--layerwise needs the FP32 ONNX and the FP16/INT8 files made from it"),
         (["--sensitivity"], "--sensitivity needs the FP32 ONNX and the FP16/INT8 files made from it"),
     ],

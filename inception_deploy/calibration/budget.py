@@ -33,11 +33,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from textwrap import fill
 
 import numpy as np
 
 from ..errors import InceptionDeployError, printable, setting
 from ..inputs import decoded, distinct_images, image_folder, spread
+from ..metadata import Metadata
 from ..preprocess import PreprocessConfig, normalize
 from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -227,6 +229,31 @@ class BudgetReport:
             f"{len(self.tried)} placements tried in {self.seconds:.0f} s"
         )
 
+    def draw(self, ax) -> None:
+        """Each placement tried: its drop with the 95% interval against the layers kept float, the
+        budget dashed, the one kept circled."""
+        for runtime in sorted({t.runtime for t in self.tried}):
+            trials = sorted((t for t in self.tried if t.runtime == runtime), key=lambda t: t.float_layers)
+            x = [t.float_layers for t in trials]
+            y = [t.drop for t in trials]
+            error = [[t.drop - t.interval[0] for t in trials], [t.interval[1] - t.drop for t in trials]]
+            ax.errorbar(x, y, yerr=error, fmt="o", capsize=4, label=f"drop, 95% interval ({runtime}, where worst)")
+        ax.axhline(self.max_drop, linestyle="--", color="grey", label=f"budget {counted(self.max_drop, 'point')}")
+        chosen = self.chosen
+        ax.plot(
+            [chosen.float_layers], [chosen.drop], "o", markersize=14, fillstyle="none", color="red",
+            label=f"kept: {counted(chosen.float_layers, 'layer')} float, {self.verdict}",
+        )  # fmt: skip
+        ax.set_xlabel("layers kept float")
+        ax.set_ylabel("top-1 drop against FP32, points")
+        title = (
+            f"INT8 budget search: {self.images} images of {self.judged_on}, {len(self.tried)} placements, "
+            f"{self.decides} decides"
+        )
+        ax.set_title(fill(title, 110), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
     def to_dict(self) -> dict:
         return {
             "max_drop": self.max_drop,
@@ -278,7 +305,7 @@ def search(
     target: str,
     budget: Budget,
     folder,
-    config: PreprocessConfig,
+    metadata: Metadata,
     layers: dict[str, list[str]],
     fixed: dict[str, str],
     convert=None,
@@ -287,6 +314,7 @@ def search(
     progress: Progress | None = None,
 ) -> tuple[dict[str, str], BudgetReport]:
     """The modules to keep float (module -> why; ``fixed`` ones always) and the report.
+    ``metadata``: the FP32 file ``src``'s own (it is not parsed again);
     ``layers``: module path -> its quantizable nodes (``calibration.float_layers.quantizable_layers``);
     ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder);
     ``shifts``: bias corrections every placement gets (calibration.bias)."""
@@ -295,8 +323,8 @@ def search(
     say = progress or silent
     start = time.perf_counter()
     judged_files, held = budget.split(folder)
-    judged, labels, judged_on, measure = _judged_images(budget, folder, judged_files, config)
-    fp32 = OnnxRuntimeBackend(src)
+    judged, labels, judged_on, measure = _judged_images(budget, folder, judged_files, metadata.preprocess)
+    fp32 = OnnxRuntimeBackend(src, metadata=metadata)
     fp32_logits = _logits(fp32, judged)
     openers, missing = judging_runtimes(target)
     tried: dict[int, Trial] = {}
@@ -335,7 +363,7 @@ def search(
         calibration_files = [f for f in image_folder(folder).files if f not in held_set]
         ranking_shifts = shifts if target == "tensorrt" else None  # the ranking's graph is the tensorrt placement
         ranked, errors = _rank(
-            prepared, calibration, calibration_files, config, layers, fixed, fp32, ranking_shifts, say
+            prepared, calibration, calibration_files, metadata.preprocess, layers, fixed, fp32, ranking_shifts, say
         )
         order.extend(ranked)
         # what the ranking's tensorrt placement does not quantize (the cpu target's Concats, sums,

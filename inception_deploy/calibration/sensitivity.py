@@ -18,6 +18,7 @@ weights stay as stored and each layer's input rounding alone is ranked (``layer_
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -68,6 +69,20 @@ class SensitivityReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def draw(self, ax, top: int = 20) -> None:
+        """The ``top`` most sensitive layers as bars, the most sensitive on top."""
+        shown = self.layers[:top]
+        ax.barh(range(len(shown)), [layer.error for layer in shown], color="tab:orange")
+        ax.set_yticks(range(len(shown)), [layer.module or layer.node for layer in shown], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("logits MSE with the layer alone INT8")
+        ax.set_title(
+            f"{Path(self.candidate).name}: the {len(shown)} most sensitive of {len(self.layers)} quantized layers, "
+            f"{self.images} images",
+            fontsize=10,
+        )
+        ax.grid(axis="x", alpha=0.3)
 
 
 def ranked_files(candidates) -> list:

@@ -21,12 +21,13 @@ from ..pipeline import (
     VerifyRequest,
     deploy,
 )
+from ..plotting import save_panels
 from ..preprocess import INTERPOLATIONS
 from ..progress import counted
 from ..verify.metrics import RANDOM_WEIGHTS
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
 from .options import FiniteRange, command, floats3, list_archs_table, option, precision_export_options
-from .output import announce, opens_with, print_evaluation, report_artifact, safe_lines
+from .output import announce, check_outputs, opens_with, print_evaluation, report_artifact, safe_lines
 
 
 @command("export")
@@ -167,6 +168,13 @@ from .output import announce, opens_with, print_evaluation, report_artifact, saf
     help="Also write a Triton model repository (new or empty folder) serving everything written: "
     "inception-triton's defaults; serve it with inception-serve.",
 )
+@option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    group="Output",
+    help="With --int8-max-drop: draw the search as a PNG (each placement's drop with its 95% interval against "
+    "the layers kept float, the budget and the placement kept).",
+)
 @option("-q", "--quiet", is_flag=True, group="Output", help="No stage announcements or progress bars on stderr.")
 @one_line_errors
 @opens_with("loading PyTorch...", loading="torch")
@@ -213,6 +221,7 @@ def export_command(
     eval_data,
     eval_limit,
     triton_repo,
+    plot,
     quiet,
 ):
     """Export a classifier to ONNX (aux heads stripped), check it and verify parity;
@@ -245,6 +254,10 @@ def export_command(
             raise ConfigError(f"{flag} needs --int8")
     if int8_max_drop is None and click.get_current_context().get_parameter_source("int8_holdout").name != "DEFAULT":
         raise ConfigError("--int8-holdout needs --int8-max-drop (it is the share held out to judge the budget on)")
+    if plot:
+        if int8_max_drop is None:
+            raise ConfigError("--plot draws the INT8 budget search: it needs --int8-max-drop")
+        check_outputs([weights, labels, calib_dir, eval_data, calib_cache, output], plot=plot)
     export = ExportRequest(
         spec.name, output, weights, num_classes, labels, config, opset, batch, max_batch, not no_simplify
     )
@@ -280,6 +293,9 @@ def export_command(
     )
     for artifact in result.artifacts:
         report_artifact(artifact)
+        if plot and artifact.budget is not None:
+            save_panels(plot, [artifact.budget.draw], height=4.5)
+            announce(f"wrote {plot}")
     if result.engine is not None:
         meta = result.engine.metadata
         click.echo(

@@ -10,6 +10,7 @@ import click
 from ..errors import ConfigError, printable
 from ..fileio import write_json
 from ..metadata import MAX_BATCH
+from ..plotting import save_panels
 from ..progress import stage
 from ..runtime.base import DEVICES
 from .guard import EXIT_NO_ENGINE, EXIT_PARTLY_FAILED, one_line_errors
@@ -101,6 +102,13 @@ from .output import announce, check_outputs, opens_with, safe_lines
     "much the logits move when that layer alone is INT8 (cpu target: its input's rounding, weights as stored): "
     "the layers to keep float first (--int8-keep-float).",
 )
+@option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    group="Layer by layer",
+    help="With --layerwise and/or --sensitivity: draw them as a PNG (each file's cosine along the network, "
+    "the first layer below the bar marked; the most sensitive layers as bars).",
+)
 @option("--json", "json_out", type=click.Path(dir_okay=False), group="Output", help="Write the report as JSON.")
 @one_line_errors
 @opens_with("loading PyTorch...", loading="torch")
@@ -119,6 +127,7 @@ def parity_command(
     save_outputs,
     save_outputs_limit,
     sensitivity,
+    plot,
     json_out,
 ):
     """Compare exported artifacts with eager PyTorch on the same images, one row per artifact,
@@ -133,11 +142,13 @@ def parity_command(
         raise ConfigError("nothing to check: pass --onnx FILE and/or --engine FILE")
     if save_outputs and not layerwise:
         raise ConfigError("--save-outputs needs --layerwise")
+    if plot and not (layerwise or sensitivity):
+        raise ConfigError("--plot draws the --layerwise and --sensitivity views: give one of them")
     if layerwise or sensitivity:
         reference, candidates = layerwise_files(onnx_files, engines, "layerwise" if layerwise else "sensitivity")
     if sensitivity:
         int8_files = ranked_files(candidates)
-    check_outputs([*artifacts, weights, images], json_out, PARITY_REPORT, save_outputs=save_outputs)
+    check_outputs([*artifacts, weights, images], json_out, PARITY_REPORT, plot, save_outputs)
     if layerwise or sensitivity:  # the same images for both, decoded once
         batch = layer_images(reference, images, samples, synthetic)
     limit = int(save_outputs_limit * 1e9)
@@ -179,6 +190,9 @@ def parity_command(
                 ranked.append(file_sensitivity(reference, candidate, batch))
             click.echo(safe_lines(ranked[-1].table()))
             click.echo(printable(ranked[-1].summary()))
+    if plot:
+        save_panels(plot, [r.draw for r in layers] + [r.draw for r in ranked])
+        announce(f"wrote {plot}")
     if json_out:
         extra = {"layerwise": [r.to_dict() for r in layers]} if layerwise else {}
         if sensitivity:

@@ -160,7 +160,7 @@ def quantize(
         if budget is not None:
             convert = _to_fp16 if int8.remainder == "fp16" else None
             float_layers, report = search(
-                src, prepared, calibration, int8.target, budget, request.folder, config,
+                src, prepared, calibration, int8.target, budget, request.folder, metadata,
                 layers, float_layers, convert, int8.weight_bits, shifts, progress,
             )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
@@ -257,11 +257,13 @@ def check_remainder_opset(remainder: str, opset: int | None, where) -> None:
 
 
 def _source(src) -> tuple:
-    """(path, ModelProto, Metadata) of the FP32 file ``src``; of an ExportResult, its metadata as
-    written (the file is not parsed again)."""
+    """(path, ModelProto, Metadata) of the FP32 file ``src``; of an FP32 ExportResult, its metadata
+    as written (the file is not parsed again)."""
     path = Path(src)
     proto = load_onnx(path)
-    return path, proto, fp32_metadata(proto, path, src.metadata if isinstance(src, ExportResult) else None)
+    if isinstance(src, ExportResult) and src.metadata.precision == "fp32":
+        return path, proto, src.metadata
+    return path, proto, fp32_metadata(proto, path)
 
 
 def _finish(

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..cpu import thread_cap
 from ..errors import InceptionDeployError, first_line
-from ..metadata import check_graph_shape
+from ..metadata import Metadata, check_graph_shape
 from .base import resolve_metadata, split_batches
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def session_options(threads: int | None = None):
 
 class OnnxRuntimeBackend:
     """Runs an ONNX classifier. ``infer`` takes any batch size and splits or pads it to what the
-    graph accepts (a static batch dimension, or the ``max_batch`` the export recorded)."""
+    graph accepts (a static batch dimension, or the ``max_batch`` the export recorded).
+    ``metadata``: the file's own, when the caller has already parsed it (not parsed again)."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class OnnxRuntimeBackend:
         arch: str | None = None,
         threads: int | None = None,
         max_batch: int | None = None,
+        metadata: Metadata | None = None,
     ):
         import onnxruntime as ort
 
@@ -85,7 +87,7 @@ class OnnxRuntimeBackend:
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else 0
-        self.metadata = resolve_metadata(
+        self.metadata = metadata or resolve_metadata(
             dict(self.session.get_modelmeta().custom_metadata_map), self.path, arch, num_classes
         )
         check_graph_shape(self.metadata, self.path, self.input_shape, num_classes)

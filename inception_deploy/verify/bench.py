@@ -21,10 +21,10 @@ import numpy as np
 
 from ..cpu import machine_name
 from ..errors import InceptionDeployError, setting
-from ..fileio import PLOT, atomic_path, json_kind
+from ..fileio import json_kind
 from ..metadata import MAX_BATCH
 from ..models.registry import get_arch
-from ..plotting import figure_class
+from ..plotting import figure_class, save_png
 from ..progress import heartbeat
 from ..runtime import open_backend
 from ..runtime.base import ENGINE_SUFFIXES
@@ -485,6 +485,4 @@ def plot_latency(results: list[BenchResult], path) -> None:
     from one run do not), plain tick labels at the batch sizes actually measured, and a title
     naming the models, the CPU, its core count and the date.
     """
-    figure = bench_figure(results)
-    with atomic_path(path, PLOT) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+    save_png(bench_figure(results), path)

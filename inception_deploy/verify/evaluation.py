@@ -19,11 +19,11 @@ import numpy as np
 
 from ..checkpoints.zoo import create_model
 from ..errors import setting
-from ..fileio import PLOT, atomic_path, json_kind
+from ..fileio import json_kind
 from ..labelled import ClassNames, EvalError, read_labelled
 from ..labels import resolve_labels
 from ..models.registry import get_arch
-from ..plotting import figure_class
+from ..plotting import save_panels
 from ..preprocess import PreprocessConfig, decode_rgb, describe_image_error, load_image, normalize
 from ..runtime.open import open_artifact
 from ..runtime.torch_runner import TorchRunner
@@ -306,16 +306,15 @@ def _losing_classes(targets, reference_right, right, labels, count: int = 10) ->
 
 def plot_accuracy(report: EvalReport, path) -> None:
     """Top-1 accuracy (with its 95% interval) against images/s, one point per model, as a PNG."""
-    figure = figure_class()(figsize=(7, 4.5))
-    ax = figure.add_subplot()
-    for m in report.models:
-        error = [[100 * (m.top1 - m.top1_ci[0])], [100 * (m.top1_ci[1] - m.top1)]]
-        ax.errorbar([m.images_per_s], [100 * m.top1], yerr=error, fmt="o", capsize=4, label=Path(m.name).name)
-    ax.set_xlabel("images/s (inference only)")
-    ax.set_ylabel("top-1 accuracy, % (95% interval)")
-    ax.set_title(f"{Path(report.data).name}: {report.images} images", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path, PLOT) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+
+    def draw(ax):
+        for m in report.models:
+            error = [[100 * (m.top1 - m.top1_ci[0])], [100 * (m.top1_ci[1] - m.top1)]]
+            ax.errorbar([m.images_per_s], [100 * m.top1], yerr=error, fmt="o", capsize=4, label=Path(m.name).name)
+        ax.set_xlabel("images/s (inference only)")
+        ax.set_ylabel("top-1 accuracy, % (95% interval)")
+        ax.set_title(f"{Path(report.data).name}: {report.images} images", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+    save_panels(path, [draw], width=7, height=4.5)

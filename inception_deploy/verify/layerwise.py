@@ -88,6 +88,34 @@ class LayerwiseReport:
         headers = ["#", "PyTorch module", "op", "tensor", "min cosine", "rel error", "max abs", ""]
         return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
+    def draw(self, ax, ticks: int = 14) -> None:
+        """1 - cosine of each layer along the network, on a log scale (a healthy layer sits orders
+        of magnitude under the bar, a broken one near 1), the bar dashed, the first layer below it
+        circled and named; ``ticks`` modules named along the axis."""
+        gaps = [max(1.0 - r.cosine, 1e-9) for r in self.rows]  # 1e-9: an exact match still shows
+        ax.plot(range(len(gaps)), gaps, marker=".", markersize=3, linewidth=0.8, label=self.precision)
+        ax.axhline(1.0 - self.min_cosine, linestyle="--", color="grey", label=f"bar: cosine {self.min_cosine}")
+        shown = set(np.linspace(0, len(self.rows) - 1, min(ticks, len(self.rows))).round().astype(int).tolist())
+        first = self.first_below
+        if first is not None:
+            at = self.rows.index(first)
+            shown.add(at)
+            name = first.module or first.tensor
+            ax.plot([at], [gaps[at]], "o", markersize=12, fillstyle="none", color="red", label=f"first below: {name}")
+        ax.set_xticks(
+            sorted(shown), [self.rows[i].module or self.rows[i].tensor for i in sorted(shown)], rotation=55, ha="right"
+        )
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("1 - min cosine (log; lower is closer)")
+        ax.set_title(
+            f"{Path(self.candidate).name} vs {Path(self.reference).name}: {len(self.rows)} layers in graph order, "
+            f"{self.images} images",
+            fontsize=10,
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
     def summary(self) -> str:
         first = self.first_below
         where = (
