@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,17 +35,19 @@ def json_kind(name: str, keys: Iterable[str], list_of_objects: bool = False) -> 
     keys = frozenset(keys)
 
     def recognise(path: Path) -> bool:
-        document = _small_json(path)
+        document = small_json(path)
         items = document if list_of_objects and isinstance(document, list) else [document]
         return all(isinstance(item, dict) and keys <= item.keys() for item in items)
 
     return Kind(name, recognise)
 
 
-def _small_json(path: Path, limit: int = 64 << 20):
-    """The JSON document at ``path``, or None where it is not one (or too large to be a report)."""
+def small_json(path: Path, limit: int = 64 << 20):
+    """The JSON document at ``path``, or None where it is not one (not a regular file, whose read
+    could block, or too large to be a report)."""
     try:
-        if path.stat().st_size > limit:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
         return json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):

@@ -153,6 +153,21 @@ def test_a_shown_budget_is_the_files_one_verdict(trained, tmp_path):
     assert report.chosen.kl == pytest.approx(kl, rel=1e-6, abs=1e-12)
     assert result.metadata["calibration"]["images"] == 120  # calibration did not see the held-out images
 
+    # the precision file keeps the verdict and the ranking; a second search to the same output,
+    # with another budget, reuses the ranking instead of measuring every layer again
+    stored = json.loads(precision_file(result.path).read_text())
+    assert stored["budget"]["proven"] is True and stored["budget"]["interval"] == list(report.interval)
+    ranked = [module for module, _ in stored["ranking"]["layers"]]
+    assert ranked[: len(report.kept)] == report.kept
+    said = []
+    again = quantize_int8(
+        trained["fp32"], result.path, target="tensorrt", calib_dir=calib, method="percentile", percentile=99.0,
+        budget=Budget(25.0), progress=said.append,
+    )  # fmt: skip
+    assert any(line.startswith("reusing the ranking of the ") for line in said), said
+    assert not any(line.startswith("ranking the quantized layers") for line in said)
+    assert again.budget.kept == ranked[: len(again.budget.kept)] and again.budget.max_drop == 25.0
+
 
 def test_a_cpu_target_file_is_judged_on_onnx_runtime_and_openvino(trained, tmp_path):
     """Their int8 kernels round differently; the worse of the two decides, recomputed here on the

@@ -26,9 +26,12 @@ times higher than needed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -184,6 +187,7 @@ class BudgetReport:
     accept_unproven: bool = False
     tried: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
+    ranking: dict | None = None  # _rank's: stored in the precision file for the next search to reuse
 
     @property
     def drop(self) -> float:
@@ -312,12 +316,16 @@ def search(
     weight_bits: int | None = None,
     shifts: dict | None = None,
     progress: Progress | None = None,
+    earlier_ranking: dict | None = None,
 ) -> tuple[dict[str, str], BudgetReport]:
     """The modules to keep float (module -> why; ``fixed`` ones always) and the report.
     ``metadata``: the FP32 file ``src``'s own (it is not parsed again);
     ``layers``: module path -> its quantizable nodes (``calibration.float_layers.quantizable_layers``);
     ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder);
-    ``shifts``: bias corrections every placement gets (calibration.bias)."""
+    ``shifts``: bias corrections every placement gets (calibration.bias);
+    ``earlier_ranking``: the ranking an earlier search stored (``BudgetReport.ranking``, kept in
+    the precision file), reused where it was made of the same calibration, images, float layers
+    and corrections."""
     import onnx
 
     say = progress or silent
@@ -357,18 +365,21 @@ def search(
     decides = DECIDES_UNPROVEN if budget.accept_unproven else DECIDES
     say(f"searching the fewest float layers within {within} on {len(judged)} images ({measure}, {decides})...")
     errors: dict[str, float] = {}
+    ranking = None
     count = 0  # the full INT8 first: when it holds, there is nothing to rank
     if judged_drop(0) > budget.max_drop:
         held_set = set(held)
         calibration_files = [f for f in image_folder(folder).files if f not in held_set]
         ranking_shifts = shifts if target == "tensorrt" else None  # the ranking's graph is the tensorrt placement
-        ranked, errors = _rank(
-            prepared, calibration, calibration_files, metadata.preprocess, layers, fixed, fp32, ranking_shifts, say
-        )
-        order.extend(ranked)
+        ranking = _rank(
+            prepared, calibration, calibration_files, metadata.preprocess, layers, fixed, fp32, ranking_shifts, say,
+            earlier_ranking,
+        )  # fmt: skip
+        errors = dict(ranking["layers"])
+        order.extend(errors)
         # what the ranking's tensorrt placement does not quantize (the cpu target's Concats, sums,
         # head): float last, so that every layer float is the FP32 network
-        order.extend(module for module in layers if module not in fixed and module not in set(ranked))
+        order.extend(module for module in layers if module not in fixed and module not in errors)
         count = fewest(judged_drop, len(order), budget.max_drop)
         if count is None:  # every layer float misses too: the best seen; the caller reports failure
             count = min(tried, key=lambda k: (tried[k].interval[1], tried[k].drop, k))
@@ -395,6 +406,7 @@ def search(
         budget.accept_unproven,
         sorted(tried.values(), key=lambda t: t.float_layers),
         time.perf_counter() - start,
+        ranking,
     )
     return kept, report
 
@@ -420,10 +432,16 @@ def fewest(drop, layers: int, max_drop: float) -> int | None:
     return high
 
 
-def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shifts, say):
-    """The modules not in ``fixed``, most sensitive first, and each one's logits error alone in
-    INT8, measured on calibration ``files`` (the judged images must not choose the layers)."""
-    ranking = _decode(spread(files, RANKING_IMAGES), config)
+def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shifts, say, earlier=None) -> dict:
+    """The modules not in ``fixed``, most sensitive first, with each one's logits error alone in
+    INT8, measured on calibration ``files`` (the judged images must not choose the layers):
+    ``{"key": ..., "layers": [[module, error], ...]}``, or ``earlier`` where its key is this one's."""
+    chosen = spread(files, RANKING_IMAGES)
+    key = _ranking_key(calibration, chosen, fixed, shifts)
+    if isinstance(earlier, dict) and earlier.get("key") == key:
+        say(f"reusing the ranking of the {len(earlier['layers'])} layers an earlier search stored (same calibration)")
+        return earlier
+    ranking = _decode(chosen, config)
     module_of = {node: module for module, nodes in layers.items() for node in nodes}
     what = f"ranking the quantized layers by the logits error of each alone in INT8 ({len(ranking)} images)"
     with stage(say, what), tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
@@ -431,8 +449,21 @@ def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shift
         every = Path(tmp) / "every.onnx"
         write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers), shifts=shifts)
         ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
-    order = list(dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed))
-    return order, {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
+    errors = {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
+    order = dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed)
+    return {"key": key, "layers": [[module, errors[module]] for module in order]}
+
+
+def _ranking_key(calibration: CalibrationCache, images: list, fixed, shifts: dict | None) -> str:
+    """What a ranking was made of: the calibration (which names the graph and preprocessing), the
+    images it ran on (path, size, modification time), the layers already float, the corrections."""
+    h = hashlib.sha256(json.dumps([calibration.digest, sorted(fixed), RANKING_IMAGES]).encode())
+    for image in images:
+        info = os.stat(image)
+        h.update(f"{os.path.abspath(image)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode("utf-8", "surrogateescape"))
+    for node, shift in sorted((shifts or {}).items()):
+        h.update(node.encode() + np.asarray(shift, np.float32).tobytes())
+    return h.hexdigest()
 
 
 def _nodes(modules, layers: dict[str, list[str]]) -> frozenset[str]:

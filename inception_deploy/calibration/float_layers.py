@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InceptionDeployError
-from ..fileio import json_kind, write_json
+from ..fileio import json_kind, small_json, write_json
 from ..graph import node_modules
 from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..models.registry import canonical_arch
@@ -141,10 +141,11 @@ def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str
 
 
 def write_precision_file(
-    path: str | os.PathLike, arch: str, target: str, calibration_sha: str, kept: dict, replayed=()
+    path: str | os.PathLike, arch: str, target: str, calibration_sha: str, kept: dict, replayed=(), budget=None
 ) -> None:
     """The placement of one INT8 export, enough to reproduce it: ``kept`` is module -> why;
-    ``replayed``: the precision files (PrecisionFile) it was asked to repeat."""
+    ``replayed``: the precision files (PrecisionFile) it was asked to repeat; ``budget``: the
+    search's BudgetReport, whose verdict and layer ranking (for the next search) the file keeps."""
     document = {
         "schema": PRECISION_SCHEMA,
         "arch": arch,
@@ -154,4 +155,34 @@ def write_precision_file(
     }
     if replayed:
         document["replayed"] = [{"file": str(r.path), "calibration_sha256": r.calibration_sha256} for r in replayed]
+    if budget is not None:
+        document["budget"] = {
+            "max_drop": budget.max_drop,
+            "drop": budget.drop,
+            "interval": list(budget.interval),
+            "images": budget.images,
+            "judged_on": budget.judged_on,
+            "runtimes": budget.runtimes,
+            "verdict": budget.verdict,
+            "proven": budget.proven,
+        }
+        if budget.ranking is not None:
+            document["ranking"] = budget.ranking
     write_json(path, document, PRECISION_FILE)
+
+
+def stored_ranking(path: str | os.PathLike) -> dict | None:
+    """The layer ranking an earlier budget search kept in the precision file at ``path``, or None
+    (no such file, not ours, no ranking in it: the search ranks again)."""
+    document = small_json(Path(path))
+    ranking = document.get("ranking") if isinstance(document, dict) else None
+    if not (
+        isinstance(ranking, dict) and isinstance(ranking.get("key"), str) and isinstance(ranking.get("layers"), list)
+    ):
+        return None
+    layers = ranking["layers"]
+    well_formed = all(
+        isinstance(row, list) and len(row) == 2 and isinstance(row[0], str) and isinstance(row[1], (int, float))
+        for row in layers
+    )
+    return {"key": ranking["key"], "layers": layers} if well_formed else None

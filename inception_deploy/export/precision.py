@@ -21,6 +21,7 @@ from ..calibration.float_layers import (
     match_modules,
     precision_file,
     quantizable_layers,
+    stored_ranking,
     write_precision_file,
 )
 from ..calibration.int8 import Int8Request
@@ -159,9 +160,10 @@ def quantize(
         report = None
         if budget is not None:
             convert = _to_fp16 if int8.remainder == "fp16" else None
+            earlier_ranking = stored_ranking(precision_file(output))  # of a search to the same output
             float_layers, report = search(
                 src, prepared, calibration, int8.target, budget, request.folder, metadata,
-                layers, float_layers, convert, int8.weight_bits, shifts, progress,
+                layers, float_layers, convert, int8.weight_bits, shifts, progress, earlier_ranking,
             )  # fmt: skip
         quantized = Path(folder) / "quantized.onnx"
         float_nodes = frozenset(node for module in float_layers for node in layers[module])
@@ -195,7 +197,9 @@ def quantize(
     )
     unjudged = BY_BUDGET if report is not None else None if judge_parity else RANDOM_WEIGHTS
     result = _finish(proto, metadata, output, reference_model, "int8", start, unjudged, say)
-    write_precision_file(precision_file(output), metadata.arch, int8.target, calibration.digest, float_layers, replayed)
+    write_precision_file(
+        precision_file(output), metadata.arch, int8.target, calibration.digest, float_layers, replayed, report
+    )
     result.budget = report
     return result
 
