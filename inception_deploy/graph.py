@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .errors import InceptionDeployError, first_line
@@ -80,6 +81,12 @@ def _entry_key(entry: bytes) -> str:
     return ""
 
 
+# what ONNX Runtime's optimizer and quantizer make of a parameter's name: a Conv with a Mul (layer
+# scale), Add or BatchNorm fused into it gets "ConvMulFusion_W_<name>" (several times over when
+# fused again); an int8 weight of the cpu target "<name>_quantized" (suffix removed separately)
+ORT_FUSED = re.compile(r"^(Conv(Mul|Add|Bn)Fusion_W_)+")
+
+
 def node_modules(graph) -> dict[str, str]:
     """Node name -> the path of the PyTorch module that produced it (``Mixed_6b.branch7x7dbl_2.conv``),
     as far as the exported graph says: a Conv or Gemm by its weight's name (the dynamo exporter
@@ -94,7 +101,7 @@ def node_modules(graph) -> dict[str, str]:
         weight = node.input[1] if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 else ""
         while weight in producers and producers[weight].op_type in ("DequantizeLinear", "QuantizeLinear", "Cast"):
             weight = producers[weight].input[0]
-        parameter = weight.removesuffix("_quantized")  # ONNX Runtime's name for an int8 weight (cpu target)
+        parameter = ORT_FUSED.sub("", weight.removesuffix("_quantized"))
         if weight in initializers and parameter.endswith(".weight"):
             paths[node.name] = parameter[: -len(".weight")]
         elif node.name.startswith("/") and node.name.count("/") > 1:

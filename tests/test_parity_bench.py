@@ -86,7 +86,7 @@ def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
         "bench",
         v1_random,
         "--batch-sizes",
-        "1,2",
+        "1",
         "--iterations",
         "2",
         "--warmup",
@@ -98,18 +98,12 @@ def test_bench_runs_each_point_in_its_own_process(v1_random, tmp_path):
     )
     assert code == 0, stderr
     results = json.loads(out.read_text())
-    assert [(r["precision"], r["batch"]) for r in results] == [
-        ("fp32", 1),
-        ("fp32", 2),
-        ("fp32", 1),
-        ("fp32", 2),
-        ("bf16-channels-last", 1),
-        ("bf16-channels-last", 2),
-    ]
+    # one batch size: each configuration's process costs ~2 s, and the points are per configuration
+    assert [(r["precision"], r["batch"]) for r in results] == [("fp32", 1), ("fp32", 1), ("bf16-channels-last", 1)]
     assert all(r["p50_ms"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in results)
     # interleaved: two rounds of one timed run each per configuration, their spread reported
     assert all(r["rounds"] == 2 and len(r["times_ms"]) == 2 and r["spread"] >= 0 for r in results)
-    assert stderr.count("round 1/2: ") == 6 and stderr.count("round 2/2: ") == 6
+    assert stderr.count("round 1/2: ") == 3 and stderr.count("round 2/2: ") == 3
     assert stderr.index("round 2/2: ") > stderr.rindex("round 1/2: ")  # every configuration, then again
     assert "vs torch fp32" in stdout and "1.00x" in stdout
     assert f"wrote {out}" in stderr
