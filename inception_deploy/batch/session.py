@@ -118,11 +118,22 @@ def pool_map(ray, actor_class, actor_kwargs: dict, batches: Iterator[list], opti
             except ray.exceptions.RayActorError as e:
                 if e.actor_init_failed:
                     raise
-                # the actor is gone with all it held: the oldest batch was running (a death on its
-                # count), the others only waited behind it
-                for k, lost_ref in enumerate(queued[actor]):
+                # the actor is gone: what it finished before dying stands (its result is kept
+                # apart from the actor); the oldest unfinished batch was running (a death on its
+                # count), the others only waited behind it. Blaming the oldest sent, finished or
+                # not, gave up a good batch sent beside a poison one (a flaky test found it).
+                blamed = False
+                for lost_ref in queued[actor]:
                     batch = batch_of.pop(lost_ref)
-                    deaths[id(batch)] = deaths.get(id(batch), 0) + (k == 0)
+                    try:
+                        finished = ray.get(lost_ref)
+                    except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
+                        pass
+                    else:
+                        yield finished
+                        continue
+                    deaths[id(batch)] = deaths.get(id(batch), 0) + (not blamed)
+                    blamed = True
                     if deaths[id(batch)] < ATTEMPTS:
                         waiting.append(batch)
                     else:
