@@ -24,6 +24,7 @@ from .qdq import quantized_op_types
 
 PRECISION_SUFFIX = ".precision.json"
 PRECISION_SCHEMA = 1
+PRECISION_BUDGET_KEYS = ("max_drop", "drop", "interval", "images", "judged_on", "runtimes", "proven")
 PRECISION_FILE = json_kind("a precision file of inception-deploy", ("schema", "arch", "float_modules"))
 
 
@@ -156,16 +157,8 @@ def write_precision_file(
     if replayed:
         document["replayed"] = [{"file": str(r.path), "calibration_sha256": r.calibration_sha256} for r in replayed]
     if budget is not None:
-        document["budget"] = {
-            "max_drop": budget.max_drop,
-            "drop": budget.drop,
-            "interval": list(budget.interval),
-            "images": budget.images,
-            "judged_on": budget.judged_on,
-            "runtimes": budget.runtimes,
-            "verdict": budget.verdict,
-            "proven": budget.proven,
-        }
+        report = budget.to_dict()  # the metadata's int8_budget, of which the file keeps the verdict
+        document["budget"] = {key: report[key] for key in PRECISION_BUDGET_KEYS} | {"verdict": budget.verdict}
         if budget.ranking is not None:
             document["ranking"] = budget.ranking
     write_json(path, document, PRECISION_FILE)
