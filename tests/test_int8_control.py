@@ -391,11 +391,35 @@ def test_every_layer_float_is_the_fp32_network(trained, target, tmp_path):
     np.testing.assert_allclose(OnnxRuntimeBackend(result.path).infer(images), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_cpu_target_weight_bits(trained, tmp_path):
+# OpenVINO's logits of each file named, on the sample photos, saved beside it as <file>.<tag>.npy
+OPENVINO_LOGITS = """
+import sys
+import numpy as np
+from inception_deploy.inputs import sample_photos
+from inception_deploy.preprocess import preprocess
+from inception_deploy.runtime.openvino_backend import OpenVINOBackend
+tag, *paths = sys.argv[1:]
+for path in paths:
+    backend = OpenVINOBackend(path, cache_dir=None)
+    np.save(f"{path}.{tag}.npy", backend.infer(preprocess(sample_photos(), backend.metadata.preprocess)))
+"""
+
+
+def test_cpu_target_weight_bits(trained, tmp_path, monkeypatch, caplog):
     """7-bit weights by default (portable), 8 with --int8-weight-bits 8 (VNNI/AMX): per-channel
-    symmetric, so each output channel's largest weight lands on the top level."""
-    tops = {}
+    symmetric, so each output channel's largest weight lands on the top level. And what the 7 bits
+    are for, run: OpenVINO in a process whose oneDNN kernels are capped at AVX2
+    ($ONEDNN_MAX_CPU_ISA), the u8 x s8 kernels of a CPU without VNNI, which add pairs of products
+    in 16 bits. The 7-bit file computes exactly what it computes with this machine's own kernels;
+    on a machine with VNNI the 8-bit file does not (its sums saturate). On such a machine the
+    default's export says that 8 bits would round half as coarsely."""
+    from inception_deploy.cpu import has_vnni
+
+    vnni = has_vnni()
+    monkeypatch.setattr("inception_deploy.export.precision.has_vnni", lambda: True)
+    tops, paths, notes = {}, {}, {}
     for bits in (None, 8):
+        caplog.clear()
         result = quantize_int8(
             trained["fp32"], tmp_path / f"cpu_{bits}.onnx", target="cpu", calib_dir=sample_folder(), method="minmax",
             cache=tmp_path / "calib.json", weight_bits=bits,
@@ -404,9 +428,23 @@ def test_cpu_target_weight_bits(trained, tmp_path):
         values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
         dequantized = [values.get(n.input[0]) for n in graph.node if n.op_type == "DequantizeLinear"]
         quantized = [q for q in dequantized if q is not None and q.dtype == np.int8]  # not the int32 biases
-        tops[result.metadata["int8_weight_bits"]] = max(int(np.abs(q.astype(np.int32)).max()) for q in quantized)
+        bits = result.metadata.int8_weight_bits
+        tops[bits] = max(int(np.abs(q.astype(np.int32)).max()) for q in quantized)
+        paths[bits] = str(result.path)
+        notes[bits] = [r.getMessage() for r in caplog.records if "this CPU has VNNI" in r.getMessage()]
         assert result.metadata["calibration"]["bias_correction"]["images"] == 5  # the cpu default, on what there is
     assert tops[7] <= 64 and tops[8] == 127
+    assert len(notes[7]) == 1 and "weight_bits 8 rounds the weights half as coarsely" in notes[7][0] and not notes[8]
+
+    for tag, isa in (("native", None), ("avx2", "AVX2")):
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"} | (
+            {"ONEDNN_MAX_CPU_ISA": isa} if isa else {}
+        )
+        subprocess.run([sys.executable, "-c", OPENVINO_LOGITS, tag, paths[7], paths[8]], env=env, check=True)
+    logits = {(bits, tag): np.load(f"{paths[bits]}.{tag}.npy") for bits in (7, 8) for tag in ("native", "avx2")}
+    np.testing.assert_allclose(logits[7, "avx2"], logits[7, "native"], rtol=0, atol=1e-5)  # measured: equal
+    if vnni:  # the cap changed the kernels: the 8-bit file's sums saturate without VNNI (measured: 2.5 of 8.7)
+        assert np.abs(logits[8, "avx2"] - logits[8, "native"]).max() > 0.1
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from ..calibration.float_layers import (
 from ..calibration.int8 import Int8Request
 from ..calibration.policy import CalibrationRequest
 from ..calibration.qdq import WEIGHT_BITS, prepare
+from ..cpu import has_vnni
 from ..errors import InceptionDeployError, setting
 from ..fileio import atomic_path, sha256_file
 from ..graph import load_onnx
@@ -165,6 +166,13 @@ def quantize(
                 src, prepared, calibration, int8.target, budget, request.folder, metadata,
                 layers, float_layers, convert, int8.weight_bits, shifts, progress, earlier_ranking,
             )  # fmt: skip
+        if int8.target == "cpu" and int8.weight_bits is None and has_vnni():
+            log.info(
+                "this CPU has VNNI: %s 8 rounds the weights half as coarsely as the default 7 bits (fewer "
+                "flipped images and float layers: docs/precision.md), for a file that runs on CPUs with VNNI "
+                "or AMX only (without them its int8 sums saturate)",
+                setting("Int8Request.weight_bits"),
+            )
         quantized = Path(folder) / "quantized.onnx"
         float_nodes = frozenset(node for module in float_layers for node in layers[module])
         floats = f", {counted(len(float_layers), 'layer')} float" if float_layers else ""
