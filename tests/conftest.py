@@ -29,31 +29,33 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, CORES))
 
 
-# Test files, longest first: a worker's seconds with one thread each on 2 cores (2026-12-07,
-# `--durations=0`; test_keras and test_reference_layouts with the reference implementations).
-# xdist's loadfile hands a free worker the next file in collection order (pyproject:
+# Test files, longest first: a worker's seconds with one thread each on 2 cores (a fresh clone's
+# .ci/run, 2026-12-07, with the reference implementations; `-p` a timeline plugin). xdist's
+# loadfile hands a free worker the next file in collection order (pyproject:
 # --no-loadscope-reorder, instead of the files with most tests first), so the long files start
-# first and the short ones fill in at the end, where a 50-second file started last kept the other
-# worker idle. Files not named follow in their usual order.
+# first and the short ones fill in at the end: in that run test_reference_layouts, not yet named
+# here, started last and ran 47 s after the other worker had finished. Files not named follow in
+# their usual order.
 LONGEST_FIRST = (
-    "test_export.py",  # 295 s
-    "test_int8_control.py",  # 177
-    "test_ray.py",  # 145
-    "test_backbones.py",  # 140
-    "test_precision.py",  # 126
-    "test_keras.py",  # ~110 with Keras, 1 without
-    "test_qdq_placement.py",  # 109
-    "test_int8_budget.py",  # 61
-    "test_pipeline.py",  # 61
-    "test_models.py",  # 56
-    "test_tensorrt_bindings.py",  # 51
-    "test_parity_bench.py",  # 39
-    "test_hostile_inputs.py",  # 33
-    "test_readme.py",  # 29
-    "test_weights.py",  # 28
-    "test_hostile_surfaces.py",  # 26
-    "test_openvino.py",  # 22
-    "test_serving.py",  # 20
+    "test_export.py",  # 339 s
+    "test_int8_control.py",  # 196
+    "test_ray.py",  # 150
+    "test_backbones.py",  # 145
+    "test_keras.py",  # 135 with Keras, 1 without
+    "test_precision.py",  # 129
+    "test_qdq_placement.py",  # 104
+    "test_pipeline.py",  # 63
+    "test_reference_layouts.py",  # 61 with the references, 0 without
+    "test_int8_budget.py",  # 60
+    "test_parity_bench.py",  # 55
+    "test_tensorrt_bindings.py",  # 49
+    "test_weights.py",  # 29
+    "test_hostile_inputs.py",  # 29
+    "test_readme.py",  # 28
+    "test_hostile_surfaces.py",  # 27
+    "test_models.py",  # 26
+    "test_openvino.py",  # 23
+    "test_serving.py",  # 21
 )
 
 
