@@ -17,7 +17,11 @@ def wilson(correct: int, n: int) -> tuple[float, float]:
     p = correct / n
     centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # exactly 0 and 1 at the ends, where the formula leaves rounding (2.8e-17 for 0 of 6): a drop of 0
+    # with a lower bound above it was a negative error bar, which matplotlib refuses
+    low = 0.0 if correct == 0 else max(0.0, centre - half)
+    high = 1.0 if correct == n else min(1.0, centre + half)
+    return (low, high)
 
 
 def mcnemar_exact(only_reference: int, only_model: int) -> float:

@@ -69,6 +69,14 @@ def _report(interval, max_drop, accept=False, drop=0.0):
     return BudgetReport(max_drop, "held", 22, "top-1 agreement with FP32", chosen, [], 1.0, 1.0, accept_unproven=accept)
 
 
+@pytest.mark.parametrize("n", [1, 6, 22, 200, 1000])
+def test_wilson_ends_are_exact(n):
+    """None of n is a lower bound of exactly 0 and all of n an upper bound of exactly 1: the formula
+    left 2.8e-17 for 0 of 6, a negative error bar below a drop of 0 that made `--plot` fail."""
+    assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+    assert 0 < wilson(1, n)[0] < wilson(1, n)[1] < 1 or n == 1
+
+
 def test_within_the_budget_only_where_the_upper_bound_is():
     """Issue 44's case: no flip in 22 held-out images is a drop of 0.00 points whose interval
     reaches 14.87: not within a 1-point budget, unless an unproven result is accepted, which the

@@ -20,7 +20,7 @@ from ..fileio import json_kind, small_json, write_json
 from ..graph import node_modules
 from ..metadata import MAX_DOCUMENT_BYTES, load_json
 from ..models.registry import canonical_arch
-from .qdq import quantized_op_types
+from .qdq import head_nodes, quantized_op_types
 
 PRECISION_SUFFIX = ".precision.json"
 PRECISION_SCHEMA = 1
@@ -96,27 +96,35 @@ def read_precision_file(path: str | os.PathLike, arch: str) -> PrecisionFile:
 def maybe_quantized(spec, target: str = "tensorrt") -> list[str]:
     """The module paths INT8 may quantize something under, known before the export: on the
     tensorrt target those with a convolution or pooling layer in them (the head, norms and
-    activations alone never are); on the cpu target any (ONNX Runtime quantizes Concats, sums and
-    the head too). Which really are is known from the exported graph (``quantizable_layers``)."""
+    activations alone never are); on the cpu target any but the head (ONNX Runtime quantizes
+    Concats and sums too). Which really are is known from the exported graph
+    (``quantizable_layers``)."""
     import torch  # only here: the export extra
 
     kinds = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
+    head = spec.classifier.rpartition(".")[0]  # a head module of its own (InceptionNeXt's "head"), or none
+
+    def in_head(name: str) -> bool:
+        return name == spec.classifier or bool(head) and (name == head or name.startswith(f"{head}."))
+
     return [
         name
         for name, module in spec.meta_model().named_modules()
-        if name and (target == "cpu" or any(isinstance(m, kinds) for m in module.modules()))
+        if name and not in_head(name) and (target == "cpu" or any(isinstance(m, kinds) for m in module.modules()))
     ]
 
 
 def quantizable_layers(graph, target: str = "tensorrt") -> dict[str, list[str]]:
     """Module path -> the nodes INT8 quantizes on ``target`` that it produced (a Conv, or pooling: a
     functional pool is named by the module whose forward calls it, so one path may hold several;
-    on the cpu target also Concats, sums, the head: ``qdq.quantized_op_types``), in graph order."""
+    on the cpu target also Concats and sums: ``qdq.quantized_op_types``), in graph order; never the
+    head (``qdq.head_nodes``)."""
     ops = set(quantized_op_types(target))
     paths = node_modules(graph)
+    head = head_nodes(graph)
     layers: dict[str, list[str]] = {}
     for node in graph.node:
-        if node.op_type in ops and node.name in paths:
+        if node.op_type in ops and node.name in paths and node.name not in head:
             layers.setdefault(paths[node.name], []).append(node.name)
     return layers
 
@@ -132,8 +140,8 @@ def match_modules(patterns: list[tuple[str, str]], modules: list[str], arch: str
         if not matched:
             examples = ", ".join(modules[:2] + modules[-1:])
             raise InceptionDeployError(
-                f"{why}: matches no layer of {arch} that INT8 quantizes (on the tensorrt target convolutions and "
-                f"pooling, never the head, norms or activations; paths look like {examples}; globs such as "
+                f"{why}: matches no layer of {arch} that INT8 quantizes (convolutions and pooling, on the cpu target "
+                f"Concats and sums too; never the head or norms; paths look like {examples}; globs such as "
                 f"'Mixed_7*' match across dots)"
             )
         for module in matched:

@@ -40,15 +40,30 @@ WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}  # cpu: see above
 CPU_FLOAT_OPS = ("BatchNormalization", "LayerNormalization")
 
 
+GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax")
+
+
 def quantized_op_types(target: str) -> list[str]:
     """The op types INT8 quantizes on ``target``: Convs and pools for tensorrt (rule 1); on the cpu
-    target every op ONNX Runtime's QDQ quantizer takes (Concat, Add, the head's Gemm, ...) but the
-    normalizations above."""
+    target every op ONNX Runtime's QDQ quantizer takes (Concat, Add, ...) but the normalizations
+    above, and nowhere in the head (``head_nodes``)."""
     if target == "tensorrt":
         return list(QUANTIZED_OPS)
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     return sorted((set(QDQRegistry) | set(QLinearOpsRegistry)) - set(CPU_FLOAT_OPS))
+
+
+def head_nodes(graph) -> set[str]:
+    """The classifier head of a prepared graph: the nodes after the global pooling that no Conv
+    follows (the Gemm or MatMul layers, their activations and norms, the logits). The cpu target
+    leaves them float as rule 5 does the tensorrt target's: quantized, InceptionNeXt's MLP head (two
+    Gemms around a GELU that ONNX Runtime quantizes op by op) flipped 15 and 16 of 1,000 stand-in
+    images on ONNX Runtime and OpenVINO, float 10 and 8, at the same speed; one-Gemm heads
+    (GoogLeNet, ResNet) measured the same either way (docs/precision.md)."""
+    last_conv = max((i for i, node in enumerate(graph.node) if node.op_type == "Conv"), default=-1)
+    pools = [i for i, node in enumerate(graph.node) if i > last_conv and node.op_type in GLOBAL_POOLS]
+    return {node.name for node in graph.node[pools[0] + 1 :]} if pools else set()
 
 
 @dataclass
@@ -253,7 +268,7 @@ def write_qdq(
         # 7-bit weights: no 16-bit saturation without VNNI
         options = dict(
             reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7,
-            nodes_to_exclude=sorted(float_nodes),
+            nodes_to_exclude=sorted(float_nodes | head_nodes(onnx.load(str(prepared_path)).graph)),
             op_types_to_quantize=quantized_op_types(target),
         )
         extra = {"WeightSymmetric": True}
