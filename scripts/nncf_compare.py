@@ -136,6 +136,11 @@ def main():
     )
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "inception-deploy" / "nncf-venv")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nncf-compare-") as folder:  # models and arrays: removed after
+        compare(args, Path(folder))
+
+
+def compare(args, folder: Path):
 
     import trained_classifier as tc
 
@@ -149,7 +154,6 @@ def main():
     from inception_deploy.runtime import OnnxRuntimeBackend
 
     python = nncf_python(args.venv)
-    folder = Path(tempfile.mkdtemp(prefix="nncf-compare-"))
     if args.digits:  # every layer trained; its unseen digits are the folder
         model = create_model("v1", num_classes=10, weights=args.digits / "v1_digits.pth")
         size, config, calib, what = (
