@@ -141,7 +141,7 @@ def main():
 
 
 def compare(args, folder: Path):
-
+    """Both tools on one stand-in (or the digits network), working in ``folder``; the table printed."""
     import trained_classifier as tc
 
     from inception_deploy import create_model

@@ -245,9 +245,8 @@ def write_qdq(
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     check_weight_bits(target, weight_bits)
-    options = {}
+    graph = onnx.load(str(prepared_path)).graph  # read once: the placement, the head and the ReLUs below
     if target == "tensorrt":
-        graph = onnx.load(str(prepared_path)).graph
         placement = tensorrt_placement(graph, float_nodes)
         ranges = target_ranges(cache, target, placement.range_of)
         types = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
@@ -268,7 +267,7 @@ def write_qdq(
         # 7-bit weights: no 16-bit saturation without VNNI
         options = dict(
             reduce_range=(weight_bits or WEIGHT_BITS[target]) == 7,
-            nodes_to_exclude=sorted(float_nodes | head_nodes(onnx.load(str(prepared_path)).graph)),
+            nodes_to_exclude=sorted(float_nodes | head_nodes(graph)),
             op_types_to_quantize=quantized_op_types(target),
         )
         extra = {"WeightSymmetric": True}
@@ -297,7 +296,7 @@ def write_qdq(
         if target == "tensorrt":
             _quantize_skips(proto.graph, placement.skips, ranges)
         if float_nodes:
-            relus = {n.output[0] for n in onnx.load(str(prepared_path)).graph.node if n.op_type == "Relu"}
+            relus = {n.output[0] for n in graph.node if n.op_type == "Relu"}
             _float_inputs(proto.graph, float_nodes, relus)
         if shifts:
             apply_shifts(proto.graph, shifts)
