@@ -26,10 +26,17 @@ def main():
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--accept-unproven", action="store_true", help="search on the point estimate (Budget)")
     parser.add_argument("--no-bias-correction", action="store_true", help="Int8Request.bias_correction off")
+    parser.add_argument("--adaround", action="store_true", help="Int8Request.adaround on")
+    parser.add_argument("--weight-bits", type=int, choices=(7, 8), help="cpu target (default 7)")
     parser.add_argument("--target", default="tensorrt", choices=["tensorrt", "cpu"])
     parser.add_argument("--method", default="entropy")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="int8-budget-") as folder:  # removed after
+        run(args, Path(folder))
 
+
+def run(args, folder: Path):
+    """Build the stand-in in ``folder``, search its INT8 budget, print the report."""
     import trained_classifier as tc
 
     from inception_deploy.calibration.budget import Budget
@@ -38,7 +45,6 @@ def main():
     from inception_deploy.models.registry import get_arch
 
     size = args.size or get_arch(args.arch).preprocess.input_size
-    folder = Path(tempfile.mkdtemp(prefix="int8-budget-"))
     start = time.perf_counter()
     model, config = tc.build(arch=args.arch, size=size, train=args.train)
     fp32 = export_onnx(model, folder / "fp32.onnx", opset=17, preprocess=config, check_parity=False).path
@@ -48,7 +54,8 @@ def main():
     result = quantize_int8(
         fp32, folder / "int8.onnx", target=args.target, calib_dir=calib, method=args.method,
         budget=Budget(args.max_drop, accept_unproven=args.accept_unproven),
-        bias_correction=not args.no_bias_correction, progress=print,
+        bias_correction=not args.no_bias_correction, adaround=args.adaround, weight_bits=args.weight_bits,
+        progress=print,
     )  # fmt: skip
     print(f"calibration, search and writing: {time.perf_counter() - start:.0f} s")
     print(result.budget.summary())

@@ -129,6 +129,7 @@ def main():
         "AMX, as this script's machine may be: NNCF's default takes 8 bits but the first layer's 7)",
     )
     parser.add_argument("--holdout", type=float, default=0.2, help="share of the folder judged on")
+    parser.add_argument("--adaround", action="store_true", help="ours: Int8Request.adaround (opt-in)")
     parser.add_argument(
         "--digits",
         type=Path,
@@ -171,7 +172,7 @@ def compare(args, folder: Path):
     start = time.perf_counter()
     ours = quantize_int8(
         fp32, folder / "ours.onnx", target="cpu", calib_dir=calib, method=args.method, weight_bits=args.weight_bits,
-        budget=budget,
+        budget=budget, adaround=args.adaround,
     )  # fmt: skip
     ours_seconds = time.perf_counter() - start
 

@@ -32,27 +32,47 @@ def correction_images(folder, config, exclude=()) -> np.ndarray:
 
 
 def bias_shifts(prepared_path, qdq_path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Conv node -> per-output-channel mean of (FP32 output - INT8 output), each quantized Conv of
-    the Q/DQ graph at ``qdq_path`` fed the input the prepared FP32 graph gives it on ``images``
-    (in batches of the graph's static batch, else eight at a time)."""
+    """Conv node -> per-output-channel mean of (FP32 output - INT8 output) for each quantized Conv
+    of the Q/DQ graph at ``qdq_path`` (``conv_outputs``)."""
+    return {
+        name: (expected - got).astype(np.float64).mean(axis=(0, 2, 3))
+        for name, expected, got in conv_outputs(prepared_path, qdq_path, images)
+    }
+
+
+def conv_outputs(prepared_path, qdq_path, images: np.ndarray):
+    """(Conv node, FP32 output, INT8 output) for each quantized Conv of the Q/DQ graph at
+    ``qdq_path``, each fed the input the prepared FP32 graph gives it on ``images``: the error of
+    its own rounding alone."""
     import onnx
 
-    fp32 = onnx.load(str(prepared_path))
-    qdq = onnx.load(str(qdq_path))
+    fp32, qdq = onnx.load(str(prepared_path)), onnx.load(str(qdq_path))
+    pairs = quantized_convs(fp32, qdq)
+    runs = fp32_values(fp32, [name for node, _ in pairs for name in (node.input[0], node.output[0])], images)
     producers = {out: node for node in qdq.graph.node for out in node.output}
-    convs = [n for n in qdq.graph.node if n.op_type == "Conv" and dequantized(n.input[0], producers)]
-    by_name = {n.name: n for n in fp32.graph.node}
-    convs = [n for n in convs if n.name in by_name]
-    marked = [name for c in convs for name in (by_name[c.name].input[0], by_name[c.name].output[0])]
-    fp32.graph.output.extend(onnx.ValueInfoProto(name=name) for name in marked)
-    batch = static_batch(fp32.graph)
-    runs = run_graph(fp32, images, marked, batch)
-    shifts = {}
-    for i, conv in enumerate(convs):
+    for i, (_, conv) in enumerate(pairs):
         x, expected = runs[2 * i], runs[2 * i + 1]
-        got = run_graph(_alone(qdq, conv, producers), x, ["y"], batch)[0]
-        shifts[conv.name] = (expected - got).astype(np.float64).mean(axis=(0, 2, 3))
-    return shifts
+        yield conv.name, expected, run_graph(_alone(qdq, conv, producers), x, ["y"], static_batch(fp32.graph))[0]
+
+
+def quantized_convs(fp32, qdq) -> list[tuple]:
+    """(the prepared FP32 graph's Conv node, the Q/DQ graph's) for each Conv quantized in ``qdq``."""
+    producers = {out: node for node in qdq.graph.node for out in node.output}
+    by_name = {n.name: n for n in fp32.graph.node}
+    return [
+        (by_name[n.name], n)
+        for n in qdq.graph.node
+        if n.op_type == "Conv" and n.name in by_name and dequantized(n.input[0], producers)
+    ]
+
+
+def fp32_values(fp32, names: list[str], images: np.ndarray) -> list[np.ndarray]:
+    """The tensors ``names`` of the prepared FP32 graph ``fp32`` (a proto it changes) on ``images``,
+    in batches of its static batch, else eight at a time."""
+    import onnx
+
+    fp32.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    return run_graph(fp32, images, names, static_batch(fp32.graph))
 
 
 def _alone(proto, conv, producers):

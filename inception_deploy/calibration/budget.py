@@ -48,7 +48,7 @@ from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..statistics import Z95, cosines, mean_kl, wilson
 from .cache import CalibrationCache
-from .qdq import write_qdq
+from .qdq import Corrections, write_qdq
 from .sensitivity import conv_macs, layer_sensitivity
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,7 @@ def search(
     fixed: dict[str, str],
     convert=None,
     weight_bits: int | None = None,
-    shifts: dict | None = None,
+    corrections: Corrections | None = None,
     progress: Progress | None = None,
     earlier_ranking: dict | None = None,
 ) -> tuple[dict[str, str], BudgetReport]:
@@ -322,7 +322,7 @@ def search(
     ``metadata``: the FP32 file ``src``'s own (it is not parsed again);
     ``layers``: module path -> its quantizable nodes (``calibration.float_layers.quantizable_layers``);
     ``convert``: applied to each placement's ONNX proto before it runs (the FP16 remainder);
-    ``shifts``: bias corrections every placement gets (calibration.bias);
+    ``corrections``: the bias shifts and weight rounding every placement gets (calibration.qdq);
     ``earlier_ranking``: the ranking an earlier search stored (``BudgetReport.ranking``, kept in
     the precision file), reused where it was made of the same calibration, images, float layers
     and corrections."""
@@ -345,7 +345,7 @@ def search(
             float_nodes = _nodes([*fixed, *order[:count]], layers)
             with tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
                 path = Path(tmp) / "candidate.onnx"
-                write_qdq(prepared, calibration, target, path, float_nodes, weight_bits, shifts)
+                write_qdq(prepared, calibration, target, path, float_nodes, weight_bits, corrections)
                 if convert is not None:
                     onnx.save(convert(onnx.load(str(path))), str(path))
                 trials = [
@@ -370,9 +370,10 @@ def search(
     if judged_drop(0) > budget.max_drop:
         held_set = set(held)
         calibration_files = [f for f in image_folder(folder).files if f not in held_set]
-        ranking_shifts = shifts if target == "tensorrt" else None  # the ranking's graph is the tensorrt placement
+        # the ranking's graph is the tensorrt placement: the cpu target's corrections are not its own
+        own = corrections if target == "tensorrt" else None
         ranking = _rank(
-            prepared, calibration, calibration_files, metadata.preprocess, layers, fixed, fp32, ranking_shifts, say,
+            prepared, calibration, calibration_files, metadata.preprocess, layers, fixed, fp32, own, say,
             earlier_ranking,
         )  # fmt: skip
         errors = dict(ranking["layers"])
@@ -432,12 +433,12 @@ def fewest(drop, layers: int, max_drop: float) -> int | None:
     return high
 
 
-def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shifts, say, earlier=None) -> dict:
+def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, corrections, say, earlier=None) -> dict:
     """The modules not in ``fixed``, most sensitive first, with each one's logits error alone in
     INT8, measured on calibration ``files`` (the judged images must not choose the layers):
     ``{"key": ..., "layers": [[module, error], ...]}``, or ``earlier`` where its key is this one's."""
     chosen = spread(files, RANKING_IMAGES)
-    key = _ranking_key(calibration, chosen, fixed, shifts)
+    key = _ranking_key(calibration, chosen, fixed, corrections)
     if isinstance(earlier, dict) and earlier.get("key") == key:
         say(f"reusing the ranking of the {len(earlier['layers'])} layers an earlier search stored (same calibration)")
         return earlier
@@ -447,22 +448,22 @@ def _rank(prepared, calibration, files: list, config, layers, fixed, fp32, shift
     with stage(say, what), tempfile.TemporaryDirectory(prefix="inception-budget-") as tmp:
         # the tensorrt placement for either target: weights behind Q/DQ pairs can be read float again
         every = Path(tmp) / "every.onnx"
-        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers), shifts=shifts)
+        write_qdq(prepared, calibration, "tensorrt", every, _nodes(fixed, layers), corrections=corrections)
         ranked = layer_sensitivity(every, fp32.infer(ranking), ranking, module_of)
     errors = {layer.module: layer.error for layer in reversed(ranked)}  # a module's largest
     order = dict.fromkeys(layer.module for layer in ranked if layer.module and layer.module not in fixed)
     return {"key": key, "layers": [[module, errors[module]] for module in order]}
 
 
-def _ranking_key(calibration: CalibrationCache, images: list, fixed, shifts: dict | None) -> str:
+def _ranking_key(calibration: CalibrationCache, images: list, fixed, corrections: Corrections | None) -> str:
     """What a ranking was made of: the calibration (which names the graph and preprocessing), the
     images it ran on (path, size, modification time), the layers already float, the corrections."""
     h = hashlib.sha256(json.dumps([calibration.digest, sorted(fixed), RANKING_IMAGES]).encode())
     for image in images:
         info = os.stat(image)
         h.update(f"{os.path.abspath(image)}\0{info.st_size}\0{info.st_mtime_ns}\0".encode("utf-8", "surrogateescape"))
-    for node, shift in sorted((shifts or {}).items()):
-        h.update(node.encode() + np.asarray(shift, np.float32).tobytes())
+    if corrections:
+        corrections.digest(h)
     return h.hexdigest()
 
 

@@ -35,7 +35,9 @@ class Int8Request:
     unproven (calibration.budget). ``bias_correction``: each quantized Conv's bias corrected by the
     mean shift its own rounding causes, measured on calibration images (calibration.bias; needs the
     calibration folder); None: on for the cpu target with a calibration folder, where it measurably
-    helps, off for tensorrt, where it did not (docs/precision.md). Validated when made."""
+    helps, off for tensorrt, where it did not (docs/precision.md). ``adaround``: each quantized
+    Conv's weights rounded up or down by what its output needs (calibration.adaround; needs the
+    calibration folder; opt-in: a fit per Conv). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
@@ -46,6 +48,7 @@ class Int8Request:
     holdout: float = 0.2
     accept_unproven: bool = False
     bias_correction: bool | None = None
+    adaround: bool = False
 
     def __post_init__(self):
         target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
@@ -54,6 +57,11 @@ class Int8Request:
         if self.bias_correction and self.calibration.folder is None:
             raise ConfigError(
                 f"{setting('Int8Request.bias_correction')} measures on calibration images: it needs "
+                f"{setting('CalibrationRequest.folder')} (a cache alone holds none)"
+            )
+        if self.adaround and self.calibration.folder is None:
+            raise ConfigError(
+                f"{setting('Int8Request.adaround')} fits on calibration images: it needs "
                 f"{setting('CalibrationRequest.folder')} (a cache alone holds none)"
             )
         if self.bias_correction is None:  # where it measurably helps, and where there are images for it

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,31 @@ def head_nodes(graph) -> set[str]:
     last_conv = max((i for i, node in enumerate(graph.node) if node.op_type == "Conv"), default=-1)
     pools = [i for i, node in enumerate(graph.node) if i > last_conv and node.op_type in GLOBAL_POOLS]
     return {node.name for node in graph.node[pools[0] + 1 :]} if pools else set()
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """What is measured once on the full INT8 placement and written into every placement after it:
+    each quantized Conv's bias shift (calibration.bias) and its weights' adaptive rounding
+    (calibration.adaround), by Conv node. A Conv left float takes neither."""
+
+    shifts: dict = field(default_factory=dict)
+    rounding: dict = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.shifts or self.rounding)
+
+    def apply(self, graph) -> None:
+        """Into a Q/DQ graph written by ``write_qdq``: the rounding first, then the shifts."""
+        apply_rounding(graph, self.rounding)
+        apply_shifts(graph, self.shifts)
+
+    def digest(self, h) -> None:
+        """Feed what these corrections are into the hash ``h`` (a ranking made with them is theirs)."""
+        for node, shift in sorted(self.shifts.items()):
+            h.update(node.encode() + np.asarray(shift, np.float32).tobytes())
+        for node, values in sorted(self.rounding.items()):
+            h.update(b"rounding\0" + node.encode() + np.asarray(values, np.int8).tobytes())
 
 
 @dataclass
@@ -232,14 +257,14 @@ def write_qdq(
     output: str | os.PathLike,
     float_nodes: frozenset[str] = frozenset(),
     weight_bits: int | None = None,
-    shifts: dict | None = None,
+    corrections: Corrections | None = None,
 ) -> None:
     """Quantize the prepared FP32 graph with the cached ranges into ``output``, but the nodes named
     in ``float_nodes``: on the tensorrt target they read float inputs (no Q/DQ of their own, and a
     residual Add they would fuse with keeps its skip input float too); on the cpu target ONNX
     Runtime leaves them unquantized. ``weight_bits``: the target's default (WEIGHT_BITS) when None;
-    8 on the cpu target for CPUs with VNNI or AMX. ``shifts``: bias corrections of the quantized
-    Convs (calibration.bias), added where they are quantized."""
+    8 on the cpu target for CPUs with VNNI or AMX. ``corrections``: bias shifts and weight rounding
+    of the quantized Convs, applied where they are quantized."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
@@ -291,15 +316,15 @@ def write_qdq(
                 **types,
                 **options,
             )
-    if float_nodes or shifts or (target == "tensorrt" and placement.skips):
+    if float_nodes or corrections or (target == "tensorrt" and placement.skips):
         proto = onnx.load(str(output))
         if target == "tensorrt":
             _quantize_skips(proto.graph, placement.skips, ranges)
         if float_nodes:
             relus = {n.output[0] for n in graph.node if n.op_type == "Relu"}
             _float_inputs(proto.graph, float_nodes, relus)
-        if shifts:
-            apply_shifts(proto.graph, shifts)
+        if corrections:
+            corrections.apply(proto.graph)
         onnx.save(proto, str(output))
 
 
@@ -328,6 +353,30 @@ def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> None:
             bias, scale = initializers[dq.input[0]], numpy_helper.to_array(initializers[dq.input[1]])
             values = numpy_helper.to_array(bias).astype(np.int64) + np.round(shift / scale).astype(np.int64)
             bias.CopyFrom(numpy_helper.from_array(np.clip(values, -(2**31), 2**31 - 1).astype(np.int32), bias.name))
+
+
+def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
+    """Set each rounded Conv's weights in ``graph`` to its chosen int8 values: the int8 initializer
+    behind the weights' DequantizeLinear (cpu target), or the float weights a QuantizeLinear reads
+    (tensorrt target: set to value x scale, which that Q maps back to exactly those values)."""
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for conv in graph.node:
+        values = rounding.get(conv.name)
+        if conv.op_type != "Conv" or values is None or not dequantized(conv.input[0], producers):
+            continue
+        dq = producers[conv.input[1]]
+        scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
+        if dq.input[0] in initializers:  # the int8 weights themselves
+            stored = initializers[dq.input[0]]
+            dtype = numpy_helper.to_array(stored).dtype
+            stored.CopyFrom(numpy_helper.from_array(values.astype(dtype), stored.name))
+        else:  # float weights -> Q -> DQ
+            stored = initializers[producers[dq.input[0]].input[0]]
+            weights = values.astype(np.float32) * scale.reshape(-1, *[1] * (values.ndim - 1))
+            stored.CopyFrom(numpy_helper.from_array(weights, stored.name))
 
 
 def dequantized(name: str, producers: dict) -> bool:

@@ -205,6 +205,7 @@ def export_command(
     int8_holdout,
     int8_accept_unproven,
     int8_bias_correction,
+    int8_adaround,
     int8_weight_bits,
     calib_dir,
     calib_samples,
@@ -249,6 +250,7 @@ def export_command(
         ("--int8-weight-bits", int8_weight_bits),
         ("--int8-max-drop", int8_max_drop is not None),
         ("--int8-accept-unproven", int8_accept_unproven),
+        ("--int8-adaround", int8_adaround),
     ):
         if given and not int8:
             raise ConfigError(f"{flag} needs --int8")
@@ -272,16 +274,10 @@ def export_command(
             calib_cache,
         )
         int8_request = Int8Request(
-            calibration,
-            int8_target,
-            int8_remainder,
-            int8_keep_float,
-            int(int8_weight_bits) if int8_weight_bits else None,
-            int8_max_drop,
-            int8_holdout,
-            int8_accept_unproven,
-            int8_bias_correction,
-        )
+            calibration, int8_target, int8_remainder, int8_keep_float,
+            int(int8_weight_bits) if int8_weight_bits else None, int8_max_drop, int8_holdout,
+            int8_accept_unproven, int8_bias_correction, int8_adaround,
+        )  # fmt: skip
     result = deploy(
         export,
         fp16=Fp16Request(fp16_io) if fp16 else None,

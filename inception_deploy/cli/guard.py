@@ -108,6 +108,7 @@ SETTING_FLAGS = {
     "Int8Request.holdout": "--int8-holdout",
     "Int8Request.accept_unproven": "--int8-accept-unproven",
     "Int8Request.bias_correction": "--int8-bias-correction",
+    "Int8Request.adaround": "--int8-adaround",
     "VerifyRequest.eval_data": "--eval-data",
     "RayOptions.address": "--ray-address",
 }

@@ -11,7 +11,6 @@ from ..calibration.ranges import METHODS
 from ..metadata import INT8_REMAINDERS, INT8_TARGETS, MAX_BATCH
 from ..models.registry import ARCHS
 from ..runtime.openvino_backend import MODES as OPENVINO_MODES
-from ..serving.repository import KINDS, ONNX_BACKENDS
 
 
 class FiniteRange(click.FloatRange):
@@ -256,6 +255,13 @@ def precision_export_options(fn):
             help="Correct each quantized Conv's bias by the mean shift of its own rounding.  [default: cpu target]",
         ),
         option(
+            "--int8-adaround",
+            is_flag=True,
+            group="Precision",
+            help="Round each quantized Conv's weights up or down as its output on calibration images needs "
+            "(AdaRound; a fit per Conv, slower).",
+        ),
+        option(
             "--int8-accept-unproven",
             is_flag=True,
             group="Precision",
@@ -275,61 +281,6 @@ def precision_export_options(fn):
             group="Precision",
             help="Calibration cache: reused when it matches the model, written otherwise.  "
             "[default: <output>.calib.json]",
-        ),
-    ]
-    return stacked(options)(fn)
-
-
-def repository_options(fn):
-    """How inception-triton and inception-serve lay out a Triton model repository."""
-    options = [
-        option(
-            "--arch",
-            metavar="NAME",
-            group="Repository",
-            help="Preprocessing and labels for an .onnx exported without inception-deploy metadata.",
-        ),
-        option(
-            "--onnx-backend",
-            type=click.Choice(ONNX_BACKENDS),
-            default="onnxruntime",
-            group="Repository",
-            help="Triton backend that runs .onnx files (engines run on tensorrt_plan).",
-        ),
-        option(
-            "--kind",
-            type=click.Choice(KINDS),
-            default="auto",
-            group="Repository",
-            help="Where ONNX model instances run; auto: the GPU when the server has one. Engines: GPU.",
-        ),
-        option(
-            "--instances",
-            type=click.IntRange(1, 64),
-            default=1,
-            group="Repository",
-            help="Model instances per GPU (or on the CPU): Triton's instance_group count.",
-        ),
-        option(
-            "--max-batch",
-            type=click.IntRange(1, MAX_BATCH),
-            group="Repository",
-            help="Largest batch the server forms.  [default: the model's limit; an engine's profile max]",
-        ),
-        option(
-            "--preferred-batch",
-            type=click.IntRange(1, MAX_BATCH),
-            multiple=True,
-            group="Repository",
-            help="Batch sizes the dynamic batcher aims for (repeatable).  [default: an engine's profile "
-            "opt and max; ONNX: none, i.e. the largest batch that forms]",
-        ),
-        option(
-            "--queue-delay-us",
-            type=click.IntRange(0, 10_000_000),
-            default=1000,
-            group="Repository",
-            help="How long a request may wait for others to fill a batch (microseconds).",
         ),
     ]
     return stacked(options)(fn)

@@ -8,11 +8,67 @@ from pathlib import Path
 import click
 
 from ..errors import InceptionDeployError, printable
-from ..serving.repository import write_repository
+from ..metadata import MAX_BATCH
+from ..serving.repository import KINDS, ONNX_BACKENDS, write_repository
 from ..serving.server import TritonServer
 from .guard import one_line_errors
-from .options import FiniteRange, command, option, repository_options
+from .options import FiniteRange, command, option, stacked
 from .output import announce, safe_lines
+
+
+def repository_options(fn):
+    """How inception-triton and inception-serve lay out a Triton model repository."""
+    options = [
+        option(
+            "--arch",
+            metavar="NAME",
+            group="Repository",
+            help="Preprocessing and labels for an .onnx exported without inception-deploy metadata.",
+        ),
+        option(
+            "--onnx-backend",
+            type=click.Choice(ONNX_BACKENDS),
+            default="onnxruntime",
+            group="Repository",
+            help="Triton backend that runs .onnx files (engines run on tensorrt_plan).",
+        ),
+        option(
+            "--kind",
+            type=click.Choice(KINDS),
+            default="auto",
+            group="Repository",
+            help="Where ONNX model instances run; auto: the GPU when the server has one. Engines: GPU.",
+        ),
+        option(
+            "--instances",
+            type=click.IntRange(1, 64),
+            default=1,
+            group="Repository",
+            help="Model instances per GPU (or on the CPU): Triton's instance_group count.",
+        ),
+        option(
+            "--max-batch",
+            type=click.IntRange(1, MAX_BATCH),
+            group="Repository",
+            help="Largest batch the server forms.  [default: the model's limit; an engine's profile max]",
+        ),
+        option(
+            "--preferred-batch",
+            type=click.IntRange(1, MAX_BATCH),
+            multiple=True,
+            group="Repository",
+            help="Batch sizes the dynamic batcher aims for (repeatable).  [default: an engine's profile "
+            "opt and max; ONNX: none, i.e. the largest batch that forms]",
+        ),
+        option(
+            "--queue-delay-us",
+            type=click.IntRange(0, 10_000_000),
+            default=1000,
+            group="Repository",
+            help="How long a request may wait for others to fill a batch (microseconds).",
+        ),
+    ]
+    return stacked(options)(fn)
 
 
 def _write_repository(

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..calibration import write_qdq
+from ..calibration.adaround import adaptive_rounding
 from ..calibration.bias import bias_shifts, correction_images
 from ..calibration.budget import Budget, search
 from ..calibration.cache import graph_digest, preprocess_digest
@@ -26,7 +27,7 @@ from ..calibration.float_layers import (
 )
 from ..calibration.int8 import Int8Request
 from ..calibration.policy import CalibrationRequest
-from ..calibration.qdq import WEIGHT_BITS, prepare
+from ..calibration.qdq import WEIGHT_BITS, Corrections, prepare
 from ..cpu import has_vnni
 from ..errors import InceptionDeployError, setting
 from ..fileio import atomic_path, sha256_file
@@ -141,14 +142,11 @@ def quantize(
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
-        shifts, images = None, []
-        if int8.bias_correction and request.folder is not None:  # a cache alone has no images to measure on
+        corrections, images = Corrections(), []
+        if (int8.bias_correction or int8.adaround) and request.folder is not None:  # a cache alone has no images
             images = correction_images(request.folder, config, request.exclude)
         if len(images):
-            with stage(say, f"measuring each quantized Conv's bias shift on {len(images)} calibration images"):
-                full = Path(folder) / "full.onnx"
-                write_qdq(prepared, calibration, int8.target, full, frozenset(), int8.weight_bits)
-                shifts = bias_shifts(prepared, full, images)
+            corrections = _corrections(prepared, calibration, int8, images, Path(folder) / "full.onnx", say)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -164,7 +162,7 @@ def quantize(
             earlier_ranking = stored_ranking(precision_file(output))  # of a search to the same output
             float_layers, report = search(
                 src, prepared, calibration, int8.target, budget, request.folder, metadata,
-                layers, float_layers, convert, int8.weight_bits, shifts, progress, earlier_ranking,
+                layers, float_layers, convert, int8.weight_bits, corrections, progress, earlier_ranking,
             )  # fmt: skip
         if int8.target == "cpu" and int8.weight_bits is None and has_vnni():
             log.info(
@@ -177,7 +175,7 @@ def quantize(
         float_nodes = frozenset(node for module in float_layers for node in layers[module])
         floats = f", {counted(len(float_layers), 'layer')} float" if float_layers else ""
         with stage(say, f"writing INT8 Q/DQ nodes for the {int8.target} target{floats}"):
-            write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits, shifts)
+            write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits, corrections)
         proto = onnx.load(str(quantized))
     changes = {}
     if int8.remainder == "fp16":
@@ -200,7 +198,10 @@ def quantize(
             "percentile": calibration.percentile,
             "images": calibration.images,
             "cache_sha256": calibration.digest,
-            "bias_correction": {"images": len(images), "convs": len(shifts)} if shifts else None,
+            "bias_correction": {"images": len(images), "convs": len(corrections.shifts)}
+            if corrections.shifts
+            else None,
+            "adaround": {"images": len(images), "convs": len(corrections.rounding)} if int8.adaround else None,
         },
     )
     unjudged = BY_BUDGET if report is not None else None if judge_parity else RANDOM_WEIGHTS
@@ -210,6 +211,25 @@ def quantize(
     )
     result.budget = report
     return result
+
+
+def _corrections(prepared, calibration, int8: Int8Request, images, full: Path, say) -> Corrections:
+    """What is measured on the full INT8 placement, written once to ``full``: adaptive rounding of
+    each quantized Conv's weights (opt-in), then the bias shifts that rounding leaves."""
+    import onnx
+
+    write_qdq(prepared, calibration, int8.target, full, frozenset(), int8.weight_bits)
+    rounding, shifts = {}, {}
+    if int8.adaround:
+        with stage(say, f"fitting each quantized Conv's weight rounding on {len(images)} calibration images"):
+            rounding = adaptive_rounding(prepared, full, images)
+        proto = onnx.load(str(full))
+        Corrections(rounding=rounding).apply(proto.graph)
+        onnx.save(proto, str(full))
+    if int8.bias_correction:
+        with stage(say, f"measuring each quantized Conv's bias shift on {len(images)} calibration images"):
+            shifts = bias_shifts(prepared, full, images)
+    return Corrections(shifts, rounding)
 
 
 def quantize_int8(
@@ -229,6 +249,7 @@ def quantize_int8(
     weight_bits: int | None = None,
     budget: Budget | None = None,
     bias_correction: bool | None = None,
+    adaround: bool = False,
     reference_model=None,
     judge_parity: bool = True,
     progress=None,
@@ -246,6 +267,7 @@ def quantize_int8(
         budget.holdout if budget else Int8Request.holdout,
         budget.accept_unproven if budget else False,
         bias_correction,
+        adaround,
     )
     return quantize(
         src,
