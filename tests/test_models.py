@@ -204,6 +204,24 @@ def test_calibrate_batchnorm_tames_random_init_and_restores_state():
         calibrate_batchnorm(model, [])
 
 
+def test_a_random_init_networks_statistics_are_calibrated_once_per_process(monkeypatch):
+    """create_model without weights calibrates the batch norms on images once per network and
+    process; a second build of the same network copies them and is the same network, parameter
+    for parameter; another class count is another network, calibrated anew."""
+    from inception_deploy.checkpoints import zoo
+
+    calls = []
+    monkeypatch.setattr(zoo, "calibrate_batchnorm", lambda *a: calls.append(1) or calibrate_batchnorm(*a))
+    monkeypatch.setattr(zoo, "_RANDOM_INIT_STATISTICS", {})
+    first, second = create_model("v1", num_classes=7), create_model("v1", num_classes=7)
+    assert len(calls) == 1
+    a, b = first.state_dict(), second.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["inception3a.branch1.bn.running_var"], torch.ones(64))
+    create_model("v1", num_classes=8)
+    assert len(calls) == 2
+
+
 def test_export_lists_the_registry_without_needing_an_arch():
     from click.testing import CliRunner
 

@@ -17,6 +17,9 @@ from .weights import download, load_weights
 
 PRETRAINED = "pretrained"
 INIT_SEED = 0  # random init is reproducible: an export and a later parity check build the same model
+# (arch, num_classes, aux_logits) -> the batch-norm statistics its random init calibrates: the same
+# every time (fixed seed, fixed images), so a process computes them once; buffers only, a few MB
+_RANDOM_INIT_STATISTICS: dict[tuple, dict] = {}
 
 
 def create_model(
@@ -41,7 +44,7 @@ def create_model(
         torch.manual_seed(INIT_SEED)
         model = spec.build(num_classes, aux_logits, **options)
     if weights is None:
-        calibrate_batchnorm(model, [_calibration_batch(spec)])
+        _random_init_statistics(model, spec, (spec.name, num_classes, aux_logits))
     elif str(weights) == PRETRAINED:
         if spec.pretrained is None:
             raise InceptionDeployError(f"arch {spec.name} has no published checkpoint: pass a file")
@@ -50,6 +53,20 @@ def create_model(
         load_weights(model, weights)
     model.preprocess = default_preprocess(spec, weights)  # what export writes into the artifact
     return model.eval()
+
+
+def _random_init_statistics(model, spec: ArchSpec, key: tuple) -> None:
+    """Batch-norm statistics for a random-init network (calibrate_batchnorm on synthetic images and
+    the shipped photos): forward passes at full size, 0.5 s for GoogLeNet and 3 s for Xception,
+    computed once per process and copied into every later build of the same network."""
+    statistics = _RANDOM_INIT_STATISTICS.get(key)
+    if statistics is None:
+        calibrate_batchnorm(model, [_calibration_batch(spec)])
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        statistics = {k: v.clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in buffers}
+        _RANDOM_INIT_STATISTICS[key] = statistics
+    else:
+        model.load_state_dict(statistics, strict=False)
 
 
 def default_preprocess(spec: ArchSpec, weights=None) -> PreprocessConfig:
