@@ -334,12 +334,8 @@ def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> None:
     its scale's steps)."""
     from onnx import numpy_helper
 
-    initializers = {init.name: init for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    for conv in graph.node:
-        shift = shifts.get(conv.name)
-        if conv.op_type != "Conv" or shift is None or not dequantized(conv.input[0], producers):
-            continue
+    initializers, producers = _tables(graph)
+    for conv, shift in _quantized_convs_in(graph, shifts, producers):
         if len(conv.input) < 3 or not conv.input[2]:
             name = f"{conv.name}_corrected_bias"
             graph.initializer.append(numpy_helper.from_array(shift.astype(np.float32), name))
@@ -361,12 +357,8 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
     (tensorrt target: set to value x scale, which that Q maps back to exactly those values)."""
     from onnx import numpy_helper
 
-    initializers = {init.name: init for init in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    for conv in graph.node:
-        values = rounding.get(conv.name)
-        if conv.op_type != "Conv" or values is None or not dequantized(conv.input[0], producers):
-            continue
+    initializers, producers = _tables(graph)
+    for conv, values in _quantized_convs_in(graph, rounding, producers):
         dq = producers[conv.input[1]]
         scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
         if dq.input[0] in initializers:  # the int8 weights themselves
@@ -377,6 +369,19 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
             stored = initializers[producers[dq.input[0]].input[0]]
             weights = values.astype(np.float32) * scale.reshape(-1, *[1] * (values.ndim - 1))
             stored.CopyFrom(numpy_helper.from_array(weights, stored.name))
+
+
+def _tables(graph) -> tuple[dict, dict]:
+    """A graph's initializers by name and the node producing each tensor."""
+    return {init.name: init for init in graph.initializer}, {out: n for n in graph.node for out in n.output}
+
+
+def _quantized_convs_in(graph, by_conv: dict, producers: dict):
+    """(Conv node, its entry of ``by_conv``) for each Conv quantized in ``graph`` that has one."""
+    for conv in graph.node:
+        entry = by_conv.get(conv.name)
+        if conv.op_type == "Conv" and entry is not None and dequantized(conv.input[0], producers):
+            yield conv, entry
 
 
 def dequantized(name: str, producers: dict) -> bool:
