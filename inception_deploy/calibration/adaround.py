@@ -29,10 +29,13 @@ WARMUP = 0.2  # share of the steps fitted on the output error alone
 JUDGED = 0.25  # share of the images kept out of the fit, on which nearest and adaptive rounding are compared
 
 
-def adaptive_rounding(prepared_path, qdq_path, images: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def adaptive_rounding(
+    prepared_path, qdq_path, images: np.ndarray, weight_bits: int, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Conv node -> its weights' int8 values (the shape of its weights) for each quantized Conv of
-    the Q/DQ graph at ``qdq_path`` whose output error on the judged share of ``images`` adaptive
-    rounding lowers; Convs where nearest rounding was as good are left out."""
+    the Q/DQ graph at ``qdq_path`` (weights of ``weight_bits``) whose output error on the judged
+    share of ``images`` adaptive rounding lowers; Convs where nearest rounding was as good are left
+    out."""
     import onnx
 
     fp32, qdq = onnx.load(str(prepared_path)), onnx.load(str(qdq_path))
@@ -46,7 +49,7 @@ def adaptive_rounding(prepared_path, qdq_path, images: np.ndarray, seed: int = 0
     rng = np.random.default_rng(seed)
     rounding = {}
     for (node, conv), x in zip(pairs, inputs):
-        layer = _Layer(node, conv, fp32_initializers, initializers, producers)
+        layer = _Layer(node, conv, fp32_initializers, initializers, producers, weight_bits)
         chosen = layer.fit(x, rng)
         if chosen is not None:
             rounding[conv.name] = chosen
@@ -63,25 +66,25 @@ class _Layer:
     """One quantized Conv as its Q/DQ graph computes it, in PyTorch: FP32 weights and bias (from
     the prepared graph), the weights' per-channel scales and int range, the input's Q/DQ."""
 
-    def __init__(self, fp32_conv, conv, fp32_initializers, initializers, producers):
+    def __init__(self, fp32_conv, conv, fp32_initializers, initializers, producers, weight_bits: int):
+        import torch
         from onnx import helper, numpy_helper
 
-        def array(name, table=initializers):
-            return numpy_helper.to_array(table[name])
+        def tensor(name, table=initializers):
+            return torch.from_numpy(numpy_helper.to_array(table[name]).astype(np.float32))
 
-        self.weight = array(fp32_conv.input[1], fp32_initializers).astype(np.float32)
+        self.weight = tensor(fp32_conv.input[1], fp32_initializers)
         has_bias = len(fp32_conv.input) > 2 and fp32_conv.input[2]
-        self.bias = array(fp32_conv.input[2], fp32_initializers).astype(np.float32) if has_bias else None
+        self.bias = tensor(fp32_conv.input[2], fp32_initializers) if has_bias else None
         weight_dq = producers[conv.input[1]]
-        self.scale = array(weight_dq.input[1]).astype(np.float32).reshape(-1, *[1] * (self.weight.ndim - 1))
-        bits = 7 if self._stored_range(weight_dq, initializers, producers) <= 64 else 8
-        self.low, self.high = (-64, 64) if bits == 7 else (-127, 127)
+        self.scale = tensor(weight_dq.input[1]).reshape(-1, *[1] * (self.weight.ndim - 1))
+        self.high = {7: 64, 8: 127}[weight_bits]  # ONNX Runtime's symmetric ranges (7: its reduce_range)
+        self.low = -self.high
         input_dq = producers[conv.input[0]]
-        self.x_scale = float(array(input_dq.input[1]))
-        zero = array(input_dq.input[2]) if len(input_dq.input) > 2 and input_dq.input[2] else np.int8(0)
-        self.x_zero = int(zero)
-        info = np.iinfo(zero.dtype)
-        self.x_low, self.x_high = info.min, info.max
+        self.x_scale = float(numpy_helper.to_array(initializers[input_dq.input[1]]))
+        has_zero = len(input_dq.input) > 2 and input_dq.input[2]
+        zero = numpy_helper.to_array(initializers[input_dq.input[2]]) if has_zero else np.int8(0)
+        self.x_zero, (self.x_low, self.x_high) = int(zero), (np.iinfo(zero.dtype).min, np.iinfo(zero.dtype).max)
         attributes = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
         self.stride = list(attributes.get("strides", [1, 1]))
         self.dilation = list(attributes.get("dilations", [1, 1]))
@@ -89,26 +92,17 @@ class _Layer:
         top, left, bottom, right = attributes.get("pads", [0, 0, 0, 0])
         self.pads = (left, right, top, bottom)
 
-    @staticmethod
-    def _stored_range(weight_dq, initializers, producers) -> int:
-        """The largest |int| the target writes these weights with (64: 7 bits, 127: 8)."""
-        from onnx import numpy_helper
-
-        if weight_dq.input[0] in initializers:
-            return int(np.abs(numpy_helper.to_array(initializers[weight_dq.input[0]]).astype(np.int32)).max())
-        return 127  # the tensorrt target's 8-bit weights behind a QuantizeLinear
-
     def _conv(self, padded, weight):
         """The Conv on an input already padded (the whole input, or a window of it)."""
         import torch.nn.functional as F
 
-        return F.conv2d(padded, weight, self._bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(padded, weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def _window(self, padded, target, rng):
         """A random ``WINDOW`` x ``WINDOW`` patch of the output (all of it where it is smaller) and
         the input window it reads: the fit's steps cost the same on a 149 px map as on a 12 px one."""
         height, width = target.shape[2:]
-        kernel = [self.dilation[i] * (self._kernel[i] - 1) + 1 for i in range(2)]
+        kernel = [self.dilation[i] * (self.weight.shape[2 + i] - 1) + 1 for i in range(2)]
         rows, cols = min(WINDOW, height), min(WINDOW, width)
         top, left = int(rng.integers(0, height - rows + 1)), int(rng.integers(0, width - cols + 1))
         x = padded[
@@ -131,9 +125,7 @@ class _Layer:
             return None
         with torch.no_grad():
             x = F.pad(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), self.pads)
-            self._bias = None if self.bias is None else torch.from_numpy(self.bias)
-            weight, scale = torch.from_numpy(self.weight), torch.from_numpy(self.scale)
-            self._kernel = weight.shape[2:]
+            weight, scale = self.weight, self.scale
             x_q = (
                 torch.clamp(torch.round(x / self.x_scale) + self.x_zero, self.x_low, self.x_high) - self.x_zero
             ) * self.x_scale  # padded with 0, as the Q/DQ graph pads its dequantized input

@@ -222,7 +222,7 @@ def _corrections(prepared, calibration, int8: Int8Request, images, full: Path, s
     rounding, shifts = {}, {}
     if int8.adaround:
         with stage(say, f"fitting each quantized Conv's weight rounding on {len(images)} calibration images"):
-            rounding = adaptive_rounding(prepared, full, images)
+            rounding = adaptive_rounding(prepared, full, images, int8.weight_bits or WEIGHT_BITS[int8.target])
         proto = onnx.load(str(full))
         Corrections(rounding=rounding).apply(proto.graph)
         onnx.save(proto, str(full))
