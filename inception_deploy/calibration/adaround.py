@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bias import fp32_values, quantized_convs
+from .qdq import graph_tables
 
 ITERATIONS = 500  # per Conv; the paper's 10,000 are GPU-sized: on the stand-ins 300 -> 500 still helped
 BATCH = 8  # images per step
@@ -39,12 +40,11 @@ def adaptive_rounding(
     import onnx
 
     fp32, qdq = onnx.load(str(prepared_path)), onnx.load(str(qdq_path))
-    producers = {out: node for node in qdq.graph.node for out in node.output}
-    pairs = [(node, conv) for node, conv in quantized_convs(fp32, qdq) if _int_weight(conv, producers)]
+    initializers, producers = graph_tables(qdq.graph)
+    pairs = [(node, conv) for node, conv in quantized_convs(fp32, qdq, producers) if _int_weight(conv, producers)]
     if not pairs or not len(images):
         return {}
-    initializers = {init.name: init for init in qdq.graph.initializer}
-    fp32_initializers = {init.name: init for init in fp32.graph.initializer}
+    fp32_initializers, _ = graph_tables(fp32.graph)
     inputs = fp32_values(fp32, [node.input[0] for node, _ in pairs], images)
     rng = np.random.default_rng(seed)
     rounding = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import static_batch
-from .qdq import dequantized
+from .qdq import dequantized, graph_tables
 from .sensitivity import run_graph
 
 BIAS_IMAGES = 32  # calibration images the shifts are measured on
@@ -47,17 +47,18 @@ def conv_outputs(prepared_path, qdq_path, images: np.ndarray):
     import onnx
 
     fp32, qdq = onnx.load(str(prepared_path)), onnx.load(str(qdq_path))
-    pairs = quantized_convs(fp32, qdq)
+    _, producers = graph_tables(qdq.graph)
+    pairs = quantized_convs(fp32, qdq, producers)
     runs = fp32_values(fp32, [name for node, _ in pairs for name in (node.input[0], node.output[0])], images)
-    producers = {out: node for node in qdq.graph.node for out in node.output}
+    batch = static_batch(fp32.graph)
     for i, (_, conv) in enumerate(pairs):
         x, expected = runs[2 * i], runs[2 * i + 1]
-        yield conv.name, expected, run_graph(_alone(qdq, conv, producers), x, ["y"], static_batch(fp32.graph))[0]
+        yield conv.name, expected, run_graph(_alone(qdq, conv, producers), x, ["y"], batch)[0]
 
 
-def quantized_convs(fp32, qdq) -> list[tuple]:
-    """(the prepared FP32 graph's Conv node, the Q/DQ graph's) for each Conv quantized in ``qdq``."""
-    producers = {out: node for node in qdq.graph.node for out in node.output}
+def quantized_convs(fp32, qdq, producers: dict) -> list[tuple]:
+    """(the prepared FP32 graph's Conv node, the Q/DQ graph's) for each Conv quantized in ``qdq``
+    (``producers``: its tensors' producing nodes, ``qdq.graph_tables``)."""
     by_name = {n.name: n for n in fp32.graph.node}
     return [
         (by_name[n.name], n)

@@ -334,7 +334,7 @@ def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> None:
     its scale's steps)."""
     from onnx import numpy_helper
 
-    initializers, producers = _tables(graph)
+    initializers, producers = graph_tables(graph)
     for conv, shift in _quantized_convs_in(graph, shifts, producers):
         if len(conv.input) < 3 or not conv.input[2]:
             name = f"{conv.name}_corrected_bias"
@@ -357,7 +357,7 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
     (tensorrt target: set to value x scale, which that Q maps back to exactly those values)."""
     from onnx import numpy_helper
 
-    initializers, producers = _tables(graph)
+    initializers, producers = graph_tables(graph)
     for conv, values in _quantized_convs_in(graph, rounding, producers):
         dq = producers[conv.input[1]]
         scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
@@ -371,7 +371,7 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
             stored.CopyFrom(numpy_helper.from_array(weights, stored.name))
 
 
-def _tables(graph) -> tuple[dict, dict]:
+def graph_tables(graph) -> tuple[dict, dict]:
     """A graph's initializers by name and the node producing each tensor."""
     return {init.name: init for init in graph.initializer}, {out: n for n in graph.node for out in n.output}
 
