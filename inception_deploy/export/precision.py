@@ -142,11 +142,11 @@ def quantize(
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
-        corrections, images = Corrections(), []
+        corrections, images, full = Corrections(), [], Path(folder) / "full.onnx"
         if (int8.bias_correction or int8.adaround) and request.folder is not None:  # a cache alone has no images
             images = correction_images(request.folder, config, request.exclude)
         if len(images):
-            corrections = _corrections(prepared, calibration, int8, images, Path(folder) / "full.onnx", say)
+            corrections = _corrections(prepared, calibration, int8, images, full, say)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -175,8 +175,12 @@ def quantize(
         float_nodes = frozenset(node for module in float_layers for node in layers[module])
         floats = f", {counted(len(float_layers), 'layer')} float" if float_layers else ""
         with stage(say, f"writing INT8 Q/DQ nodes for the {int8.target} target{floats}"):
-            write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits, corrections)
-        proto = onnx.load(str(quantized))
+            if float_nodes or not full.exists():
+                write_qdq(prepared, calibration, int8.target, quantized, float_nodes, int8.weight_bits, corrections)
+                proto = onnx.load(str(quantized))
+            else:  # the corrections were measured on this very placement: only they are left to write
+                proto = onnx.load(str(full))
+                corrections.apply(proto.graph)
     changes = {}
     if int8.remainder == "fp16":
         say("converting the unquantized remainder to FP16...")
