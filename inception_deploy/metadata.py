@@ -67,6 +67,7 @@ class Metadata:
     int8_remainder: str  # the precision of what an INT8 graph leaves unquantized
     int8_float_modules: list[str]
     int8_budget: dict | None  # calibration.budget.BudgetReport.to_dict(), for INT8 under --int8-max-drop
+    int8_equalization: dict  # tensor -> the per-channel divisors its values carry (calibration.equalize)
     io_dtype: str  # float32, or float16 for an FP16 file with half-precision input and output
     tensorrt: dict  # an engine's build: version, version_compatible, hardware_compatibility, ...
     gpu: dict  # the GPU an engine was built on: name, compute_capability
@@ -200,6 +201,12 @@ def validate_metadata(meta: object, source) -> Metadata:
             check.number("int8_budget.interval", bound, positive=False)
         if not isinstance(budget.get("proven", False), bool):
             check.fail("int8_budget.proven", f"must be true or false, not {_kind(budget['proven'])}")
+    equalization = meta.get("int8_equalization") or {}
+    if not isinstance(equalization, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(x, (int, float)) and x > 0 for x in v)
+        for v in equalization.values()
+    ):
+        check.fail("int8_equalization", "must map tensor names to lists of positive numbers")
     modules = meta.get("int8_float_modules", [])
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         check.fail("int8_float_modules", "must be a list of strings")
@@ -225,6 +232,7 @@ def validate_metadata(meta: object, source) -> Metadata:
         int8_remainder=meta.get("int8_remainder", "fp32"),
         int8_float_modules=modules,
         int8_budget=meta.get("int8_budget"),
+        int8_equalization={t: tuple(v) for t, v in equalization.items()},
         io_dtype=meta.get("io_dtype", "float32"),
         tensorrt=tensorrt,
         gpu=gpu,

@@ -275,6 +275,8 @@ def test_an_unproven_result_is_accepted_only_when_asked_and_then_says_so(tmp_pat
         (["--int8", "--calib-cache", "{cache}", "--int8-bias-correction"], "(a cache alone holds none)"),
         (["--int8", "--calib-cache", "{cache}", "--int8-adaround"], "--int8-adaround fits on calibration images"),
         (["--int8-adaround"], "--int8-adaround needs --int8"),
+        (["--int8", "--calib-cache", "{cache}", "--int8-equalize"], "--int8-equalize measures channel ranges"),
+        (["--int8-equalize"], "--int8-equalize needs --int8"),
         # issue 44: too few held-out images to show the budget, said before any slow work
         (["--int8", "--calib-samples", "--int8-max-drop", "1"], "a 1-point budget needs at least 381 judged images"),
         (["--int8", "--calib-dir", "{calib}", "--int8-max-drop", "0"], "a 0-point budget is shown by no number"),

@@ -185,6 +185,32 @@ def test_layerwise_names_a_planted_fault_first(exported, arch, module, precision
         assert [int8_modules.get(c) for c in convs] == [fp32_modules[c] for c in convs]
 
 
+def test_equalization_changes_no_output(exported, tmp_path):
+    """calibration.equalize on InceptionNeXt's prepared graph (each MLP's batch norm -> fc1, whose
+    default-initialised scales the exporter shares between layers): the logits stay FP32's, and
+    every divided tensor holds FP32's values divided by its recorded divisors."""
+    from inception_deploy.calibration.equalize import equalize
+    from inception_deploy.calibration.qdq import prepare
+    from inception_deploy.calibration.sensitivity import run_graph
+    from inception_deploy.verify.layerwise import layer_images
+
+    fp32 = exported("inception_next_tiny").path
+    prepare(fp32, tmp_path / "prepared.onnx")
+    images = layer_images(fp32, None, 32, 0)
+    proto = onnx.load(str(tmp_path / "prepared.onnx"))
+    divisors = equalize(proto, images, "cpu", 7)
+    assert divisors
+    tensors = sorted(divisors)[:4]
+    plain = onnx.load(str(tmp_path / "prepared.onnx"))
+    plain.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors)
+    proto.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors)
+    expected = run_graph(plain, images, ["logits", *tensors])
+    got = run_graph(proto, images, ["logits", *tensors])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-4)
+    for tensor, a, b in zip(tensors, expected[1:], got[1:]):
+        np.testing.assert_allclose(b * divisors[tensor].reshape(1, -1, 1, 1), a, rtol=1e-3, atol=1e-4)
+
+
 def test_the_layerwise_plot_marks_and_names_the_first_layer_below_the_bar():
     """``LayerwiseReport.draw``: 1 - cosine per layer in graph order, the bar at 1 - min_cosine,
     the first layer below it circled, named in the legend and among the axis' module names."""

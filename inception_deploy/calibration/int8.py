@@ -37,7 +37,10 @@ class Int8Request:
     calibration folder); None: on for the cpu target with a calibration folder, where it measurably
     helps, off for tensorrt, where it did not (docs/precision.md). ``adaround``: each quantized
     Conv's weights rounded up or down by what its output needs (calibration.adaround; needs the
-    calibration folder; opt-in: a fit per Conv). Validated when made."""
+    calibration folder; opt-in: a fit per Conv). ``equalize``: channels a Conv reads brought to
+    similar ranges where that lowers its simulated error (calibration.equalize; needs the calibration
+    folder; opt-in: it helps where channel ranges differ widely, which the stand-ins' and the trained
+    GoogLeNet's do not). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
@@ -49,6 +52,7 @@ class Int8Request:
     accept_unproven: bool = False
     bias_correction: bool | None = None
     adaround: bool = False
+    equalize: bool = False
 
     def __post_init__(self):
         target = self.target or ("tensorrt" if self.remainder == "fp16" else default_int8_target())
@@ -62,6 +66,11 @@ class Int8Request:
         if self.adaround and self.calibration.folder is None:
             raise ConfigError(
                 f"{setting('Int8Request.adaround')} fits on calibration images: it needs "
+                f"{setting('CalibrationRequest.folder')} (a cache alone holds none)"
+            )
+        if self.equalize and self.calibration.folder is None:
+            raise ConfigError(
+                f"{setting('Int8Request.equalize')} measures channel ranges on calibration images: it needs "
                 f"{setting('CalibrationRequest.folder')} (a cache alone holds none)"
             )
         if self.bias_correction is None:  # where it measurably helps, and where there are images for it

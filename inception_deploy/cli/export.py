@@ -206,6 +206,7 @@ def export_command(
     int8_accept_unproven,
     int8_bias_correction,
     int8_adaround,
+    int8_equalize,
     int8_weight_bits,
     calib_dir,
     calib_samples,
@@ -251,6 +252,7 @@ def export_command(
         ("--int8-max-drop", int8_max_drop is not None),
         ("--int8-accept-unproven", int8_accept_unproven),
         ("--int8-adaround", int8_adaround),
+        ("--int8-equalize", int8_equalize),
     ):
         if given and not int8:
             raise ConfigError(f"{flag} needs --int8")
@@ -276,7 +278,7 @@ def export_command(
         int8_request = Int8Request(
             calibration, int8_target, int8_remainder, int8_keep_float,
             int(int8_weight_bits) if int8_weight_bits else None, int8_max_drop, int8_holdout,
-            int8_accept_unproven, int8_bias_correction, int8_adaround,
+            int8_accept_unproven, int8_bias_correction, int8_adaround, int8_equalize,
         )  # fmt: skip
     result = deploy(
         export,

@@ -109,6 +109,7 @@ SETTING_FLAGS = {
     "Int8Request.accept_unproven": "--int8-accept-unproven",
     "Int8Request.bias_correction": "--int8-bias-correction",
     "Int8Request.adaround": "--int8-adaround",
+    "Int8Request.equalize": "--int8-equalize",
     "VerifyRequest.eval_data": "--eval-data",
     "RayOptions.address": "--ray-address",
 }

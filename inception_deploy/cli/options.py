@@ -262,6 +262,13 @@ def precision_export_options(fn):
             "(AdaRound; a fit per Conv, slower).",
         ),
         option(
+            "--int8-equalize",
+            is_flag=True,
+            group="Precision",
+            help="Bring the channels each Conv reads to similar ranges where that lowers its error (cross-layer "
+            "equalization; for networks whose channel ranges differ widely).",
+        ),
+        option(
             "--int8-accept-unproven",
             is_flag=True,
             group="Precision",

@@ -18,6 +18,8 @@ from ..calibration.adaround import adaptive_rounding
 from ..calibration.bias import bias_shifts, correction_images
 from ..calibration.budget import Budget, search
 from ..calibration.cache import graph_digest, preprocess_digest
+from ..calibration.equalize import IMAGES as EQUALIZE_IMAGES
+from ..calibration.equalize import equalize, equalized_digest
 from ..calibration.float_layers import (
     match_modules,
     precision_file,
@@ -132,20 +134,26 @@ def quantize(
     if budget is not None:
         budget.check(request.folder)
         request = replace(request, exclude=tuple(budget.held_out(request.folder)))
-    calibration = None if budget is not None else request.cached(graph_sha, pre_sha, say)
+    weight_bits = int8.weight_bits or WEIGHT_BITS[int8.target]
     with tempfile.TemporaryDirectory(prefix="inception-int8-") as folder:
         prepared = Path(folder) / "prepared.onnx"
         with stage(say, f"preparing {src} for quantization (shape inference, graph optimization)"):
             prepare(src, prepared)
+        images, divisors = [], {}
+        if (int8.bias_correction or int8.adaround or int8.equalize) and request.folder is not None:
+            images = correction_images(request.folder, config, request.exclude)  # a cache alone has none
+        if int8.equalize and len(images):
+            with stage(say, f"equalizing the channels each Conv reads on {min(len(images), EQUALIZE_IMAGES)} images"):
+                divisors = _equalize(prepared, images, int8.target, weight_bits)
+            graph_sha = equalized_digest(graph_sha, divisors)  # ranges of another graph: their own cache key
         graph = onnx.load(str(prepared)).graph
         layers = quantizable_layers(graph, int8.target)
         float_layers = match_modules(patterns, list(layers), metadata.arch) if patterns else {}
+        calibration = None if budget is not None else request.cached(graph_sha, pre_sha, say)
         if calibration is None:
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
-        corrections, images, full = Corrections(), [], Path(folder) / "full.onnx"
-        if (int8.bias_correction or int8.adaround) and request.folder is not None:  # a cache alone has no images
-            images = correction_images(request.folder, config, request.exclude)
-        if len(images):
+        corrections, full = Corrections(), Path(folder) / "full.onnx"
+        if len(images) and (int8.bias_correction or int8.adaround):
             corrections = _corrections(prepared, calibration, int8, images, full, say)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
@@ -188,13 +196,15 @@ def quantize(
         changes.update(int8_remainder="fp16", fp32_ops=list(FP16_KEEP_FP32))
     if report is not None:
         changes["int8_budget"] = report.to_dict()
+    if divisors:
+        changes["int8_equalization"] = {tensor: [float(v) for v in s] for tensor, s in divisors.items()}
     metadata = metadata.updated(
         output,
         drop=("parity",),
         **changes,
         precision="int8",
         int8_target=int8.target,
-        int8_weight_bits=int8.weight_bits or WEIGHT_BITS[int8.target],
+        int8_weight_bits=weight_bits,
         int8_float_modules=list(float_layers),
         source_sha256=sha256_file(src),
         calibration={
@@ -236,6 +246,16 @@ def _corrections(prepared, calibration, int8: Int8Request, images, full: Path, s
     return Corrections(shifts, rounding)
 
 
+def _equalize(prepared: Path, images, target: str, weight_bits: int) -> dict:
+    """calibration.equalize on the prepared graph, rewritten in place; the divisors it records."""
+    import onnx
+
+    proto = onnx.load(str(prepared))
+    divisors = equalize(proto, images, target, weight_bits)
+    onnx.save(proto, str(prepared))
+    return divisors
+
+
 def quantize_int8(
     src: str | os.PathLike,
     output: str | os.PathLike,
@@ -254,6 +274,7 @@ def quantize_int8(
     budget: Budget | None = None,
     bias_correction: bool | None = None,
     adaround: bool = False,
+    equalize: bool = False,
     reference_model=None,
     judge_parity: bool = True,
     progress=None,
@@ -272,6 +293,7 @@ def quantize_int8(
         budget.accept_unproven if budget else False,
         bias_correction,
         adaround,
+        equalize,
     )
     return quantize(
         src,

@@ -156,17 +156,17 @@ def compare_layers(
     ref_producers = {out: node for node in ref_proto.graph.node for out in node.output}
     ref_sha = sha256_file(reference)
     candidates = [(Path(path), *_made_from(path, reference, ref_sha, ref_producers)) for path in candidates]
-    marked = sorted({ref for _, _, _, pairs in candidates for ref, _ in pairs})
+    marked = sorted({ref for _, _, _, pairs, _ in candidates for ref, _ in pairs})
     if save_outputs is not None:
-        names = [[ref for ref, _ in pairs] for *_, pairs in candidates]
+        names = [[ref for ref, _ in pairs] for _, _, _, pairs, _ in candidates]
         check_save_size(save_outputs, ref_proto, names, len(images), save_limit)
     with _quiet_polygraphy():
         runners = [_runner(modify_outputs(ref_proto, outputs=marked, copy=True), "fp32 reference")]
         runners += [
             _runner(modify_outputs(proto, outputs=[got for _, got in pairs], copy=True), str(path))
-            for path, _, proto, pairs in candidates
+            for path, _, proto, pairs, _ in candidates
         ]
-        stats = [{pair: _Statistics() for pair in pairs} for _, _, _, pairs in candidates]
+        stats = [{pair: _Statistics() for pair in pairs} for _, _, _, pairs, _ in candidates]
         saved = RunResults()
         input_name = ref_proto.graph.input[0].name
         fixed = static_batch(ref_proto.graph)
@@ -180,10 +180,12 @@ def compare_layers(
                         for it in iterations
                     ]
             (expected,) = results[runners[0].name]
-            for runner, per_tensor, (path, *_) in zip(runners[1:], stats, candidates):
+            for runner, per_tensor, (path, *_, divisors) in zip(runners[1:], stats, candidates):
                 (got,) = results[runner.name]
                 for (name, paired), statistics in per_tensor.items():
                     a, b = np.asarray(expected[name]), np.asarray(got[paired])
+                    if name in divisors:  # equalized: the FP32 values divided per channel (calibration.equalize)
+                        b = b * np.asarray(divisors[name], np.float32).reshape(1, -1, *[1] * (b.ndim - 2))
                     if a.shape != b.shape:  # its metadata says it was made from the reference; its graph does not
                         raise InceptionDeployError(
                             f"{path}: tensor {name} is {'x'.join(map(str, b.shape))} here but "
@@ -200,7 +202,7 @@ def compare_layers(
             with atomic_path(save_outputs, POLYGRAPHY_OUTPUTS) as tmp:
                 saved.save(str(tmp))
     reports = []
-    for (path, precision, _, _), per_tensor in zip(candidates, stats):
+    for (path, precision, *_), per_tensor in zip(candidates, stats):
         bar = THRESHOLDS.get(precision, THRESHOLDS["fp32"]).min_cosine or 1.0
         report = LayerwiseReport(str(reference), str(path), precision, len(images), bar)
         for (name, paired), statistics in per_tensor.items():
@@ -253,7 +255,8 @@ def saved_size(reference, candidates, images: int, save_outputs, limit: int | No
 
 def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tuple:
     """(precision, proto, (reference tensor, candidate tensor) pairs holding the same value, in the
-    candidate's graph order) of a candidate; an error where it was not converted from ``reference``."""
+    candidate's graph order, its equalized tensors' divisors) of a candidate; an error where it was
+    not converted from ``reference``."""
     proto = load_onnx(path)
     meta = onnx_metadata(proto, path)
     if meta is None or meta.source_sha256 != ref_sha:
@@ -272,7 +275,7 @@ def _made_from(path, reference: Path, ref_sha: str, ref_producers: dict) -> tupl
             elif ref.op_type == "Relu" and out in clipped:  # the ReLU fused into quantization: after the Q/DQ
                 pairs.append((out, clipped[out]))
             # any other pair would set a pre-activation against a post-activation: left out
-    return meta.precision, proto, pairs
+    return meta.precision, proto, pairs, meta.int8_equalization
 
 
 class _Statistics:
