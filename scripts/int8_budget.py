@@ -27,6 +27,7 @@ def main():
     parser.add_argument("--accept-unproven", action="store_true", help="search on the point estimate (Budget)")
     parser.add_argument("--no-bias-correction", action="store_true", help="Int8Request.bias_correction off")
     parser.add_argument("--adaround", action="store_true", help="Int8Request.adaround on")
+    parser.add_argument("--equalize", action="store_true", help="Int8Request.equalize on")
     parser.add_argument("--weight-bits", type=int, choices=(7, 8), help="cpu target (default 7)")
     parser.add_argument("--target", default="tensorrt", choices=["tensorrt", "cpu"])
     parser.add_argument("--method", default="entropy")
@@ -55,6 +56,7 @@ def run(args, folder: Path):
         fp32, folder / "int8.onnx", target=args.target, calib_dir=calib, method=args.method,
         budget=Budget(args.max_drop, accept_unproven=args.accept_unproven),
         bias_correction=not args.no_bias_correction, adaround=args.adaround, weight_bits=args.weight_bits,
+        equalize=args.equalize,
         progress=print,
     )  # fmt: skip
     print(f"calibration, search and writing: {time.perf_counter() - start:.0f} s")

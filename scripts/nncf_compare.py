@@ -130,6 +130,7 @@ def main():
     )
     parser.add_argument("--holdout", type=float, default=0.2, help="share of the folder judged on")
     parser.add_argument("--adaround", action="store_true", help="ours: Int8Request.adaround (opt-in)")
+    parser.add_argument("--equalize", action="store_true", help="ours: Int8Request.equalize (opt-in)")
     parser.add_argument(
         "--digits",
         type=Path,
@@ -172,7 +173,7 @@ def compare(args, folder: Path):
     start = time.perf_counter()
     ours = quantize_int8(
         fp32, folder / "ours.onnx", target="cpu", calib_dir=calib, method=args.method, weight_bits=args.weight_bits,
-        budget=budget, adaround=args.adaround,
+        budget=budget, adaround=args.adaround, equalize=args.equalize,
     )  # fmt: skip
     ours_seconds = time.perf_counter() - start
 

@@ -185,11 +185,15 @@ def test_layerwise_names_a_planted_fault_first(exported, arch, module, precision
         assert [int8_modules.get(c) for c in convs] == [fp32_modules[c] for c in convs]
 
 
-def test_equalization_changes_no_output(exported, tmp_path):
+def test_equalization_changes_no_output(exported, tmp_path, monkeypatch):
     """calibration.equalize on InceptionNeXt's prepared graph (each MLP's batch norm -> fc1, whose
-    default-initialised scales the exporter shares between layers): the logits stay FP32's, and
+    default-initialised scales the exporter shares between layers), every pair considered (its
+    channels are alike, below the SPREAD that equalization waits for): the logits stay FP32's, and
     every divided tensor holds FP32's values divided by its recorded divisors."""
+    from inception_deploy.calibration import equalize as module
     from inception_deploy.calibration.equalize import equalize
+
+    monkeypatch.setattr(module, "SPREAD", 1.0)
     from inception_deploy.calibration.qdq import prepare
     from inception_deploy.calibration.sensitivity import run_graph
     from inception_deploy.verify.layerwise import layer_images

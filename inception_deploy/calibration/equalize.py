@@ -37,6 +37,7 @@ from .qdq import graph_tables
 
 LIMIT = 100.0  # s within [1/LIMIT, LIMIT]: a near-dead channel is not blown up
 ALPHAS = (0.25, 0.5, 0.75)  # how much of each channel's range moves into the weights (SmoothQuant's alpha)
+SPREAD = 4.0  # equalize only where the largest channel's range is SPREAD times the 10th percentile's or more
 IMAGES = 16  # calibration images the ranges and errors are measured on
 WINDOW = 32  # rows and columns of each input the error is simulated on
 
@@ -118,16 +119,22 @@ def equalize(proto, images: np.ndarray, target: str, weight_bits: int) -> dict[s
 def choose_scales(x: np.ndarray, weights: np.ndarray, attributes: dict, target: str, weight_bits: int):
     """The divisors s_i = a_i^alpha / w_i^(1 - alpha) (alpha in ALPHAS; 1/2 is the balance above)
     whose simulated quantization of the Conv reading ``x`` gives the lowest output error, or None
-    where leaving the pair as it is does as well. Simulated: the activation per tensor over its own
-    minimum and maximum (uint8 on the cpu target, symmetric int8 on tensorrt), the weights per output
-    channel with ``weight_bits``, on a window of ``x``; calibration's clipping is not simulated."""
+    where that is no lower than leaving the pair as it is, or where the channels' ranges lie within
+    SPREAD of each other (at most 2.8 in the stand-ins and the digits GoogLeNet, where the
+    simulation, which does not clip as entropy calibration does, chose pairs whose real error then
+    rose: docs/precision.md). Simulated: the activation per tensor over its own minimum and maximum
+    (uint8 on the cpu target, symmetric int8 on tensorrt), the weights per output channel with
+    ``weight_bits``, on a window of ``x``."""
     activation = np.abs(x).max(axis=(0, 2, 3)).astype(np.float64)
+    alive = activation[activation > 0]
+    if not len(alive) or alive.max() < SPREAD * np.percentile(alive, 10):
+        return None
     weight = np.abs(weights).max(axis=(0, 2, 3))
     candidates = [np.ones_like(activation)] + [channel_scales(activation, weight, alpha) for alpha in ALPHAS]
     window = x[:, :, :WINDOW, :WINDOW]
     errors = [simulated_error(window, weights, s, attributes, target, weight_bits) for s in candidates]
     best = int(np.argmin(errors))
-    return None if best == 0 or errors[best] >= errors[0] else candidates[best]
+    return candidates[best] if errors[best] < errors[0] else None
 
 
 def equalized_digest(graph_sha: str, divisors: dict[str, np.ndarray]) -> str:
