@@ -12,14 +12,15 @@ channel already, so s balances what is still per tensor, the activation, against
 reading it: s_i = a_i^alpha / w_i^(1 - alpha), a_i the channel's largest magnitude on calibration
 images, w_i the largest weight reading it (SmoothQuant's rule, Xiao et al. 2023; at alpha 1/2 both
 become sqrt(a_i w_i)). Per pair, alpha is chosen, or the pair left alone, by the Conv's output
-error with its input and weights quantized in simulation. The first layer's weights change per
+error with its input and weights quantized in simulation, and only pairs whose channels are far
+apart are touched (``choose_scales``). The first layer's weights change per
 output channel only, which their per-channel scales absorb. InceptionNeXt's batch norm before each
 MLP (after the depthwise token mixer) and GoogLeNet's 1x1 reductions before their 3x3 and 5x5
 Convs are such pairs; a Conv output that also feeds a residual sum or a concatenation is not.
 
 Opt-in (``Int8Request.equalize``): where channel ranges are far apart it lowers the Conv's error
-several times over (tests/test_precision.py plants such a drift); on the stand-ins and the GoogLeNet
-trained on digits, whose batch norms keep channels alike, it changed little (docs/precision.md).
+several times over (tests/test_precision.py plants such a drift); the stand-ins and the GoogLeNet
+trained on digits, whose batch norms keep channels alike, have no such pair (docs/precision.md).
 
 The equalized graph is what gets calibrated and quantized; the tensors between each pair hold the
 FP32 values divided by s, which the file records (``Metadata.int8_equalization``) so the layerwise

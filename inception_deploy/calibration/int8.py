@@ -38,9 +38,8 @@ class Int8Request:
     helps, off for tensorrt, where it did not (docs/precision.md). ``adaround``: each quantized
     Conv's weights rounded up or down by what its output needs (calibration.adaround; needs the
     calibration folder; opt-in: a fit per Conv). ``equalize``: channels a Conv reads brought to
-    similar ranges where that lowers its simulated error (calibration.equalize; needs the calibration
-    folder; opt-in: it helps where channel ranges differ widely, which the stand-ins' and the trained
-    GoogLeNet's do not). Validated when made."""
+    similar ranges where they lie far apart and that lowers its simulated error (calibration.equalize;
+    needs the calibration folder; opt-in: no network measured so far has such channels). Validated when made."""
 
     calibration: CalibrationRequest = CalibrationRequest()
     target: str | None = None
