@@ -250,7 +250,8 @@ def test_the_pipeline_runs_on_a_keras_checkpoint(saved, tmp_path):
     result = deploy(
         ExportRequest("xception", tmp_path / "xception.onnx", weights=files[".keras"]),
         fp16=Fp16Request(),
-        int8=Int8Request(CalibrationRequest(sample_folder(), method="minmax"), target="cpu"),
+        # bias correction (tested in test_precision.py) off: on Xception it measures 40 Convs one by one
+        int8=Int8Request(CalibrationRequest(sample_folder(), method="minmax"), target="cpu", bias_correction=False),
         triton_repository=tmp_path / "repo",
         engine=EngineOptions("no"),
     )
