@@ -192,12 +192,11 @@ def test_equalization_changes_no_output(exported, tmp_path, monkeypatch):
     every divided tensor holds FP32's values divided by its recorded divisors."""
     from inception_deploy.calibration import equalize as module
     from inception_deploy.calibration.equalize import equalize
-
-    monkeypatch.setattr(module, "SPREAD", 1.0)
     from inception_deploy.calibration.qdq import prepare
     from inception_deploy.calibration.sensitivity import run_graph
     from inception_deploy.verify.layerwise import layer_images
 
+    monkeypatch.setattr(module, "SPREAD", 1.0)
     fp32 = exported("inception_next_tiny").path
     prepare(fp32, tmp_path / "prepared.onnx")
     images = layer_images(fp32, None, 32, 0)
