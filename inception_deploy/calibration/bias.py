@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import static_batch
-from .qdq import dequantized, graph_tables
+from .qdq import graph_tables, quantized_convs_in
 from .sensitivity import run_graph
 
 BIAS_IMAGES = 32  # calibration images the shifts are measured on
@@ -60,11 +60,7 @@ def quantized_convs(fp32, qdq, producers: dict) -> list[tuple]:
     """(the prepared FP32 graph's Conv node, the Q/DQ graph's) for each Conv quantized in ``qdq``
     (``producers``: its tensors' producing nodes, ``qdq.graph_tables``)."""
     by_name = {n.name: n for n in fp32.graph.node}
-    return [
-        (by_name[n.name], n)
-        for n in qdq.graph.node
-        if n.op_type == "Conv" and n.name in by_name and dequantized(n.input[0], producers)
-    ]
+    return [(node, conv) for conv, node in quantized_convs_in(qdq.graph, by_name, producers)]
 
 
 def fp32_values(fp32, names: list[str], images: np.ndarray) -> list[np.ndarray]:

@@ -59,10 +59,7 @@ def equalization_pairs(graph) -> list[Pair]:
     layer's weights (and bias) or batch-norm parameters are initializers, its output reaches only
     the second through ReLUs, and the second is an ungrouped Conv with initializer weights."""
     initializers, _ = graph_tables(graph)
-    readers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    readers = _readers(graph)
     outputs = {o.name for o in graph.output}
     pairs = []
     for node in graph.node:
@@ -93,10 +90,7 @@ def equalize(proto, images: np.ndarray, target: str, weight_bits: int) -> dict[s
     measured = fp32_values(_copy(proto), [pair.tensors[-1] for pair in pairs], images[:IMAGES])
     initializers, _ = graph_tables(graph)
     nodes = {n.name: n for n in graph.node}
-    reads: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            reads[name] = reads.get(name, 0) + 1
+    reads = {name: len(nodes_reading) for name, nodes_reading in _readers(graph).items()}
     divisors = {}
     for pair, x in zip(pairs, measured):
         first, second = nodes[pair.first], nodes[pair.second]
@@ -190,6 +184,15 @@ def simulated_error(x, weights, s, attributes: dict, target: str, weight_bits: i
         w = torch.clamp(torch.round(w / steps), -top, top) * steps
         got = F.conv2d(scaled, w, None, stride, 0, dilation)
         return float(((got - expected) ** 2).mean() / (expected**2).mean().clamp_min(1e-30))
+
+
+def _readers(graph) -> dict[str, list]:
+    """Tensor -> the nodes that read it (a node reading it twice, twice)."""
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
 
 
 def _parameters_known(node, initializers) -> bool:

@@ -335,7 +335,7 @@ def apply_shifts(graph, shifts: dict[str, np.ndarray]) -> None:
     from onnx import numpy_helper
 
     initializers, producers = graph_tables(graph)
-    for conv, shift in _quantized_convs_in(graph, shifts, producers):
+    for conv, shift in quantized_convs_in(graph, shifts, producers):
         if len(conv.input) < 3 or not conv.input[2]:
             name = f"{conv.name}_corrected_bias"
             graph.initializer.append(numpy_helper.from_array(shift.astype(np.float32), name))
@@ -358,7 +358,7 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
     from onnx import numpy_helper
 
     initializers, producers = graph_tables(graph)
-    for conv, values in _quantized_convs_in(graph, rounding, producers):
+    for conv, values in quantized_convs_in(graph, rounding, producers):
         dq = producers[conv.input[1]]
         scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float32)
         if dq.input[0] in initializers:  # the int8 weights themselves
@@ -376,7 +376,7 @@ def graph_tables(graph) -> tuple[dict, dict]:
     return {init.name: init for init in graph.initializer}, {out: n for n in graph.node for out in n.output}
 
 
-def _quantized_convs_in(graph, by_conv: dict, producers: dict):
+def quantized_convs_in(graph, by_conv: dict, producers: dict):
     """(Conv node, its entry of ``by_conv``) for each Conv quantized in ``graph`` that has one."""
     for conv in graph.node:
         entry = by_conv.get(conv.name)

@@ -154,7 +154,7 @@ def quantize(
             calibration = request.calibrate(prepared, config, graph_sha, pre_sha, progress)
         corrections, full = Corrections(), Path(folder) / "full.onnx"
         if len(images) and (int8.bias_correction or int8.adaround):
-            corrections = _corrections(prepared, calibration, int8, images, full, say)
+            corrections = _corrections(prepared, calibration, int8, weight_bits, images, full, say)
         for earlier in replayed:
             if earlier.calibration_sha256 not in (None, calibration.digest):
                 log.warning(
@@ -227,16 +227,17 @@ def quantize(
     return result
 
 
-def _corrections(prepared, calibration, int8: Int8Request, images, full: Path, say) -> Corrections:
-    """What is measured on the full INT8 placement, written once to ``full``: adaptive rounding of
-    each quantized Conv's weights (opt-in), then the bias shifts that rounding leaves."""
+def _corrections(prepared, calibration, int8: Int8Request, weight_bits: int, images, full: Path, say) -> Corrections:
+    """What is measured on the full INT8 placement (weights of ``weight_bits``), written once to
+    ``full``: adaptive rounding of each quantized Conv's weights (opt-in), then the bias shifts that
+    rounding leaves."""
     import onnx
 
-    write_qdq(prepared, calibration, int8.target, full, frozenset(), int8.weight_bits)
+    write_qdq(prepared, calibration, int8.target, full, frozenset(), weight_bits)
     rounding, shifts = {}, {}
     if int8.adaround:
         with stage(say, f"fitting each quantized Conv's weight rounding on {len(images)} calibration images"):
-            rounding = adaptive_rounding(prepared, full, images, int8.weight_bits or WEIGHT_BITS[int8.target])
+            rounding = adaptive_rounding(prepared, full, images, weight_bits)
         proto = onnx.load(str(full))
         Corrections(rounding=rounding).apply(proto.graph)
         onnx.save(proto, str(full))
