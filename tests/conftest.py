@@ -73,6 +73,35 @@ def _info_logs(caplog):
     caplog.set_level(logging.INFO, logger="inception_deploy")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_random_init_statistics(once):
+    """A random-init network's batch-norm statistics (``create_model`` without weights: forward
+    passes at full size, 46 s for the 23 architectures on one core) computed by one worker per run:
+    ``checkpoints.zoo`` keeps them per process, so each worker building the same architectures
+    computed them again."""
+    from inception_deploy.checkpoints import zoo
+
+    class Shared(dict):
+        def get(self, key, default=None):
+            if key not in self:
+
+                def make(folder):
+                    mine = zoo._RANDOM_INIT_STATISTICS
+                    zoo._RANDOM_INIT_STATISTICS = {}
+                    try:
+                        zoo.create_model(*key)  # computes and keeps them in the plain dict
+                        return zoo._RANDOM_INIT_STATISTICS[key]
+                    finally:
+                        zoo._RANDOM_INIT_STATISTICS = mine
+
+                self[key] = once("statistics-" + "-".join(map(str, key)), make)
+            return super().get(key, default)
+
+    zoo._RANDOM_INIT_STATISTICS = Shared()
+    yield
+    zoo._RANDOM_INIT_STATISTICS = {}
+
+
 @pytest.fixture(scope="session")
 def built_models():
     """Each architecture built once per session (the seven together are ~200M parameters)."""
