@@ -40,11 +40,11 @@ def classifier(trained, tmp_path_factory):
     )
 
 
-def _accuracy(classifier, path, precision):
+def _accuracy(classifier, path, precision, images=None):
+    """``path``'s accuracy on the labelled images (the first ``images`` of them) beside eager's."""
     backend = OnnxRuntimeBackend(path)
-    report = check_backend(
-        classifier["reference"], backend, classifier["config"], (8,), precision, labelled=classifier["test"]
-    )
+    labelled = {name: (x[:images], y[:images]) for name, (x, y) in classifier["test"].items()}
+    report = check_backend(classifier["reference"], backend, classifier["config"], (8,), precision, labelled=labelled)
     row = next(r for r in report.rows if r.inputs.startswith("labelled"))
     return row, report
 
@@ -314,7 +314,8 @@ def test_int8_with_fp16_remainder(classifier, tmp_path):
         reference_model=classifier["reference"],
     )
     assert len(result.parity.rows) == 4  # parity-checked (photos / synthetic: out of distribution here)
-    row, report = _accuracy(classifier, result.path, "int8")
+    # 400 of the 1000 (ONNX Runtime's FP16 kernels are slow on a CPU): a point is 4 images
+    row, report = _accuracy(classifier, result.path, "int8", images=400)
     assert row.accuracy >= row.reference_accuracy - 0.01 - 1e-9 and row.passed, report.table()
     assert result.metadata["int8_remainder"] == "fp16" and result.metadata["int8_target"] == "tensorrt"
     graph = onnx.load(str(result.path)).graph
