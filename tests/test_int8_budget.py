@@ -205,6 +205,43 @@ def test_a_cpu_target_file_is_judged_on_onnx_runtime_and_openvino(trained, tmp_p
     assert result.metadata.int8_budget["runtimes"] == ["onnxruntime", "openvino"]
 
 
+def test_a_relu_after_a_float_conv_is_no_float_layer_of_the_search(trained, tmp_path):
+    """On the cpu target ONNX Runtime folds a ReLU into the Q/DQ pair of its input, and leaves it
+    alone where that input is float: a ReLU module kept float after its Conv writes the same file,
+    so the search's order leaves it out instead of counting it (resnet18's search counted 4 such
+    ReLUs among its 27 float layers). Checked on the written files, not only by the rule."""
+    import onnx
+
+    from inception_deploy.calibration import CalibrationCache
+    from inception_deploy.calibration.budget import _changing, _nodes
+    from inception_deploy.calibration.float_layers import quantizable_layers
+    from inception_deploy.calibration.qdq import prepare, write_qdq
+
+    cache, prepared = tmp_path / "c.json", tmp_path / "prepared.onnx"
+    quantize_int8(
+        trained["fp32"], tmp_path / "q.onnx", target="cpu", calib_dir=sample_folder(), method="minmax", cache=cache,
+        bias_correction=False, judge_parity=False,
+    )  # fmt: skip
+    prepare(trained["fp32"], prepared)
+    op = {node.name: node.op_type for node in onnx.load(str(prepared)).graph.node}
+    layers = quantizable_layers(onnx.load(str(prepared)).graph, "cpu")
+    convs = [m for m, nodes in layers.items() if {op[n] for n in nodes} == {"Conv"}]
+    relus = [m for m, nodes in layers.items() if {op[n] for n in nodes} == {"Relu"}]
+    assert len(relus) >= 10 and len(convs) >= 10
+    assert _changing(prepared, relus, layers, convs) == []  # after every Conv: none changes anything
+    assert _changing(prepared, relus, layers, []) == relus  # each folded into its quantized Conv's output
+
+    calibration = CalibrationCache.load(cache)
+
+    def written(modules):
+        path = tmp_path / f"{len(modules)}.onnx"
+        write_qdq(prepared, calibration, "cpu", path, _nodes(modules, layers))
+        return onnx.load(str(path)).graph.SerializeToString()
+
+    assert written(convs + relus) == written(convs)
+    assert written(relus[:1]) != written([])  # the rule's other half: its Conv quantized, it is a layer
+
+
 def test_copies_of_an_image_are_judged_once_and_never_calibrated_on_beside_a_judged_one(tmp_path, caplog):
     """A folder of 20 images and 10 byte-for-byte copies of them: the hold-out counts 20 images
     (copies would narrow an interval that assumes independent ones), judges each image once, and

@@ -48,7 +48,7 @@ from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..statistics import Z95, cosines, mean_kl, wilson
 from .cache import CalibrationCache
-from .qdq import Corrections, write_qdq
+from .qdq import Corrections, float_changes_nothing, write_qdq
 from .sensitivity import conv_macs, layer_sensitivity
 
 log = logging.getLogger(__name__)
@@ -379,8 +379,9 @@ def search(
         errors = dict(ranking["layers"])
         order.extend(errors)
         # what the ranking's tensorrt placement does not quantize (the cpu target's Concats, sums,
-        # head): float last, so that every layer float is the FP32 network
-        order.extend(module for module in layers if module not in fixed and module not in errors)
+        # ReLUs): float last, so that every layer float is the FP32 network
+        tail = [module for module in layers if module not in fixed and module not in errors]
+        order.extend(_changing(prepared, tail, layers, [*fixed, *order]))
         count = fewest(judged_drop, len(order), budget.max_drop)
         if count is None:  # every layer float misses too: the best seen; the caller reports failure
             count = min(tried, key=lambda k: (tried[k].interval[1], tried[k].drop, k))
@@ -465,6 +466,22 @@ def _ranking_key(calibration: CalibrationCache, images: list, fixed, corrections
     if corrections:
         corrections.digest(h)
     return h.hexdigest()
+
+
+def _changing(prepared, tail: list[str], layers: dict[str, list[str]], before: list[str]) -> list[str]:
+    """``tail``'s modules in order, but those that change nothing when kept float after ``before``
+    and the earlier ones of ``tail`` (``qdq.float_changes_nothing``: on the cpu target, a ReLU whose
+    Conv is already float), which are no float layer."""
+    import onnx
+
+    graph = onnx.load(str(prepared)).graph
+    quantized = set(_nodes(layers, layers)) - _nodes(before, layers)
+    changing = []
+    for module in tail:
+        if not float_changes_nothing(graph, layers[module], quantized):
+            changing.append(module)
+            quantized -= set(layers[module])
+    return changing
 
 
 def _nodes(modules, layers: dict[str, list[str]]) -> frozenset[str]:

@@ -371,6 +371,24 @@ def apply_rounding(graph, rounding: dict[str, np.ndarray]) -> None:
             stored.CopyFrom(numpy_helper.from_array(weights, stored.name))
 
 
+# what onnxruntime.quantization's QDQ quantizer folds into the Q/DQ pair of its input
+# (QDQRemovableActivation), and leaves alone, unquantized, where that input is not quantized
+REMOVABLE_ACTIVATIONS = ("Relu", "Clip")
+
+
+def float_changes_nothing(graph, nodes: list[str], quantized: set[str]) -> bool:
+    """Whether leaving ``nodes`` out of the cpu target's quantization writes the same file when
+    the nodes in ``quantized`` are the ones quantized: they are removable activations whose input
+    no quantized node makes or reads, which ONNX Runtime's quantizer leaves alone either way (a
+    ReLU after a Conv kept float)."""
+    by_name = {node.name: node for node in graph.node}
+    if not nodes or any(by_name[name].op_type not in REMOVABLE_ACTIVATIONS for name in nodes):
+        return False
+    tensors = {by_name[name].input[0] for name in nodes}
+    touching = {n.name for n in graph.node if tensors & set(n.output) or tensors & set(n.input)} - set(nodes)
+    return not touching & quantized
+
+
 def graph_tables(graph) -> tuple[dict, dict]:
     """A graph's initializers by name and the node producing each tensor."""
     return {init.name: init for init in graph.initializer}, {out: n for n in graph.node for out in n.output}
