@@ -101,6 +101,7 @@ ours = core.read_model(ours_path)
 json.dump({
     "nncf": nncf.__version__, "openvino": ov.get_version(), "seconds": seconds,
     "reverted": len({name for names in reverted for name in names}), "quantized_ops": total, "gave_up": gave_up,
+    "reverted_convs": len({name for names in reverted for name in names if "/Conv" in name}),
     "reverted_names": " ".join(name for names in reverted for name in names)[:3000],
     "flips": flips(quantized), "ours_flips_on_openvino": flips(ours), "ptq_flips": flips(ptq), "judged": len(held),
     "ptq_seconds": ptq_seconds,
@@ -257,7 +258,8 @@ def compare(args, folder: Path):
         f"| {ours_seconds:.0f} s (calibration and search) | {peer['throughput']['ours']:.0f} |"
     )
     print(
-        f"| NNCF quantize_with_accuracy_control | {peer['reverted']} of {peer['quantized_ops'] or 'the'} | "
+        f"| NNCF quantize_with_accuracy_control | {peer['reverted']} of {peer['quantized_ops'] or 'the'} "
+        f"({peer['reverted_convs']} Convs) | "
         f"{drop(peer['flips'], judged)}{' (gave up: budget not reached)' if peer['gave_up'] else ''} | "
         f"{shown(upper(peer['flips'], judged), args.max_drop)} | {peer['seconds']:.0f} s | "
         f"{peer['throughput']['nncf']:.0f} |"
