@@ -48,7 +48,7 @@ from ..progress import Progress, counted, silent, stage
 from ..runtime.onnxruntime_backend import OnnxRuntimeBackend
 from ..statistics import Z95, cosines, mean_kl, wilson
 from .cache import CalibrationCache
-from .qdq import Corrections, float_changes_nothing, write_qdq
+from .qdq import Corrections, float_changes_nothing, head_nodes, quantized_op_types, write_qdq
 from .sensitivity import conv_macs, layer_sensitivity
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,9 @@ def _changing(prepared, tail: list[str], layers: dict[str, list[str]], before: l
     import onnx
 
     graph = onnx.load(str(prepared)).graph
-    quantized = set(_nodes(layers, layers)) - _nodes(before, layers)
+    # every node the cpu target quantizes, those no module made included (they are never float)
+    ops, head = set(quantized_op_types("cpu")), head_nodes(graph)
+    quantized = {n.name for n in graph.node if n.op_type in ops and n.name not in head} - _nodes(before, layers)
     changing = []
     for module in tail:
         if not float_changes_nothing(graph, layers[module], quantized):
