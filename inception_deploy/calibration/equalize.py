@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bias import fp32_values
-from .qdq import graph_tables
+from .qdq import graph_readers, graph_tables
 
 LIMIT = 100.0  # s within [1/LIMIT, LIMIT]: a near-dead channel is not blown up
 ALPHAS = (0.25, 0.5, 0.75)  # how much of each channel's range moves into the weights (SmoothQuant's alpha)
@@ -59,7 +59,7 @@ def equalization_pairs(graph) -> list[Pair]:
     layer's weights (and bias) or batch-norm parameters are initializers, its output reaches only
     the second through ReLUs, and the second is an ungrouped Conv with initializer weights."""
     initializers, _ = graph_tables(graph)
-    readers = _readers(graph)
+    readers = graph_readers(graph)
     outputs = {o.name for o in graph.output}
     pairs = []
     for node in graph.node:
@@ -90,7 +90,7 @@ def equalize(proto, images: np.ndarray, target: str, weight_bits: int) -> dict[s
     measured = fp32_values(_copy(proto), [pair.tensors[-1] for pair in pairs], images[:IMAGES])
     initializers, _ = graph_tables(graph)
     nodes = {n.name: n for n in graph.node}
-    reads = {name: len(nodes_reading) for name, nodes_reading in _readers(graph).items()}
+    reads = {name: len(nodes_reading) for name, nodes_reading in graph_readers(graph).items()}
     divisors = {}
     for pair, x in zip(pairs, measured):
         first, second = nodes[pair.first], nodes[pair.second]
@@ -184,15 +184,6 @@ def simulated_error(x, weights, s, attributes: dict, target: str, weight_bits: i
         w = torch.clamp(torch.round(w / steps), -top, top) * steps
         got = F.conv2d(scaled, w, None, stride, 0, dilation)
         return float(((got - expected) ** 2).mean() / (expected**2).mean().clamp_min(1e-30))
-
-
-def _readers(graph) -> dict[str, list]:
-    """Tensor -> the nodes that read it (a node reading it twice, twice)."""
-    readers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    return readers
 
 
 def _parameters_known(node, initializers) -> bool:

@@ -150,11 +150,8 @@ def tensorrt_placement(graph, float_nodes: frozenset[str] = frozenset()) -> Plac
     follow stays float (rule 5), and so does the skip input of a residual Add whose Conv is float
     (rule 3 pays only in an INT8 kernel).
     """
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    _, producers = graph_tables(graph)
+    consumers = graph_readers(graph)
 
     # rule 5: tensors some quantized Conv lies downstream of (the graph is topologically sorted)
     def quantized_conv(node) -> bool:
@@ -392,6 +389,15 @@ def float_changes_nothing(graph, nodes: list[str], quantized: set[str]) -> bool:
 def graph_tables(graph) -> tuple[dict, dict]:
     """A graph's initializers by name and the node producing each tensor."""
     return {init.name: init for init in graph.initializer}, {out: n for n in graph.node for out in n.output}
+
+
+def graph_readers(graph) -> dict[str, list]:
+    """Tensor -> the nodes that read it (a node reading it twice, twice)."""
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
 
 
 def quantized_convs_in(graph, by_conv: dict, producers: dict):
